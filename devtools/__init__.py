@@ -1,0 +1,1 @@
+"""Developer tooling: the local stack (`make run`) and the Firestore emulator wrapper."""

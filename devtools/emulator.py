@@ -1,0 +1,138 @@
+"""Start and stop the official Firestore emulator, for `make run` and the test session.
+
+The emulator is Google's own Java server (`cloud-firestore-emulator`); the bridge never
+imitates Firestore in memory. `find_emulator()` looks for it where the Debian/Ubuntu package and
+the gcloud SDK put it; when it is missing, `EmulatorMissing` says how to install it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+SDK_ROOTS = (
+    Path("/usr/lib/google-cloud-sdk"),
+    Path("/usr/share/google-cloud-sdk"),
+    Path("/opt/google-cloud-sdk"),
+    Path.home() / "google-cloud-sdk",
+)
+SCRIPT = Path("platform/cloud-firestore-emulator/cloud_firestore_emulator")
+START_TIMEOUT = 60.0  # seconds; the JVM's first start on a busy 2-core machine takes ~10 s
+
+INSTALL_HELP = """\
+The Firestore emulator is not installed (it needs Java 11 or newer).
+Install it with one of:
+  sudo apt-get install google-cloud-cli-firestore-emulator default-jre-headless
+      (Debian/Ubuntu with Google's apt repository: https://cloud.google.com/sdk/docs/install)
+  gcloud components install cloud-firestore-emulator
+      (a gcloud SDK installed from Google's archive)
+or point FIRESTORE_EMULATOR_BIN at the cloud_firestore_emulator script."""
+
+
+class EmulatorMissing(RuntimeError):
+    def __init__(self) -> None:
+        super().__init__(INSTALL_HELP)
+
+
+def find_emulator() -> list[str]:
+    """The command that starts the emulator, without its host and port arguments."""
+    override = os.environ.get("FIRESTORE_EMULATOR_BIN")
+    if override:
+        return [override, "start"]
+    if shutil.which("java"):
+        for root in SDK_ROOTS:
+            script = root / SCRIPT
+            if script.is_file():
+                return [str(script), "start"]
+    gcloud = shutil.which("gcloud")
+    if gcloud and shutil.which("java"):
+        sdk = Path(os.path.realpath(gcloud)).parent.parent
+        if (sdk / SCRIPT).is_file():
+            return [gcloud, "emulators", "firestore", "start"]
+    raise EmulatorMissing
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Emulator:
+    """One running emulator process (its own process group, so stopping it leaves nothing)."""
+
+    def __init__(self, port: int | None = None, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.port = port or free_port()
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def start(self, log_path: Path | None = None) -> None:
+        command = find_emulator()
+        if command[1] == "emulators":
+            command += [f"--host-port={self.address}", "--quiet"]
+        else:
+            command += [f"--host={self.host}", f"--port={self.port}"]
+        output = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
+        self._process = subprocess.Popen(
+            command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"Firestore emulator exited early ({self._process.returncode})")
+            if self.ready():
+                return
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"Firestore emulator not ready after {START_TIMEOUT:.0f} s")
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{self.address}/", timeout=1) as response:
+                return response.read().strip() == b"Ok"
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def wipe(self, project: str) -> None:
+        """Delete every document of `project`'s default database."""
+        request = urllib.request.Request(
+            f"http://{self.address}/emulator/v1/projects/{project}/databases/(default)/documents",
+            method="DELETE",
+        )
+        with urllib.request.urlopen(request, timeout=10):  # noqa: S310
+            pass
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def stop(self) -> None:
+        if self._process is None or self._process.poll() is not None:
+            return
+        stop_process_group(self._process)
+
+
+def stop_process_group(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """SIGTERM the process's group, then SIGKILL what is still there after `timeout`."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout)
+    # The group may hold children (the emulator's JVM) that outlive their parent shell.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()

@@ -1,0 +1,144 @@
+"""The one configuration model of the bridge, read from the environment and an optional `.env`.
+
+Seed 000's variable names are kept (`TRACCAR_SERVER_URL`, `API_TOKEN`, `AUTO_REGISTER_*`,
+`NOTIFY_*`), plus smart tracking, the Google Cloud settings and the adapter backends.
+`load_settings()` turns a validation failure into `ConfigError` whose message names each bad
+variable; library code never reads `os.environ` itself but takes a `Settings`.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, HttpUrl, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.errors import ConfigError
+
+SecretsBackend = Literal["secret_manager", "local"]
+SchedulerBackend = Literal["cloud_scheduler", "local"]
+
+
+class Settings(BaseSettings):
+    """Every variable the bridge understands; `.env.example` documents each one."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
+    )
+
+    # Traccar
+    traccar_server_url: HttpUrl = HttpUrl("http://localhost:5055")
+    traccar_api_url: HttpUrl | None = None
+    traccar_api_token_secret: str = "traccar-api-token"  # noqa: S105 - a secret's name
+
+    # API protection (Cloud Functions inject it from Secret Manager as an environment variable)
+    api_token: SecretStr | None = None
+
+    # Auto-registration of sync services (seed 000)
+    auto_register_services: bool = True
+    auto_register_timer: int = Field(600, ge=60, le=86_400)
+    auto_register_delta: int = Field(5, ge=0, le=3_600)
+
+    # Smart tracking: locate a moving device more often for a while
+    smart_tracking_enabled: bool = False
+    smart_tracking_distance: float = Field(100.0, gt=0)
+    smart_tracking_timer: int = Field(60, ge=10, le=3_600)
+    smart_tracking_delta: int = Field(10, ge=0, le=600)
+    smart_tracking_duration: int = Field(900, gt=0, le=86_400)
+
+    # Notifications (SMTP); disabled when host or recipient is empty
+    notify_smtp_host: str = ""
+    notify_smtp_port: int = Field(587, ge=1, le=65_535)
+    notify_smtp_user: str = ""
+    notify_smtp_pass: SecretStr = SecretStr("")
+    notify_email_from: str = ""
+    notify_email_to: str = ""
+    notify_smtp_ssl: bool = False
+
+    # Google Cloud
+    gcp_project: str = Field(
+        "traccar-bridge-local",
+        min_length=1,
+        validation_alias=AliasChoices("GCP_PROJECT", "GOOGLE_CLOUD_PROJECT"),
+    )
+    gcp_region: str = Field("europe-west1", min_length=1)
+    sync_device_url: HttpUrl | None = None
+    refresh_devices_url: HttpUrl | None = None
+    scheduler_service_account: str = ""
+    scheduler_time_zone: str = "Etc/UTC"
+
+    # Adapter backends: Google services in the cloud, local stand-ins on a workstation
+    secrets_backend: SecretsBackend = "local"
+    secrets_dir: Path = Path(".secrets")
+    scheduler_backend: SchedulerBackend = "local"
+
+    # Data retention
+    push_log_retention_days: int = Field(90, ge=1, le=3_650)
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator(
+        "api_token", "traccar_api_url", "sync_device_url", "refresh_devices_url", mode="before"
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @property
+    def notify_recipients(self) -> list[str]:
+        return [address.strip() for address in self.notify_email_to.split(",") if address.strip()]
+
+    @property
+    def notify_sender(self) -> str:
+        return self.notify_email_from or self.notify_smtp_user
+
+    @property
+    def notify_enabled(self) -> bool:
+        return bool(self.notify_smtp_host and self.notify_recipients)
+
+
+def _variable_name(settings_cls: type[BaseSettings], field: str) -> str:
+    alias = settings_cls.model_fields[field].validation_alias
+    if isinstance(alias, AliasChoices):
+        return " or ".join(str(choice) for choice in alias.choices)
+    return field.upper()
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read and validate the configuration; a bad value raises `ConfigError` naming it."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            name = _variable_name(Settings, field) if field in Settings.model_fields else field
+            problems.append(f"{name}: {error['msg']}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The instance's settings, read once on first use."""
+    return load_settings()
+
+
+def main() -> int:
+    """`python -m shared.config`: check the configuration, print what is wrong, exit non-zero."""
+    try:
+        load_settings()
+    except ConfigError as exc:
+        print(exc)
+        return 2
+    print("configuration ok")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

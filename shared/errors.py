@@ -1,0 +1,65 @@
+"""The bridge's exception hierarchy, translated to HTTP statuses at the edge (`shared.web`).
+
+    BridgeError                 500, the base; its message is safe to show
+    ├── ConfigError             500, a bad or missing configuration value (names the variable)
+    ├── BadRequest              400, malformed input (names the field)
+    ├── Unauthorized            401, missing or wrong bearer token / signature
+    ├── Forbidden               403, e.g. a service for an excluded device
+    ├── NotFound                404
+    ├── Conflict                409
+    ├── PayloadTooLarge         413
+    ├── RetryLater              429, with `retry_after` seconds
+    └── Unavailable             503, e.g. Google credentials expired (`auth_required`)
+
+Messages never carry secret values: they are shown to callers and written to logs.
+"""
+
+from __future__ import annotations
+
+
+class BridgeError(Exception):
+    status: int = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigError(BridgeError):
+    status = 500
+
+
+class BadRequest(BridgeError):
+    status = 400
+
+
+class Unauthorized(BridgeError):
+    status = 401
+
+
+class Forbidden(BridgeError):
+    status = 403
+
+
+class NotFound(BridgeError):
+    status = 404
+
+
+class Conflict(BridgeError):
+    status = 409
+
+
+class PayloadTooLarge(BridgeError):
+    status = 413
+
+
+class RetryLater(BridgeError):
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Unavailable(BridgeError):
+    status = 503

@@ -1,0 +1,108 @@
+"""What one function instance holds: settings, clients and adapters, each made once, lazily.
+
+Cloud Functions reuse an instance for many requests; creating a Firestore client or an HTTP
+session per request would waste the cold start budget and the connection pool. `get_runtime()`
+builds the `Runtime` on first use; each property builds its client on first access, so a
+function never imports a Google client it does not use. Tests build a `Runtime` with their own
+settings and clients (the emulator's, an in-process gRPC fake's).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING
+
+from shared.config import Settings, get_settings
+
+if TYPE_CHECKING:
+    import requests
+    from google.cloud import firestore
+
+    from shared.scheduler import JobScheduler
+    from shared.secrets import SecretStore
+    from shared.store import Store
+
+
+class Runtime:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        firestore_client: firestore.Client | None = None,
+        secrets: SecretStore | None = None,
+        scheduler: JobScheduler | None = None,
+        http_session: requests.Session | None = None,
+    ) -> None:
+        self.settings = settings
+        self._firestore_client = firestore_client
+        self._secrets = secrets
+        self._scheduler = scheduler
+        self._http_session = http_session
+
+    @functools.cached_property
+    def firestore_client(self) -> firestore.Client:
+        if self._firestore_client is not None:
+            return self._firestore_client
+        from google.cloud import firestore
+
+        return firestore.Client(project=self.settings.gcp_project)
+
+    @functools.cached_property
+    def store(self) -> Store:
+        from shared.store import Store
+
+        return Store(self.firestore_client)
+
+    @functools.cached_property
+    def secrets(self) -> SecretStore:
+        if self._secrets is not None:
+            return self._secrets
+        from shared import secrets
+
+        if self.settings.secrets_backend == "secret_manager":
+            from google.cloud import secretmanager
+
+            return secrets.SecretManagerStore(
+                secretmanager.SecretManagerServiceClient(), self.settings.gcp_project
+            )
+        return secrets.LocalSecretStore(self.settings.secrets_dir)
+
+    @functools.cached_property
+    def scheduler(self) -> JobScheduler:
+        if self._scheduler is not None:
+            return self._scheduler
+        from shared import scheduler
+
+        if self.settings.scheduler_backend == "cloud_scheduler":
+            from google.cloud import scheduler_v1
+
+            if self.settings.sync_device_url is None or not self.settings.scheduler_service_account:
+                from shared.errors import ConfigError
+
+                raise ConfigError(
+                    "SCHEDULER_BACKEND=cloud_scheduler needs SYNC_DEVICE_URL and "
+                    "SCHEDULER_SERVICE_ACCOUNT"
+                )
+            return scheduler.CloudSchedulerJobs(
+                scheduler_v1.CloudSchedulerClient(),
+                project=self.settings.gcp_project,
+                region=self.settings.gcp_region,
+                sync_device_url=str(self.settings.sync_device_url),
+                service_account_email=self.settings.scheduler_service_account,
+                time_zone=self.settings.scheduler_time_zone,
+            )
+        return scheduler.LocalJobs(self.store.local_jobs)
+
+    @functools.cached_property
+    def http_session(self) -> requests.Session:
+        """One pooled HTTP session per instance for every outbound vendor call."""
+        if self._http_session is not None:
+            return self._http_session
+        import requests
+
+        return requests.Session()
+
+
+@functools.cache
+def get_runtime() -> Runtime:
+    return Runtime(get_settings())

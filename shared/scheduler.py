@@ -1,0 +1,283 @@
+"""The scheduler adapter: one job per sync service, in Cloud Scheduler or in a local loop.
+
+A job runs `sync_device` for one device every `timer` seconds, give or take `delta`:
+
+- `CloudSchedulerJobs`: a Cloud Scheduler job POSTs `{"device_id", "jitter_seconds"}` to the
+  `sync_device` URL with an OIDC token. Cron has a one-minute granularity, so the timer is
+  rounded to whole minutes and `sync_device` applies the jitter inside the run.
+- `LocalJobs`: the jobs are Firestore documents (`local_jobs`); `LocalLoop` (run by
+  `python -m shared.scheduler`, which `make run` starts) POSTs `{"device_id"}` to `sync_device`
+  at `timer ± delta` seconds, the jitter applied to the schedule itself, and calls
+  `refresh_devices` hourly as the Terraform-made Cloud Scheduler job does in the cloud.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import re
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Protocol
+
+from shared.errors import NotFound
+from shared.models import LocalJob, utc_now
+
+if TYPE_CHECKING:
+    import requests
+    from google.cloud import scheduler_v1
+
+    from shared.store import Repository
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SYNC_TIMEOUT = 300.0  # seconds; a Google locate may wait a minute for its answer
+REFRESH_INTERVAL = 3600  # seconds between two refresh_devices runs, as in the cloud
+_JOB_ID_CHARS = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def cron_for(timer: int) -> str:
+    """A cron schedule close to one run every `timer` seconds (cron counts whole minutes).
+
+    Steps that do not divide the hour or the day restart at its boundary: `*/7` runs at
+    :00, :07, ..., :56 and then :00 again. That is cron's nature; jitter is added in the run.
+    """
+    minutes = max(1, round(timer / 60))
+    if minutes < 60:
+        return "* * * * *" if minutes == 1 else f"*/{minutes} * * * *"
+    hours = max(1, round(minutes / 60))
+    if hours < 24:
+        return "0 * * * *" if hours == 1 else f"0 */{hours} * * *"
+    days = max(1, round(hours / 24))
+    return "0 0 * * *" if days == 1 else f"0 0 */{days} * *"
+
+
+def job_id_for(device_id: str) -> str:
+    """A Cloud Scheduler job id (letters, digits, `-`, `_`; 500 at most) unique per device."""
+    cleaned = _JOB_ID_CHARS.sub("-", device_id)[:400]
+    if cleaned != device_id:
+        cleaned += "-" + hashlib.sha256(device_id.encode()).hexdigest()[:12]
+    return f"sync-{cleaned}"
+
+
+class JobScheduler(Protocol):
+    def upsert(self, device_id: str, *, timer: int, delta: int) -> str: ...
+
+    def pause(self, device_id: str) -> None: ...
+
+    def resume(self, device_id: str) -> None: ...
+
+    def delete(self, device_id: str) -> bool: ...
+
+
+class CloudSchedulerJobs:
+    """Sync jobs in Google Cloud Scheduler, through the official client."""
+
+    def __init__(
+        self,
+        client: scheduler_v1.CloudSchedulerClient,
+        *,
+        project: str,
+        region: str,
+        sync_device_url: str,
+        service_account_email: str,
+        time_zone: str = "Etc/UTC",
+    ) -> None:
+        self._client = client
+        self._parent = f"projects/{project}/locations/{region}"
+        self._url = sync_device_url
+        self._service_account = service_account_email
+        self._time_zone = time_zone
+
+    def job_name(self, device_id: str) -> str:
+        return f"{self._parent}/jobs/{job_id_for(device_id)}"
+
+    def upsert(self, device_id: str, *, timer: int, delta: int) -> str:
+        """Create the device's job, or update it when it exists already."""
+        from google.api_core.exceptions import AlreadyExists
+        from google.cloud import scheduler_v1
+
+        job = scheduler_v1.Job(
+            name=self.job_name(device_id),
+            schedule=cron_for(timer),
+            time_zone=self._time_zone,
+            http_target=scheduler_v1.HttpTarget(
+                uri=self._url,
+                http_method=scheduler_v1.HttpMethod.POST,
+                headers={"Content-Type": "application/json"},
+                body=json.dumps({"device_id": device_id, "jitter_seconds": delta}).encode(),
+                oidc_token=scheduler_v1.OidcToken(
+                    service_account_email=self._service_account, audience=self._url
+                ),
+            ),
+        )
+        try:
+            created = self._client.create_job(parent=self._parent, job=job)
+        except AlreadyExists:
+            created = self._client.update_job(job=job)
+        return created.name
+
+    def pause(self, device_id: str) -> None:
+        self._call("pause_job", device_id)
+
+    def resume(self, device_id: str) -> None:
+        self._call("resume_job", device_id)
+
+    def delete(self, device_id: str) -> bool:
+        try:
+            self._call("delete_job", device_id)
+        except NotFound:
+            return False
+        return True
+
+    def _call(self, method: str, device_id: str) -> None:
+        from google.api_core.exceptions import NotFound as GoogleNotFound
+
+        try:
+            getattr(self._client, method)(name=self.job_name(device_id))
+        except GoogleNotFound:
+            raise NotFound(f"no sync job for device {device_id}") from None
+
+
+class LocalJobs:
+    """Sync jobs as Firestore documents, for `LocalLoop` to run."""
+
+    def __init__(self, jobs: Repository[LocalJob], clock: Callable[[], datetime] = utc_now) -> None:
+        self._jobs = jobs
+        self._clock = clock
+
+    def upsert(self, device_id: str, *, timer: int, delta: int) -> str:
+        job_id = job_id_for(device_id)
+        existing = self._jobs.get(job_id)
+        self._jobs.put(
+            LocalJob(
+                id=job_id,
+                device_id=device_id,
+                timer=timer,
+                delta=delta,
+                paused=existing.paused if existing else False,
+                next_run=self._clock() + timedelta(seconds=next_delay(timer, delta)),
+            )
+        )
+        return job_id
+
+    def _set_paused(self, device_id: str, paused: bool) -> None:
+        job = self._jobs.get(job_id_for(device_id))
+        if job is None:
+            raise NotFound(f"no sync job for device {device_id}")
+        self._jobs.put(job.model_copy(update={"paused": paused}))
+
+    def pause(self, device_id: str) -> None:
+        self._set_paused(device_id, True)
+
+    def resume(self, device_id: str) -> None:
+        self._set_paused(device_id, False)
+
+    def delete(self, device_id: str) -> bool:
+        return self._jobs.delete(job_id_for(device_id))
+
+
+def next_delay(timer: int, delta: int, rng: random.Random | None = None) -> float:
+    """Seconds until the next run: `timer ± delta`, never less than one second."""
+    jitter = (rng or random).uniform(-delta, delta) if delta else 0.0
+    return max(1.0, timer + jitter)
+
+
+class LocalLoop:
+    """Plays Cloud Scheduler's part on a workstation: runs due jobs over HTTP."""
+
+    def __init__(
+        self,
+        jobs: Repository[LocalJob],
+        session: requests.Session,
+        *,
+        sync_device_url: str,
+        refresh_devices_url: str | None,
+        clock: Callable[[], datetime] = utc_now,
+        rng: random.Random | None = None,
+        timeout: float = DEFAULT_SYNC_TIMEOUT,
+    ) -> None:
+        self._jobs = jobs
+        self._session = session
+        self._sync_url = sync_device_url
+        self._refresh_url = refresh_devices_url
+        self._clock = clock
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self._timeout = timeout
+        self._next_refresh: datetime | None = None
+
+    def tick(self) -> list[str]:
+        """Run every due job once and reschedule it; returns the device ids that ran."""
+        now = self._clock()
+        ran = []
+        for job in self._jobs.list():
+            if job.paused or job.next_run > now:
+                continue
+            # Reschedule first: a slow run must not be started again by the next tick.
+            delay = next_delay(job.timer, job.delta, self._rng)
+            self._jobs.put(job.model_copy(update={"next_run": now + timedelta(seconds=delay)}))
+            self._post(self._sync_url, {"device_id": job.device_id})
+            ran.append(job.device_id)
+        if self._refresh_url and (self._next_refresh is None or self._next_refresh <= now):
+            self._next_refresh = now + timedelta(seconds=REFRESH_INTERVAL)
+            self._post(self._refresh_url, {})
+        return ran
+
+    def _post(self, url: str, body: dict[str, str]) -> None:
+        import requests
+
+        try:
+            response = self._session.post(url, json=body, timeout=self._timeout)
+        except requests.RequestException as exc:
+            logger.warning("scheduled call failed", extra={"url": url, "error": str(exc)})
+            return
+        logger.info(
+            "scheduled call",
+            extra={"url": url, "status": response.status_code, **body},
+        )
+
+    def run(self, stop: threading.Event, interval: float = 1.0) -> None:
+        while not stop.is_set():
+            try:
+                self.tick()
+            except Exception:
+                # The loop must outlive a transient emulator hiccup; the next tick retries.
+                logger.exception("local scheduler tick failed")
+            stop.wait(interval)
+
+
+def main() -> None:
+    """`python -m shared.scheduler`: the local loop, until SIGINT or SIGTERM."""
+    import signal
+
+    from shared.config import get_settings
+    from shared.logs import configure_logging
+    from shared.runtime import get_runtime
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    if settings.sync_device_url is None:
+        raise SystemExit("SYNC_DEVICE_URL must be set for the local scheduler loop")
+    runtime = get_runtime()
+    loop = LocalLoop(
+        runtime.store.local_jobs,
+        runtime.http_session,
+        sync_device_url=str(settings.sync_device_url),
+        refresh_devices_url=str(settings.refresh_devices_url)
+        if settings.refresh_devices_url
+        else None,
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    logger.info(
+        "local scheduler loop started", extra={"sync_device_url": str(settings.sync_device_url)}
+    )
+    loop.run(stop)
+
+
+if __name__ == "__main__":
+    main()

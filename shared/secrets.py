@@ -1,0 +1,173 @@
+"""The secrets adapter: Secret Manager in the cloud, 0600 files in a git-ignored folder locally.
+
+Both backends keep numbered versions of a named secret:
+
+- `read(name)` returns the latest enabled version's value (`SecretNotFound` if none);
+- `add_version(name, value)` stores a new latest version (creating the secret if needed);
+- `disable_versions(name, keep=...)` disables every enabled version but `keep`, so an old
+  credential stops being readable once a new one is in place.
+
+Every value read or written is registered with `shared.logs.register_secret`: it can never
+appear in a log line, whatever code later logs it by mistake.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from shared.errors import BridgeError
+from shared.logs import register_secret
+
+if TYPE_CHECKING:
+    from google.cloud import secretmanager
+
+# Secret Manager's own rule for secret ids; it also keeps local names inside their folder.
+_SECRET_NAME = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+
+
+class SecretNotFound(BridgeError):
+    status = 404
+
+
+def check_secret_name(name: str) -> str:
+    if not _SECRET_NAME.match(name):
+        raise ValueError(f"invalid secret name: {name!r}")
+    return name
+
+
+class SecretStore(Protocol):
+    def read(self, name: str) -> str: ...
+
+    def add_version(self, name: str, value: str) -> str: ...
+
+    def disable_versions(self, name: str, *, keep: str | None = None) -> int: ...
+
+
+def read_json(store: SecretStore, name: str) -> Any:
+    """The latest version of a secret holding a JSON document."""
+    return json.loads(store.read(name))
+
+
+class LocalSecretStore:
+    """Versions as files `<dir>/<name>/<n>` (0600, folder 0700); disabled ones end `.disabled`."""
+
+    def __init__(self, directory: Path) -> None:
+        self._directory = directory
+
+    def _folder(self, name: str) -> Path:
+        return self._directory / check_secret_name(name)
+
+    def _versions(self, name: str) -> list[int]:
+        folder = self._folder(name)
+        if not folder.is_dir():
+            return []
+        return sorted(int(path.name) for path in folder.iterdir() if path.name.isdigit())
+
+    def read(self, name: str) -> str:
+        versions = self._versions(name)
+        if not versions:
+            raise SecretNotFound(f"secret {name} has no enabled version")
+        value = (self._folder(name) / str(versions[-1])).read_text(encoding="utf-8")
+        register_secret(value)
+        return value
+
+    def add_version(self, name: str, value: str) -> str:
+        register_secret(value)
+        folder = self._folder(name)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._directory.chmod(0o700)
+        existing = [
+            int(path.name.split(".")[0])
+            for path in folder.iterdir()
+            if path.name.split(".")[0].isdigit()
+        ]
+        version = str(max(existing, default=0) + 1)
+        # O_EXCL: two writers racing never overwrite each other's version.
+        fd = os.open(folder / version, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(value)
+        return version
+
+    def disable_versions(self, name: str, *, keep: str | None = None) -> int:
+        disabled = 0
+        for version in self._versions(name):
+            if str(version) != keep:
+                path = self._folder(name) / str(version)
+                path.rename(path.with_name(f"{version}.disabled"))
+                disabled += 1
+        return disabled
+
+
+class SecretManagerStore:
+    """Google Secret Manager through the official client."""
+
+    def __init__(self, client: secretmanager.SecretManagerServiceClient, project: str) -> None:
+        self._client = client
+        self._project = project
+
+    def _secret_path(self, name: str) -> str:
+        return f"projects/{self._project}/secrets/{check_secret_name(name)}"
+
+    def read(self, name: str) -> str:
+        from google.api_core.exceptions import FailedPrecondition, NotFound
+
+        try:
+            response = self._client.access_secret_version(
+                name=f"{self._secret_path(name)}/versions/latest"
+            )
+        except (NotFound, FailedPrecondition):
+            # FailedPrecondition: the latest version exists but is disabled or destroyed.
+            raise SecretNotFound(f"secret {name} has no enabled version") from None
+        value = response.payload.data.decode("utf-8")
+        register_secret(value)
+        return value
+
+    def add_version(self, name: str, value: str) -> str:
+        from google.api_core.exceptions import NotFound
+
+        register_secret(value)
+        payload = {"data": value.encode("utf-8")}
+        try:
+            version = self._client.add_secret_version(
+                parent=self._secret_path(name), payload=payload
+            )
+        except NotFound:
+            self._create_secret(name)
+            version = self._client.add_secret_version(
+                parent=self._secret_path(name), payload=payload
+            )
+        return version.name.rsplit("/", 1)[-1]
+
+    def _create_secret(self, name: str) -> None:
+        from google.api_core.exceptions import AlreadyExists
+
+        # AlreadyExists: created meanwhile by a concurrent writer, just as good.
+        with contextlib.suppress(AlreadyExists):
+            self._client.create_secret(
+                parent=f"projects/{self._project}",
+                secret_id=check_secret_name(name),
+                secret={"replication": {"automatic": {}}},
+            )
+
+    def disable_versions(self, name: str, *, keep: str | None = None) -> int:
+        from google.api_core.exceptions import NotFound
+
+        disabled = 0
+        try:
+            versions = list(
+                self._client.list_secret_versions(
+                    request={"parent": self._secret_path(name), "filter": "state:ENABLED"}
+                )
+            )
+        except NotFound:
+            return 0
+        for version in versions:
+            if version.name.rsplit("/", 1)[-1] != keep:
+                self._client.disable_secret_version(name=version.name)
+                disabled += 1
+        return disabled

@@ -1,0 +1,101 @@
+"""The HTTP edge shared by the four functions: routing, JSON errors, body parsing, bearer auth.
+
+Each `functions/<name>/main.py` builds its Flask app with `create_app`, declares thin routes,
+and hands the functions-framework request to `dispatch`. One error handler maps every
+exception to a JSON `{"error": ...}` with the right status: a caller never sees an HTML page
+or a stack trace, and the log gets the traceback (secrets masked) for a 500.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import TypeVar
+
+import flask
+from pydantic import BaseModel, SecretStr, ValidationError
+from werkzeug.exceptions import HTTPException
+
+from shared.errors import BadRequest, BridgeError, RetryLater, Unauthorized
+
+logger = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+
+MAX_BODY_BYTES = 1024 * 1024  # webhooks' vendors send far less; anything larger is a 413
+
+
+def json_error(message: str, status: int) -> flask.Response:
+    response = flask.jsonify(error=message)
+    response.status_code = status
+    return response
+
+
+def _bridge_error(exc: BridgeError) -> flask.Response:
+    response = json_error(exc.message, exc.status)
+    if isinstance(exc, RetryLater):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    if exc.status >= 500:
+        logger.error(exc.message, extra={"status": exc.status})
+    return response
+
+
+def _http_error(exc: HTTPException) -> flask.Response:
+    messages = {
+        404: "no such route",
+        405: "method not allowed",
+        413: f"body larger than {MAX_BODY_BYTES} bytes",
+    }
+    return json_error(messages.get(exc.code or 500, exc.name), exc.code or 500)
+
+
+def _unexpected_error(exc: Exception) -> flask.Response:
+    logger.exception("unhandled error")
+    return json_error("internal error", 500)
+
+
+def create_app(name: str) -> flask.Flask:
+    app = flask.Flask(name)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.register_error_handler(BridgeError, _bridge_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected_error)
+    return app
+
+
+def dispatch(app: flask.Flask, request: flask.Request) -> flask.Response:
+    """Route a functions-framework request through `app` (routing, errors, limits)."""
+    with app.request_context(request.environ):
+        return app.full_dispatch_request()
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"]) or "body"
+        parts.append(f"{field}: {error['msg']}")
+    return "; ".join(parts)
+
+
+def parse_json(request: flask.Request, model: type[M]) -> M:
+    """The request's JSON body as `model`, or `BadRequest` naming what is wrong."""
+    if not request.is_json:
+        raise BadRequest("expected a JSON body (Content-Type: application/json)")
+    data = request.get_json(silent=True)
+    if data is None:
+        raise BadRequest("body is not valid JSON")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise BadRequest(describe_validation_error(exc)) from None
+
+
+def check_bearer(request: flask.Request, token: SecretStr | None) -> None:
+    """Require `Authorization: Bearer <token>` when a token is configured (constant-time)."""
+    if token is None:
+        return
+    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+    expected = token.get_secret_value().encode()
+    if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), expected):
+        raise Unauthorized("missing or wrong bearer token")
