@@ -6,6 +6,7 @@ Firestore timestamps (always timezone-aware UTC), and read back with `Model.mode
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Literal
@@ -89,3 +90,36 @@ class LocalJob(Document):
     delta: int = Field(ge=0)
     paused: bool = False
     next_run: AwareDatetime = Field(default_factory=utc_now)
+
+
+AttributeValue = str | int | float | bool
+
+
+class Location(BaseModel):
+    """A normalised position from any source, as it goes to Traccar.
+
+    `speed` is in knots and `bearing` in degrees, as OsmAnd expects; sources convert.
+    `attributes` reach Traccar as extra OsmAnd parameters (position attributes).
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str = Field(min_length=1, max_length=1_500)
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    timestamp: int = Field(ge=0, lt=2_147_483_647, description="epoch seconds")
+    altitude: float | None = None
+    accuracy: float | None = Field(None, ge=0)
+    speed: float | None = Field(None, ge=0, description="knots")
+    bearing: float | None = Field(None, ge=0, le=360)
+    battery: float | None = Field(None, ge=0, le=100)
+    loc_status: str | None = None
+    is_own_report: bool | None = None
+    source: Source | None = None
+    attributes: dict[str, AttributeValue] = Field(default_factory=dict)
+
+    def fingerprint(self) -> str:
+        """The seed-compatible deduplication key: md5 of id, lat, lon, timestamp as Python
+        prints them, concatenated without separators (`locations.json` of seed 000)."""
+        key = f"{self.id}{self.lat}{self.lon}{self.timestamp}"
+        return hashlib.md5(key.encode(), usedforsecurity=False).hexdigest()
