@@ -123,3 +123,59 @@ class Location(BaseModel):
         prints them, concatenated without separators (`locations.json` of seed 000)."""
         key = f"{self.id}{self.lat}{self.lon}{self.timestamp}"
         return hashlib.md5(key.encode(), usedforsecurity=False).hexdigest()
+
+
+class OutboxEntry(Document):
+    """A position Traccar has not accepted yet; retried, oldest first, until it is."""
+
+    id: str = Field(min_length=1)
+    device_id: str = Field(min_length=1)
+    fingerprint: str
+    location: Location
+    attempts: int = 0
+    last_error: str = ""
+    next_attempt: AwareDatetime = Field(default_factory=utc_now)
+    created_at: AwareDatetime = Field(default_factory=utc_now)
+
+
+class DeviceState(Document):
+    """Delivery bookkeeping of one device (`device_state/<id>`), read once per run.
+
+    `delivered` maps the fingerprints of the positions Traccar accepted in the last
+    `DEDUP_WINDOW` to their timestamps: one document instead of one per fingerprint keeps a
+    run's reads constant, however long the history. Positions older than `floor` count as
+    delivered (they fell out of the window). The lease keeps two runs of a device apart.
+    """
+
+    id: str = Field(min_length=1)
+    delivered: dict[str, int] = Field(default_factory=dict)
+    floor: int = 0
+    last_location: Location | None = None
+    outbox_count: int = 0
+    failures: int = 0
+    retry_at: AwareDatetime | None = None
+    lease_owner: str | None = None
+    lease_until: AwareDatetime | None = None
+    last_sync: AwareDatetime | None = None
+    last_result: SyncResult | None = None
+
+
+class PushLogEntry(Document):
+    """One push attempt, with the fields of the seed's `locations.log` line (dates ISO UTC)."""
+
+    id: str
+    lat: float
+    lon: float
+    timestamp: int
+    loc_status: str | None = None
+    name: str = ""
+    date: str
+    maps_url: str
+    traccar_status: int | None = None
+    synced_at: str
+    source: Source | None = None
+    error: str | None = None
+    outcome: str
+    device_id: str
+    attempted_at: AwareDatetime
+    expire_at: AwareDatetime

@@ -10,6 +10,7 @@ settings and clients (the emulator's, an in-process gRPC fake's).
 from __future__ import annotations
 
 import functools
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from shared.config import Settings, get_settings
@@ -18,9 +19,13 @@ if TYPE_CHECKING:
     import requests
     from google.cloud import firestore
 
+    from shared.models import Source
+    from shared.pipeline import Pipeline
     from shared.scheduler import JobScheduler
     from shared.secrets import SecretStore
+    from shared.sources.base import LocationSource
     from shared.store import Store
+    from shared.traccar import TraccarApi
 
 
 class Runtime:
@@ -101,6 +106,39 @@ class Runtime:
         import requests
 
         return requests.Session()
+
+
+    @functools.cached_property
+    def pipeline(self) -> Pipeline:
+        from shared.pipeline import Pipeline
+        from shared.traccar import OsmAndClient
+
+        return Pipeline(
+            delivery=self.store.delivery,
+            osmand=OsmAndClient(self.http_session, str(self.settings.traccar_server_url)),
+            traccar_api=self.traccar_api,
+            retention=timedelta(days=self.settings.push_log_retention_days),
+        )
+
+    def traccar_api(self) -> TraccarApi | None:
+        """Traccar's REST API with the stored token, or None when `TRACCAR_API_URL` is unset."""
+        if self.settings.traccar_api_url is None:
+            return None
+        from shared.secrets import SecretNotFound
+        from shared.traccar import TraccarApi, TraccarAuthError
+
+        try:
+            token = self.secrets.read(self.settings.traccar_api_token_secret)
+        except SecretNotFound as exc:
+            raise TraccarAuthError(
+                f"no Traccar API token stored in secret {self.settings.traccar_api_token_secret}"
+            ) from exc
+        return TraccarApi(self.http_session, str(self.settings.traccar_api_url), token.strip())
+
+    @functools.cached_property
+    def sources(self) -> dict[Source, LocationSource]:
+        """The sources that can pull a device's positions; each source issue adds its own."""
+        return {}
 
 
 @functools.cache

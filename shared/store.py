@@ -6,15 +6,27 @@ collection of SPEC.md is a `Repository` of one model, keyed by the model's `id`.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from pydantic import BaseModel
 
-from shared.errors import BadRequest, Conflict
-from shared.models import AuthState, Device, ExcludedDevice, LocalJob, Service
+from shared.errors import BadRequest, Conflict, RetryLater
+from shared.models import (
+    AuthState,
+    Device,
+    DeviceState,
+    ExcludedDevice,
+    LocalJob,
+    OutboxEntry,
+    PushLogEntry,
+    Service,
+)
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from google.cloud import firestore
 
 M = TypeVar("M", bound=BaseModel)
@@ -106,6 +118,148 @@ class StateRepository:
         return self.get("auth", AuthState) or AuthState()
 
 
+class Lease:
+    """A run's hold on a device's state: the version of the document it wrote when taking it."""
+
+    def __init__(self, device_id: str, owner: str, update_time: datetime) -> None:
+        self.device_id = device_id
+        self.owner = owner
+        self.update_time = update_time
+
+
+class DeliveryRepository:
+    """Where a sync run keeps its bookkeeping: `device_state`, `outbox` and `push_log`.
+
+    A run costs, whatever the history: one read of the state (taking the lease), one query of
+    the outbox only when the state says it holds something, one write for the lease and one
+    batch (the new state and one push-log document per attempt) at the end.
+    """
+
+    def __init__(self, client: firestore.Client) -> None:
+        self._client = client
+        self._states = client.collection("device_state")
+        self._outbox = client.collection("outbox")
+        self._push_log = client.collection("push_log")
+
+    def state(self, device_id: str) -> DeviceState:
+        snapshot = self._states.document(document_id(device_id)).get()
+        if not snapshot.exists:
+            return DeviceState(id=device_id)
+        return DeviceState.model_validate(snapshot.to_dict())
+
+    def states(self) -> list[DeviceState]:
+        return [DeviceState.model_validate(s.to_dict()) for s in self._states.stream()]
+
+    def acquire(
+        self, device_id: str, owner: str, *, now: datetime, until: datetime
+    ) -> tuple[DeviceState, Lease]:
+        """Take the device's lease, or `RetryLater` while another run holds it.
+
+        Optimistic: read the state, then write it back on condition that nobody wrote it in
+        between (`last_update_time`, or `create` for a first run). Two runs racing for a
+        free lease: exactly one write succeeds.
+        """
+        from google.api_core.exceptions import AlreadyExists, FailedPrecondition
+
+        ref = self._states.document(document_id(device_id))
+        snapshot = ref.get()
+        state = (
+            DeviceState.model_validate(snapshot.to_dict())
+            if snapshot.exists
+            else DeviceState(id=device_id)
+        )
+        if state.lease_owner and state.lease_until and state.lease_until > now:
+            raise _busy(device_id, state.lease_until, now)
+        state = state.model_copy(update={"lease_owner": owner, "lease_until": until})
+        data = state.model_dump(mode="python")
+        try:
+            if snapshot.exists:
+                option = self._client.write_option(last_update_time=snapshot.update_time)
+                result = ref.update(data, option=option)
+            else:
+                result = ref.create(data)
+        except (AlreadyExists, FailedPrecondition):
+            raise _busy(device_id, until, now) from None
+        return state, Lease(device_id, owner, result.update_time)
+
+    def release(self, lease: Lease, state: DeviceState) -> None:
+        """Give the lease back without other changes (a run that failed before pushing)."""
+        from google.api_core.exceptions import FailedPrecondition
+
+        ref = self._states.document(document_id(lease.device_id))
+        data = state.model_copy(update={"lease_owner": None, "lease_until": None})
+        option = self._client.write_option(last_update_time=lease.update_time)
+        # FailedPrecondition: the lease had expired and another run took it; nothing to undo.
+        with contextlib.suppress(FailedPrecondition):
+            ref.update(data.model_dump(mode="python"), option=option)
+
+    def outbox(self, device_id: str) -> list[OutboxEntry]:
+        """The device's waiting positions, oldest position first."""
+        from google.cloud.firestore import FieldFilter
+
+        query = self._outbox.where(filter=FieldFilter("device_id", "==", device_id)).order_by(
+            "location.timestamp"
+        )
+        return [OutboxEntry.model_validate(snapshot.to_dict()) for snapshot in query.stream()]
+
+    def commit(
+        self,
+        lease: Lease,
+        state: DeviceState,
+        *,
+        outbox_put: list[OutboxEntry],
+        outbox_delete: list[str],
+        push_log: list[PushLogEntry],
+    ) -> None:
+        """Write a run's outcome at once; fails (`Conflict`) if the lease was lost meanwhile."""
+        from google.api_core.exceptions import FailedPrecondition
+
+        batch = self._client.batch()
+        released = state.model_copy(update={"lease_owner": None, "lease_until": None})
+        batch.update(
+            self._states.document(document_id(lease.device_id)),
+            released.model_dump(mode="python"),
+            option=self._client.write_option(last_update_time=lease.update_time),
+        )
+        for entry in outbox_put:
+            batch.set(self._outbox.document(document_id(entry.id)), entry.model_dump(mode="python"))
+        for entry_id in outbox_delete:
+            batch.delete(self._outbox.document(document_id(entry_id)))
+        for log in push_log:
+            batch.set(self._push_log.document(), log.model_dump(mode="python"))
+        try:
+            batch.commit()
+        except FailedPrecondition:
+            raise Conflict(
+                f"the sync lease of {lease.device_id} expired before the run ended"
+            ) from None
+
+    def push_log(
+        self, *, device_id: str | None, limit: int, start_after: str | None = None
+    ) -> tuple[list[PushLogEntry], str | None]:
+        """Newest attempts first; returns the page and the cursor of the next one (or None)."""
+        from google.cloud import firestore
+
+        query = self._push_log
+        if device_id is not None:
+            query = query.where(filter=firestore.FieldFilter("device_id", "==", device_id))
+        query = query.order_by("attempted_at", direction=firestore.Query.DESCENDING)
+        if start_after is not None:
+            cursor = self._push_log.document(document_id(start_after)).get()
+            if not cursor.exists:
+                raise BadRequest(f"unknown cursor: {start_after!r}")
+            query = query.start_after(cursor)
+        snapshots = list(query.limit(limit + 1).stream())
+        page = snapshots[:limit]
+        next_cursor = page[-1].id if len(snapshots) > limit else None
+        return [PushLogEntry.model_validate(s.to_dict()) for s in page], next_cursor
+
+
+def _busy(device_id: str, until: datetime, now: datetime) -> RetryLater:
+    seconds = max(1, int((until - now).total_seconds()))
+    return RetryLater(f"a sync of {device_id} is running", retry_after=seconds)
+
+
 class Store:
     """The collections of SPEC.md that exist so far, over one Firestore client."""
 
@@ -116,3 +270,4 @@ class Store:
         self.excluded_devices = Repository(client, "excluded_devices", ExcludedDevice)
         self.local_jobs = Repository(client, "local_jobs", LocalJob)
         self.state = StateRepository(client)
+        self.delivery = DeliveryRepository(client)

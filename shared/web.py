@@ -13,7 +13,7 @@ import logging
 from typing import TypeVar
 
 import flask
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
 from werkzeug.exceptions import HTTPException
 
 from shared.errors import BadRequest, BridgeError, RetryLater, Unauthorized
@@ -21,6 +21,7 @@ from shared.errors import BadRequest, BridgeError, RetryLater, Unauthorized
 logger = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 MAX_BODY_BYTES = 1024 * 1024  # webhooks' vendors send far less; anything larger is a 413
 
@@ -89,6 +90,22 @@ def parse_json(request: flask.Request, model: type[M]) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         raise BadRequest(describe_validation_error(exc)) from None
+
+
+def parse_query(request: flask.Request, model: type[M]) -> M:
+    """The query string as `model` (last value of a repeated key), or `BadRequest`."""
+    try:
+        return model.model_validate(request.args.to_dict())
+    except ValidationError as exc:
+        raise BadRequest(describe_validation_error(exc)) from None
+
+
+def parse_json_text(text: str, adapter: TypeAdapter[T], what: str) -> T:
+    """JSON carried in a string (e.g. a query parameter) as `adapter`'s type."""
+    try:
+        return adapter.validate_json(text)
+    except ValidationError as exc:
+        raise BadRequest(f"{what}: {describe_validation_error(exc)}") from None
 
 
 def check_bearer(request: flask.Request, token: SecretStr | None) -> None:

@@ -1,4 +1,8 @@
-"""Runs the pipeline for one device (`sync_device` entry point), called by its scheduler job."""
+"""Runs the pipeline for one device (`sync_device` entry point), called by its scheduler job.
+
+`POST {"device_id": ..., "jitter_seconds"?: n}` → `{fetched, new, pushed, failed, outbox}`.
+429 with Retry-After while another run of the device holds its lease (Cloud Scheduler retries).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import flask
 import functions_framework
 from pydantic import BaseModel, Field
 
-from shared.errors import BridgeError, NotFound
+from shared import sync
 from shared.logs import configure_logging
 from shared.runtime import get_runtime
 from shared.web import create_app, dispatch, parse_json
@@ -20,18 +24,11 @@ class SyncRequest(BaseModel):
     jitter_seconds: int = Field(0, ge=0, le=3_600)
 
 
-class SourceNotImplemented(BridgeError):
-    status = 501
-
-
 @app.post("/")
-def sync() -> flask.Response:
+def run_sync() -> flask.Response:
     body = parse_json(flask.request, SyncRequest)
-    service = get_runtime().store.services.get(body.device_id)
-    if service is None:
-        raise NotFound(f"no sync service for device {body.device_id}")
-    # The pipeline and the sources arrive with the pipeline issue; until then say so plainly.
-    raise SourceNotImplemented(f"no source can fetch device {body.device_id} yet")
+    report = sync.scheduled_sync(get_runtime(), body.device_id, jitter_seconds=body.jitter_seconds)
+    return flask.jsonify(report.result.model_dump())
 
 
 @functions_framework.http

@@ -1,0 +1,162 @@
+"""The API's OpenAPI 3.1 document: built from the route table below and the pydantic models.
+
+`shared/openapi.json` is the checked-in result (`make openapi` rewrites it); the API serves
+that file at `GET /openapi.json`. Tests fail when the file is stale, or when a route of the app
+is missing from the document or the reverse.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from shared import __version__
+from shared.models import ExcludedDevice, Location, PushLogEntry, Service
+from shared.service_status import HealthReport, VersionInfo
+from shared.services import ServiceSpec, ServiceView
+
+DOCUMENT = Path(__file__).with_name("openapi.json")
+
+
+class ErrorBody(BaseModel):
+    error: str
+
+
+class LocationResult(BaseModel):
+    location: Location
+    status: str
+    message: str | None = None
+
+
+class SavedLocation(BaseModel):
+    status: str
+    hash: str
+
+
+class PushLogPage(BaseModel):
+    entries: list[PushLogEntry]
+    next_cursor: str | None
+
+
+class Deleted(BaseModel):
+    status: str
+    id: str
+
+
+class SentStatus(BaseModel):
+    status: str
+
+
+DEVICE_ID = {"name": "device_id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+# (method, path, summary, body model, {status: (description, model or list[model])}, params)
+ROUTES: list[tuple[str, str, str, Any, dict[int, tuple[str, Any]], list[dict[str, Any]]]] = [
+    ("get", "/health", "Liveness and Google credentials state", None,
+     {200: ("ok", HealthReport), 503: ("Google credentials expired", HealthReport)}, []),
+    ("get", "/versions", "Version and build time", None, {200: ("ok", VersionInfo)}, []),
+    ("get", "/openapi.json", "This document", None, {200: ("the document", None)}, []),
+    ("get", "/services", "Sync services with their last run", None,
+     {200: ("ok", list[ServiceView])}, []),
+    ("get", "/devices/{device_id}/services", "One device's sync service", None,
+     {200: ("ok", ServiceView), 404: ("no service", ErrorBody)}, [DEVICE_ID]),
+    ("put", "/devices/{device_id}/services", "Create or update a sync service and its job",
+     ServiceSpec,
+     {201: ("created", Service), 200: ("updated", Service), 403: ("excluded", ErrorBody),
+      404: ("unknown device", ErrorBody)}, [DEVICE_ID]),
+    ("delete", "/devices/{device_id}/services", "Delete a sync service and its job", None,
+     {200: ("deleted", Deleted), 404: ("no service", ErrorBody)}, [DEVICE_ID]),
+    ("get", "/excluded-devices", "Devices kept out of auto-registration", None,
+     {200: ("ok", list[ExcludedDevice])}, []),
+    ("put", "/excluded-devices/{device_id}", "Exclude a device (removes its service)", None,
+     {201: ("excluded", ExcludedDevice), 200: ("already excluded", ExcludedDevice)},
+     [DEVICE_ID]),
+    ("delete", "/excluded-devices/{device_id}", "Stop excluding a device", None,
+     {200: ("deleted", Deleted), 404: ("not excluded", ErrorBody)}, [DEVICE_ID]),
+    ("get", "/locations", "Newest location per device, or the inputs not yet delivered", None,
+     {200: ("ok", list[Location]), 400: ("bad filter", ErrorBody)},
+     [{"name": "filter", "in": "query", "required": False, "schema": {"type": "string"},
+       "description": "JSON array of locations; answers those not delivered yet"}]),
+    ("post", "/locations", "Mark a location delivered", Location,
+     {201: ("saved", SavedLocation), 400: ("bad location", ErrorBody)}, []),
+    ("put", "/traccar/devices/{device_id}/locations",
+     "Run the pipeline now, or push the location in the body with ?single", Location,
+     {200: ("per-location results", list[LocationResult]), 404: ("unknown device", ErrorBody),
+      429: ("a run of this device is in progress", ErrorBody)},
+     [DEVICE_ID, {"name": "single", "in": "query", "required": False,
+                  "allowEmptyValue": True, "schema": {"type": "string"}}]),
+    ("get", "/push-log", "Push attempts, newest first", None,
+     {200: ("a page", PushLogPage), 400: ("bad query", ErrorBody)},
+     [{"name": "device_id", "in": "query", "required": False, "schema": {"type": "string"}},
+      {"name": "limit", "in": "query", "required": False,
+       "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
+      {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}}]),
+    ("post", "/notify/test", "Send a test email", None,
+     {200: ("sent", SentStatus), 409: ("notifications disabled", ErrorBody),
+      502: ("the send failed", ErrorBody)}, []),
+]  # fmt: skip
+
+
+def _schema(model: Any, components: dict[str, Any]) -> dict[str, Any]:
+    if getattr(model, "__origin__", None) is list:
+        return {"type": "array", "items": _schema(model.__args__[0], components)}
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    for name, definition in schema.pop("$defs", {}).items():
+        components[name] = definition
+    components[model.__name__] = schema
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def build_document() -> dict[str, Any]:
+    components: dict[str, Any] = {}
+    paths: dict[str, dict[str, Any]] = {}
+    for method, path, summary, body, answers, parameters in ROUTES:
+        operation: dict[str, Any] = {"summary": summary, "responses": {}}
+        if parameters:
+            operation["parameters"] = parameters
+        if body is not None:
+            operation["requestBody"] = {
+                "required": method != "put" or body is not Location,
+                "content": {"application/json": {"schema": _schema(body, components)}},
+            }
+        for status, (description, model) in answers.items():
+            response: dict[str, Any] = {"description": description}
+            if model is not None:
+                response["content"] = {"application/json": {"schema": _schema(model, components)}}
+            operation["responses"][str(status)] = response
+        if path not in {"/health", "/versions", "/openapi.json"}:
+            operation["responses"]["401"] = {
+                "description": "missing or wrong bearer token",
+                "content": {"application/json": {"schema": _schema(ErrorBody, components)}},
+            }
+        else:
+            operation["security"] = []
+        paths.setdefault(path, {})[method] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "traccar-bridge API", "version": __version__},
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {
+            "schemas": dict(sorted(components.items())),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+@functools.cache
+def openapi_document() -> dict[str, Any]:
+    """The checked-in document, read once per instance."""
+    return json.loads(DOCUMENT.read_text(encoding="utf-8"))
+
+
+def main() -> None:
+    """`python -m shared.openapi`: rewrite `shared/openapi.json` from the route table."""
+    DOCUMENT.write_text(json.dumps(build_document(), indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

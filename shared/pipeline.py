@@ -1,0 +1,336 @@
+"""The pipeline every source feeds: deduplicate, push to Traccar in order, keep what failed.
+
+One run of a device:
+
+1. takes the device's lease (two overlapping runs never push the same position twice);
+2. drops what Traccar already accepted (fingerprints of the last `DEDUP_WINDOW`);
+3. merges what the outbox holds with what is new and pushes it oldest first;
+4. stops at the first position Traccar does not accept: that one and every later one wait in
+   the outbox (so positions always arrive in timestamp order), and the device backs off;
+5. records a fingerprint only once Traccar accepted the push, and one push-log document per
+   attempt, all in one batch with the new state, releasing the lease.
+
+An unknown device (Traccar answers 400) is created through Traccar's REST API when one is
+configured, then pushed again; without it the position waits and the log says why.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from shared.models import (
+    Device,
+    DeviceState,
+    Location,
+    OutboxEntry,
+    PushLogEntry,
+    SyncResult,
+    utc_now,
+)
+from shared.store import DeliveryRepository
+from shared.traccar import (
+    OsmAndClient,
+    PushOutcome,
+    PushResult,
+    TraccarApi,
+    TraccarError,
+)
+
+logger = logging.getLogger(__name__)
+
+DEDUP_WINDOW = timedelta(days=7)
+# ~50 bytes a fingerprint: the state document stays far below Firestore's 1 MiB.
+DELIVERED_CAP = 5_000
+# Longer than sync_device's timeout, so a live run never loses its lease.
+LEASE_DURATION = timedelta(minutes=10)
+BACKOFF_BASE = timedelta(minutes=1)
+BACKOFF_MAX = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class LocationReport:
+    """What became of one location in a run (the API's per-location answer)."""
+
+    location: Location
+    status: str  # "synced" | "error" | "queued" (behind an earlier failure or backing off)
+    message: str | None = None
+
+
+@dataclass
+class RunReport:
+    result: SyncResult
+    locations: list[LocationReport] = field(default_factory=list)
+
+
+def backoff(failures: int) -> timedelta:
+    """1, 2, 4 ... minutes after consecutive failures, at most an hour."""
+    return min(BACKOFF_MAX, BACKOFF_BASE * 2 ** max(0, failures - 1))
+
+
+def prune_delivered(delivered: dict[str, int], floor: int, now: datetime) -> tuple[dict, int]:
+    """Keep the fingerprints of the window (at most `DELIVERED_CAP`, newest first).
+
+    `floor` rises to the newest timestamp pruned: a position at or below it may have been
+    delivered already and is treated as such.
+    """
+    horizon = int((now - DEDUP_WINDOW).timestamp())
+    ordered = sorted(delivered.items(), key=lambda item: item[1], reverse=True)
+    kept = [(fp, ts) for fp, ts in ordered if ts >= horizon][:DELIVERED_CAP]
+    pruned = ordered[len(kept) :]  # `kept` is a prefix of `ordered`
+    if pruned:
+        floor = max(floor, max(ts for _, ts in pruned))
+    return dict(kept), floor
+
+
+def is_delivered(state: DeviceState, location: Location) -> bool:
+    return location.fingerprint() in state.delivered or location.timestamp <= state.floor
+
+
+def maps_url(location: Location) -> str:
+    return f"https://maps.google.com/?q={location.lat},{location.lon}"
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+class Pipeline:
+    def __init__(
+        self,
+        *,
+        delivery: DeliveryRepository,
+        osmand: OsmAndClient,
+        traccar_api: Callable[[], TraccarApi | None],
+        retention: timedelta,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._delivery = delivery
+        self._osmand = osmand
+        self._traccar_api = traccar_api
+        self._retention = retention
+        self._clock = clock
+
+    def run(
+        self, device: Device, fetch: Callable[[], Iterable[Location]], *, force: bool = False
+    ) -> RunReport:
+        """Fetch, deduplicate and push `device`'s positions. `force` ignores the backoff."""
+        now = self._clock()
+        state, lease = self._delivery.acquire(
+            device.id, uuid.uuid4().hex, now=now, until=now + LEASE_DURATION
+        )
+        try:
+            fetched = list(fetch())
+            outbox = self._delivery.outbox(device.id) if state.outbox_count else []
+        except BaseException:
+            self._delivery.release(lease, state)
+            raise
+        run = _Run(self, device, state, now)
+        report = run.deliver(fetched, outbox, force=force)
+        self._delivery.commit(
+            lease,
+            run.final_state(report.result),
+            outbox_put=run.outbox_put,
+            outbox_delete=run.outbox_delete,
+            push_log=run.push_log,
+        )
+        return report
+
+    def mark_delivered(self, location: Location) -> str:
+        """Record `location` as delivered without pushing it (seed's `POST /locations`)."""
+        now = self._clock()
+        state, lease = self._delivery.acquire(
+            location.id, uuid.uuid4().hex, now=now, until=now + LEASE_DURATION
+        )
+        delivered, floor = prune_delivered(
+            {**state.delivered, location.fingerprint(): location.timestamp}, state.floor, now
+        )
+        newest = state.last_location
+        if newest is None or location.timestamp >= newest.timestamp:
+            newest = location
+        updated = state.model_copy(
+            update={"delivered": delivered, "floor": floor, "last_location": newest}
+        )
+        self._delivery.commit(lease, updated, outbox_put=[], outbox_delete=[], push_log=[])
+        return location.fingerprint()
+
+    def push(self, device: Device, location: Location) -> list[PushResult]:
+        """Push one location; on "unknown device", create it in Traccar and push again."""
+        attempts = [self._osmand.push(location, device.traccar_unique_id)]
+        if attempts[-1].outcome is not PushOutcome.UNKNOWN_DEVICE:
+            return attempts
+        api = self._traccar_api()
+        if api is None:
+            message = (
+                f"Traccar does not know device {device.traccar_unique_id}; create it in "
+                "Traccar or set TRACCAR_API_URL so the bridge creates it"
+            )
+            logger.warning(message, extra={"device_id": device.id})
+            attempts[-1] = PushResult(PushOutcome.UNKNOWN_DEVICE, attempts[-1].status, message)
+            return attempts
+        try:
+            created = api.ensure_device(device.traccar_unique_id, device.name or device.id)
+        except TraccarError as exc:
+            message = f"could not create device {device.traccar_unique_id} in Traccar: {exc}"
+            logger.warning(message, extra={"device_id": device.id})
+            attempts[-1] = PushResult(PushOutcome.UNKNOWN_DEVICE, attempts[-1].status, message)
+            return attempts
+        logger.info(
+            "device created in Traccar",
+            extra={"device_id": device.id, "traccar_id": created.id},
+        )
+        attempts.append(self._osmand.push(location, device.traccar_unique_id))
+        return attempts
+
+    def log_entry(
+        self, device: Device, location: Location, attempt: PushResult, now: datetime
+    ) -> PushLogEntry:
+        return PushLogEntry(
+            id=location.id,
+            lat=location.lat,
+            lon=location.lon,
+            timestamp=location.timestamp,
+            loc_status=location.loc_status,
+            name=device.name,
+            date=iso(datetime.fromtimestamp(location.timestamp, now.tzinfo)),
+            maps_url=maps_url(location),
+            traccar_status=attempt.status,
+            synced_at=iso(now),
+            source=location.source or device.source,
+            error=attempt.error,
+            outcome=attempt.outcome.value,
+            device_id=device.id,
+            attempted_at=now,
+            expire_at=now + self._retention,
+        )
+
+
+class _Run:
+    """The working state of one run: what was pushed, what waits, what to log."""
+
+    def __init__(
+        self, pipeline: Pipeline, device: Device, state: DeviceState, now: datetime
+    ) -> None:
+        self.pipeline = pipeline
+        self.device = device
+        self.state = state
+        self.now = now
+        self.delivered = dict(state.delivered)
+        self.newest = state.last_location
+        self.outbox_put: list[OutboxEntry] = []
+        self.outbox_delete: list[str] = []
+        self.push_log: list[PushLogEntry] = []
+        self.failed = False
+        self.waiting = 0
+
+    def deliver(
+        self, fetched: list[Location], outbox: list[OutboxEntry], *, force: bool
+    ) -> RunReport:
+        waiting = {entry.fingerprint: entry for entry in outbox}
+        new: dict[str, Location] = {}
+        for location in fetched:
+            fingerprint = location.fingerprint()
+            if fingerprint in waiting or fingerprint in new or is_delivered(self.state, location):
+                continue
+            new[fingerprint] = location
+        # Oldest first; at equal times, what waited in the outbox goes before what is new.
+        queue: list[tuple[int, int, str, Location, OutboxEntry | None]] = [
+            (entry.location.timestamp, 0, fp, entry.location, entry)
+            for fp, entry in waiting.items()
+        ] + [(location.timestamp, 1, fp, location, None) for fp, location in new.items()]
+        queue.sort(key=lambda item: (item[0], item[1]))
+
+        retry_at = self.state.retry_at
+        blocked_by: str | None = None
+        if outbox and not force and retry_at is not None and retry_at > self.now:
+            blocked_by = f"Traccar refused earlier; next attempt at {iso(retry_at)}"
+        report = RunReport(SyncResult(fetched=len(fetched), new=len(new)))
+        for _, _, fingerprint, location, entry in queue:
+            if blocked_by is not None:
+                self._wait(fingerprint, location, entry, blocked_by, attempted=False)
+                report.locations.append(LocationReport(location, "queued", blocked_by))
+                continue
+            attempts = self.pipeline.push(self.device, location)
+            self.push_log += [
+                self.pipeline.log_entry(self.device, location, a, self.now) for a in attempts
+            ]
+            final = attempts[-1]
+            if final.outcome is PushOutcome.ACCEPTED:
+                self._accepted(fingerprint, location, entry)
+                report.result.pushed += 1
+                report.locations.append(LocationReport(location, "synced"))
+            else:
+                self.failed = True
+                report.result.failed += 1
+                blocked_by = final.error or final.outcome.value
+                self._wait(fingerprint, location, entry, blocked_by, attempted=True)
+                report.locations.append(LocationReport(location, "error", blocked_by))
+        report.result.outbox = self.waiting
+        return report
+
+    def _accepted(self, fingerprint: str, location: Location, entry: OutboxEntry | None) -> None:
+        self.delivered[fingerprint] = location.timestamp
+        if entry is not None:
+            self.outbox_delete.append(entry.id)
+        if self.newest is None or location.timestamp >= self.newest.timestamp:
+            self.newest = location
+
+    def _wait(
+        self,
+        fingerprint: str,
+        location: Location,
+        entry: OutboxEntry | None,
+        error: str,
+        *,
+        attempted: bool,
+    ) -> None:
+        self.waiting += 1
+        if entry is not None and not attempted and entry.last_error == error:
+            return  # unchanged: no write
+        base = entry or OutboxEntry(
+            id=f"{self.device.id}_{fingerprint}",
+            device_id=self.device.id,
+            fingerprint=fingerprint,
+            location=location,
+            created_at=self.now,
+        )
+        self.outbox_put.append(
+            base.model_copy(
+                update={
+                    "attempts": base.attempts + (1 if attempted else 0),
+                    "last_error": error,
+                    "next_attempt": self.next_attempt(),
+                }
+            )
+        )
+
+    def next_attempt(self) -> datetime:
+        failures = self.state.failures + 1 if self.failed else self.state.failures
+        if self.failed:
+            return self.now + backoff(failures)
+        return self.state.retry_at or self.now
+
+    def final_state(self, result: SyncResult) -> DeviceState:
+        delivered, floor = prune_delivered(self.delivered, self.state.floor, self.now)
+        if self.failed:
+            failures = self.state.failures + 1
+            retry_at: datetime | None = self.now + backoff(failures)
+        elif self.waiting:
+            failures, retry_at = self.state.failures, self.state.retry_at
+        else:
+            failures, retry_at = 0, None
+        return self.state.model_copy(
+            update={
+                "delivered": delivered,
+                "floor": floor,
+                "last_location": self.newest,
+                "outbox_count": self.waiting,
+                "failures": failures,
+                "retry_at": retry_at,
+                "last_sync": self.now,
+                "last_result": result,
+            }
+        )

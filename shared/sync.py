@@ -1,0 +1,92 @@
+"""Running the pipeline for one device: what `sync_device` and the API's manual sync call."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+
+from shared.errors import BadRequest, NotFound
+from shared.models import Device, Location, Source
+from shared.pipeline import RunReport, is_delivered
+from shared.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+
+def device_or_404(runtime: Runtime, device_id: str) -> Device:
+    device = runtime.store.devices.get(device_id)
+    if device is None:
+        raise NotFound(f"unknown device: {device_id}")
+    return device
+
+
+def sync_device(runtime: Runtime, device_id: str, *, force: bool = False) -> RunReport:
+    """Fetch the device's positions from its source and push what is new.
+
+    The outbox is drained even when no source can fetch the device (yet): what waits for
+    Traccar never depends on the vendor being reachable.
+    """
+    device = device_or_404(runtime, device_id)
+    source = runtime.sources.get(device.source)
+    if source is None:
+        logger.warning(
+            "no source can fetch this device; draining its outbox only",
+            extra={"device_id": device.id, "source": device.source.value},
+        )
+        return runtime.pipeline.run(device, list, force=force)
+    return runtime.pipeline.run(device, lambda: source.fetch(device), force=force)
+
+
+def scheduled_sync(
+    runtime: Runtime,
+    device_id: str,
+    *,
+    jitter_seconds: int,
+    sleep: Callable[[float], None] = time.sleep,
+) -> RunReport:
+    """A scheduler job's run: cron fires on the minute, so the jitter is applied here."""
+    if jitter_seconds:
+        sleep(random.uniform(0, jitter_seconds))  # noqa: S311 - spreading load, not crypto
+    return sync_device(runtime, device_id)
+
+
+def push_locations(runtime: Runtime, device: Device, locations: list[Location]) -> RunReport:
+    """Push given positions (a webhook's, the API's `?single`) through the same pipeline."""
+    return runtime.pipeline.run(device, lambda: locations, force=True)
+
+
+def push_single(runtime: Runtime, device_id: str, location: Location) -> RunReport:
+    """Push one given position now (`PUT /traccar/devices/<id>/locations?single`).
+
+    A device the bridge has not seen yet is pushed under its own id, so a user can replay a
+    position for any device Traccar knows.
+    """
+    if location.id != device_id:
+        raise BadRequest(f"id: the location's id {location.id!r} is not {device_id!r}")
+    device = runtime.store.devices.get(device_id) or Device(
+        id=device_id,
+        source=location.source or Source.GOOGLE,
+        name=device_id,
+        traccar_unique_id=device_id,
+    )
+    return push_locations(runtime, device, [location])
+
+
+def latest_locations(runtime: Runtime) -> list[Location]:
+    """The newest delivered position of every device."""
+    return [s.last_location for s in runtime.store.delivery.states() if s.last_location]
+
+
+def undelivered(runtime: Runtime, locations: list[Location]) -> list[Location]:
+    """The given positions Traccar has not accepted yet (the seed's `?filter=`)."""
+    states = {
+        device_id: runtime.store.delivery.state(device_id)
+        for device_id in {location.id for location in locations}
+    }
+    return [loc for loc in locations if not is_delivered(states[loc.id], loc)]
+
+
+def mark_delivered(runtime: Runtime, location: Location) -> str:
+    return runtime.pipeline.mark_delivered(location)
