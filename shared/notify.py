@@ -1,0 +1,337 @@
+"""Email notifications over SMTP: the seed's events, sent with the standard library.
+
+Notifications are optional. With `NOTIFY_SMTP_HOST` or `NOTIFY_EMAIL_TO` empty, `Notifier.send`
+sends nothing and answers `disabled`, which is not an error.
+
+Transport security:
+- `NOTIFY_SMTP_SSL=true` (port 465 style): TLS from the first byte (`smtplib.SMTP_SSL`).
+- otherwise (port 587 style): a plain connection upgraded with STARTTLS whenever the server offers
+  it. When a login is configured (`NOTIFY_SMTP_USER`) and the server does not offer STARTTLS, the
+  send fails rather than put the password on the wire in clear text. Without a login, plain
+  SMTP is allowed: that is a local relay on a trusted network.
+Certificates are verified against the system's CAs (tests pass an `ssl.SSLContext` that trusts
+their own self-signed certificate); a certificate that does not verify fails the send, it never
+downgrades to clear text.
+
+A notification is a side effect of some other work (a sync, a device refresh), so `send` never
+raises: every failure (refused connection, timeout, TLS, login, refused recipients) comes back as
+a `failed` result with a message saying what went wrong, and is logged. The SMTP password never
+appears in a result or a log line.
+
+`smtplib` and `email` are imported on first send: most function instances never send a mail and
+should not pay for those imports at cold start.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from shared.config import Settings
+from shared.logs import register_secret
+
+if TYPE_CHECKING:
+    import ssl
+    from email.message import EmailMessage
+
+logger = logging.getLogger(__name__)
+
+PRODUCT = "traccar-bridge"
+# Applies to the connection and to every read and write of the SMTP dialogue.
+DEFAULT_SMTP_TIMEOUT = 15.0
+
+
+class NotifierConfig(BaseModel):
+    """The SMTP settings a `Notifier` needs; `from_settings` reads them from `Settings`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    host: str = ""
+    port: int = Field(587, ge=1, le=65_535)
+    user: str = ""
+    password: SecretStr = SecretStr("")
+    sender: str = ""
+    recipients: tuple[str, ...] = ()
+    use_ssl: bool = False
+    timeout: float = Field(DEFAULT_SMTP_TIMEOUT, gt=0)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> NotifierConfig:
+        return cls(
+            host=settings.notify_smtp_host.strip(),
+            port=settings.notify_smtp_port,
+            user=settings.notify_smtp_user,
+            password=settings.notify_smtp_pass,
+            sender=settings.notify_sender,
+            recipients=tuple(settings.notify_recipients),
+            use_ssl=settings.notify_smtp_ssl,
+        )
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.host and self.recipients)
+
+
+class NotifyResult(BaseModel):
+    """What became of one notification.
+
+    `recipients` are the addresses the server accepted; `refused` those it turned down while
+    accepting others (the mail was still sent). `error` is set only when `status` is `failed`.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    status: Literal["sent", "disabled", "failed"]
+    error: str | None = None
+    recipients: list[str] = []
+    refused: list[str] = []
+
+
+class _Refused(Exception):
+    """A send this module declines before talking further (clear-text login, no sender)."""
+
+
+class Notifier:
+    """Sends the bridge's notification emails; one per function instance is enough."""
+
+    def __init__(
+        self, config: NotifierConfig, *, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
+        self.config = config
+        # None: the system's CAs, built on first send.
+        self._ssl_context = ssl_context
+        # Belt and braces: should a server echo the password in an error, the logs still mask it.
+        register_secret(config.password.get_secret_value())
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, ssl_context: ssl.SSLContext | None = None
+    ) -> Notifier:
+        return cls(NotifierConfig.from_settings(settings), ssl_context=ssl_context)
+
+    @property
+    def enabled(self) -> bool:
+        return self.config.enabled
+
+    # The seed's events, plus FCM expiry (SPEC.md) and the test mail of POST /notify/test.
+
+    def new_device(self, device_name: str, device_id: str, source: str) -> NotifyResult:
+        name = _one_line(device_name) or device_id
+        return self.send(
+            f"New device: {name}",
+            f"A new {source} device appeared in the account.\n\n"
+            f"  Name: {device_name}\n"
+            f"  Id:   {device_id}\n\n"
+            "Unless it is excluded (PUT /excluded-devices/<id>), auto-registration gives it a\n"
+            "sync service and its positions start flowing to Traccar.\n",
+        )
+
+    def device_auto_registered(
+        self, device_name: str, device_id: str, timer: int, delta: int
+    ) -> NotifyResult:
+        name = _one_line(device_name) or device_id
+        return self.send(
+            f"Device auto-registered: {name}",
+            "A sync service was created for this device:\n\n"
+            f"  Name:   {device_name}\n"
+            f"  Id:     {device_id}\n"
+            f"  Every:  {timer} s (± {delta} s)\n\n"
+            f"Change its schedule with PUT /devices/{device_id}/services, or stop syncing it\n"
+            f"with PUT /excluded-devices/{device_id}.\n",
+        )
+
+    def google_token_expired(self) -> NotifyResult:
+        return self.send(
+            "Google credentials expired - action required",
+            "Google rejected the stored credentials (BadAuthentication): the AAS token has\n"
+            "expired or was revoked. Every Google sync job is paused and GET /health answers\n"
+            "503 auth_required until new credentials are uploaded.\n\n"
+            "To recover, on a machine with Chrome:\n"
+            "  1. Run GoogleFindMyTools' main.py to write a fresh Auth/secrets.json.\n"
+            "  2. Upload it:\n"
+            "       PUT /auth/secrets     with the whole secrets.json as the JSON body, or\n"
+            '       PUT /auth/aas-token   with {"aas_token": "aas_et/..."} if only the token\n'
+            "                             changed.\n"
+            "The sync jobs resume as soon as the upload succeeds.\n",
+        )
+
+    def fcm_token_expiring(self, expires_at: datetime) -> NotifyResult:
+        when = expires_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        return self.send(
+            "FCM token expiring soon",
+            f"The FCM installation token of the Google credentials expires on {when}.\n"
+            "Google locate answers arrive through FCM; once the token has expired, locate\n"
+            "requests stay unanswered and Google devices stop updating.\n\n"
+            "POST /auth/token-status shows the current expiry. To renew, regenerate\n"
+            "Auth/secrets.json with GoogleFindMyTools' main.py on a machine with Chrome and\n"
+            "upload it with PUT /auth/secrets.\n",
+        )
+
+    def test(self) -> NotifyResult:
+        return self.send(
+            "Test notification",
+            f"This is a test message from {PRODUCT}: the SMTP settings work.\n",
+        )
+
+    def send(self, subject: str, body: str) -> NotifyResult:
+        """Send one mail to every recipient; never raises (see the module docstring)."""
+        config = self.config
+        if not config.enabled:
+            logger.debug("notification not sent: notifications are disabled")
+            return NotifyResult(status="disabled")
+        subject = f"[{PRODUCT}] {_one_line(subject)}"
+        try:
+            message = self._compose(subject, body)
+            refused = self._deliver(message)
+        except (OSError, ValueError, _Refused) as exc:
+            error = self._scrub(_describe(exc, config))
+            logger.warning(
+                "notification failed: %s",
+                error,
+                extra={"subject": subject, "smtp_host": config.host, "smtp_port": config.port},
+            )
+            return NotifyResult(status="failed", error=error)
+        accepted = [address for address in config.recipients if address not in refused]
+        if refused:
+            logger.warning(
+                "notification sent, but some recipients were refused",
+                extra={"subject": subject, "refused": self._scrub(_refusals(refused))},
+            )
+        logger.info("notification sent", extra={"subject": subject, "recipients": accepted})
+        return NotifyResult(status="sent", recipients=accepted, refused=sorted(refused))
+
+    def _compose(self, subject: str, body: str) -> EmailMessage:
+        from email.message import EmailMessage
+        from email.utils import formatdate, make_msgid, parseaddr
+
+        sender = self.config.sender
+        if not sender:
+            raise _Refused("no sender address: set NOTIFY_EMAIL_FROM (or NOTIFY_SMTP_USER)")
+        message = EmailMessage()
+        message["From"] = sender
+        message["To"] = ", ".join(self.config.recipients)
+        message["Subject"] = subject
+        message["Date"] = formatdate(usegmt=True)
+        # The sender's domain, not socket.getfqdn(), which may block on a slow resolver.
+        domain = parseaddr(sender)[1].rpartition("@")[2]
+        message["Message-ID"] = make_msgid(domain=domain or PRODUCT)
+        message.set_content(body)
+        return message
+
+    def _deliver(self, message: EmailMessage) -> dict[str, tuple[int, bytes]]:
+        """Send `message`; returns the recipients refused while others were accepted."""
+        import smtplib
+        import ssl
+
+        config = self.config
+        context = self._ssl_context or ssl.create_default_context()
+        client: smtplib.SMTP
+        if config.use_ssl:
+            client = smtplib.SMTP_SSL(
+                config.host, config.port, timeout=config.timeout, context=context
+            )
+        else:
+            client = smtplib.SMTP(config.host, config.port, timeout=config.timeout)
+        with client:
+            if not config.use_ssl:
+                client.ehlo()
+                if client.has_extn("starttls"):
+                    client.starttls(context=context)
+                    client.ehlo()
+                elif config.user:
+                    raise _Refused(
+                        f"{config.host}:{config.port} does not offer STARTTLS; refusing to send "
+                        "the SMTP password in clear text (use a server with STARTTLS, or "
+                        "NOTIFY_SMTP_SSL=true for an SSL port such as 465)"
+                    )
+            if config.user:
+                client.login(config.user, config.password.get_secret_value())
+            return client.send_message(message)
+
+    def _scrub(self, text: str) -> str:
+        password = self.config.password.get_secret_value()
+        return text.replace(password, "[REDACTED]") if password else text
+
+
+def _one_line(text: str) -> str:
+    """`text` with line breaks folded into spaces: header values must not carry them."""
+    return " ".join(text.split())
+
+
+def _server_reply(reply: bytes | str) -> str:
+    text = reply.decode("utf-8", errors="replace") if isinstance(reply, bytes) else reply
+    return _one_line(text)
+
+
+def _refusals(refused: dict[str, tuple[int, bytes]]) -> str:
+    return "; ".join(
+        f"{address} ({code} {_server_reply(reply)})" for address, (code, reply) in refused.items()
+    )
+
+
+def _describe(exc: OSError | ValueError | _Refused, config: NotifierConfig) -> str:
+    """A message for `exc` that tells the user what failed, without any secret."""
+    import smtplib
+    import ssl
+
+    where = f"{config.host}:{config.port}"
+    if isinstance(exc, _Refused):
+        return str(exc)
+    if isinstance(exc, smtplib.SMTPAuthenticationError):
+        return (
+            f"SMTP login as {config.user!r} refused by {where}: "
+            f"{exc.smtp_code} {_server_reply(exc.smtp_error)} (check NOTIFY_SMTP_USER and "
+            "NOTIFY_SMTP_PASS)"
+        )
+    if isinstance(exc, smtplib.SMTPNotSupportedError):
+        return (
+            f"{where} does not support this: {exc} (a login needs AUTH; clear NOTIFY_SMTP_USER "
+            "to send without one)"
+        )
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return f"{where} refused every recipient: {_refusals(exc.recipients)}"
+    if isinstance(exc, smtplib.SMTPSenderRefused):
+        return (
+            f"{where} refused the sender {exc.sender!r}: "
+            f"{exc.smtp_code} {_server_reply(exc.smtp_error)}"
+        )
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return f"{where} answered {exc.smtp_code} {_server_reply(exc.smtp_error)}"
+    if isinstance(exc, smtplib.SMTPServerDisconnected) and isinstance(
+        exc.__context__, TimeoutError
+    ):
+        # smtplib reports a read timeout as a disconnection; the cause is the timeout.
+        return f"no answer from {where} within {config.timeout:g} s"
+    if isinstance(exc, smtplib.SMTPServerDisconnected):
+        return f"{where} closed the connection unexpectedly ({exc})"
+    if isinstance(exc, smtplib.SMTPException):
+        return f"SMTP error with {where}: {exc}"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS certificate of {where} not trusted: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLError):
+        hint = (
+            " (is this port SSL-on-connect? otherwise set NOTIFY_SMTP_SSL=false)"
+            if config.use_ssl
+            else ""
+        )
+        return f"TLS failure with {where}: {exc.reason or exc}{hint}"
+    if isinstance(exc, TimeoutError):
+        return f"no answer from {where} within {config.timeout:g} s"
+    if isinstance(exc, ConnectionRefusedError):
+        return f"connection to {where} refused (is an SMTP server listening there?)"
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve the SMTP host {config.host!r}: {exc.strerror}"
+    if isinstance(exc, OSError):
+        return f"cannot reach {where}: {exc.strerror or exc}"
+    # What is left are ValueErrors (ssl's certificate error above is one too, hence this order).
+    if isinstance(exc, UnicodeError):
+        # smtplib encodes logins as ASCII.
+        return (
+            f"cannot send non-ASCII text to {where} ({exc.reason}): NOTIFY_SMTP_USER and "
+            "NOTIFY_SMTP_PASS must be ASCII"
+        )
+    return f"cannot build the mail: {exc} (check NOTIFY_EMAIL_FROM and NOTIFY_EMAIL_TO)"
