@@ -21,9 +21,9 @@ import re
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from shared.errors import NotFound
+from shared.errors import Conflict, NotFound
 from shared.models import LocalJob, utc_now
 
 if TYPE_CHECKING:
@@ -121,10 +121,14 @@ class CloudSchedulerJobs:
         return created.name
 
     def pause(self, device_id: str) -> None:
-        self._call("pause_job", device_id)
+        from google.cloud import scheduler_v1
+
+        self._set_state("pause_job", device_id, scheduler_v1.Job.State.PAUSED)
 
     def resume(self, device_id: str) -> None:
-        self._call("resume_job", device_id)
+        from google.cloud import scheduler_v1
+
+        self._set_state("resume_job", device_id, scheduler_v1.Job.State.ENABLED)
 
     def delete(self, device_id: str) -> bool:
         try:
@@ -133,11 +137,24 @@ class CloudSchedulerJobs:
             return False
         return True
 
-    def _call(self, method: str, device_id: str) -> None:
+    def _set_state(self, method: str, device_id: str, wanted: scheduler_v1.Job.State) -> None:
+        from google.api_core.exceptions import FailedPrecondition
+
+        try:
+            self._call(method, device_id)
+        except FailedPrecondition:
+            # The service pauses only an ENABLED job and resumes only a PAUSED one. A repeated
+            # request (a retried PUT) finds the job there already: success, as with LocalJobs.
+            state = self._call("get_job", device_id).state
+            if state != wanted:
+                raise Conflict(f"sync job for device {device_id} is {state.name}") from None
+
+    def _call(self, method: str, device_id: str) -> Any:
+        """The client's `method` on the device's job: a `Job`, or None for `delete_job`."""
         from google.api_core.exceptions import NotFound as GoogleNotFound
 
         try:
-            getattr(self._client, method)(name=self.job_name(device_id))
+            return getattr(self._client, method)(name=self.job_name(device_id))
         except GoogleNotFound:
             raise NotFound(f"no sync job for device {device_id}") from None
 

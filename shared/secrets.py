@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import re
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from google.cloud import secretmanager
 
 # Secret Manager's own rule for secret ids; it also keeps local names inside their folder.
-_SECRET_NAME = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+_SECRET_NAME = re.compile(r"[A-Za-z0-9_-]{1,255}")
 
 
 class SecretNotFound(BridgeError):
@@ -35,7 +36,8 @@ class SecretNotFound(BridgeError):
 
 
 def check_secret_name(name: str) -> str:
-    if not _SECRET_NAME.match(name):
+    # fullmatch: `$` would let a trailing newline through.
+    if not _SECRET_NAME.fullmatch(name):
         raise ValueError(f"invalid secret name: {name!r}")
     return name
 
@@ -81,17 +83,27 @@ class LocalSecretStore:
         folder = self._folder(name)
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._directory.chmod(0o700)
-        existing = [
-            int(path.name.split(".")[0])
-            for path in folder.iterdir()
-            if path.name.split(".")[0].isdigit()
-        ]
-        version = str(max(existing, default=0) + 1)
-        # O_EXCL: two writers racing never overwrite each other's version.
-        fd = os.open(folder / version, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(value)
-        return version
+        # Written aside (mkstemp: 0600) and linked in whole: a reader never sees a half-written
+        # version. os.link refuses an existing name, so racing writers never overwrite each
+        # other; the loser takes the next number.
+        fd, temporary = tempfile.mkstemp(dir=folder, prefix=".new-")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as file:
+                file.write(value)
+            while True:
+                existing = [
+                    int(path.name.split(".")[0])
+                    for path in folder.iterdir()
+                    if path.name.split(".")[0].isdigit()
+                ]
+                version = str(max(existing, default=0) + 1)
+                try:
+                    os.link(temporary, folder / version)
+                except FileExistsError:
+                    continue
+                return version
+        finally:
+            os.unlink(temporary)
 
     def disable_versions(self, name: str, *, keep: str | None = None) -> int:
         disabled = 0
@@ -120,12 +132,40 @@ class SecretManagerStore:
             response = self._client.access_secret_version(
                 name=f"{self._secret_path(name)}/versions/latest"
             )
-        except (NotFound, FailedPrecondition):
-            # FailedPrecondition: the latest version exists but is disabled or destroyed.
+        except NotFound:
             raise SecretNotFound(f"secret {name} has no enabled version") from None
+        except FailedPrecondition:
+            # `latest` is the newest version whatever its state; when that one is disabled
+            # (racing rotations: one kept an older version) an older one may still be enabled.
+            response = self._access_newest_enabled(name)
         value = response.payload.data.decode("utf-8")
         register_secret(value)
         return value
+
+    def _access_newest_enabled(self, name: str) -> secretmanager.AccessSecretVersionResponse:
+        from google.api_core.exceptions import FailedPrecondition, NotFound
+
+        enabled = self._enabled_versions(name)
+        if not enabled:
+            raise SecretNotFound(f"secret {name} has no enabled version")
+        newest = max(enabled, key=lambda version: int(version.name.rsplit("/", 1)[-1]))
+        try:
+            return self._client.access_secret_version(name=newest.name)
+        except (NotFound, FailedPrecondition):
+            # Disabled or destroyed since it was listed.
+            raise SecretNotFound(f"secret {name} has no enabled version") from None
+
+    def _enabled_versions(self, name: str) -> list[secretmanager.SecretVersion]:
+        from google.api_core.exceptions import NotFound
+
+        try:
+            return list(
+                self._client.list_secret_versions(
+                    request={"parent": self._secret_path(name), "filter": "state:ENABLED"}
+                )
+            )
+        except NotFound:
+            return []
 
     def add_version(self, name: str, value: str) -> str:
         from google.api_core.exceptions import NotFound
@@ -155,18 +195,8 @@ class SecretManagerStore:
             )
 
     def disable_versions(self, name: str, *, keep: str | None = None) -> int:
-        from google.api_core.exceptions import NotFound
-
         disabled = 0
-        try:
-            versions = list(
-                self._client.list_secret_versions(
-                    request={"parent": self._secret_path(name), "filter": "state:ENABLED"}
-                )
-            )
-        except NotFound:
-            return 0
-        for version in versions:
+        for version in self._enabled_versions(name):
             if version.name.rsplit("/", 1)[-1] != keep:
                 self._client.disable_secret_version(name=version.name)
                 disabled += 1

@@ -1,0 +1,191 @@
+"""`SecretManagerStore` through the official Secret Manager client, against the gRPC fake.
+
+The fake (`tests.fakes.secret_manager`) answers as the real service does: names carry the
+project number, `versions/latest` is the newest version whatever its state, errors are the
+real status codes. So these tests prove the adapter's reading of those answers, not a mock's.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from google.api_core.exceptions import FailedPrecondition
+from google.cloud import secretmanager_v1
+
+from shared.logs import REDACTED, JsonFormatter
+from shared.secrets import SecretManagerStore, SecretNotFound, read_json
+from tests.fakes.secret_manager import FakeSecretManager
+
+PROJECT = "traccar-bridge-test"
+PROJECT_NUMBER = "314159265358"
+
+
+@pytest.fixture
+def secret_manager() -> Iterator[FakeSecretManager]:
+    # Pages of two versions: listing more than two runs the client's pager over several pages.
+    with FakeSecretManager(project_numbers={PROJECT: PROJECT_NUMBER}, page_size=2) as fake:
+        yield fake
+
+
+@pytest.fixture
+def client(secret_manager: FakeSecretManager) -> secretmanager_v1.SecretManagerServiceClient:
+    return secret_manager.client()
+
+
+@pytest.fixture
+def store(client: secretmanager_v1.SecretManagerServiceClient) -> SecretManagerStore:
+    return SecretManagerStore(client, PROJECT)
+
+
+def unique(label: str) -> str:
+    """A value no other test registered for redaction (the registry is process-wide)."""
+    return f"{label}-{uuid.uuid4().hex}"
+
+
+def test_read_of_missing_secret_raises_secret_not_found(store: SecretManagerStore) -> None:
+    with pytest.raises(SecretNotFound):
+        store.read("never-written")
+
+
+def test_add_version_creates_missing_secret_then_reads_back_latest(
+    store: SecretManagerStore, secret_manager: FakeSecretManager
+) -> None:
+    assert store.add_version("google-token", "first value") == "1"
+    assert store.read("google-token") == "first value"
+    assert store.add_version("google-token", "second value") == "2"
+
+    assert store.read("google-token") == "second value"
+    assert secret_manager.calls[:3] == [
+        ("AddSecretVersion", "NOT_FOUND"),
+        ("CreateSecret", "OK"),
+        ("AddSecretVersion", "OK"),
+    ]
+    assert secret_manager.calls.count(("CreateSecret", "OK")) == 1
+
+
+def test_secret_created_by_a_concurrent_writer_is_used_not_an_error(
+    store: SecretManagerStore,
+    secret_manager: FakeSecretManager,
+    client: secretmanager_v1.SecretManagerServiceClient,
+) -> None:
+    other_writer = SecretManagerStore(secret_manager.client(), PROJECT)
+    # Between our NOT_FOUND and our CreateSecret, another instance creates the secret and
+    # stores its own version: our CreateSecret then meets ALREADY_EXISTS.
+    secret_manager.run_once_before(
+        "CreateSecret", lambda: other_writer.add_version("shared-secret", "other value")
+    )
+
+    assert store.add_version("shared-secret", "our value") == "2"
+
+    assert ("CreateSecret", "ALREADY_EXISTS") in secret_manager.calls
+    assert store.read("shared-secret") == "our value"
+    first = client.access_secret_version(
+        name=f"projects/{PROJECT}/secrets/shared-secret/versions/1"
+    )
+    assert first.payload.data == b"other value"
+
+
+def test_disable_versions_keeps_only_the_kept_version_readable(
+    store: SecretManagerStore,
+    secret_manager: FakeSecretManager,
+    client: secretmanager_v1.SecretManagerServiceClient,
+) -> None:
+    for value in ("credential one", "credential two", "credential three", "credential four"):
+        store.add_version("rotated", value)
+
+    assert store.disable_versions("rotated", keep="4") == 3
+
+    assert store.read("rotated") == "credential four"
+    assert secret_manager.version_states(PROJECT, "rotated") == {
+        "1": "DISABLED",
+        "2": "DISABLED",
+        "3": "DISABLED",
+        "4": "ENABLED",
+    }
+    with pytest.raises(FailedPrecondition):
+        client.access_secret_version(name=f"projects/{PROJECT}/secrets/rotated/versions/3")
+    # Nothing left to disable: the enabled-only listing has just the kept version.
+    assert store.disable_versions("rotated", keep="4") == 0
+
+
+def test_read_falls_back_to_the_kept_version_when_newer_ones_are_disabled(
+    store: SecretManagerStore,
+) -> None:
+    # Two rotations racing: one keeps version 2 after the other added version 3. The service's
+    # `latest` is version 3 (disabled); the store must still return the enabled version 2.
+    for value in ("credential one", "credential two", "credential three"):
+        store.add_version("raced", value)
+
+    assert store.disable_versions("raced", keep="2") == 2
+
+    assert store.read("raced") == "credential two"
+
+
+def test_read_after_all_versions_disabled_raises_secret_not_found(
+    store: SecretManagerStore,
+) -> None:
+    store.add_version("revoked", "credential one")
+    store.add_version("revoked", "credential two")
+
+    assert store.disable_versions("revoked") == 2
+
+    with pytest.raises(SecretNotFound):
+        store.read("revoked")
+
+
+def test_disable_versions_of_missing_secret_disables_nothing(store: SecretManagerStore) -> None:
+    assert store.disable_versions("never-written", keep="1") == 0
+
+
+def test_value_read_is_redacted_from_log_lines(
+    store: SecretManagerStore, client: secretmanager_v1.SecretManagerServiceClient
+) -> None:
+    # Written by someone else (Terraform, the console), so only the read can register it.
+    value = unique("refresh-token")
+    client.create_secret(
+        parent=f"projects/{PROJECT}",
+        secret_id="console-made",
+        secret={"replication": {"automatic": {}}},
+    )
+    client.add_secret_version(
+        parent=f"projects/{PROJECT}/secrets/console-made", payload={"data": value.encode()}
+    )
+
+    assert store.read("console-made") == value
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("test.secret_manager_store")
+    logger.addHandler(handler)
+    try:
+        logger.warning("token rejected: %s", value, extra={"token": value})
+    finally:
+        logger.removeHandler(handler)
+    line = stream.getvalue()
+    assert value not in line
+    assert line.count(REDACTED) == 2
+
+
+def test_json_secret_strings_are_redacted_once_read(
+    store: SecretManagerStore, client: secretmanager_v1.SecretManagerServiceClient
+) -> None:
+    password = unique("password")
+    client.create_secret(
+        parent=f"projects/{PROJECT}",
+        secret_id="smartcar-app",
+        secret={"replication": {"automatic": {}}},
+    )
+    client.add_secret_version(
+        parent=f"projects/{PROJECT}/secrets/smartcar-app",
+        payload={"data": f'{{"client_secret": "{password}"}}'.encode()},
+    )
+
+    assert read_json(store, "smartcar-app") == {"client_secret": password}
+
+    record = logging.LogRecord("test", logging.INFO, __file__, 0, "got %s", (password,), None)
+    assert password not in JsonFormatter().format(record)
