@@ -107,7 +107,6 @@ class Runtime:
 
         return requests.Session()
 
-
     @functools.cached_property
     def pipeline(self) -> Pipeline:
         from shared.pipeline import Pipeline

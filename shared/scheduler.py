@@ -34,25 +34,41 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_GOOGLE_TIMEOUT = 30.0  # seconds for each Cloud Scheduler call
 DEFAULT_SYNC_TIMEOUT = 300.0  # seconds; a Google locate may wait a minute for its answer
 REFRESH_INTERVAL = 3600  # seconds between two refresh_devices runs, as in the cloud
 _JOB_ID_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 
 
-def cron_for(timer: int) -> str:
-    """A cron schedule close to one run every `timer` seconds (cron counts whole minutes).
+# Cron steps restart at the hour (minutes) and at midnight (hours): `*/45` runs at :00 and
+# :45, every 30 minutes on average. Only steps that divide the hour or the day keep the runs
+# evenly spaced, so a timer is rounded to the nearest of these.
+MINUTE_STEPS = (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60)
+HOUR_STEPS = (1, 2, 3, 4, 6, 8, 12, 24)
 
-    Steps that do not divide the hour or the day restart at its boundary: `*/7` runs at
-    :00, :07, ..., :56 and then :00 again. That is cron's nature; jitter is added in the run.
+
+def _nearest(steps: tuple[int, ...], value: float) -> int:
+    # On a tie the shorter step wins: syncing a bit more often never loses a position.
+    return min(steps, key=lambda step: (abs(step - value), step))
+
+
+def cron_for(timer: int) -> str:
+    """An evenly spaced cron schedule close to one run every `timer` seconds, daily at most.
+
+    Cron counts whole minutes and its steps must divide the hour or the day; the jitter is
+    added inside the run (`jitter_seconds`).
     """
-    minutes = max(1, round(timer / 60))
+    minutes = _nearest(MINUTE_STEPS, max(1.0, timer / 60))
+    if minutes == 1:
+        return "* * * * *"
     if minutes < 60:
-        return "* * * * *" if minutes == 1 else f"*/{minutes} * * * *"
-    hours = max(1, round(minutes / 60))
+        return f"*/{minutes} * * * *"
+    hours = _nearest(HOUR_STEPS, max(1.0, timer / 3600))
+    if hours == 1:
+        return "0 * * * *"
     if hours < 24:
-        return "0 * * * *" if hours == 1 else f"0 */{hours} * * *"
-    days = max(1, round(hours / 24))
-    return "0 0 * * *" if days == 1 else f"0 0 */{days} * *"
+        return f"0 */{hours} * * *"
+    return "0 0 * * *"
 
 
 def job_id_for(device_id: str) -> str:
@@ -115,9 +131,11 @@ class CloudSchedulerJobs:
             ),
         )
         try:
-            created = self._client.create_job(parent=self._parent, job=job)
+            created = self._client.create_job(
+                parent=self._parent, job=job, timeout=DEFAULT_GOOGLE_TIMEOUT
+            )
         except AlreadyExists:
-            created = self._client.update_job(job=job)
+            created = self._client.update_job(job=job, timeout=DEFAULT_GOOGLE_TIMEOUT)
         return created.name
 
     def pause(self, device_id: str) -> None:
@@ -154,7 +172,9 @@ class CloudSchedulerJobs:
         from google.api_core.exceptions import NotFound as GoogleNotFound
 
         try:
-            return getattr(self._client, method)(name=self.job_name(device_id))
+            return getattr(self._client, method)(
+                name=self.job_name(device_id), timeout=DEFAULT_GOOGLE_TIMEOUT
+            )
         except GoogleNotFound:
             raise NotFound(f"no sync job for device {device_id}") from None
 

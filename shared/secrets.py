@@ -27,6 +27,8 @@ from shared.logs import register_secret
 if TYPE_CHECKING:
     from google.cloud import secretmanager
 
+DEFAULT_GOOGLE_TIMEOUT = 30.0  # seconds for each Secret Manager call
+
 # Secret Manager's own rule for secret ids; it also keeps local names inside their folder.
 _SECRET_NAME = re.compile(r"[A-Za-z0-9_-]{1,255}")
 
@@ -130,7 +132,7 @@ class SecretManagerStore:
 
         try:
             response = self._client.access_secret_version(
-                name=f"{self._secret_path(name)}/versions/latest"
+                name=f"{self._secret_path(name)}/versions/latest", timeout=DEFAULT_GOOGLE_TIMEOUT
             )
         except NotFound:
             raise SecretNotFound(f"secret {name} has no enabled version") from None
@@ -150,7 +152,9 @@ class SecretManagerStore:
             raise SecretNotFound(f"secret {name} has no enabled version")
         newest = max(enabled, key=lambda version: int(version.name.rsplit("/", 1)[-1]))
         try:
-            return self._client.access_secret_version(name=newest.name)
+            return self._client.access_secret_version(
+                name=newest.name, timeout=DEFAULT_GOOGLE_TIMEOUT
+            )
         except (NotFound, FailedPrecondition):
             # Disabled or destroyed since it was listed.
             raise SecretNotFound(f"secret {name} has no enabled version") from None
@@ -161,7 +165,8 @@ class SecretManagerStore:
         try:
             return list(
                 self._client.list_secret_versions(
-                    request={"parent": self._secret_path(name), "filter": "state:ENABLED"}
+                    request={"parent": self._secret_path(name), "filter": "state:ENABLED"},
+                    timeout=DEFAULT_GOOGLE_TIMEOUT,
                 )
             )
         except NotFound:
@@ -174,12 +179,12 @@ class SecretManagerStore:
         payload = {"data": value.encode("utf-8")}
         try:
             version = self._client.add_secret_version(
-                parent=self._secret_path(name), payload=payload
+                parent=self._secret_path(name), payload=payload, timeout=DEFAULT_GOOGLE_TIMEOUT
             )
         except NotFound:
             self._create_secret(name)
             version = self._client.add_secret_version(
-                parent=self._secret_path(name), payload=payload
+                parent=self._secret_path(name), payload=payload, timeout=DEFAULT_GOOGLE_TIMEOUT
             )
         return version.name.rsplit("/", 1)[-1]
 
@@ -192,12 +197,15 @@ class SecretManagerStore:
                 parent=f"projects/{self._project}",
                 secret_id=check_secret_name(name),
                 secret={"replication": {"automatic": {}}},
+                timeout=DEFAULT_GOOGLE_TIMEOUT,
             )
 
     def disable_versions(self, name: str, *, keep: str | None = None) -> int:
         disabled = 0
         for version in self._enabled_versions(name):
             if version.name.rsplit("/", 1)[-1] != keep:
-                self._client.disable_secret_version(name=version.name)
+                self._client.disable_secret_version(
+                    name=version.name, timeout=DEFAULT_GOOGLE_TIMEOUT
+                )
                 disabled += 1
         return disabled
