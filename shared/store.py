@@ -163,7 +163,8 @@ class DeliveryRepository:
 
         ref = self._states.document(document_id(device_id))
         snapshot = ref.get()
-        state = (
+        # A competing run may write between this read and our conditional write below.
+        state = (  # pragma: SYNCPOINT lease
             DeviceState.model_validate(snapshot.to_dict())
             if snapshot.exists
             else DeviceState(id=device_id)

@@ -6,12 +6,14 @@ Fixtures:
 - `firestore_client`: a Firestore client on the emulator, with an empty database.
 - `settings`: a `Settings` built from explicit values only (no `.env`, no stray variables).
 - `runtime`: a `Runtime` over those settings and the emulator.
+- `osmand`: Traccar's OsmAnd endpoint (local fake) knowing `abc123`; `clock`: a settable clock.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,7 @@ import pytest
 from devtools.emulator import Emulator, EmulatorMissing
 from shared.config import Settings, load_settings
 from shared.runtime import Runtime
+from tests.fakes.osmand import OsmAndServer
 
 PROJECT = "traccar-bridge-test"
 
@@ -72,3 +75,28 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 def runtime(settings: Settings, firestore_client) -> Runtime:
     return Runtime(settings, firestore_client=firestore_client)
+
+
+@pytest.fixture
+def osmand() -> Iterator[OsmAndServer]:
+    """Traccar's OsmAnd endpoint (local fake over a real socket) knowing device `abc123`."""
+    with OsmAndServer(known_ids=["abc123"]) as server:
+        yield server
+
+
+class Clock:
+    """A settable clock for code that takes `clock=`."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(datetime(2026, 11, 22, 12, 0, tzinfo=UTC))

@@ -20,7 +20,7 @@ NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 def test_fingerprint_matches_the_seed_example() -> None:
     location = Location(id="abc123", lat=48.8566, lon=2.3522, timestamp=1700000000)
-    expected = hashlib.md5(b"abc12348.85662.35221700000000").hexdigest()
+    expected = hashlib.md5(b"abc12348.85662.35221700000000", usedforsecurity=False).hexdigest()
     assert location.fingerprint() == expected
 
 

@@ -1,0 +1,419 @@
+"""The two Traccar clients: positions go in through OsmAnd, devices are made through the REST API.
+
+`OsmAndClient.push` sends one `Location` to Traccar's OsmAnd endpoint (port 5055 by default,
+PROTOCOLS.md §1) and never raises for a network or server failure: it answers a `PushResult`
+whose `outcome` tells the pipeline what to do with the position:
+
+    ACCEPTED        2xx: Traccar stored it (record the fingerprint)
+    UNKNOWN_DEVICE  400 or 404: Traccar does not know the unique id (create the device, retry)
+    RETRY_LATER     anything else: 5xx, other 4xx, 3xx, timeout, refused, closed without a
+                    reply (Traccar's way of rejecting a value it cannot parse): keep it queued
+
+`TraccarApi` speaks the REST API (web port, `/api`, bearer token, PROTOCOLS.md §2) and raises:
+
+    TraccarError                 the base; `status` is the HTTP status when there was one
+    ├── TraccarAuthError         401/403: wrong or revoked token, or a user without the right
+    ├── TraccarConnectionError   refused, timed out, closed: the server was not reached
+    └── TraccarResponseError     any other non-2xx answer, or a body that is not what Traccar sends
+
+Both take their `requests.Session` from the caller (one pooled session per instance) and put an
+explicit timeout on every call. Error texts never contain the token and leave out the URL's
+query string (positions) and any user:password in the base URL.
+"""
+
+from __future__ import annotations
+
+import http.client
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+
+from shared.models import AttributeValue, Location
+
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_READ_TIMEOUT = 15.0
+
+# Keys Traccar's OsmAnd decoder reads as fields of the position (or, for `cell`/`wifi`, as network
+# data) rather than as attributes. An attribute with one of these names would override or corrupt
+# the real field, so it is sent as `attr_<key>` instead (see `_attribute_params`). `batteryLevel`
+# is where `batt` lands: an attribute of that name would silently replace `Location.battery`.
+# `notificationToken` is consumed by Traccar for push notifications and never stored.
+OSMAND_RESERVED_KEYS = frozenset(
+    {
+        "id",
+        "deviceid",
+        "lat",
+        "lon",
+        "location",
+        "timestamp",
+        "speed",
+        "bearing",
+        "heading",
+        "altitude",
+        "accuracy",
+        "hdop",
+        "batt",
+        "charge",
+        "driverUniqueId",
+        "valid",
+        "cell",
+        "wifi",
+        "notificationToken",
+        "batteryLevel",
+    }
+)
+RENAMED_ATTRIBUTE_PREFIX = "attr_"
+# Enough of an error body to say what went wrong; Traccar answers errors with a whole stack trace.
+ERROR_BODY_LIMIT = 200
+
+
+class PushOutcome(StrEnum):
+    ACCEPTED = "accepted"
+    UNKNOWN_DEVICE = "unknown_device"
+    RETRY_LATER = "retry_later"
+
+
+@dataclass(frozen=True)
+class PushResult:
+    outcome: PushOutcome
+    status: int | None  # the HTTP status, when Traccar (or something in front of it) answered
+    error: str | None  # why it was not accepted; never holds a secret
+
+
+class OsmAndClient:
+    """Pushes positions to Traccar's OsmAnd endpoint; see the module docstring for outcomes."""
+
+    def __init__(
+        self,
+        session: requests.Session,
+        base_url: str,
+        *,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+    ) -> None:
+        self._session = session
+        self._url = base_url
+        self._target = _safe_url(base_url)
+        self._timeout = (connect_timeout, read_timeout)
+
+    def push(self, location: Location, unique_id: str) -> PushResult:
+        # POST with the fields in the query string and an empty body. The query string, because
+        # Traccar reads a form body only when the URI has no query, and the query form is the one
+        # every OsmAnd client and Traccar's own tests use. POST rather than GET, because a push is
+        # not idempotent: proxies and load balancers may cache, prefetch or silently replay a
+        # GET, and each replay would be one more stored position in Traccar.
+        try:
+            response = self._session.post(
+                self._url,
+                params=osmand_params(location, unique_id),
+                timeout=self._timeout,
+                allow_redirects=False,
+            )
+        except requests.Timeout as exc:
+            return _retry(None, f"Traccar at {self._target}: {_timeout_kind(exc)}")
+        except requests.ConnectionError as exc:
+            return _retry(None, f"Traccar at {self._target}: {_connection_failure(exc)}")
+        except requests.RequestException as exc:
+            failure = type(exc).__name__
+            return _retry(None, f"Traccar at {self._target}: request failed ({failure})")
+        status = response.status_code
+        if 200 <= status < 300:
+            return PushResult(PushOutcome.ACCEPTED, status, None)
+        if status in (400, 404):
+            return PushResult(
+                PushOutcome.UNKNOWN_DEVICE,
+                status,
+                f"Traccar answered {status}: it does not know device {unique_id}",
+            )
+        if 300 <= status < 400:
+            return _retry(
+                status,
+                f"Traccar at {self._target} answered a redirect ({status}); point "
+                "TRACCAR_SERVER_URL at the OsmAnd endpoint itself",
+            )
+        # 5xx: Traccar (or its proxy) is in trouble. Any other 4xx (401/403 from a proxy, 413,
+        # 429) is not about the position either: keep it and let the log show the status.
+        return _retry(status, f"Traccar at {self._target} answered HTTP {status}")
+
+
+def osmand_params(location: Location, unique_id: str) -> list[tuple[str, str]]:
+    """The OsmAnd query parameters of a location, in the order they are sent."""
+    params = [
+        ("id", unique_id),
+        ("lat", _number(location.lat)),
+        ("lon", _number(location.lon)),
+        ("timestamp", str(location.timestamp)),
+    ]
+    optional = (
+        ("altitude", location.altitude),
+        ("accuracy", location.accuracy),
+        ("speed", location.speed),
+        ("bearing", location.bearing),
+        ("batt", location.battery),
+    )
+    # A non-finite number would be spelled "nan"/"inf", which Traccar cannot parse: it would
+    # close the connection on every retry and the position would never get through. A missing
+    # value is what NaN means here, so it is left out.
+    params.extend((key, _number(value)) for key, value in optional if _is_finite(value))
+    params.extend(_attribute_params(location.attributes))
+    return params
+
+
+def _attribute_params(attributes: dict[str, AttributeValue]) -> Iterator[tuple[str, str]]:
+    for key, value in attributes.items():
+        if not key:
+            # Traccar's query decoder would take the value for the name of the parameter.
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            continue
+        name = key
+        # Renamed rather than dropped: the value still reaches Traccar, under a name that cannot
+        # clash with a real field (nor with another attribute).
+        while name in OSMAND_RESERVED_KEYS or (name != key and name in attributes):
+            name = RENAMED_ATTRIBUTE_PREFIX + name
+        yield name, _attribute_value(value)
+
+
+def _attribute_value(value: AttributeValue) -> str:
+    # bool first: it is an int too. Traccar reads exactly "true"/"false" as booleans.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return _number(value)
+    return str(value)
+
+
+def _number(value: float) -> str:
+    # repr is the shortest text that reads back as the same double, in a syntax Java's
+    # Double.parseDouble accepts ("1e-05" included).
+    return repr(float(value))
+
+
+def _is_finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def _retry(status: int | None, error: str) -> PushResult:
+    return PushResult(PushOutcome.RETRY_LATER, status, error)
+
+
+def _safe_url(url: str) -> str:
+    """`url` without user:password, query and fragment: fit for an error text."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and every exception it wraps: requests and urllib3 nest them in args, `reason`,
+    `__cause__` and `__context__`."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        nested = [*current.args, getattr(current, "reason", None)]
+        nested += [current.__cause__, current.__context__]
+        pending.extend(item for item in nested if isinstance(item, BaseException))
+
+
+def _timeout_kind(exc: requests.Timeout) -> str:
+    if isinstance(exc, requests.ConnectTimeout):
+        return "connect timeout"
+    return "read timeout (no answer in time)"
+
+
+def _connection_failure(exc: requests.ConnectionError) -> str:
+    causes = list(_causes(exc))
+    if any(isinstance(cause, ConnectionRefusedError) for cause in causes):
+        return "connection refused"
+    if any(isinstance(cause, TimeoutError) for cause in causes):
+        # A body that stops arriving surfaces as a ConnectionError around a read timeout.
+        return "read timeout (no answer in time)"
+    closed = (http.client.RemoteDisconnected, ConnectionResetError, http.client.IncompleteRead)
+    if any(isinstance(cause, closed) for cause in causes):
+        return (
+            "connection closed without a reply (Traccar does this when it cannot parse a "
+            "value of the request)"
+        )
+    names = {type(cause).__name__ for cause in causes}
+    if "NameResolutionError" in names or "gaierror" in names:
+        return "host name does not resolve"
+    return f"connection failed ({type(causes[-1]).__name__})"
+
+
+class TraccarDevice(BaseModel):
+    """A Traccar device as the REST API answers it (vendor field names; the rest is ignored)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: int
+    name: str
+    uniqueId: str  # Traccar's field name, kept as the vendor spells it
+
+
+_DEVICE_LIST = TypeAdapter(list[TraccarDevice])
+
+
+class TraccarError(Exception):
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class TraccarAuthError(TraccarError):
+    pass
+
+
+class TraccarConnectionError(TraccarError):
+    pass
+
+
+class TraccarResponseError(TraccarError):
+    pass
+
+
+class TraccarApi:
+    """Traccar's REST API at `base_url` (the web address, e.g. http://host:8082), as one user."""
+
+    def __init__(
+        self,
+        session: requests.Session,
+        base_url: str,
+        token: str,
+        *,
+        timeout: float | tuple[float, float] = (DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT),
+    ) -> None:
+        self._session = session
+        # rstrip: a configured URL may end with "/" or carry a proxy prefix ("/traccar/").
+        self._devices_url = base_url.rstrip("/") + "/api/devices"
+        self._target = _safe_url(base_url)
+        self._token = token
+        self._timeout = timeout
+
+    def find_device(self, unique_id: str) -> TraccarDevice | None:
+        """The device with this unique id that the token's user can see, or None."""
+        body = self._call("GET", params={"uniqueId": unique_id})
+        try:
+            devices = _DEVICE_LIST.validate_python(body)
+        except ValidationError as exc:
+            raise TraccarResponseError(
+                f"Traccar API at {self._target} answered GET /api/devices with something other "
+                "than a device list"
+            ) from exc
+        # Filtered here too: a server that ignores the parameter answers every device. A
+        # case-insensitive database collation (MySQL) matches "ABC" to "abc", so that counts.
+        exact = [device for device in devices if device.uniqueId == unique_id]
+        loose = [device for device in devices if device.uniqueId.casefold() == unique_id.casefold()]
+        return (exact or loose or [None])[0]
+
+    def create_device(self, unique_id: str, name: str) -> TraccarDevice:
+        # Traccar stores whatever name it gets; an empty one shows as a blank line in its UI.
+        body = self._call("POST", json={"name": name or unique_id, "uniqueId": unique_id})
+        try:
+            return TraccarDevice.model_validate(body)
+        except ValidationError as exc:
+            raise TraccarResponseError(
+                f"Traccar API at {self._target} answered POST /api/devices with something other "
+                "than a device"
+            ) from exc
+
+    def ensure_device(self, unique_id: str, name: str) -> TraccarDevice:
+        """The device with this unique id, created when it does not exist yet."""
+        found = self.find_device(unique_id)
+        if found is not None:
+            return found
+        try:
+            return self.create_device(unique_id, name)
+        except TraccarResponseError as exc:
+            # Traccar answers a duplicate uniqueId with 400 and the database's error text, which
+            # differs by database. Another instance may have created it since our lookup: look
+            # again rather than parse the text; if it is still not there, the 400 was real.
+            if exc.status != 400:
+                raise
+            found = self.find_device(unique_id)
+            if found is None:
+                raise
+            return found
+
+    def _call(self, method: str, *, params: dict[str, str] | None = None, json: Any = None) -> Any:
+        what = f"{method} /api/devices"
+        try:
+            response = self._session.request(
+                method,
+                self._devices_url,
+                params=params,
+                json=json,
+                headers={"Authorization": f"Bearer {self._token}", "Accept": "application/json"},
+                timeout=self._timeout,
+                allow_redirects=False,
+            )
+            response.raise_for_status()
+        except requests.Timeout as exc:
+            raise TraccarConnectionError(
+                f"Traccar API at {self._target}, {what}: {_timeout_kind(exc)}"
+            ) from exc
+        except requests.ConnectionError as exc:
+            raise TraccarConnectionError(
+                f"Traccar API at {self._target}, {what}: {_connection_failure(exc)}"
+            ) from exc
+        except requests.HTTPError as exc:
+            raise self._status_error(what, exc.response) from exc
+        except requests.RequestException as exc:
+            raise TraccarConnectionError(
+                f"Traccar API at {self._target}, {what}: request failed ({type(exc).__name__})"
+            ) from exc
+        if not 200 <= response.status_code < 300:
+            # A redirect, which raise_for_status lets through (there is no cause to chain).
+            # Following it would re-send the token to wherever it points, or turn a POST into
+            # a GET.
+            raise TraccarResponseError(
+                f"Traccar API at {self._target} answered {what} with a redirect "
+                f"({response.status_code}); set TRACCAR_API_URL to the final address",
+                status=response.status_code,
+            )
+        try:
+            return response.json()
+        except requests.JSONDecodeError as exc:
+            raise TraccarResponseError(
+                f"Traccar API at {self._target} answered {what} with a body that is not JSON",
+                status=response.status_code,
+            ) from exc
+
+    def _status_error(self, what: str, response: requests.Response | None) -> TraccarError:
+        status = response.status_code if response is not None else None
+        if status in (401, 403):
+            return TraccarAuthError(
+                f"Traccar API at {self._target} refused the token ({status} to {what}); check "
+                "the Traccar API token secret and that its user may manage devices",
+                status=status,
+            )
+        detail = self._body_excerpt(response)
+        return TraccarResponseError(
+            f"Traccar API at {self._target} answered {status} to {what}"
+            + (f": {detail}" if detail else ""),
+            status=status,
+        )
+
+    def _body_excerpt(self, response: requests.Response | None) -> str:
+        """The first line of an error body (Traccar sends a stack trace), short, token-free."""
+        if response is None:
+            return ""
+        lines = response.text.strip().splitlines()
+        excerpt = lines[0][:ERROR_BODY_LIMIT] if lines else ""
+        if self._token:
+            excerpt = excerpt.replace(self._token, "[REDACTED]")
+        return excerpt
