@@ -110,6 +110,14 @@ def _variable_name(settings_cls: type[BaseSettings], field: str) -> str:
     return field.upper()
 
 
+_ALIAS_FIELDS = {
+    str(choice): field
+    for field, info in Settings.model_fields.items()
+    if isinstance(info.validation_alias, AliasChoices)
+    for choice in info.validation_alias.choices
+}
+
+
 def load_settings(**overrides: object) -> Settings:
     """Read and validate the configuration; a bad value raises `ConfigError` naming it."""
     try:
@@ -117,7 +125,9 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            field = str(error["loc"][0]) if error["loc"] else "?"
+            loc = str(error["loc"][0]) if error["loc"] else "?"
+            # A value read through an alias is reported under the alias, not the field's name.
+            field = _ALIAS_FIELDS.get(loc, loc)
             name = _variable_name(Settings, field) if field in Settings.model_fields else field
             problems.append(f"{name}: {error['msg']}")
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None

@@ -71,7 +71,8 @@ def _redact_value(value: Any) -> Any:
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, dict):
-        return {str(key): _redact_value(item) for key, item in value.items()}
+        # Keys too: a dict keyed by token would otherwise carry the secret out.
+        return {redact(str(key)): _redact_value(item) for key, item in value.items()}
     if isinstance(value, list | tuple | set):
         return [_redact_value(item) for item in value]
     if value is None or isinstance(value, bool | int | float):

@@ -9,6 +9,7 @@ or a stack trace, and the log gets the traceback (secrets masked) for a 500.
 from __future__ import annotations
 
 import hmac
+import io
 import logging
 from typing import TypeVar
 
@@ -66,8 +67,15 @@ def create_app(name: str) -> flask.Flask:
 
 
 def dispatch(app: flask.Flask, request: flask.Request) -> flask.Response:
-    """Route a functions-framework request through `app` (routing, errors, limits)."""
-    with app.request_context(request.environ):
+    """Route a functions-framework request through `app` (routing, errors, limits).
+
+    functions-framework reads the body again once we answer, so `app` gets a buffered copy
+    rather than the stream; a body declared too large is not read at all (`app` answers 413).
+    """
+    environ = dict(request.environ)
+    too_large = (request.content_length or 0) > MAX_BODY_BYTES
+    environ["wsgi.input"] = io.BytesIO(b"" if too_large else request.get_data(cache=True))
+    with app.request_context(environ):
         return app.full_dispatch_request()
 
 

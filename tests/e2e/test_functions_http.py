@@ -1,0 +1,286 @@
+"""The four functions as deployed: the real `functions-framework` server per function, over HTTP.
+
+Each function runs in its own process on the session's Firestore emulator, configured only
+through its environment (no `.env`: the working directory is an empty temporary folder).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+from google.cloud import firestore
+from test_utils.retry import RetryErrors
+
+from devtools.emulator import Emulator, free_port, stop_process_group
+from shared import __version__
+from shared.models import AuthState, Device, Service, Source
+from shared.store import Store
+from shared.web import MAX_BODY_BYTES
+from tests.conftest import PROJECT
+
+ROOT = Path(__file__).resolve().parents[2]
+API_TOKEN = "e2e-api-token-5f1c9a7d"
+REQUEST_TIMEOUT = 10.0  # seconds for one request to a local function
+# A cold functions-framework start imports Flask, gunicorn and pydantic: seconds on a busy box.
+START_TRIES = 120
+START_DELAY = 0.25
+
+
+@dataclass
+class Function:
+    name: str
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def log_text(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+
+class FunctionDied(Exception):
+    pass
+
+
+def start(target: str, *, env: dict[str, str], workdir: Path, label: str) -> Function:
+    port = free_port()
+    log = workdir / f"{label}.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "functions_framework",
+                f"--source={ROOT / 'functions' / target / 'main.py'}",
+                f"--target={target}",
+                "--host=127.0.0.1",
+                f"--port={port}",
+            ],
+            cwd=workdir,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own group: stopping it stops gunicorn's worker too
+        )
+    return Function(label, f"http://127.0.0.1:{port}", process, log)
+
+
+def wait_until_answering(function: Function) -> None:
+    @RetryErrors(requests.ConnectionError, max_tries=START_TRIES, delay=START_DELAY, backoff=1)
+    def answer() -> None:
+        if function.process.poll() is not None:
+            raise FunctionDied(f"{function.name} exited:\n{function.log_text()}")
+        requests.get(function.url + "/", timeout=REQUEST_TIMEOUT)  # any HTTP answer will do
+
+    answer()
+
+
+@pytest.fixture(scope="module")
+def functions(
+    emulator: Emulator, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Function]]:
+    workdir = tmp_path_factory.mktemp("functions")
+    base_env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(workdir),
+        "PYTHONPATH": str(ROOT),
+        "PYTHONUNBUFFERED": "1",
+        "FIRESTORE_EMULATOR_HOST": emulator.address,
+        "GCP_PROJECT": PROJECT,
+        "SECRETS_DIR": str(workdir / "secrets"),
+        "SECRETS_BACKEND": "local",
+        "SCHEDULER_BACKEND": "local",
+    }
+    specs = [
+        ("api", "api", {}),
+        ("api", "api_with_token", {"API_TOKEN": API_TOKEN}),
+        ("sync_device", "sync_device", {}),
+        ("refresh_devices", "refresh_devices", {}),
+        ("webhooks", "webhooks", {}),
+    ]
+    started: dict[str, Function] = {}
+    try:
+        for target, label, extra in specs:
+            started[label] = start(target, env={**base_env, **extra}, workdir=workdir, label=label)
+        for function in started.values():
+            wait_until_answering(function)
+        yield started
+    finally:
+        for function in started.values():
+            stop_process_group(function.process)
+
+
+@pytest.fixture
+def store(firestore_client: firestore.Client) -> Store:
+    return Store(firestore_client)
+
+
+def get(function: Function, path: str, **kwargs: object) -> requests.Response:
+    return requests.get(function.url + path, timeout=REQUEST_TIMEOUT, **kwargs)
+
+
+def post(function: Function, path: str, **kwargs: object) -> requests.Response:
+    return requests.post(function.url + path, timeout=REQUEST_TIMEOUT, **kwargs)
+
+
+def json_answer(response: requests.Response, status: int) -> object:
+    """The JSON body of a response that must have `status`; never an HTML page."""
+    assert response.status_code == status, response.text
+    assert response.headers["Content-Type"].startswith("application/json"), response.text
+    return response.json()
+
+
+def error_of(response: requests.Response, status: int) -> str:
+    body = json_answer(response, status)
+    assert isinstance(body, dict) and set(body) == {"error"}, body
+    return str(body["error"])
+
+
+# --- api -----------------------------------------------------------------------------------
+
+
+def test_health_counts_the_sync_services_in_firestore(
+    functions: dict[str, Function], store: Store
+) -> None:
+    api = functions["api"]
+    assert json_answer(get(api, "/health"), 200) == {"status": "ok", "services": 0}
+
+    store.services.put(Service(id="tracker-1", timer=600, delta=5))
+    store.services.put(Service(id="tracker-2", timer=900, delta=0))
+
+    assert json_answer(get(api, "/health"), 200) == {"status": "ok", "services": 2}
+
+
+def test_health_is_503_while_google_credentials_are_refused(
+    functions: dict[str, Function], store: Store
+) -> None:
+    store.services.put(Service(id="tracker-1", timer=600, delta=5))
+    store.state.put("auth", AuthState(status="auth_required", reason="token revoked"))
+
+    body = json_answer(get(functions["api"], "/health"), 503)
+
+    assert body == {"status": "auth_required", "services": 1, "reason": "token revoked"}
+
+
+def test_versions_reports_the_library_version(functions: dict[str, Function]) -> None:
+    body = json_answer(get(functions["api"], "/versions"), 200)
+
+    assert body == {"version": __version__, "built_at": None}
+
+
+def test_without_api_token_routes_are_open(functions: dict[str, Function]) -> None:
+    assert error_of(get(functions["api"], "/no-such-route"), 404)
+
+
+def test_health_and_versions_stay_open_when_a_token_is_set(
+    functions: dict[str, Function], store: Store
+) -> None:
+    api = functions["api_with_token"]
+
+    assert json_answer(get(api, "/health"), 200) == {"status": "ok", "services": 0}
+    assert json_answer(get(api, "/versions"), 200)["version"] == __version__
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer wrong-token"},
+        {"Authorization": f"Bearer {API_TOKEN}x"},
+        {"Authorization": f"Basic {API_TOKEN}"},
+        {"Authorization": API_TOKEN},
+    ],
+    ids=["none", "wrong", "longer", "basic-scheme", "no-scheme"],
+)
+def test_other_routes_refuse_a_missing_or_wrong_token_with_401(
+    functions: dict[str, Function], headers: dict[str, str]
+) -> None:
+    message = error_of(get(functions["api_with_token"], "/services", headers=headers), 401)
+
+    assert API_TOKEN not in message
+
+
+def test_the_right_token_passes_to_routing(functions: dict[str, Function]) -> None:
+    response = get(
+        functions["api_with_token"],
+        "/no-such-route",
+        headers={"Authorization": f"Bearer {API_TOKEN}"},
+    )
+
+    assert error_of(response, 404) == "no such route"
+
+
+def test_wrong_method_is_a_json_405(functions: dict[str, Function]) -> None:
+    assert error_of(post(functions["api"], "/health", json={}), 405) == "method not allowed"
+    assert error_of(get(functions["sync_device"], "/"), 405) == "method not allowed"
+
+
+# --- sync_device ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        ({}, "device_id"),
+        ({"device_id": ""}, "device_id"),
+        ({"device_id": 42}, "device_id"),
+        ({"device_id": "tracker-1", "jitter_seconds": -1}, "jitter_seconds"),
+        ({"device_id": "tracker-1", "jitter_seconds": "soon"}, "jitter_seconds"),
+    ],
+)
+def test_sync_device_refuses_a_malformed_body_naming_the_field(
+    functions: dict[str, Function], body: dict[str, object], named: str
+) -> None:
+    assert named in error_of(post(functions["sync_device"], "/", json=body), 400)
+
+
+def test_sync_device_refuses_a_body_that_is_not_json(functions: dict[str, Function]) -> None:
+    sync = functions["sync_device"]
+
+    not_json = post(sync, "/", data="device_id=x", headers={"Content-Type": "text/plain"})
+    broken = post(sync, "/", data="{not json", headers={"Content-Type": "application/json"})
+
+    assert "JSON" in error_of(not_json, 400)
+    assert "JSON" in error_of(broken, 400)
+
+
+def test_sync_device_refuses_an_oversized_body(functions: dict[str, Function]) -> None:
+    body = '{"device_id": "' + "x" * MAX_BODY_BYTES + '"}'
+
+    response = post(
+        functions["sync_device"], "/", data=body, headers={"Content-Type": "application/json"}
+    )
+
+    assert error_of(response, 413)
+
+
+def test_sync_device_of_an_unknown_device_is_404(
+    functions: dict[str, Function], store: Store
+) -> None:
+    store.services.put(Service(id="tracker-1", timer=600, delta=5))
+
+    message = error_of(post(functions["sync_device"], "/", json={"device_id": "ghost"}), 404)
+
+    assert "ghost" in message
+
+
+# --- refresh_devices and webhooks ----------------------------------------------------------
+
+
+def test_refresh_devices_answers_json(functions: dict[str, Function], store: Store) -> None:
+    store.devices.put(Device(id="tracker-1", source=Source.GOOGLE, traccar_unique_id="t1"))
+
+    body = json_answer(post(functions["refresh_devices"], "/", json={}), 200)
+
+    assert isinstance(body, dict)
+
+
+def test_webhooks_health_answers_ok(functions: dict[str, Function]) -> None:
+    assert json_answer(get(functions["webhooks"], "/health"), 200) == {"status": "ok"}
+    assert error_of(get(functions["webhooks"], "/no-such-route"), 404) == "no such route"
