@@ -5,7 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format venv clean
+include infra/infra.mk
+
+.PHONY: run test lint format venv clean protos
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,7 +21,7 @@ run: $(STAMP)
 	$(BIN)/python -m devtools.run
 
 ## Lint and test everything (needs Java 17 and the Firestore emulator; see README).
-test: $(STAMP) lint
+test: $(STAMP) lint infra-check
 	@$(BIN)/python -m pytest; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests: failing" >&2; fi; \
 	exit $$status
@@ -34,3 +36,8 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache dist
+
+## Regenerate the checked-in protobuf modules of the Google source from their .proto files.
+PROTO_DIR := shared/sources/google/proto
+protos: $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. $(PROTO_DIR)/*.proto

@@ -7,78 +7,23 @@ through its environment (no `.env`: the working directory is an empty temporary 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import requests
 from google.cloud import firestore
-from test_utils.retry import RetryErrors
 
-from devtools.emulator import Emulator, free_port, stop_process_group
+from devtools.emulator import Emulator, stop_process_group
 from shared import __version__
 from shared.models import AuthState, Device, Service, Source
 from shared.store import Store
 from shared.web import MAX_BODY_BYTES
 from tests.conftest import PROJECT
+from tests.e2e.functions import REQUEST_TIMEOUT, Function, start, wait_until_answering
 
 ROOT = Path(__file__).resolve().parents[2]
 API_TOKEN = "e2e-api-token-5f1c9a7d"
-REQUEST_TIMEOUT = 10.0  # seconds for one request to a local function
-# A cold functions-framework start imports Flask, gunicorn and pydantic: seconds on a busy box.
-START_TRIES = 120
-START_DELAY = 0.25
-
-
-@dataclass
-class Function:
-    name: str
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def log_text(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
-
-
-class FunctionDied(Exception):
-    pass
-
-
-def start(target: str, *, env: dict[str, str], workdir: Path, label: str) -> Function:
-    port = free_port()
-    log = workdir / f"{label}.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "functions_framework",
-                f"--source={ROOT / 'functions' / target / 'main.py'}",
-                f"--target={target}",
-                "--host=127.0.0.1",
-                f"--port={port}",
-            ],
-            cwd=workdir,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own group: stopping it stops gunicorn's worker too
-        )
-    return Function(label, f"http://127.0.0.1:{port}", process, log)
-
-
-def wait_until_answering(function: Function) -> None:
-    @RetryErrors(requests.ConnectionError, max_tries=START_TRIES, delay=START_DELAY, backoff=1)
-    def answer() -> None:
-        if function.process.poll() is not None:
-            raise FunctionDied(f"{function.name} exited:\n{function.log_text()}")
-        requests.get(function.url + "/", timeout=REQUEST_TIMEOUT)  # any HTTP answer will do
-
-    answer()
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,1 @@
+"""Location sources: one subpackage per vendor, each normalising to `shared.models.Location`."""

@@ -1,0 +1,231 @@
+"""Decoding of a Find My Device `DeviceUpdate`: parse it, decrypt every report, normalise them.
+
+Reports come in the order Google lists them: the network locations first (report i paired with
+`network_location_timestamps[i]`), then the recent location (with its own timestamp).
+
+Semantic reports (status SEMANTIC: a place name such as "Home", no coordinates) are returned
+apart, in `DecodedUpdate.semantic`, and never as `GoogleReport`s or `Location`s: they must not
+reach Traccar.
+
+Failures: a payload that does not parse, or lacks the key or a report's fields, raises
+`MalformedUpdate`. A key that does not decrypt raises `DecryptionError` naming the device. A
+report that fails to decrypt while others of the same update succeed is skipped and described
+in `DecodedUpdate.skipped` (one corrupt report should not cost the good ones); when none
+succeeds, the first failure is raised, which is how a wrong owner key shows with a CBC-wrapped
+identity key.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from typing import Literal
+
+from google.protobuf.message import DecodeError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shared.models import Location, Source
+from shared.sources.google import crypto
+from shared.sources.google.errors import DecryptionError, MalformedUpdate
+from shared.sources.google.proto import device_update_pb2 as pb
+
+COORDINATE_SCALE = 1e7
+_SEMANTIC = pb.LocationStatus.SEMANTIC
+_FLOAT32_SIGNIFICANT_DIGITS = 9
+
+
+class GoogleReport(BaseModel):
+    """One decrypted location report, with the field names of the decode command's output."""
+
+    model_config = ConfigDict(frozen=True)
+
+    latitude: float = Field(ge=-90, le=90)
+    longitude: float = Field(ge=-180, le=180)
+    altitude: int
+    accuracy: float | None = Field(None, ge=0, description="metres")
+    timestamp: int = Field(ge=0, description="epoch seconds")
+    status: str
+    is_own_report: bool
+
+    def to_location(self, device_id: str) -> Location:
+        return Location(
+            id=device_id,
+            lat=self.latitude,
+            lon=self.longitude,
+            timestamp=self.timestamp,
+            altitude=self.altitude,
+            accuracy=self.accuracy,
+            loc_status=self.status,
+            is_own_report=self.is_own_report,
+            source=Source.GOOGLE,
+        )
+
+
+class SemanticReport(BaseModel):
+    """A report naming a place without coordinates; kept for logs, never sent to Traccar."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    timestamp: int
+    is_own_report: bool
+
+
+class DecodedUpdate(BaseModel):
+    """Everything the bridge takes from one `DeviceUpdate`."""
+
+    request_uuid: str
+    canonic_id: str | None
+    name: str
+    key_wrap: Literal["gcm", "cbc"]
+    reports: list[GoogleReport]
+    semantic: list[SemanticReport]
+    skipped: list[str] = Field(default_factory=list, description="reports that did not decrypt")
+
+    def locations(self, device_id: str | None = None) -> list[Location]:
+        """The reports as pipeline `Location`s of `device_id` (default: the update's canonic id)."""
+        device = device_id or self.canonic_id
+        if not device:
+            raise MalformedUpdate("DeviceUpdate names no device: pass the device id")
+        return [report.to_location(device) for report in self.reports]
+
+
+def parse_device_update(payload: bytes) -> pb.DeviceUpdate:
+    try:
+        return pb.DeviceUpdate.FromString(payload)
+    except DecodeError as exc:
+        raise MalformedUpdate(f"payload is not a DeviceUpdate protobuf: {exc}") from None
+
+
+def decode_device_update(
+    update: bytes | pb.DeviceUpdate, owner_key: bytes, *, device_id: str | None = None
+) -> DecodedUpdate:
+    """Decrypt every report of a DeviceUpdate (serialized or parsed) with the account's owner key.
+
+    `device_id` names the device in errors when the caller knows it (the canonic id it located);
+    otherwise the update's own canonic id, then its user-defined name, are used.
+    """
+    message = parse_device_update(update) if isinstance(update, bytes) else update
+    metadata = message.device_metadata
+    canonic_ids = metadata.identifiers.canonic_ids.canonic_id
+    canonic_id = canonic_ids[0].id if canonic_ids else None
+    name = metadata.user_defined_name
+    label = device_id or canonic_id or (f'"{name}"' if name else "(unidentified)")
+
+    registration = metadata.information.registration
+    wrapped = registration.encrypted_user_secrets.encrypted_identity_key
+    if not wrapped:
+        raise MalformedUpdate(f"DeviceUpdate of device {label} carries no encrypted identity key")
+    mcu = crypto.is_mcu_tracker(registration.fast_pair_model_id)
+    try:
+        identity_key = crypto.decrypt_identity_key(wrapped, owner_key, mcu=mcu)
+    except DecryptionError as exc:
+        raise DecryptionError(exc.message, device=label) from None
+    key_wrap: Literal["gcm", "cbc"] = (
+        "cbc" if len(wrapped) == crypto.CBC_WRAPPED_KEY_BYTES else "gcm"
+    )
+    decryptor = crypto.IdentityKeyDecryptor(identity_key)
+
+    reports: list[GoogleReport] = []
+    semantic: list[SemanticReport] = []
+    failures: list[str] = []
+    for position, report, timestamp in _reports_in_order(message, label):
+        if report.status == _SEMANTIC:
+            semantic.append(
+                SemanticReport(
+                    name=report.semantic_location.location_name,
+                    timestamp=timestamp,
+                    is_own_report=report.geo_location.encrypted_report.is_own_report,
+                )
+            )
+            continue
+        try:
+            reports.append(_decrypt_report(decryptor, report, timestamp, mcu=mcu))
+        except DecryptionError as exc:
+            failures.append(f"{position}: {exc.message}")
+        except MalformedUpdate as exc:
+            raise MalformedUpdate(f"device {label}, {position}: {exc.message}") from None
+    if failures and not reports:
+        hint = f"; {crypto.WRONG_OWNER_KEY_HINT}" if key_wrap == "cbc" else ""
+        raise DecryptionError(f"no report decrypts ({failures[0]}){hint}", device=label)
+    return DecodedUpdate(
+        request_uuid=message.fcm_metadata.request_uuid,
+        canonic_id=canonic_id,
+        name=name,
+        key_wrap=key_wrap,
+        reports=reports,
+        semantic=semantic,
+        skipped=failures,
+    )
+
+
+def _reports_in_order(
+    message: pb.DeviceUpdate, label: str
+) -> list[tuple[str, pb.LocationReport, int]]:
+    """(position, report, timestamp) for each report: network locations first, then recent."""
+    information = message.device_metadata.information
+    locations = information.location_information.reports.recent_and_network_locations
+    network = locations.network_locations
+    times = locations.network_location_timestamps
+    if len(times) < len(network):
+        raise MalformedUpdate(
+            f"device {label}: {len(network)} network locations but {len(times)} timestamps"
+        )
+    ordered = [
+        (f"network location {index}", report, times[index].seconds)
+        for index, report in enumerate(network)
+    ]
+    if locations.HasField("recent_location"):
+        recent_time = locations.recent_location_timestamp.seconds
+        ordered.append(("recent location", locations.recent_location, recent_time))
+    return ordered
+
+
+def _decrypt_report(
+    decryptor: crypto.IdentityKeyDecryptor, report: pb.LocationReport, timestamp: int, *, mcu: bool
+) -> GoogleReport:
+    geo = report.geo_location
+    encrypted = geo.encrypted_report
+    if not encrypted.encrypted_location:
+        raise MalformedUpdate("report has no encrypted location")
+    # The decryption path follows the finder key, not the is_own_report flag.
+    if encrypted.public_key_random:
+        time_counter = 0 if mcu else geo.device_time_offset
+        plaintext = decryptor.decrypt_crowdsourced_report(
+            encrypted.public_key_random, encrypted.encrypted_location, time_counter
+        )
+    else:
+        plaintext = decryptor.decrypt_own_report(encrypted.encrypted_location)
+    try:
+        location = pb.PlainLocation.FromString(plaintext)
+        return GoogleReport(
+            latitude=location.latitude / COORDINATE_SCALE,
+            longitude=location.longitude / COORDINATE_SCALE,
+            altitude=location.altitude,
+            accuracy=_float32_value(geo.accuracy),
+            timestamp=timestamp,
+            status=_status_name(report.status),
+            is_own_report=encrypted.is_own_report,
+        )
+    except (DecodeError, ValidationError) as exc:
+        raise MalformedUpdate(f"decrypted report is not a valid location: {exc}") from None
+
+
+def _status_name(status: int) -> str:
+    try:
+        return pb.LocationStatus.Name(status)
+    except ValueError:
+        # An open proto3 enum: a status newer than this file keeps its number.
+        return f"STATUS_{status}"
+
+
+def _float32_value(value: float) -> float | None:
+    """The shortest decimal that is the same float32: 12.3 rather than 12.300000190734863."""
+    if not math.isfinite(value):
+        return None
+    packed = struct.pack("<f", value)
+    for digits in range(1, _FLOAT32_SIGNIFICANT_DIGITS + 1):
+        candidate = float(f"{value:.{digits}g}")
+        if struct.pack("<f", candidate) == packed:
+            return candidate
+    return value
