@@ -94,6 +94,9 @@ ROUTES: list[tuple[str, str, str, Any, dict[int, tuple[str, Any]], list[dict[str
       {"name": "limit", "in": "query", "required": False,
        "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
       {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}}]),
+    # --- Google Find My Device ---
+    # --- Smartcar ---
+    # --- TLINK ---
     ("post", "/notify/test", "Send a test email", None,
      {200: ("sent", SentStatus), 409: ("notifications disabled", ErrorBody),
       502: ("the send failed", ErrorBody)}, []),

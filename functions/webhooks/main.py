@@ -1,4 +1,8 @@
-"""Receives vendor webhooks (`webhooks` entry point): Smartcar and TLINK deliveries."""
+"""Receives vendor webhooks (`webhooks` entry point): Smartcar and TLINK deliveries.
+
+Every receiver checks the delivery's signature on the raw body before any work, deduplicates
+it (a retried delivery never makes a second position) and feeds the pipeline.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,12 @@ app = create_app(__name__)
 @app.get("/health")
 def health() -> flask.Response:
     return flask.jsonify(status="ok")
+
+
+# --- Smartcar ------------------------------------------------------------------------------
+
+
+# --- TLINK ---------------------------------------------------------------------------------
 
 
 @functions_framework.http
