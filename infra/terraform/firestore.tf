@@ -1,0 +1,91 @@
+# Firestore: the (default) database in native mode, the composite indexes the bridge's queries
+# need, and a TTL policy on every collection whose documents carry `expire_at`.
+#
+# A project that already has a (default) database (made in the console, or by App Engine) must
+# import it first: terraform import google_firestore_database.default "projects/<id>/databases/(default)"
+
+resource "google_firestore_database" "default" {
+  name        = "(default)" # the database the functions' firestore.Client() opens
+  location_id = var.firestore_location != "" ? var.firestore_location : var.region
+  type        = "FIRESTORE_NATIVE"
+
+  # Pessimistic would make every read in a transaction lock; the bridge's writes that race
+  # (the sync lease) use preconditions on update times instead.
+  concurrency_mode            = "OPTIMISTIC"
+  app_engine_integration_mode = "DISABLED"
+
+  # Point-in-time recovery: a bad release or a wrong bulk delete can be undone for 7 days; at
+  # the bridge's size (a few MB) the extra storage costs next to nothing.
+  point_in_time_recovery_enablement = "POINT_IN_TIME_RECOVERY_ENABLED"
+
+  # The database holds the delivery history and the services: never delete it from Terraform.
+  delete_protection_state = "DELETE_PROTECTION_ENABLED"
+  deletion_policy         = "ABANDON"
+
+  depends_on = [google_project_service.enabled]
+}
+
+locals {
+  # Composite indexes, one per query shape that filters on one field and orders on another.
+  # Single-field indexes Firestore makes by itself.
+  composite_indexes = {
+    # GET /push-log?device=<id>: one device's attempts, newest first (shared/store.py push_log).
+    push_log_by_device = {
+      collection = "push_log"
+      fields = [
+        { field_path = "device_id", order = "ASCENDING" },
+        { field_path = "attempted_at", order = "DESCENDING" },
+      ]
+    }
+    # A sync run drains a device's outbox oldest position first (shared/store.py outbox).
+    outbox_by_device = {
+      collection = "outbox"
+      fields = [
+        { field_path = "device_id", order = "ASCENDING" },
+        { field_path = "location.timestamp", order = "ASCENDING" },
+      ]
+    }
+  }
+
+  # Collection groups whose documents carry an `expire_at` timestamp, deleted by Firestore once
+  # it has passed (typically within 24 hours). A collection group covers a top-level collection
+  # of that name and any subcollection of that name (hashes per device, for instance). Add a
+  # name here when a new kind of document gets an `expire_at`.
+  ttl_collections = [
+    "push_log",       # push attempts, kept PUSH_LOG_RETENTION_DAYS
+    "hashes",         # delivered fingerprints, kept for deduplication only
+    "webhook_events", # vendor event ids, kept long enough to recognise redeliveries
+    "smartcar_events",
+    "tlink_events",
+  ]
+}
+
+resource "google_firestore_index" "composite" {
+  for_each = local.composite_indexes
+
+  database    = google_firestore_database.default.name
+  collection  = each.value.collection
+  query_scope = "COLLECTION"
+
+  dynamic "fields" {
+    for_each = each.value.fields
+    content {
+      field_path = fields.value.field_path
+      order      = fields.value.order
+    }
+  }
+}
+
+resource "google_firestore_field" "ttl" {
+  for_each = toset(local.ttl_collections)
+
+  database   = google_firestore_database.default.name
+  collection = each.key
+  field      = "expire_at"
+
+  ttl_config {}
+
+  # No single-field index on expire_at: nothing queries it, and an index on an ever-growing
+  # timestamp costs writes and can hotspot. (An empty index_config removes the indexes.)
+  index_config {}
+}

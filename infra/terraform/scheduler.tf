@@ -1,0 +1,37 @@
+# The one Cloud Scheduler job Terraform makes: the hourly refresh_devices run. The per-device
+# sync jobs are made at run time by the api and by refresh_devices (auto-registration) through
+# the Cloud Scheduler API (shared/scheduler.py), with the same service account's OIDC token;
+# Terraform neither creates nor sees them, so `terraform apply` never undoes a user's services.
+
+resource "google_cloud_scheduler_job" "refresh_devices" {
+  name        = "${var.name_prefix}-refresh-devices"
+  region      = var.region
+  description = "traccar-bridge: refresh the device lists, notify, auto-register"
+  schedule    = var.refresh_schedule
+  time_zone   = var.scheduler_time_zone
+  # Longer than the function's timeout (300 s), so Cloud Scheduler never gives up on a run
+  # that is still going and starts it again next to itself.
+  attempt_deadline = "320s"
+
+  retry_config {
+    # One retry for a cold start or a transient error; the next hour runs anyway.
+    retry_count          = 1
+    min_backoff_duration = "60s"
+  }
+
+  http_target {
+    http_method = "POST"
+    uri         = google_cloudfunctions2_function.refresh_devices.service_config[0].uri
+    headers = {
+      "Content-Type" = "application/json"
+    }
+    body = base64encode("{}")
+
+    oidc_token {
+      service_account_email = google_service_account.scheduler.email
+      audience              = google_cloudfunctions2_function.refresh_devices.service_config[0].uri
+    }
+  }
+
+  depends_on = [google_cloud_run_service_iam_member.scheduler_invokes_refresh_devices]
+}

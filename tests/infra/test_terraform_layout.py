@@ -1,0 +1,448 @@
+"""What infra/terraform must hold: least privilege, the functions' settings, Firestore's TTL
+policies and indexes, no secret values in state, references that resolve."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import AliasChoices
+
+from shared.config import Settings
+from tests.infra.hcl import TF_DIR, Terraform, block, expression
+
+FUNCTIONS = {"api", "sync_device", "refresh_devices", "webhooks"}
+PUBLIC = {"api", "webhooks"}
+PRIVATE = FUNCTIONS - PUBLIC
+SECRETS = {
+    "google-secrets",
+    "api-token",
+    "traccar-api-token",
+    "smtp-password",
+    "smartcar-management-token",
+    "smartcar-client-secret",
+    "smartcar-tokens",
+    "tlink-credentials",
+    "tlink-webhook-secret",
+}
+EXPIRING_COLLECTIONS = {"push_log", "hashes", "webhook_events", "smartcar_events"}
+FUNCTION = "google_cloudfunctions2_function"
+INVOKER_RESOURCES = (
+    "google_cloud_run_service_iam_member",
+    "google_cloud_run_service_iam_binding",
+    "google_cloud_run_v2_service_iam_member",
+    "google_cloud_run_v2_service_iam_binding",
+    "google_cloudfunctions2_function_iam_member",
+    "google_cloudfunctions2_function_iam_binding",
+)
+PUBLIC_MEMBERS = {"allUsers", "allAuthenticatedUsers"}
+SCHEDULER_MEMBER = "serviceAccount:${google_service_account.scheduler.email}"
+# A locate waits up to ~60 s for its FCM answer; the jitter slept before it is at most 60 s.
+LOCATE_WAIT_SECONDS = 60
+MAX_JITTER_SECONDS = 60
+
+
+def service_config(terraform: Terraform, function: str) -> dict[str, Any]:
+    return block(terraform.resource(FUNCTION, function), "service_config")
+
+
+def environment_names(terraform: Terraform, function: str) -> set[str]:
+    """Names of the plain environment variables a function gets."""
+    value = expression(service_config(terraform, function)["environment_variables"])
+    # Only locals (merged): every name is then a key of a literal map this test can read.
+    assert re.fullmatch(r"merge\(local\.\w+(, local\.\w+)*\)|local\.\w+", value), value
+    names: set[str] = set()
+    for local in re.findall(r"local\.(\w+)", value):
+        names |= set(terraform.locals[local])
+    return names
+
+
+def secret_environment(terraform: Terraform, function: str) -> dict[str, set[str]]:
+    """Secret environment variable → the secret ids it may come from."""
+    config = service_config(terraform, function)
+    found: dict[str, set[str]] = {}
+    for entry in config.get("secret_environment_variables", []):
+        secrets = re.findall(r'google_secret_manager_secret\.secret\["([^"]+)"\]', entry["secret"])
+        found[entry["key"]] = set(secrets)
+    for dynamic in config.get("dynamic", []):
+        body = dynamic.get("secret_environment_variables")
+        if body is not None:
+            (content,) = body["content"]
+            found[content["key"]] = set(re.findall(r'"([^"]+)"', body["for_each"]))
+    for key, secrets in found.items():
+        assert secrets, f"{function}: cannot tell which secret {key} comes from"
+    return found
+
+
+def setting_names() -> set[str]:
+    names: set[str] = set()
+    for name, info in Settings.model_fields.items():
+        alias = info.validation_alias
+        if isinstance(alias, AliasChoices):
+            names |= {str(choice).upper() for choice in alias.choices}
+        else:
+            names.add((alias if isinstance(alias, str) else name).upper())
+    return names
+
+
+def members(body: dict[str, Any]) -> set[str]:
+    return {body["member"]} if "member" in body else set(body.get("members", []))
+
+
+def invoked_function(body: dict[str, Any]) -> str:
+    target = " ".join(str(body.get(key, "")) for key in ("service", "name", "cloud_function"))
+    match = re.search(rf"{FUNCTION}\.(\w+)\.", target)
+    assert match, f"invoker grant on something that is not one of the functions: {target}"
+    return match.group(1)
+
+
+def invoker_grants(terraform: Terraform) -> list[tuple[str, set[str]]]:
+    """(function, members) of every invoker grant on a function's service."""
+    return [
+        (invoked_function(body), members(body))
+        for kind in INVOKER_RESOURCES
+        for body in terraform.of_type(kind).values()
+    ]
+
+
+def project_roles(terraform: Terraform) -> list[str]:
+    return [body["role"] for body in terraform.of_type("google_project_iam_member").values()]
+
+
+def test_provider_is_pinned_to_an_exact_version(terraform: Terraform) -> None:
+    (settings,) = terraform.terraform
+    assert settings["required_version"] == ">= 1.6"
+    (providers,) = settings["required_providers"]
+    google = providers["google"]
+    assert google["source"] == "hashicorp/google"
+    assert re.fullmatch(r"= \d+\.\d+\.\d+", google["version"]), google["version"]
+    assert set(providers) == {"google"}
+
+
+def test_terraform_is_split_by_concern() -> None:
+    files = {path.name for path in TF_DIR.glob("*.tf")}
+    assert {
+        "versions.tf",
+        "variables.tf",
+        "outputs.tf",
+        "apis.tf",
+        "firestore.tf",
+        "secrets.tf",
+        "storage.tf",
+        "functions.tf",
+        "iam.tf",
+        "scheduler.tf",
+    } <= files
+    assert (TF_DIR / "terraform.tfvars.example").is_file()
+
+
+def test_the_four_functions_use_their_folder_entry_points(terraform: Terraform) -> None:
+    assert set(terraform.of_type(FUNCTION)) == FUNCTIONS
+    assert re.fullmatch(r"python3\d+", terraform.variables["python_runtime"]["default"])
+    for function in FUNCTIONS:
+        build = block(terraform.resource(FUNCTION, function), "build_config")
+        assert build["entry_point"] == function
+        assert expression(build["runtime"]) == "var.python_runtime"
+        storage = block(block(build, "source"), "storage_source")
+        assert f'google_storage_bucket_object.source["{function}"]' in storage["object"]
+
+
+def test_each_function_runs_as_its_own_service_account(terraform: Terraform) -> None:
+    accounts = {
+        function: expression(service_config(terraform, function)["service_account_email"])
+        for function in FUNCTIONS
+    }
+    for function, account in accounts.items():
+        assert account == f'google_service_account.runtime["{function}"].email'
+    assert len(set(accounts.values())) == len(FUNCTIONS)
+    runtime = terraform.resource("google_service_account", "runtime")
+    assert expression(runtime["for_each"]) == "local.functions"
+    assert expression(terraform.locals["functions"]) == (
+        'toset(["api", "sync_device", "refresh_devices", "webhooks"])'
+    )
+
+
+def test_every_function_sets_memory_timeout_and_concurrency(terraform: Terraform) -> None:
+    for function in FUNCTIONS:
+        config = service_config(terraform, function)
+        assert re.fullmatch(r"\d+(M|Mi|G|Gi)", config["available_memory"]), function
+        assert isinstance(config["timeout_seconds"], int), function
+        assert config["max_instance_request_concurrency"] == 1, function
+        assert isinstance(config["max_instance_count"], int), function
+
+
+def test_sync_device_never_runs_two_locates_at_once(terraform: Terraform) -> None:
+    from shared.pipeline import LEASE_DURATION
+
+    config = service_config(terraform, "sync_device")
+    assert config["max_instance_request_concurrency"] == 1
+    assert config["max_instance_count"] == 1
+    # Long enough for the jitter and a whole locate, so the instance is never handed the next
+    # run while a session is live; shorter than the lease, so a run never outlives its lease.
+    assert config["timeout_seconds"] >= MAX_JITTER_SECONDS + LOCATE_WAIT_SECONDS
+    assert config["timeout_seconds"] < LEASE_DURATION.total_seconds()
+    for variable in ("auto_register_delta", "smart_tracking_delta"):
+        (validation,) = terraform.variables[variable]["validation"]
+        assert f"<= {MAX_JITTER_SECONDS}" in validation["condition"], variable
+
+
+def test_every_environment_variable_is_a_setting(terraform: Terraform) -> None:
+    known = setting_names()
+    for function in FUNCTIONS:
+        names = environment_names(terraform, function)
+        names |= set(secret_environment(terraform, function))
+        assert names <= known, f"{function}: not in shared.config.Settings: {names - known}"
+
+
+def test_terraform_defaults_match_the_settings_defaults(terraform: Terraform) -> None:
+    compared = 0
+    for name, variable in terraform.variables.items():
+        info = Settings.model_fields.get(name)
+        if info is None or "default" not in variable or info.default is None:
+            continue
+        assert variable["default"] == info.default, name
+        compared += 1
+    assert compared >= 15
+
+
+def test_functions_use_the_cloud_adapters(terraform: Terraform) -> None:
+    base = terraform.locals["base_environment"]
+    assert base["SECRETS_BACKEND"] == "secret_manager"
+    assert base["SCHEDULER_BACKEND"] == "cloud_scheduler"
+    assert expression(base["GCP_PROJECT"]) == "var.project_id"
+    assert expression(base["GCP_REGION"]) == "var.region"
+    for function in FUNCTIONS:
+        assert set(base) <= environment_names(terraform, function), function
+
+
+def test_job_creators_know_the_sync_url_and_the_scheduler_account(terraform: Terraform) -> None:
+    scheduler = terraform.locals["scheduler_environment"]
+    assert expression(scheduler["SYNC_DEVICE_URL"]) == (
+        f"{FUNCTION}.sync_device.service_config[0].uri"
+    )
+    assert expression(scheduler["SCHEDULER_SERVICE_ACCOUNT"]) == (
+        "google_service_account.scheduler.email"
+    )
+    for function in ("api", "refresh_devices"):
+        assert {"SYNC_DEVICE_URL", "SCHEDULER_SERVICE_ACCOUNT"} <= environment_names(
+            terraform, function
+        )
+
+
+def test_secret_environment_comes_from_secrets_the_function_may_read(
+    terraform: Terraform,
+) -> None:
+    readers = terraform.locals["secret_readers"]
+    assert secret_environment(terraform, "api")["API_TOKEN"] == {"api-token"}
+    for function in FUNCTIONS:
+        for key, secrets in secret_environment(terraform, function).items():
+            assert secrets <= set(readers[function]), f"{function} cannot read {key}"
+            if key == "NOTIFY_SMTP_PASS":
+                assert secrets == {"smtp-password"}
+
+
+def test_only_the_api_reads_the_api_token(terraform: Terraform) -> None:
+    readers = terraform.locals["secret_readers"]
+    assert {function for function, secrets in readers.items() if "api-token" in secrets} == {"api"}
+
+
+def test_secrets_exist_without_versions_in_terraform(terraform: Terraform) -> None:
+    assert set(terraform.locals["secrets"]) == SECRETS
+    secret = terraform.resource("google_secret_manager_secret", "secret")
+    assert expression(secret["for_each"]) == "local.secrets"
+    versions = [
+        kind
+        for kind in [*terraform.resources, *terraform.data]
+        if kind.startswith("google_secret_manager_secret_version")
+    ]
+    assert versions == [], "a secret version would put its value in the state"
+
+
+def test_secret_access_is_granted_per_secret_never_project_wide(terraform: Terraform) -> None:
+    assert not any("secretmanager" in role for role in project_roles(terraform))
+    for kind in ("google_project_iam_binding", "google_project_iam_policy"):
+        assert not terraform.of_type(kind), f"{kind} is authoritative: it would drop grants"
+    grants = terraform.of_type("google_secret_manager_secret_iam_member")
+    assert set(grants) == {"accessor", "rotator"}
+    for grant in grants.values():
+        assert expression(grant["secret_id"]) == (
+            "google_secret_manager_secret.secret[each.value.secret].id"
+        )
+        assert grant["member"] == (
+            "serviceAccount:${google_service_account.runtime[each.value.function].email}"
+        )
+    assert grants["accessor"]["role"] == "roles/secretmanager.secretAccessor"
+    for table in ("secret_readers", "secret_writers"):
+        for function, secrets in terraform.locals[table].items():
+            assert function in FUNCTIONS, table
+            assert set(secrets) <= SECRETS, f"{table}[{function}]"
+    rotation = terraform.resource("google_project_iam_custom_role", "secret_rotator")
+    assert set(rotation["permissions"]) == {
+        "secretmanager.versions.add",
+        "secretmanager.versions.disable",
+        "secretmanager.versions.list",
+    }
+    assert "google-secrets" in terraform.locals["secret_writers"]["api"]  # PUT /auth/secrets
+
+
+def test_only_api_and_webhooks_are_public(terraform: Terraform) -> None:
+    public = {function for function, who in invoker_grants(terraform) if who & PUBLIC_MEMBERS}
+    assert public == PUBLIC
+    for kind in ("google_cloudfunctions_function_iam_member", "google_cloud_run_v2_job_iam_member"):
+        assert not terraform.of_type(kind)
+
+
+def test_only_the_scheduler_account_invokes_the_scheduled_functions(
+    terraform: Terraform,
+) -> None:
+    for function in PRIVATE:
+        who = set().union(*(m for f, m in invoker_grants(terraform) if f == function))
+        assert who == {SCHEDULER_MEMBER}, function
+    scheduler_targets = {f for f, m in invoker_grants(terraform) if SCHEDULER_MEMBER in m}
+    assert scheduler_targets == PRIVATE
+    assert not any("invoker" in role for role in project_roles(terraform))
+
+
+def test_private_functions_take_internal_traffic_only(terraform: Terraform) -> None:
+    for function in PRIVATE:
+        assert service_config(terraform, function)["ingress_settings"] == "ALLOW_INTERNAL_ONLY"
+
+
+def test_job_managers_manage_jobs_and_act_as_the_scheduler_account_only(
+    terraform: Terraform,
+) -> None:
+    assert expression(terraform.locals["job_managers"]) == 'toset(["api", "refresh_devices"])'
+    role = terraform.resource("google_project_iam_custom_role", "scheduler_jobs")
+    permissions = set(role["permissions"])
+    assert all(permission.startswith("cloudscheduler.jobs.") for permission in permissions)
+    needed = {"create", "update", "pause", "enable", "delete"}  # enable = resume
+    assert {f"cloudscheduler.jobs.{verb}" for verb in needed} <= permissions
+    assert "cloudscheduler.jobs.run" not in permissions
+    grant = terraform.resource("google_project_iam_member", "scheduler_jobs")
+    assert expression(grant["for_each"]) == "local.job_managers"
+    assert expression(grant["role"]) == "google_project_iam_custom_role.scheduler_jobs.name"
+    act_as = terraform.of_type("google_service_account_iam_member")
+    assert len(act_as) == 1
+    (grant,) = act_as.values()
+    assert expression(grant["service_account_id"]) == "google_service_account.scheduler.name"
+    assert grant["role"] == "roles/iam.serviceAccountUser"
+    assert expression(grant["for_each"]) == "local.job_managers"
+    assert not any(
+        role.startswith(("roles/iam.", "roles/cloudscheduler.", "roles/owner", "roles/editor"))
+        for role in project_roles(terraform)
+    )
+
+
+def test_refresh_job_calls_refresh_devices_hourly_with_an_oidc_token(
+    terraform: Terraform,
+) -> None:
+    jobs = terraform.of_type("google_cloud_scheduler_job")
+    assert set(jobs) == {"refresh_devices"}, "sync jobs are made at run time, not here"
+    job = jobs["refresh_devices"]
+    assert terraform.variables["refresh_schedule"]["default"] == "0 * * * *"
+    target = block(job, "http_target")
+    uri = f"{FUNCTION}.refresh_devices.service_config[0].uri"
+    assert expression(target["uri"]) == uri
+    token = block(target, "oidc_token")
+    assert expression(token["service_account_email"]) == "google_service_account.scheduler.email"
+    assert expression(token["audience"]) == uri
+    deadline = int(job["attempt_deadline"].removesuffix("s"))
+    assert deadline > service_config(terraform, "refresh_devices")["timeout_seconds"]
+
+
+def test_every_expiring_collection_has_a_ttl_policy(terraform: Terraform) -> None:
+    assert set(terraform.locals["ttl_collections"]) >= EXPIRING_COLLECTIONS
+    ttl = terraform.resource("google_firestore_field", "ttl")
+    assert expression(ttl["for_each"]) == "toset(local.ttl_collections)"
+    assert expression(ttl["collection"]) == "each.key"
+    assert ttl["field"] == "expire_at"
+    assert "ttl_config" in ttl
+
+
+def test_composite_indexes_cover_the_queries(terraform: Terraform) -> None:
+    indexes = {
+        index["collection"]: [(field["field_path"], field["order"]) for field in index["fields"]]
+        for index in terraform.locals["composite_indexes"].values()
+    }
+    assert indexes["push_log"] == [("device_id", "ASCENDING"), ("attempted_at", "DESCENDING")]
+    assert indexes["outbox"] == [("device_id", "ASCENDING"), ("location.timestamp", "ASCENDING")]
+    index = terraform.resource("google_firestore_index", "composite")
+    assert expression(index["for_each"]) == "local.composite_indexes"
+
+
+def test_firestore_is_the_default_native_database(terraform: Terraform) -> None:
+    database = terraform.resource("google_firestore_database", "default")
+    assert database["name"] == "(default)"
+    assert database["type"] == "FIRESTORE_NATIVE"
+    assert database["delete_protection_state"] == "DELETE_PROTECTION_ENABLED"
+
+
+def test_function_zips_are_uploaded_under_their_md5(terraform: Terraform) -> None:
+    zips = expression(terraform.locals["function_zips"])
+    assert all(f'"{function}"' in zips for function in FUNCTIONS)
+    source = terraform.resource("google_storage_bucket_object", "source")
+    assert "filemd5(each.value)" in source["name"]
+    bucket = terraform.resource("google_storage_bucket", "sources")
+    assert bucket["uniform_bucket_level_access"] is True
+    assert block(bucket, "versioning")["enabled"] is True
+
+
+def test_outputs_give_the_urls_to_register(terraform: Terraform) -> None:
+    outputs = {name: expression(body["value"]) for name, body in terraform.outputs.items()}
+    assert outputs["api_url"] == f"{FUNCTION}.api.url"
+    assert terraform.outputs["smartcar_webhook_url"]["value"].endswith("/smartcar")
+    assert terraform.outputs["tlink_webhook_url"]["value"].endswith("/tlink")
+
+
+def test_the_apis_the_functions_need_are_enabled(terraform: Terraform) -> None:
+    services = expression(terraform.locals["services"])
+    for api in (
+        "cloudfunctions",
+        "run",
+        "cloudbuild",
+        "artifactregistry",
+        "firestore",
+        "secretmanager",
+        "cloudscheduler",
+    ):
+        assert f'"{api}.googleapis.com"' in services, api
+
+
+def test_every_reference_resolves(terraform: Terraform) -> None:
+    """What `terraform validate` would say about names, without the provider."""
+    for name, text in terraform.texts.items():
+        code = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
+        for variable in re.findall(r"\bvar\.(\w+)", code):
+            assert variable in terraform.variables, f"{name}: var.{variable}"
+        for local in re.findall(r"\blocal\.(\w+)", code):
+            assert local in terraform.locals, f"{name}: local.{local}"
+        for kind, resource in re.findall(r"(?<![\w.])(google_\w+)\.(\w+)", code):
+            assert resource in terraform.of_type(kind), f"{name}: {kind}.{resource}"
+
+
+def test_tfvars_example_sets_what_is_required_and_only_known_variables(
+    terraform: Terraform,
+) -> None:
+    lines = (TF_DIR / "terraform.tfvars.example").read_text().splitlines()
+    assignment = re.compile(r"^(#\s*)?(\w+)\s*=")
+    matches = [match for line in lines if (match := assignment.match(line))]
+    set_names = {match.group(2) for match in matches if match.group(1) is None}
+    all_names = {match.group(2) for match in matches}
+    required = {name for name, body in terraform.variables.items() if "default" not in body}
+    assert required <= set_names
+    assert all_names <= set(terraform.variables)
+
+
+def test_accepted_checkov_findings_are_skipped_inline_with_a_reason(
+    terraform: Terraform,
+) -> None:
+    skips = [
+        match
+        for text in terraform.texts.values()
+        for match in re.finditer(r"#checkov:skip=(\w+):(.*)", text)
+    ]
+    assert skips
+    for skip in skips:
+        assert len(skip.group(2).strip()) > 20, skip.group(0)
+    config = (TF_DIR / ".checkov.yaml").read_text()
+    assert not re.search(r"^skip-check", config, re.MULTILINE), "skip on the resource instead"
