@@ -16,6 +16,7 @@ from pydantic import AliasChoices, Field, HttpUrl, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.errors import ConfigError
+from shared.models import MAX_JITTER_SECONDS
 
 SecretsBackend = Literal["secret_manager", "local"]
 SchedulerBackend = Literal["cloud_scheduler", "local"]
@@ -43,13 +44,13 @@ class Settings(BaseSettings):
     # Auto-registration of sync services (seed 000)
     auto_register_services: bool = True
     auto_register_timer: int = Field(600, ge=60, le=86_400)
-    auto_register_delta: int = Field(5, ge=0, le=3_600)
+    auto_register_delta: int = Field(5, ge=0, le=MAX_JITTER_SECONDS)
 
     # Smart tracking: locate a moving device more often for a while
     smart_tracking_enabled: bool = False
     smart_tracking_distance: float = Field(100.0, gt=0)
     smart_tracking_timer: int = Field(60, ge=10, le=3_600)
-    smart_tracking_delta: int = Field(10, ge=0, le=600)
+    smart_tracking_delta: int = Field(10, ge=0, le=MAX_JITTER_SECONDS)
     smart_tracking_duration: int = Field(900, gt=0, le=86_400)
 
     # Notifications (SMTP); disabled when host or recipient is empty

@@ -18,6 +18,11 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+# Jitter is slept inside the scheduled run in the cloud (cron fires on the minute), so it is
+# bounded well below sync_device's timeout; a sync timer is at least a minute anyway.
+MAX_JITTER_SECONDS = 60
+
+
 class Source(StrEnum):
     GOOGLE = "google"
     TLINK = "tlink"
@@ -58,7 +63,7 @@ class Service(Document):
     id: str = Field(min_length=1)
     name: str = ""
     timer: int = Field(ge=60, le=86_400)
-    delta: int = Field(ge=0, le=3_600)
+    delta: int = Field(ge=0, le=MAX_JITTER_SECONDS)
     job_name: str | None = None
     paused: bool = False
     last_sync: AwareDatetime | None = None

@@ -11,7 +11,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from shared.errors import Conflict, Forbidden, NotFound
-from shared.models import DeviceState, ExcludedDevice, Service, SyncResult
+from shared.models import MAX_JITTER_SECONDS, DeviceState, ExcludedDevice, Service, SyncResult
 from shared.runtime import Runtime
 
 
@@ -19,7 +19,7 @@ class ServiceSpec(BaseModel):
     """Body of `PUT /devices/<id>/services`: sync every `timer` ± `delta` seconds."""
 
     timer: int = Field(ge=60, le=86_400)
-    delta: int = Field(0, ge=0, le=3_600)
+    delta: int = Field(0, ge=0, le=MAX_JITTER_SECONDS)
 
 
 class ServiceView(BaseModel):

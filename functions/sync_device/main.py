@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from shared import sync
 from shared.logs import configure_logging
+from shared.models import MAX_JITTER_SECONDS
 from shared.runtime import get_runtime
 from shared.web import create_app, dispatch, parse_json
 
@@ -21,7 +22,7 @@ app = create_app(__name__)
 
 class SyncRequest(BaseModel):
     device_id: str = Field(min_length=1)
-    jitter_seconds: int = Field(0, ge=0, le=3_600)
+    jitter_seconds: int = Field(0, ge=0, le=MAX_JITTER_SECONDS)
 
 
 @app.post("/")
