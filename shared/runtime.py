@@ -81,18 +81,14 @@ class Runtime:
         if self.settings.scheduler_backend == "cloud_scheduler":
             from google.cloud import scheduler_v1
 
-            if self.settings.sync_device_url is None or not self.settings.scheduler_service_account:
-                from shared.errors import ConfigError
-
-                raise ConfigError(
-                    "SCHEDULER_BACKEND=cloud_scheduler needs SYNC_DEVICE_URL and "
-                    "SCHEDULER_SERVICE_ACCOUNT"
-                )
+            # Without a target URL the jobs can still be paused, resumed and deleted (what
+            # sync_device needs when Google refuses the credentials); creating one says why not.
+            url = self.settings.sync_device_url
             return scheduler.CloudSchedulerJobs(
                 scheduler_v1.CloudSchedulerClient(),
                 project=self.settings.gcp_project,
                 region=self.settings.gcp_region,
-                sync_device_url=str(self.settings.sync_device_url),
+                sync_device_url=str(url) if url else None,
                 service_account_email=self.settings.scheduler_service_account,
                 time_zone=self.settings.scheduler_time_zone,
             )

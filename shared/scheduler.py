@@ -23,7 +23,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from shared.errors import Conflict, NotFound
+from shared.errors import ConfigError, Conflict, NotFound
 from shared.models import LocalJob, utc_now
 
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ class CloudSchedulerJobs:
         *,
         project: str,
         region: str,
-        sync_device_url: str,
+        sync_device_url: str | None,
         service_account_email: str,
         time_zone: str = "Etc/UTC",
     ) -> None:
@@ -116,6 +116,11 @@ class CloudSchedulerJobs:
         from google.api_core.exceptions import AlreadyExists
         from google.cloud import scheduler_v1
 
+        if not self._url or not self._service_account:
+            raise ConfigError(
+                "creating sync jobs in Cloud Scheduler needs SYNC_DEVICE_URL and "
+                "SCHEDULER_SERVICE_ACCOUNT"
+            )
         job = scheduler_v1.Job(
             name=self.job_name(device_id),
             schedule=cron_for(timer),

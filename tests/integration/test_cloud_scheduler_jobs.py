@@ -14,7 +14,7 @@ import pytest
 from google.api_core.exceptions import NotFound as GoogleNotFound
 from google.cloud import scheduler_v1
 
-from shared.errors import Conflict, NotFound
+from shared.errors import ConfigError, Conflict, NotFound
 from shared.scheduler import CloudSchedulerJobs, cron_for, job_id_for
 from tests.fakes.cloud_scheduler import FakeCloudScheduler
 
@@ -179,3 +179,18 @@ def test_jobs_of_odd_device_ids_are_accepted_and_kept_apart(
     for device_id in odd:
         body = json.loads(stored(client, device_id).http_target.body)
         assert body["device_id"] == device_id
+
+
+def test_without_a_target_url_jobs_can_be_paused_but_not_created(
+    client: scheduler_v1.CloudSchedulerClient, jobs: CloudSchedulerJobs
+) -> None:
+    jobs.upsert("tracker-1", timer=600, delta=5)
+    pauser = CloudSchedulerJobs(
+        client, project=PROJECT, region=REGION, sync_device_url=None, service_account_email=""
+    )
+
+    pauser.pause("tracker-1")
+
+    assert stored(client, "tracker-1").state == scheduler_v1.Job.State.PAUSED
+    with pytest.raises(ConfigError, match="SYNC_DEVICE_URL"):
+        pauser.upsert("tracker-2", timer=600, delta=5)
