@@ -141,6 +141,7 @@ class OutboxEntry(Document):
     last_error: str = ""
     next_attempt: AwareDatetime = Field(default_factory=utc_now)
     created_at: AwareDatetime = Field(default_factory=utc_now)
+    parked: bool = False  # refused again and again while later positions went through
 
 
 class DeviceState(Document):
@@ -157,6 +158,7 @@ class DeviceState(Document):
     floor: int = 0
     last_location: Location | None = None
     outbox_count: int = 0
+    parked_count: int = 0
     failures: int = 0
     retry_at: AwareDatetime | None = None
     lease_owner: str | None = None

@@ -6,7 +6,8 @@ One run of a device:
 2. drops what Traccar already accepted (fingerprints of the last `DEDUP_WINDOW`);
 3. merges what the outbox holds with what is new and pushes it oldest first;
 4. stops at the first position Traccar does not accept: that one and every later one wait in
-   the outbox (so positions always arrive in timestamp order), and the device backs off;
+   the outbox (so positions always arrive in timestamp order), and the device backs off; a
+   position refused `PARK_AFTER_ATTEMPTS` times while Traccar takes the next one is parked;
 5. records a fingerprint only once Traccar accepted the push, and one push-log document per
    attempt, all in one batch with the new state, releasing the lease.
 
@@ -49,6 +50,10 @@ DELIVERED_CAP = 5_000
 LEASE_DURATION = timedelta(minutes=10)
 BACKOFF_BASE = timedelta(minutes=1)
 BACKOFF_MAX = timedelta(hours=1)
+# After this many refusals of the oldest waiting position (about 4 h of backoff), the next
+# one is tried too: if Traccar takes it, the old one is the problem (a value Traccar cannot
+# parse) and is parked, kept in the outbox but out of the way, until a manual sync retries it.
+PARK_AFTER_ATTEMPTS = 10
 
 
 @dataclass(frozen=True)
@@ -124,11 +129,15 @@ class Pipeline:
         )
         try:
             fetched = list(fetch())
-            outbox = self._delivery.outbox(device.id) if state.outbox_count else []
+            # Parked positions are only worth a read when a manual sync retries them.
+            wanted = state.outbox_count or (force and state.parked_count)
+            outbox = self._delivery.outbox(device.id) if wanted else []
         except BaseException:
             self._delivery.release(lease, state)
             raise
         run = _Run(self, device, state, now)
+        if wanted:
+            run.parked_unseen = 0  # the outbox was read whole: parked entries are in it
         report = run.deliver(fetched, outbox, force=force)
         self._delivery.commit(
             lease,
@@ -225,11 +234,18 @@ class _Run:
         self.push_log: list[PushLogEntry] = []
         self.failed = False
         self.waiting = 0
+        self.parked = 0
+        self.parked_unseen = state.parked_count  # parked entries not loaded by this run
 
     def deliver(
         self, fetched: list[Location], outbox: list[OutboxEntry], *, force: bool
     ) -> RunReport:
-        waiting = {entry.fingerprint: entry for entry in outbox}
+        waiting = {}
+        for entry in outbox:
+            if entry.parked and not force:
+                self.parked += 1  # stays as it is
+            else:
+                waiting[entry.fingerprint] = entry
         new: dict[str, Location] = {}
         for location in fetched:
             fingerprint = location.fingerprint()
@@ -248,7 +264,8 @@ class _Run:
         if outbox and not force and retry_at is not None and retry_at > self.now:
             blocked_by = f"Traccar refused earlier; next attempt at {iso(retry_at)}"
         report = RunReport(SyncResult(fetched=len(fetched), new=len(new)))
-        for _, _, fingerprint, location, entry in queue:
+        suspect: tuple[str, Location, OutboxEntry, str] | None = None
+        for index, (_, _, fingerprint, location, entry) in enumerate(queue):
             if blocked_by is not None:
                 self._wait(fingerprint, location, entry, blocked_by, attempted=False)
                 report.locations.append(LocationReport(location, "queued", blocked_by))
@@ -259,17 +276,40 @@ class _Run:
             ]
             final = attempts[-1]
             if final.outcome is PushOutcome.ACCEPTED:
+                if suspect is not None:
+                    self._park(*suspect)
+                    suspect = None
                 self._accepted(fingerprint, location, entry)
                 report.result.pushed += 1
                 report.locations.append(LocationReport(location, "synced"))
-            else:
-                self.failed = True
-                report.result.failed += 1
-                blocked_by = final.error or final.outcome.value
-                self._wait(fingerprint, location, entry, blocked_by, attempted=True)
-                report.locations.append(LocationReport(location, "error", blocked_by))
-        report.result.outbox = self.waiting
+                continue
+            report.result.failed += 1
+            error = final.error or final.outcome.value
+            report.locations.append(LocationReport(location, "error", error))
+            worn_out = entry is not None and entry.attempts + 1 >= PARK_AFTER_ATTEMPTS
+            if suspect is None and worn_out and index + 1 < len(queue):
+                suspect = (fingerprint, location, entry, error)  # type: ignore[assignment]
+                continue  # try the next one before blaming this one
+            self.failed = True
+            blocked_by = error
+            if suspect is not None:  # the next one failed too: Traccar is down, not the data
+                self._wait(*suspect[:3], suspect[3], attempted=True)
+                suspect = None
+            self._wait(fingerprint, location, entry, error, attempted=True)
+        report.result.outbox = self.waiting + self.parked + self.parked_unseen
         return report
+
+    def _park(self, fingerprint: str, location: Location, entry: OutboxEntry, error: str) -> None:
+        logger.error(
+            "Traccar keeps refusing a position while accepting later ones: parked",
+            extra={"device_id": self.device.id, "timestamp": location.timestamp, "error": error},
+        )
+        self.parked += 1
+        self.outbox_put.append(
+            entry.model_copy(
+                update={"attempts": entry.attempts + 1, "last_error": error, "parked": True}
+            )
+        )
 
     def _accepted(self, fingerprint: str, location: Location, entry: OutboxEntry | None) -> None:
         self.delivered[fingerprint] = location.timestamp
@@ -303,6 +343,7 @@ class _Run:
                     "attempts": base.attempts + (1 if attempted else 0),
                     "last_error": error,
                     "next_attempt": self.next_attempt(),
+                    "parked": False,
                 }
             )
         )
@@ -328,6 +369,7 @@ class _Run:
                 "floor": floor,
                 "last_location": self.newest,
                 "outbox_count": self.waiting,
+                "parked_count": self.parked + self.parked_unseen,
                 "failures": failures,
                 "retry_at": retry_at,
                 "last_sync": self.now,

@@ -13,7 +13,7 @@ from test_utils import orchestrate
 
 from shared.errors import RetryLater
 from shared.models import Device, DeviceState, Location, Source
-from shared.pipeline import BACKOFF_BASE, DELIVERED_CAP, Pipeline
+from shared.pipeline import BACKOFF_BASE, DELIVERED_CAP, PARK_AFTER_ATTEMPTS, Pipeline
 from shared.runtime import Runtime
 from shared.secrets import LocalSecretStore
 from shared.store import Store
@@ -351,3 +351,55 @@ def test_sync_device_drains_the_outbox_even_without_a_source(
     report = sync_device(runtime_osmand, "abc123", force=True)
 
     assert report.result.pushed == 1 and len(osmand.positions) == 1
+
+
+def fail_runs(pipeline: Pipeline, osmand: OsmAndServer, clock: Clock, runs: int) -> None:
+    for _ in range(runs):
+        osmand.respond_with(503)
+        clock.advance(3600)  # past any backoff
+        pipeline.run(DEVICE, fixed([]))
+    osmand.reset()
+
+
+def test_a_position_refused_again_and_again_while_traccar_takes_the_next_is_parked(
+    pipeline: Pipeline, runtime: Runtime, osmand: OsmAndServer, clock: Clock
+) -> None:
+    poison, good = positions(clock, 200, 100)
+    osmand.respond_with(503)
+    pipeline.run(DEVICE, fixed([poison, good]))
+    fail_runs(pipeline, osmand, clock, PARK_AFTER_ATTEMPTS - 2)
+    assert runtime.store.delivery.outbox("abc123")[0].attempts == PARK_AFTER_ATTEMPTS - 1
+
+    osmand.respond_with(503, times=1)  # Traccar refuses the old one only
+    clock.advance(3600)
+    report = pipeline.run(DEVICE, fixed([]))
+
+    assert arrived(osmand) == [good.timestamp]
+    assert report.result.outbox == 1
+    [parked] = runtime.store.delivery.outbox("abc123")
+    assert parked.location == poison and parked.parked
+    state = runtime.store.delivery.state("abc123")
+    assert (state.outbox_count, state.parked_count, state.retry_at) == (0, 1, None)
+
+    # Later positions are no longer held back, and the parked one is left alone...
+    later = positions(clock, 10)
+    assert pipeline.run(DEVICE, fixed(later)).result.pushed == 1
+    assert arrived(osmand) == [good.timestamp, later[0].timestamp]
+    # ...until a manual sync retries it.
+    retried = pipeline.run(DEVICE, fixed([]), force=True)
+    assert retried.result.pushed == 1 and retried.result.outbox == 0
+    assert runtime.store.delivery.state("abc123").parked_count == 0
+
+
+def test_while_traccar_is_down_nothing_is_parked(
+    pipeline: Pipeline, runtime: Runtime, osmand: OsmAndServer, clock: Clock
+) -> None:
+    batch = positions(clock, 200, 100)
+    osmand.respond_with(503)
+    pipeline.run(DEVICE, fixed(batch))
+    fail_runs(pipeline, osmand, clock, PARK_AFTER_ATTEMPTS + 2)
+
+    outbox = runtime.store.delivery.outbox("abc123")
+    assert [entry.parked for entry in outbox] == [False, False]
+    assert outbox[0].attempts == PARK_AFTER_ATTEMPTS + 3
+    assert osmand.positions == []
