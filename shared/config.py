@@ -62,6 +62,15 @@ class Settings(BaseSettings):
     notify_email_to: str = ""
     notify_smtp_ssl: bool = False
 
+    # Google Find My Device: the secrets.json secret, vendor endpoints (tests point them at
+    # local fakes) and how long a locate waits for its FCM answer
+    google_secret_name: str = "google-secrets"  # noqa: S105 - a secret's name
+    google_auth_url: HttpUrl = HttpUrl("https://android.clients.google.com/auth")
+    google_nova_url: HttpUrl = HttpUrl("https://android.googleapis.com/nova")
+    google_mcs_host: str = Field("mtalk.google.com", min_length=1)
+    google_mcs_port: int = Field(5228, ge=1, le=65_535)
+    fcm_timeout: int = Field(60, ge=2, le=300)
+
     # Google Cloud
     gcp_project: str = Field(
         "traccar-bridge-local",
@@ -79,17 +88,56 @@ class Settings(BaseSettings):
     secrets_dir: Path = Path(".secrets")
     scheduler_backend: SchedulerBackend = "local"
 
+    # TLINK (docs/tlink.md): pull API, the zone of its naive timestamps, optional push protection
+    tlink_api_url: HttpUrl = HttpUrl("https://app.dtuip.com")
+    tlink_credentials_secret: str = "tlink-credentials"  # noqa: S105 - a secret's name
+    tlink_time_zone: str = "Asia/Shanghai"
+    tlink_require_signature: bool = False
+    tlink_webhook_secret_name: str = "tlink-webhook-secret"  # noqa: S105 - a secret's name
+    tlink_require_path_token: bool = False
+    tlink_path_token_secret: str = "tlink-path-token"  # noqa: S105 - a secret's name
+    tlink_reading_retention_days: int = Field(365, ge=1, le=3_650)
+
+    # Smartcar (shared/sources/smartcar/__init__.py): Connect, API origins, webhook verification
+    smartcar_client_id: str = ""
+    smartcar_client_secret_secret: str = "smartcar-client-secret"  # noqa: S105 - a secret's name
+    smartcar_redirect_uri: HttpUrl | None = None
+    smartcar_scope: str = "read_vehicle_info read_location read_odometer read_battery read_charge"
+    smartcar_mode: Literal["live", "test", "simulated"] = "live"
+    smartcar_management_token_secret: str = "smartcar-management-token"  # noqa: S105 - a name
+    smartcar_tokens_secret: str = "smartcar-tokens"  # noqa: S105 - a secret's name
+    smartcar_api_origin: HttpUrl = HttpUrl("https://api.smartcar.com")
+    smartcar_auth_origin: HttpUrl = HttpUrl("https://auth.smartcar.com/oauth/token")
+    smartcar_connect_origin: HttpUrl = HttpUrl("https://connect.smartcar.com")
+    smartcar_event_retention_days: int = Field(30, ge=1, le=3_650)
+
     # Data retention
     push_log_retention_days: int = Field(90, ge=1, le=3_650)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator(
-        "api_token", "traccar_api_url", "sync_device_url", "refresh_devices_url", mode="before"
+        "api_token",
+        "traccar_api_url",
+        "sync_device_url",
+        "refresh_devices_url",
+        "smartcar_redirect_uri",
+        mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("tlink_time_zone")
+    @classmethod
+    def _known_time_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r}") from None
+        return value
 
     @property
     def notify_recipients(self) -> list[str]:
@@ -102,6 +150,11 @@ class Settings(BaseSettings):
     @property
     def notify_enabled(self) -> bool:
         return bool(self.notify_smtp_host and self.notify_recipients)
+
+    @property
+    def smartcar_scopes(self) -> list[str]:
+        """`SMARTCAR_SCOPE` split on spaces or commas (Smartcar's permission names)."""
+        return [scope for scope in self.smartcar_scope.replace(",", " ").split() if scope]
 
 
 def _variable_name(settings_cls: type[BaseSettings], field: str) -> str:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 
 def utc_now() -> datetime:
@@ -98,6 +98,9 @@ class LocalJob(Document):
 
 
 AttributeValue = str | int | float | bool
+# An attribute's name is a Firestore field name inside the stored location: never empty, and
+# short enough for Firestore's 1500-byte field paths (last_location.attributes.<name>).
+AttributeName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 
 class Location(BaseModel):
@@ -121,7 +124,7 @@ class Location(BaseModel):
     loc_status: str | None = None
     is_own_report: bool | None = None
     source: Source | None = None
-    attributes: dict[str, AttributeValue] = Field(default_factory=dict)
+    attributes: dict[AttributeName, AttributeValue] = Field(default_factory=dict)
 
     def fingerprint(self) -> str:
         """The seed-compatible deduplication key: md5 of id, lat, lon, timestamp as Python

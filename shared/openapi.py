@@ -15,11 +15,18 @@ from typing import Any
 from pydantic import BaseModel
 
 from shared import __version__
-from shared.models import ExcludedDevice, Location, PushLogEntry, Service
+from shared.models import Device, ExcludedDevice, Location, PushLogEntry, Service
 from shared.service_status import HealthReport, VersionInfo
 from shared.services import ServiceSpec, ServiceView
+from shared.sources.google.account import CredentialsUploaded, TokenStatus
+from shared.sources.google.credentials import AasTokenUpload, GoogleSecretsUpload
+from shared.sources.smartcar import connect as smartcar_connect
+from shared.sources.smartcar import views as smartcar_views
+from shared.sources.tlink import views as tlink_views
 
 DOCUMENT = Path(__file__).with_name("openapi.json")
+# Routes open without the bearer token (the API's PUBLIC_ENDPOINTS).
+PUBLIC_PATHS = frozenset({"/health", "/versions", "/openapi.json", "/smartcar/exchange"})
 
 
 class ErrorBody(BaseModel):
@@ -52,6 +59,22 @@ class SentStatus(BaseModel):
 
 
 DEVICE_ID = {"name": "device_id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _query(name: str, kind: str, description: str, **schema: Any) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False,
+            "schema": {"type": kind, **schema}, "description": description}  # fmt: skip
+
+
+TLINK_USER = {"name": "user_id", "in": "path", "required": True, "schema": {"type": "string"},
+              "description": "TLINK userId (the push's deviceUserid)"}  # fmt: skip
+TLINK_DEVICE = {"name": "device_id", "in": "path", "required": True,
+                "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                "description": "TLINK deviceId"}  # fmt: skip
+TLINK_TIME = "inclusive bound: 'yyyy-MM-dd HH:mm:ss' in TLINK_TIME_ZONE, or ISO 8601"
+SMARTCAR_VEHICLE_ID = {"name": "vehicle_id", "in": "path", "required": True,
+                       "schema": {"type": "string"},
+                       "description": "Smartcar vehicleId"}  # fmt: skip
 
 # (method, path, summary, body model, {status: (description, model or list[model])}, params)
 ROUTES: list[tuple[str, str, str, Any, dict[int, tuple[str, Any]], list[dict[str, Any]]]] = [
@@ -95,8 +118,76 @@ ROUTES: list[tuple[str, str, str, Any, dict[int, tuple[str, Any]], list[dict[str
        "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
       {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}}]),
     # --- Google Find My Device ---
+    ("get", "/devices", "Devices of every source (the Google list is refreshed first)", None,
+     {200: ("ok", list[Device])}, []),
+    ("get", "/devices/{device_id}/locations",
+     "Fresh locations of one device (a Google tracker is located now; nothing is pushed)", None,
+     {200: ("oldest first, or with ?last the newest one", list[Location]),
+      404: ("unknown device, or ?last and no location", ErrorBody),
+      429: ("another Google locate is running", ErrorBody),
+      503: ("Google credentials missing or expired", ErrorBody),
+      504: ("no answer from Google in time", ErrorBody)},
+     [DEVICE_ID, {"name": "last", "in": "query", "required": False, "allowEmptyValue": True,
+                  "schema": {"type": "string"}, "description": "only the newest location"}]),
+    ("put", "/auth/secrets",
+     "Store Google's secrets.json, clear auth_required, resume the paused Google sync jobs",
+     GoogleSecretsUpload,
+     {200: ("stored", CredentialsUploaded), 400: ("a key missing or malformed", ErrorBody)}, []),
+    ("put", "/auth/aas-token", "Replace only the stored AAS token, resume the paused jobs",
+     AasTokenUpload,
+     {200: ("stored", CredentialsUploaded), 400: ("malformed body", ErrorBody),
+      409: ("no secrets.json stored yet", ErrorBody)}, []),
+    ("post", "/auth/token-status",
+     "Presence and age of the Google tokens and the FCM installation expiry (no token value)",
+     None, {200: ("ok", TokenStatus)}, []),
     # --- Smartcar ---
+    ("get", "/smartcar/vehicles", "Smartcar vehicles seen by webhooks or connected", None,
+     {200: ("ok", list[smartcar_views.VehicleView])}, []),
+    ("get", "/smartcar/vehicles/{vehicle_id}/latest-signals",
+     "A Smartcar vehicle's latest value of each signal", None,
+     {200: ("ok", smartcar_views.LatestSignals), 404: ("unknown vehicle", ErrorBody)},
+     [SMARTCAR_VEHICLE_ID]),
+    ("get", "/smartcar/connect",
+     "Start Smartcar Connect: 302 to Smartcar's authorize URL with a single-use state", None,
+     {302: ("redirect to Smartcar Connect (the URL also in the body)",
+            smartcar_connect.ConnectStart),
+      500: ("Smartcar client id, secret or redirect URI not configured", ErrorBody)}, []),
+    ("get", "/smartcar/exchange",
+     "Smartcar Connect's redirect: swaps the code for tokens and records the vehicles "
+     "(public: the single-use state guards it)", None,
+     {200: ("connected", smartcar_connect.Connected),
+      400: ("missing, unknown, used or expired state; denied; refused code", ErrorBody),
+      502: ("Smartcar failed", ErrorBody)},
+     [{"name": "code", "in": "query", "required": False, "schema": {"type": "string"}},
+      {"name": "state", "in": "query", "required": True, "schema": {"type": "string"}},
+      {"name": "error", "in": "query", "required": False, "schema": {"type": "string"}},
+      {"name": "error_description", "in": "query", "required": False,
+       "schema": {"type": "string"}}]),
     # --- TLINK ---
+    ("get", "/tlink/users/{user_id}/devices",
+     "A TLINK user's devices with their sensors' latest values and recent history", None,
+     {200: ("a page of devices", tlink_views.TlinkUserDevicesPage), 400: ("bad query", ErrorBody)},
+     [TLINK_USER, _query("deviceId", "integer", "only this device"),
+      _query("startTime", "string", TLINK_TIME), _query("endTime", "string", TLINK_TIME),
+      _query("page", "integer", "page of devices, from 1", default=1),
+      _query("pageSize", "integer", "devices per page (at most 100)",
+             default=tlink_views.DEFAULT_PAGE_SIZE),
+      _query("historyLimit", "integer", "readings per sensor (0..100)",
+             default=tlink_views.DEFAULT_LIST_HISTORY)]),
+    ("get", "/tlink/users/{user_id}/devices/{device_id}/latest",
+     "A TLINK device's latest value per sensor", None,
+     {200: ("the device", tlink_views.TlinkDeviceLatestView),
+      404: ("unknown device, or not this user's", ErrorBody)}, [TLINK_USER, TLINK_DEVICE]),
+    ("get", "/tlink/users/{user_id}/devices/{device_id}/history",
+     "A TLINK device's readings per sensor, newest first, one page", None,
+     {200: ("the device, one page of history per sensor", tlink_views.TlinkDeviceHistoryPage),
+      400: ("bad query", ErrorBody),
+      404: ("unknown device or sensor, or not this user's", ErrorBody)},
+     [TLINK_USER, TLINK_DEVICE, _query("sensorId", "integer", "only this sensor"),
+      _query("startTime", "string", TLINK_TIME), _query("endTime", "string", TLINK_TIME),
+      _query("page", "integer", "page of each sensor's history, from 1", default=1),
+      _query("historyLimit", "integer", "readings per sensor and page (1..1000)",
+             default=tlink_views.DEFAULT_HISTORY_LIMIT)]),
     ("post", "/notify/test", "Send a test email", None,
      {200: ("sent", SentStatus), 409: ("notifications disabled", ErrorBody),
       502: ("the send failed", ErrorBody)}, []),
@@ -130,7 +221,7 @@ def build_document() -> dict[str, Any]:
             if model is not None:
                 response["content"] = {"application/json": {"schema": _schema(model, components)}}
             operation["responses"][str(status)] = response
-        if path not in {"/health", "/versions", "/openapi.json"}:
+        if path not in PUBLIC_PATHS:
             operation["responses"]["401"] = {
                 "description": "missing or wrong bearer token",
                 "content": {"application/json": {"schema": _schema(ErrorBody, components)}},

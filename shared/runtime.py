@@ -133,7 +133,16 @@ class Runtime:
     @functools.cached_property
     def sources(self) -> dict[Source, LocationSource]:
         """The sources that can pull a device's positions; each source issue adds its own."""
-        return {}
+        from shared.models import Source
+        from shared.sources.google.source import GoogleSource
+        from shared.sources.smartcar.source import SmartcarSource
+        from shared.sources.tlink.source import TlinkSource
+
+        return {
+            Source.GOOGLE: GoogleSource(self),
+            Source.TLINK: TlinkSource(self),
+            Source.SMARTCAR: SmartcarSource(self),
+        }
 
 
 @functools.cache

@@ -7,8 +7,9 @@ collection of SPEC.md is a `Repository` of one model, keyed by the model's `id`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
@@ -34,6 +35,53 @@ M = TypeVar("M", bound=BaseModel)
 # Firestore refuses "/" in an id, "." and "..", and ids of the form __x__; 1500 bytes at most.
 _RESERVED_ID = re.compile(r"^__.*__$")
 MAX_ID_BYTES = 1500
+# Beyond this many fingerprints changed in one run, the final write replaces the whole map
+# rather than listing each change in its update mask.
+MAX_FIELD_CHANGES = 500
+# Seconds a Firestore call may take in all, transient failures (UNAVAILABLE, ...) retried
+# inside it. The client's own defaults retry for 60 s (writes) to 300 s (reads, queries): a
+# request would outlive its function (webhooks time out after 30 s) and end with no answer.
+# A blip is still ridden out; an outage ends the request with a clear 503 (shared.web).
+FIRESTORE_DEADLINE = 5.0
+RETRY_INITIAL_DELAY = 0.1
+RETRY_MAX_DELAY = 2.0
+
+
+@functools.cache
+def _reads() -> dict[str, Any]:
+    """`retry` and `timeout` of a read: what the client retries by default, bounded."""
+    from google.api_core import exceptions, retry
+
+    transient = retry.if_exception_type(
+        exceptions.ServiceUnavailable,
+        exceptions.ResourceExhausted,
+        exceptions.InternalServerError,
+        exceptions.DeadlineExceeded,
+    )
+    return _options(transient)
+
+
+@functools.cache
+def _writes() -> dict[str, Any]:
+    """`retry` and `timeout` of a write: only failures where the write did not run or may be
+    repeated safely, as the client's defaults (a lost reply is dealt with by the caller)."""
+    from google.api_core import exceptions, retry
+
+    return _options(
+        retry.if_exception_type(exceptions.ServiceUnavailable, exceptions.ResourceExhausted)
+    )
+
+
+def _options(predicate: Any) -> dict[str, Any]:
+    from google.api_core import retry
+
+    policy = retry.Retry(
+        predicate=predicate,
+        initial=RETRY_INITIAL_DELAY,
+        maximum=RETRY_MAX_DELAY,
+        timeout=FIRESTORE_DEADLINE,
+    )
+    return {"retry": policy, "timeout": FIRESTORE_DEADLINE}
 
 
 def document_id(value: str) -> str:
@@ -61,19 +109,19 @@ class Repository(Generic[M]):
         return self._collection.document(document_id(item_id))
 
     def get(self, item_id: str) -> M | None:
-        snapshot = self._ref(item_id).get()
+        snapshot = self._ref(item_id).get(**_reads())
         return self._model.model_validate(snapshot.to_dict()) if snapshot.exists else None
 
     def put(self, item: M) -> None:
         """Create or replace the document."""
-        self._ref(item.id).set(item.model_dump(mode="python"))  # type: ignore[attr-defined]
+        self._ref(item.id).set(item.model_dump(mode="python"), **_writes())  # type: ignore[attr-defined]
 
     def create(self, item: M) -> None:
         """Create the document; `Conflict` if it exists already (atomic, no read first)."""
         from google.api_core.exceptions import AlreadyExists
 
         try:
-            self._ref(item.id).create(item.model_dump(mode="python"))  # type: ignore[attr-defined]
+            self._ref(item.id).create(item.model_dump(mode="python"), **_writes())  # type: ignore[attr-defined]
         except AlreadyExists:
             raise Conflict(f"{item.id} exists already") from None  # type: ignore[attr-defined]
 
@@ -82,7 +130,7 @@ class Repository(Generic[M]):
         from google.api_core.exceptions import NotFound
 
         try:
-            self._ref(item_id).delete(option=self._client.write_option(exists=True))
+            self._ref(item_id).delete(option=self._client.write_option(exists=True), **_writes())
         except NotFound:
             return False
         return True
@@ -91,12 +139,12 @@ class Repository(Generic[M]):
         """Every document, by id."""
         return [
             self._model.model_validate(snapshot.to_dict())
-            for snapshot in self._collection.order_by("id").stream()
+            for snapshot in self._collection.order_by("id").stream(**_reads())
         ]
 
     def count(self) -> int:
         """Number of documents, counted by the server (one aggregation read)."""
-        result = self._collection.count().get()
+        result = self._collection.count().get(**_reads())
         return int(result[0][0].value)
 
 
@@ -107,11 +155,13 @@ class StateRepository:
         self._collection = client.collection("state")
 
     def get(self, name: str, model: type[M]) -> M | None:
-        snapshot = self._collection.document(document_id(name)).get()
+        snapshot = self._collection.document(document_id(name)).get(**_reads())
         return model.model_validate(snapshot.to_dict()) if snapshot.exists else None
 
     def put(self, name: str, value: BaseModel) -> None:
-        self._collection.document(document_id(name)).set(value.model_dump(mode="python"))
+        self._collection.document(document_id(name)).set(
+            value.model_dump(mode="python"), **_writes()
+        )
 
     def auth(self) -> AuthState:
         """The Google credentials' state; `ok` until something says otherwise."""
@@ -119,12 +169,20 @@ class StateRepository:
 
 
 class Lease:
-    """A run's hold on a device's state: the version of the document it wrote when taking it."""
+    """A run's hold on a device's state: the version of the document it wrote when taking it,
+    and the fingerprints that version held (the final write sends only what changed)."""
 
-    def __init__(self, device_id: str, owner: str, update_time: datetime) -> None:
+    def __init__(
+        self,
+        device_id: str,
+        owner: str,
+        update_time: datetime,
+        delivered: dict[str, int] | None = None,
+    ) -> None:
         self.device_id = device_id
         self.owner = owner
         self.update_time = update_time
+        self.delivered = delivered or {}
 
 
 class DeliveryRepository:
@@ -142,13 +200,13 @@ class DeliveryRepository:
         self._push_log = client.collection("push_log")
 
     def state(self, device_id: str) -> DeviceState:
-        snapshot = self._states.document(document_id(device_id)).get()
+        snapshot = self._states.document(document_id(device_id)).get(**_reads())
         if not snapshot.exists:
             return DeviceState(id=device_id)
         return DeviceState.model_validate(snapshot.to_dict())
 
     def states(self) -> list[DeviceState]:
-        return [DeviceState.model_validate(s.to_dict()) for s in self._states.stream()]
+        return [DeviceState.model_validate(s.to_dict()) for s in self._states.stream(**_reads())]
 
     def acquire(
         self, device_id: str, owner: str, *, now: datetime, until: datetime
@@ -162,7 +220,7 @@ class DeliveryRepository:
         from google.api_core.exceptions import AlreadyExists, FailedPrecondition
 
         ref = self._states.document(document_id(device_id))
-        snapshot = ref.get()
+        snapshot = ref.get(**_reads())
         # A competing run may write between this read and our conditional write below.
         state = (  # pragma: SYNCPOINT lease
             DeviceState.model_validate(snapshot.to_dict())
@@ -172,16 +230,23 @@ class DeliveryRepository:
         if state.lease_owner and state.lease_until and state.lease_until > now:
             raise _busy(device_id, state.lease_until, now)
         state = state.model_copy(update={"lease_owner": owner, "lease_until": until})
-        data = state.model_dump(mode="python")
         try:
             if snapshot.exists:
                 option = self._client.write_option(last_update_time=snapshot.update_time)
-                result = ref.update(data, option=option)
+                # The lease fields only: re-sending the whole state (up to DELIVERED_CAP
+                # fingerprints) cost more than the rest of the run.
+                lease = {"lease_owner": owner, "lease_until": until}
+                update_time = ref.update(lease, option=option, **_writes()).update_time
             else:
-                result = ref.create(data)
+                update_time = ref.create(state.model_dump(mode="python"), **_writes()).update_time
         except (AlreadyExists, FailedPrecondition):
-            raise _busy(device_id, until, now) from None
-        return state, Lease(device_id, owner, result.update_time)
+            # Either another run took it first, or this write was retried after its first
+            # attempt landed and the reply was lost: then the lease is this run's already.
+            taken = ref.get(**_reads())
+            if not taken.exists or (taken.to_dict() or {}).get("lease_owner") != owner:
+                raise _busy(device_id, until, now) from None
+            update_time = taken.update_time
+        return state, Lease(device_id, owner, update_time, state.delivered)
 
     def release(self, lease: Lease, state: DeviceState) -> None:
         """Give the lease back without other changes (a run that failed before pushing)."""
@@ -192,7 +257,7 @@ class DeliveryRepository:
         option = self._client.write_option(last_update_time=lease.update_time)
         # FailedPrecondition: the lease had expired and another run took it; nothing to undo.
         with contextlib.suppress(FailedPrecondition):
-            ref.update(data.model_dump(mode="python"), option=option)
+            ref.update(data.model_dump(mode="python"), option=option, **_writes())
 
     def outbox(self, device_id: str) -> list[OutboxEntry]:
         """The device's waiting positions, oldest position first."""
@@ -201,7 +266,9 @@ class DeliveryRepository:
         query = self._outbox.where(filter=FieldFilter("device_id", "==", device_id)).order_by(
             "location.timestamp"
         )
-        return [OutboxEntry.model_validate(snapshot.to_dict()) for snapshot in query.stream()]
+        return [
+            OutboxEntry.model_validate(snapshot.to_dict()) for snapshot in query.stream(**_reads())
+        ]
 
     def commit(
         self,
@@ -213,13 +280,14 @@ class DeliveryRepository:
         push_log: list[PushLogEntry],
     ) -> None:
         """Write a run's outcome at once; fails (`Conflict`) if the lease was lost meanwhile."""
-        from google.api_core.exceptions import FailedPrecondition
+        from google.api_core.exceptions import FailedPrecondition, NotFound
 
         batch = self._client.batch()
         released = state.model_copy(update={"lease_owner": None, "lease_until": None})
+        ref = self._states.document(document_id(lease.device_id))
         batch.update(
-            self._states.document(document_id(lease.device_id)),
-            released.model_dump(mode="python"),
+            ref,
+            _state_changes(released, lease.delivered),
             option=self._client.write_option(last_update_time=lease.update_time),
         )
         for entry in outbox_put:
@@ -229,11 +297,20 @@ class DeliveryRepository:
         for log in push_log:
             batch.set(self._push_log.document(), log.model_dump(mode="python"))
         try:
-            batch.commit()
-        except FailedPrecondition:
-            raise Conflict(
-                f"the sync lease of {lease.device_id} expired before the run ended"
-            ) from None
+            batch.commit(**_writes())
+        except (FailedPrecondition, NotFound):
+            stored = ref.get(**_reads())
+            if not stored.exists:
+                raise Conflict(
+                    f"the sync state of {lease.device_id} vanished during the run (was the "
+                    "database reset?); what was pushed is pushed again by the next run"
+                ) from None
+            # A retried commit whose first attempt landed (the reply was lost) finds the state
+            # changed by itself: the run is done. Anything else means the lease was lost.
+            if not _written(stored, released):
+                raise Conflict(
+                    f"the sync lease of {lease.device_id} expired before the run ended"
+                ) from None
 
     def push_log(
         self, *, device_id: str | None, limit: int, start_after: str | None = None
@@ -243,17 +320,55 @@ class DeliveryRepository:
 
         query = self._push_log
         if device_id is not None:
-            query = query.where(filter=firestore.FieldFilter("device_id", "==", device_id))
+            # A filter value longer than Firestore indexes (1500 bytes) is refused by the
+            # server (a 500 here); any device id is a document id, so it is checked as one.
+            query = query.where(
+                filter=firestore.FieldFilter("device_id", "==", document_id(device_id))
+            )
         query = query.order_by("attempted_at", direction=firestore.Query.DESCENDING)
         if start_after is not None:
-            cursor = self._push_log.document(document_id(start_after)).get()
+            cursor = self._push_log.document(document_id(start_after)).get(**_reads())
             if not cursor.exists:
                 raise BadRequest(f"unknown cursor: {start_after!r}")
             query = query.start_after(cursor)
-        snapshots = list(query.limit(limit + 1).stream())
+        snapshots = list(query.limit(limit + 1).stream(**_reads()))
         page = snapshots[:limit]
         next_cursor = page[-1].id if len(snapshots) > limit else None
         return [PushLogEntry.model_validate(s.to_dict()) for s in page], next_cursor
+
+
+def _state_changes(state: DeviceState, stored: dict[str, int]) -> dict[str, object]:
+    """The update turning a state document that holds `stored` fingerprints into `state`.
+
+    Every field but `delivered` is sent whole; of `delivered`, only the fingerprints added or
+    pruned, as field paths (a run changes a handful of the up to `DELIVERED_CAP`): encoding
+    and indexing the whole map on every run made a run's time grow with the history. A large
+    change (a window pruned at once) replaces the map, keeping the update mask small.
+    """
+    from google.cloud.firestore import DELETE_FIELD
+    from google.cloud.firestore_v1.field_path import FieldPath
+
+    data: dict[str, object] = state.model_dump(mode="python", exclude={"delivered"})
+    added = {fp: ts for fp, ts in state.delivered.items() if stored.get(fp) != ts}
+    pruned = stored.keys() - state.delivered.keys()
+    if len(added) + len(pruned) > MAX_FIELD_CHANGES:
+        data["delivered"] = state.delivered
+        return data
+    for fingerprint, timestamp in added.items():
+        data[FieldPath("delivered", fingerprint).to_api_repr()] = timestamp
+    for fingerprint in pruned:
+        data[FieldPath("delivered", fingerprint).to_api_repr()] = DELETE_FIELD
+    return data
+
+
+def _written(snapshot: firestore.DocumentSnapshot, state: DeviceState) -> bool:
+    """Whether the stored state is `state` as a run's final write left it."""
+    stored = DeviceState.model_validate(snapshot.to_dict())
+    return (
+        stored.lease_owner is None
+        and stored.last_sync == state.last_sync
+        and stored.delivered == state.delivered
+    )
 
 
 def _busy(device_id: str, until: datetime, now: datetime) -> RetryLater:

@@ -69,6 +69,10 @@ OSMAND_RESERVED_KEYS = frozenset(
     }
 )
 RENAMED_ATTRIBUTE_PREFIX = "attr_"
+# OsmAnd keys that are Traccar's own attributes and that no `Location` field sends: a source's
+# attribute of that name is exactly what Traccar expects there (a vehicle's charging flag is
+# Traccar's `charge`), so a value of the right type goes through under its own name.
+PASS_THROUGH_KEYS: dict[str, type] = {"charge": bool}
 # Enough of an error body to say what went wrong; Traccar answers errors with a whole stack trace.
 ERROR_BODY_LIMIT = 200
 
@@ -173,6 +177,9 @@ def _attribute_params(attributes: dict[str, AttributeValue]) -> Iterator[tuple[s
         if isinstance(value, float) and not math.isfinite(value):
             continue
         name = key
+        if isinstance(value, PASS_THROUGH_KEYS.get(key, ())):
+            yield name, _attribute_value(value)
+            continue
         # Renamed rather than dropped: the value still reaches Traccar, under a name that cannot
         # clash with a real field (nor with another attribute).
         while name in OSMAND_RESERVED_KEYS or (name != key and name in attributes):

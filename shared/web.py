@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 import io
 import logging
+import sys
 from typing import TypeVar
 
 import flask
@@ -25,6 +26,11 @@ M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
 
 MAX_BODY_BYTES = 1024 * 1024  # webhooks' vendors send far less; anything larger is a 413
+UNAVAILABLE_MESSAGE = (
+    "Google Cloud (Firestore, Secret Manager or Cloud Scheduler) did not answer in time; "
+    "retry later"
+)
+UNAVAILABLE_RETRY_AFTER = 30  # seconds
 
 
 def json_error(message: str, status: int) -> flask.Response:
@@ -52,8 +58,29 @@ def _http_error(exc: HTTPException) -> flask.Response:
 
 
 def _unexpected_error(exc: Exception) -> flask.Response:
+    if _google_unavailable(exc):
+        # Still failing when the store's retries ran out (shared.store.FIRESTORE_DEADLINE):
+        # a 503 tells the caller (Cloud Scheduler, a vendor's webhook) to retry later.
+        logger.exception("a Google Cloud service did not answer")
+        response = json_error(UNAVAILABLE_MESSAGE, 503)
+        response.headers["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER)
+        return response
     logger.exception("unhandled error")
     return json_error("internal error", 500)
+
+
+def _google_unavailable(exc: Exception) -> bool:
+    """A Google API call that found its service unreachable or too slow, retries included."""
+    if "google.api_core.exceptions" not in sys.modules:
+        return False  # no Google client was used: the error cannot be one of theirs
+    from google.api_core import exceptions
+
+    unavailable = (
+        exceptions.RetryError,
+        exceptions.ServiceUnavailable,
+        exceptions.DeadlineExceeded,
+    )
+    return isinstance(exc, unavailable)
 
 
 def create_app(name: str) -> flask.Flask:
@@ -63,6 +90,11 @@ def create_app(name: str) -> flask.Flask:
     app.register_error_handler(BridgeError, _bridge_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
+    if flask.has_app_context():
+        # functions-framework imports main.py inside its own Flask app's context. That app
+        # answers before ours for what its router refuses (/robots.txt, /favicon.ico, a path
+        # holding a newline), with an HTML page: make those JSON too.
+        flask.current_app.register_error_handler(HTTPException, _http_error)
     return app
 
 

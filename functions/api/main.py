@@ -18,6 +18,12 @@ from shared.notify import Notifier
 from shared.openapi import openapi_document
 from shared.pipeline import RunReport
 from shared.runtime import get_runtime
+from shared.sources.google import account as google_account
+from shared.sources.google import credentials as google_credentials
+from shared.sources.google import refresh as google_refresh
+from shared.sources.google.source import fresh_locations, google_source
+from shared.sources.tlink import views as tlink_views
+from shared.sources.tlink.source import tlink_source
 from shared.web import (
     check_bearer,
     create_app,
@@ -31,8 +37,9 @@ configure_logging()
 app = create_app(__name__)
 
 # Liveness, build information and the API's description stay open: uptime checks and
-# client generators need no token.
-PUBLIC_ENDPOINTS = frozenset({"health", "versions", "openapi"})
+# client generators need no token. Smartcar Connect's return leg is opened by a browser, which
+# cannot send the token: its single-use `state` guards it (shared/sources/smartcar/connect.py).
+PUBLIC_ENDPOINTS = frozenset({"health", "versions", "openapi", "smartcar_exchange"})
 LOCATIONS = TypeAdapter(list[Location])
 
 
@@ -185,10 +192,111 @@ def push_log() -> tuple[flask.Response, int]:
 # --- Google Find My Device ----------------------------------------------------------------
 
 
+@app.get("/devices")
+def list_devices() -> tuple[flask.Response, int]:
+    runtime = get_runtime()
+    google_refresh.refresh_for_listing(runtime, google_source(runtime))
+    return _json([device.model_dump(mode="json") for device in runtime.store.devices.list()])
+
+
+@app.get("/devices/<device_id>/locations")
+def device_locations(device_id: str) -> tuple[flask.Response, int]:
+    found = fresh_locations(get_runtime(), device_id)
+    if "last" in flask.request.args:
+        if not found:
+            raise NotFound(f"no location for device {device_id}")
+        return _json(found[-1].model_dump(mode="json", exclude_none=True))
+    return _json([location.model_dump(mode="json", exclude_none=True) for location in found])
+
+
+@app.put("/auth/secrets")
+def put_google_secrets() -> tuple[flask.Response, int]:
+    upload = parse_json(flask.request, google_credentials.GoogleSecretsUpload)
+    restarted = google_account.upload_secrets(google_source(get_runtime()).account, upload)
+    return _json(google_account.CredentialsUploaded(services_restarted=restarted).model_dump())
+
+
+@app.put("/auth/aas-token")
+def put_google_aas_token() -> tuple[flask.Response, int]:
+    body = parse_json(flask.request, google_credentials.AasTokenUpload)
+    account = google_source(get_runtime()).account
+    restarted = google_account.replace_aas_token(account, body.aas_token)
+    return _json(google_account.CredentialsUploaded(services_restarted=restarted).model_dump())
+
+
+@app.post("/auth/token-status")
+def google_token_status() -> tuple[flask.Response, int]:
+    status = google_account.token_status(google_source(get_runtime()).account)
+    return _json(status.model_dump(mode="json"))
+
+
 # --- Smartcar ------------------------------------------------------------------------------
 
 
+@app.get("/smartcar/vehicles")
+def smartcar_vehicles() -> tuple[flask.Response, int]:
+    from shared.sources.smartcar import views as smartcar_views
+
+    vehicles = smartcar_views.list_vehicles(get_runtime())
+    return _json([vehicle.model_dump(mode="json") for vehicle in vehicles])
+
+
+@app.get("/smartcar/vehicles/<vehicle_id>/latest-signals")
+def smartcar_latest_signals(vehicle_id: str) -> tuple[flask.Response, int]:
+    from shared.sources.smartcar import views as smartcar_views
+
+    return _json(smartcar_views.latest_signals(get_runtime(), vehicle_id).model_dump(mode="json"))
+
+
+@app.get("/smartcar/connect")
+def smartcar_connect() -> tuple[flask.Response, int]:
+    """302 to Smartcar Connect; the URL in the body too (shared/sources/smartcar/connect.py)."""
+    from shared.sources.smartcar import connect as smartcar_connect_flow
+
+    started = smartcar_connect_flow.start(get_runtime())
+    response = flask.jsonify(started.model_dump(mode="json"))
+    response.headers["Location"] = started.authorize_url
+    response.headers["Cache-Control"] = "no-store"
+    return response, 302
+
+
+@app.get("/smartcar/exchange")
+def smartcar_exchange() -> tuple[flask.Response, int]:
+    """Where Smartcar Connect sends the browser back: public, guarded by the single-use state."""
+    from shared.sources.smartcar import connect as smartcar_connect_flow
+
+    query = parse_query(flask.request, smartcar_connect_flow.ExchangeQuery)
+    connected = smartcar_connect_flow.exchange(get_runtime(), query)
+    return _json(connected.model_dump(mode="json"))
+
+
 # --- TLINK ---------------------------------------------------------------------------------
+
+
+def _tlink_device(device_id: str) -> int:
+    if not device_id.isdigit():
+        raise NotFound(f"unknown TLINK device: {device_id}")
+    return int(device_id)
+
+
+@app.get("/tlink/users/<user_id>/devices")
+def tlink_user_devices(user_id: str) -> tuple[flask.Response, int]:
+    query = parse_query(flask.request, tlink_views.DevicesQuery)
+    page = tlink_source(get_runtime()).views.user_devices(user_id, query)
+    return _json(page.model_dump(mode="json"))
+
+
+@app.get("/tlink/users/<user_id>/devices/<device_id>/latest")
+def tlink_device_latest(user_id: str, device_id: str) -> tuple[flask.Response, int]:
+    view = tlink_source(get_runtime()).views.latest(user_id, _tlink_device(device_id))
+    return _json(view.model_dump(mode="json"))
+
+
+@app.get("/tlink/users/<user_id>/devices/<device_id>/history")
+def tlink_device_history(user_id: str, device_id: str) -> tuple[flask.Response, int]:
+    query = parse_query(flask.request, tlink_views.HistoryQuery)
+    view = tlink_source(get_runtime()).views.history(user_id, _tlink_device(device_id), query)
+    return _json(view.model_dump(mode="json"))
 
 
 # --- notifications -------------------------------------------------------------------------

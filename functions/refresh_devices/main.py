@@ -1,4 +1,9 @@
-"""Refreshes the source device lists (`refresh_devices` entry point), run hourly."""
+"""Refreshes the source device lists (`refresh_devices` entry point), run hourly.
+
+`POST /` → `{"sources": [<one report per source>], "devices": <devices stored>}`. The Google
+report says what was refreshed, found new, auto-registered and notified, or why Google was not
+called at all (no credentials stored, or `auth_required`).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,8 @@ import functions_framework
 
 from shared.logs import configure_logging
 from shared.runtime import get_runtime
+from shared.sources.google import refresh as google_refresh
+from shared.sources.google.source import google_source
 from shared.web import create_app, dispatch
 
 configure_logging()
@@ -15,9 +22,11 @@ app = create_app(__name__)
 
 @app.post("/")
 def refresh() -> flask.Response:
-    store = get_runtime().store
-    # Sources register their refresh with the Google source issue; the count is real already.
-    return flask.jsonify(sources=[], devices=store.devices.count())
+    runtime = get_runtime()
+    google = google_refresh.refresh(runtime, google_source(runtime))
+    return flask.jsonify(
+        sources=[google.model_dump(mode="json")], devices=runtime.store.devices.count()
+    )
 
 
 @functions_framework.http

@@ -24,7 +24,37 @@ def health() -> flask.Response:
 # --- Smartcar ------------------------------------------------------------------------------
 
 
+@app.post("/smartcar")
+def smartcar_delivery() -> flask.Response:
+    """Smartcar's VERIFY and signed deliveries (shared/sources/smartcar/webhook.py)."""
+    from shared.runtime import get_runtime
+    from shared.sources.smartcar import webhook as smartcar_webhook
+
+    answer = smartcar_webhook.receive(
+        get_runtime(),
+        flask.request.get_data(cache=True),
+        flask.request.headers.get(smartcar_webhook.SIGNATURE_HEADER),
+    )
+    return flask.jsonify(answer.body)
+
+
 # --- TLINK ---------------------------------------------------------------------------------
+
+
+@app.post("/tlink")
+@app.post("/tlink/<token>")
+def tlink_push(token: str | None = None) -> flask.Response:
+    """TLINK's device data update (docs/tlink.md); `<token>` when TLINK_REQUIRE_PATH_TOKEN."""
+    from shared.runtime import get_runtime
+    from shared.sources.tlink import webhook as tlink_webhook
+
+    answer = tlink_webhook.receive(
+        get_runtime(),
+        flask.request.get_data(cache=True),
+        signature_header=flask.request.headers.get(tlink_webhook.SIGNATURE_HEADER),
+        path_token=token,
+    )
+    return flask.jsonify(answer.body())
 
 
 @functions_framework.http

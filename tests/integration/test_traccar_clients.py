@@ -417,3 +417,14 @@ def test_base_url_with_a_trailing_slash_reaches_api_devices(
 
     assert api.find_device("new-tracker") is None
     assert urlsplit(api_server.requests[-1].target).path == "/api/devices"
+
+
+def test_a_boolean_charge_attribute_is_traccars_own_charge_flag(
+    client: OsmAndClient, osmand: OsmAndServer
+) -> None:
+    client.push(location(attributes={"charge": True}), UNIQUE_ID)
+    client.push(location(attributes={"charge": "maybe"}), UNIQUE_ID)
+
+    charging, odd = osmand.positions
+    assert charging.attributes == {"charge": True}
+    assert odd.attributes == {"attr_charge": "maybe"}

@@ -1,6 +1,17 @@
 """The Google Find My Device (Find Hub) source: trackers located by Google, reports decrypted here.
 
-Modules: `proto` (our own protobuf definitions), `crypto` and `curve` (the decryption chain),
-`decode` (a `DeviceUpdate` to reports), `errors`. `python -m shared.sources.google decode` checks
-the decoding against independent data.
+Modules:
+
+- `proto` (our own protobuf definitions), `crypto` and `curve` (the decryption chain), `decode`
+  (a `DeviceUpdate` to reports), `errors`;
+- `credentials` (secrets.json, validated and stored), `auth` (gpsoauth access tokens, cached),
+  `expiry` (Google refusing the AAS token, and recovering), `account` (all of that for the rest
+  of the bridge, and the credential routes);
+- `nova` (device list, locate action), `fcm` (one MCS session through firebase-messaging),
+  `lease` (one session at a time), `source` (`GoogleSource`, what `sync_device` calls);
+- `refresh` (the hourly device refresh), `smart_tracking`.
+
+`python -m shared.sources.google decode` checks the decoding against independent data. Heavy
+libraries (protobuf, gpsoauth, firebase-messaging, the crypto stack) are imported where used,
+so a function that never locates a tracker never loads them.
 """

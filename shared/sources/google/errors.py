@@ -3,11 +3,21 @@
     BridgeError (shared.errors)
     └── GoogleSourceError       500, the base of everything the Google source raises
         ├── MalformedUpdate     502, a DeviceUpdate that does not parse or lacks what decoding needs
-        └── DecryptionError     500, a key or report that does not decrypt: wrong or stale owner
-                                key, key blob of an unknown form, corrupt report
+        ├── DecryptionError     500, a key or report that does not decrypt: wrong or stale owner
+        │                       key, key blob of an unknown form, corrupt report
+        ├── CredentialsMissing  503, no secrets.json stored, or its aas_token was removed after
+        │                       Google refused it (upload new credentials)
+        ├── AuthExpired         503, Google answered BadAuthentication / NeedsBrowser: the AAS
+        │                       token is dead (the expiry handling has run)
+        ├── AuthFailed          502, any other failure to get an access token (network, an
+        │                       unexpected answer): worth retrying later
+        ├── NovaError           502, the Nova API refused a request or stayed unavailable
+        └── FcmError            504, no MCS session or no answer to a locate within the timeout
 
-A DecryptionError names the device (canonic id when known) and never carries key material:
-its message is shown to callers and written to logs.
+"Permanent" (credentials missing or expired: a human must upload new ones) is kept apart from
+"retry later" (AuthFailed, NovaError, FcmError). A lease held by another run is
+`shared.errors.RetryLater` (429). Messages name the device where one is concerned and never
+carry key material or tokens: they are shown to callers and written to logs.
 """
 
 from __future__ import annotations
@@ -29,3 +39,23 @@ class DecryptionError(GoogleSourceError):
     def __init__(self, message: str, *, device: str | None = None) -> None:
         super().__init__(message if device is None else f"device {device}: {message}")
         self.device = device
+
+
+class CredentialsMissing(GoogleSourceError):
+    status = 503
+
+
+class AuthExpired(GoogleSourceError):
+    status = 503
+
+
+class AuthFailed(GoogleSourceError):
+    status = 502
+
+
+class NovaError(GoogleSourceError):
+    status = 502
+
+
+class FcmError(GoogleSourceError):
+    status = 504

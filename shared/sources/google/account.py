@@ -1,0 +1,219 @@
+"""The Google account as the rest of the bridge sees it: credentials, tokens, the device list.
+
+`GoogleAccount` (one per function instance, held by `GoogleSource`) reads the stored
+credentials, gets access tokens (running the expiry handling when Google refuses the AAS
+token) and calls Nova with a token, fetching a fresh one once when Nova answers 401.
+
+The credential routes of the API are here too: `upload_secrets` (`PUT /auth/secrets`),
+`replace_aas_token` (`PUT /auth/aas-token`) and `token_status` (`POST /auth/token-status`).
+None of them returns or logs a secret: the secrets adapter registers every value it stores for
+log redaction, and the answers carry states and times only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Literal, TypeVar
+
+from pydantic import BaseModel
+
+from shared.errors import Conflict
+from shared.models import utc_now
+from shared.sources.google.auth import TokenProvider, TokenRejected
+from shared.sources.google.credentials import (
+    CREDENTIALS_STATE,
+    CredentialsState,
+    GoogleSecrets,
+    GoogleSecretsUpload,
+    fcm_installation_expiry,
+    read_secrets,
+    write_secrets,
+)
+from shared.sources.google.errors import CredentialsMissing
+from shared.sources.google.expiry import expire, restore
+from shared.sources.google.nova import GoogleDevice, NovaClient, NovaUnauthorized
+
+if TYPE_CHECKING:
+    from google.api_core.retry import Retry
+
+    from shared.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+FCM_EXPIRY_WARNING_SECONDS = 24 * 3600
+
+
+class GoogleAccount:
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        nova_retry: Retry | None = None,
+    ) -> None:
+        settings = runtime.settings
+        self.runtime = runtime
+        self.clock = clock
+        self.tokens = TokenProvider(
+            runtime.store.client, str(settings.google_auth_url), clock=clock
+        )
+        self.nova = NovaClient(
+            runtime.http_session, str(settings.google_nova_url), retry=nova_retry
+        )
+
+    def credentials(self) -> GoogleSecrets:
+        """The stored credentials (`CredentialsMissing` if none)."""
+        return read_secrets(self.runtime.secrets, self.runtime.settings.google_secret_name)
+
+    def access_token(self, credentials: GoogleSecrets) -> str:
+        try:
+            return self.tokens.token(credentials)
+        except TokenRejected as exc:
+            raise expire(self.runtime, credentials, exc.error, self.tokens) from None
+
+    def with_token(self, credentials: GoogleSecrets, call: Callable[[str], T]) -> T:
+        """`call(token)`; after a 401, once more with a fresh token."""
+        try:
+            return call(self.access_token(credentials))
+        except NovaUnauthorized:
+            logger.info("Nova refused the cached access token; getting a new one")
+            self.tokens.invalidate()
+            return call(self.access_token(credentials))
+
+    def list_devices(self) -> list[GoogleDevice]:
+        return self.with_token(self.credentials(), self.nova.list_devices)
+
+    def credentials_state(self) -> CredentialsState:
+        return self.runtime.store.state.get(CREDENTIALS_STATE, CredentialsState) or (
+            CredentialsState()
+        )
+
+    def fcm_expiry(self, credentials: GoogleSecrets) -> datetime | None:
+        state = self.credentials_state()
+        return state.fcm_expires_at or fcm_installation_expiry(credentials, state.uploaded_at)
+
+
+# --- the credential routes ------------------------------------------------------------------
+
+
+def upload_secrets(account: GoogleAccount, upload: GoogleSecretsUpload) -> int:
+    """Store a whole secrets.json; returns how many paused sync jobs resumed."""
+    runtime = account.runtime
+    write_secrets(runtime.secrets, runtime.settings.google_secret_name, upload)
+    now = account.clock()
+    previous = account.credentials_state()
+    expires_at = fcm_installation_expiry(upload, now)
+    runtime.store.state.put(
+        CREDENTIALS_STATE,
+        CredentialsState(
+            uploaded_at=now,
+            fcm_expires_at=expires_at,
+            # Same installation token: the email about its expiry was sent already.
+            fcm_expiry_notified_for=previous.fcm_expiry_notified_for
+            if previous.fcm_expiry_notified_for == expires_at
+            else None,
+        ),
+    )
+    account.tokens.invalidate()
+    restarted = restore(runtime)
+    logger.info("Google credentials uploaded", extra={"services_restarted": restarted})
+    return restarted
+
+
+def replace_aas_token(account: GoogleAccount, aas_token: str) -> int:
+    """Replace only the stored `aas_token`; returns how many paused sync jobs resumed."""
+    runtime = account.runtime
+    try:
+        current = account.credentials()
+    except CredentialsMissing:
+        raise Conflict(
+            "no Google credentials stored to put the token in: upload the whole secrets.json "
+            "with PUT /auth/secrets"
+        ) from None
+    updated = current.model_copy(update={"aas_token": aas_token})
+    write_secrets(runtime.secrets, runtime.settings.google_secret_name, updated)
+    account.tokens.invalidate()
+    restarted = restore(runtime)
+    logger.info("Google AAS token replaced", extra={"services_restarted": restarted})
+    return restarted
+
+
+class CredentialsUploaded(BaseModel):
+    """The answer of `PUT /auth/secrets` and `PUT /auth/aas-token`."""
+
+    status: Literal["ok"] = "ok"
+    services_restarted: int
+
+
+class CredentialsView(BaseModel):
+    stored: bool
+    aas_token_present: bool
+    auth_status: Literal["ok", "auth_required"]
+    auth_reason: str | None = None
+    uploaded_at: datetime | None = None
+
+
+class AccessTokenView(BaseModel):
+    cached: bool
+    obtained_at: datetime | None = None
+    expires_at: datetime | None = None
+    age_seconds: int | None = None
+    valid: bool = False
+
+
+class FcmInstallationView(BaseModel):
+    expires_at: datetime | None = None
+    expires_in_seconds: int | None = None
+    expiring_soon: bool = False
+
+
+class TokenStatus(BaseModel):
+    """`POST /auth/token-status`: presence, age and expiry of the credentials, no value."""
+
+    credentials: CredentialsView
+    access_token: AccessTokenView
+    fcm_installation: FcmInstallationView
+
+
+def token_status(account: GoogleAccount) -> TokenStatus:
+    runtime = account.runtime
+    now = account.clock()
+    auth = runtime.store.state.auth()
+    try:
+        credentials: GoogleSecrets | None = account.credentials()
+    except CredentialsMissing:
+        credentials = None
+    state = account.credentials_state()
+    cached = account.tokens.cached()
+    access = AccessTokenView(cached=False)
+    if cached is not None:
+        access = AccessTokenView(
+            cached=True,
+            obtained_at=cached.obtained_at,
+            expires_at=cached.expires_at,
+            age_seconds=int((now - cached.obtained_at).total_seconds()),
+            valid=cached.expires_at > now,
+        )
+    fcm = FcmInstallationView()
+    expires_at = account.fcm_expiry(credentials) if credentials is not None else None
+    if expires_at is not None:
+        left = int((expires_at - now).total_seconds())
+        fcm = FcmInstallationView(
+            expires_at=expires_at,
+            expires_in_seconds=left,
+            expiring_soon=left <= FCM_EXPIRY_WARNING_SECONDS,
+        )
+    return TokenStatus(
+        credentials=CredentialsView(
+            stored=credentials is not None,
+            aas_token_present=credentials is not None and credentials.aas_token is not None,
+            auth_status=auth.status,
+            auth_reason=auth.reason or None,
+            uploaded_at=state.uploaded_at,
+        ),
+        access_token=access,
+        fcm_installation=fcm,
+    )

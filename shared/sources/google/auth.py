@@ -1,0 +1,210 @@
+"""Access tokens for the Nova API: `gpsoauth.perform_oauth` with the stored AAS token, cached.
+
+Google's answer carries `Auth`, a bearer token living about an hour. It is cached in this
+instance's memory and in Firestore (`state/google_token`), and reused by every instance until
+`REFRESH_MARGIN` before it expires.
+
+Why Firestore and not the secrets adapter for a bearer credential: a new token comes every
+hour, and Secret Manager bills every version that is not destroyed (the adapter can only
+disable them), so hourly versions would pile up to hundreds of billed versions a month. The
+cached token is short-lived and scoped to Find My Device; Firestore is encrypted at rest and
+readable only by the functions' service account; the token is registered with the log
+redaction whenever it is read or made, and no route returns it. The long-lived credential it is
+minted from (the AAS token) stays in the secrets adapter. The cache entry remembers a digest of
+the credentials it was made with, so new credentials never reuse an old token.
+
+gpsoauth posts to its module constant `AUTH_URL` with no timeout and accepts neither as an
+argument. `_oauth_call` sets both for the duration of the call, under a lock, and restores
+them: the URL from `GOOGLE_AUTH_URL` (tests point it at a local fake), the timeout through a
+subclass of gpsoauth's own TLS adapter (whose cipher tweaks Google requires).
+
+An answer with `Error` and no `Auth` raises `TokenRejected` when the error means the AAS token
+is dead (`BadAuthentication`, `NeedsBrowser`); the caller runs the expiry handling. Anything
+else unexpected raises `AuthFailed` (retry later). No `KeyError` escapes.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from pydantic import AwareDatetime
+
+from shared.logs import register_secret
+from shared.models import Document, utc_now
+from shared.sources.google.credentials import GoogleSecrets, require_aas_token
+from shared.sources.google.errors import AuthFailed
+
+if TYPE_CHECKING:
+    from google.cloud import firestore
+
+logger = logging.getLogger(__name__)
+
+OAUTH_SERVICE = "oauth2:https://www.googleapis.com/auth/android_device_manager"
+OAUTH_APP = "com.google.android.apps.adm"
+OAUTH_CLIENT_SIG = "38918a453d07199354f8b19af05ec6562ced5788"
+DEFAULT_AUTH_TIMEOUT = 30.0  # seconds for the OAuth exchange
+DEFAULT_TOKEN_LIFETIME = timedelta(hours=1)  # when the answer says nothing about it
+REFRESH_MARGIN = timedelta(minutes=5)
+# The AAS token is dead: a human must make a new one (SPEC.md, "Google credentials expiring").
+EXPIRY_ERRORS = frozenset({"BadAuthentication", "NeedsBrowser"})
+TOKEN_STATE = "google_token"  # noqa: S105 - a document name
+
+_gpsoauth_lock = threading.Lock()
+
+
+class TokenRejected(Exception):
+    """Google refused the AAS token itself (`error` is Google's word for it)."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__(f"Google refused the AAS token: {error}")
+        self.error = error
+
+
+class CachedToken(Document):
+    """`state/google_token`: the current access token and what it was made from."""
+
+    token: str
+    obtained_at: AwareDatetime
+    expires_at: AwareDatetime
+    credentials_digest: str
+
+
+def credentials_digest(credentials: GoogleSecrets) -> str:
+    """Identifies the credentials a token was made with, without revealing them."""
+    material = "\n".join(
+        (credentials.username, credentials.aas_token or "", credentials.android_id)
+    )
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+@functools.cache
+def _timed_adapter() -> type:
+    import gpsoauth
+
+    class TimedAuthHTTPAdapter(gpsoauth.AuthHTTPAdapter):  # type: ignore[misc]
+        """gpsoauth's TLS adapter with a default timeout (gpsoauth passes none)."""
+
+        def send(self, request: Any, stream: bool = False, timeout: Any = None, **kw: Any) -> Any:
+            return super().send(
+                request, stream=stream, timeout=timeout or DEFAULT_AUTH_TIMEOUT, **kw
+            )
+
+    return TimedAuthHTTPAdapter
+
+
+def _oauth_call(url: str, username: str, aas_token: str, android_id: str) -> dict[str, str]:
+    import gpsoauth
+
+    with _gpsoauth_lock:
+        saved_url, saved_adapter = gpsoauth.AUTH_URL, gpsoauth.AuthHTTPAdapter
+        gpsoauth.AUTH_URL = url
+        gpsoauth.AuthHTTPAdapter = _timed_adapter()
+        try:
+            return gpsoauth.perform_oauth(
+                username,
+                aas_token,
+                android_id,
+                service=OAUTH_SERVICE,
+                app=OAUTH_APP,
+                client_sig=OAUTH_CLIENT_SIG,
+            )
+        finally:
+            gpsoauth.AUTH_URL, gpsoauth.AuthHTTPAdapter = saved_url, saved_adapter
+
+
+def _expiry(answer: dict[str, str], now: datetime) -> datetime:
+    """When the token expires, from `Expiry` (epoch seconds) or `ExpiresInDurationSec`."""
+    try:
+        expiry = datetime.fromtimestamp(int(answer["Expiry"]), now.tzinfo)
+        if now < expiry <= now + timedelta(days=1):
+            return expiry
+    except (KeyError, ValueError, OverflowError, OSError):
+        pass
+    try:
+        return now + timedelta(seconds=int(answer["ExpiresInDurationSec"]))
+    except (KeyError, ValueError):
+        return now + DEFAULT_TOKEN_LIFETIME
+
+
+class TokenProvider:
+    """Access tokens from `auth_url`, cached in memory and in `state/google_token`."""
+
+    def __init__(
+        self,
+        client: firestore.Client,
+        auth_url: str,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._ref = client.collection("state").document(TOKEN_STATE)
+        self._auth_url = auth_url
+        self._clock = clock
+        self._memory: CachedToken | None = None
+        self._lock = threading.Lock()
+
+    def _usable(self, cached: CachedToken | None, digest: str) -> bool:
+        return (
+            cached is not None
+            and cached.credentials_digest == digest
+            and cached.expires_at - REFRESH_MARGIN > self._clock()
+        )
+
+    def token(self, credentials: GoogleSecrets) -> str:
+        """A valid access token: from memory, from Firestore, or a new one from Google."""
+        digest = credentials_digest(credentials)
+        with self._lock:
+            if self._usable(self._memory, digest):
+                return self._memory.token  # type: ignore[union-attr]
+            snapshot = self._ref.get()
+            stored = CachedToken.model_validate(snapshot.to_dict()) if snapshot.exists else None
+            if not self._usable(stored, digest):
+                stored = self._fetch(credentials, digest)
+                self._ref.set(stored.model_dump(mode="python"))
+            register_secret(stored.token)  # type: ignore[union-attr]
+            self._memory = stored
+            return stored.token  # type: ignore[union-attr]
+
+    def invalidate(self) -> None:
+        """Forget the token (Nova refused it, or the credentials changed)."""
+        with self._lock:
+            self._memory = None
+            self._ref.delete()
+
+    def cached(self) -> CachedToken | None:
+        """The cached token's record (for the token status route; never shown as such)."""
+        snapshot = self._ref.get()
+        return CachedToken.model_validate(snapshot.to_dict()) if snapshot.exists else None
+
+    def _fetch(self, credentials: GoogleSecrets, digest: str) -> CachedToken:
+        import requests
+
+        aas_token = require_aas_token(credentials)
+        now = self._clock()
+        try:
+            answer = _oauth_call(
+                self._auth_url, credentials.username, aas_token, credentials.android_id
+            )
+        except requests.RequestException as exc:
+            raise AuthFailed(f"cannot reach Google's OAuth endpoint: {exc}") from None
+        token = answer.get("Auth")
+        if token:
+            register_secret(token)
+            logger.info("new Google access token")
+            return CachedToken(
+                token=token,
+                obtained_at=now,
+                expires_at=_expiry(answer, now),
+                credentials_digest=digest,
+            )
+        error = answer.get("Error", "")
+        if error in EXPIRY_ERRORS:
+            raise TokenRejected(error)
+        raise AuthFailed(
+            f"Google's OAuth endpoint answered without a token (Error={error or 'none'})"
+        )

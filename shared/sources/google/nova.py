@@ -1,0 +1,170 @@
+"""The Nova API client: the account's device list and the locate action (PROTOCOLS.md §5).
+
+`POST <GOOGLE_NOVA_URL>/<scope>` with a serialized protobuf body and Google's headers. 429 and
+5xx answers and connection failures are retried with exponential backoff (google-api-core's
+`Retry`, whose predicate picks the transient failures); 401 raises `NovaUnauthorized` so the
+caller can get a fresh token and try once more; any other refusal raises `NovaError` at once.
+
+The client takes its HTTP session and base URL as arguments; tests pass a local fake server's.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel
+
+from shared.sources.google.errors import NovaError
+
+if TYPE_CHECKING:
+    import requests
+    from google.api_core.retry import Retry
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_NOVA_TIMEOUT = 15.0  # seconds for one Nova request
+RETRY_INITIAL = 1.0  # seconds before the first retry
+RETRY_MAXIMUM = 16.0  # seconds between two retries at most
+RETRY_MULTIPLIER = 2.0
+# Seconds of retrying before giving up: a locate must leave time for its FCM answer.
+RETRY_DEADLINE = 20.0
+USER_AGENT = "fmd/20006320; gzip"
+CONTENT_TYPE = "application/x-www-form-urlencoded; charset=UTF-8"
+LIST_DEVICES = "nbe_list_devices"
+EXECUTE_ACTION = "nbe_execute_action"
+
+
+class NovaUnavailable(NovaError):
+    """A transient failure: 429, 5xx or no connection. Retried, then raised as is."""
+
+    status = 503
+
+
+class NovaUnauthorized(NovaError):
+    """401: the access token is no longer accepted."""
+
+
+class GoogleDevice(BaseModel):
+    """A tracker of the account, as the device list names it."""
+
+    id: str  # the canonic id
+    name: str
+    model: str | None = None
+
+
+def default_retry() -> Retry:
+    from google.api_core.retry import Retry, if_exception_type
+
+    return Retry(
+        predicate=if_exception_type(NovaUnavailable),
+        initial=RETRY_INITIAL,
+        maximum=RETRY_MAXIMUM,
+        multiplier=RETRY_MULTIPLIER,
+        timeout=RETRY_DEADLINE,
+    )
+
+
+class NovaClient:
+    def __init__(
+        self,
+        session: requests.Session,
+        base_url: str,
+        *,
+        retry: Retry | None = None,
+        timeout: float = DEFAULT_NOVA_TIMEOUT,
+    ) -> None:
+        self._session = session
+        self._base_url = base_url.rstrip("/")
+        self._retry = retry or default_retry()
+        self._timeout = timeout
+
+    def list_devices(self, token: str) -> list[GoogleDevice]:
+        """The account's trackers (SPOT devices); entries without a canonic id are skipped."""
+        from google.protobuf.message import DecodeError
+
+        from shared.sources.google.proto import device_update_pb2, nova_pb2
+
+        request = nova_pb2.DevicesListRequest()
+        request.payload.type = device_update_pb2.SPOT_DEVICE
+        request.payload.id = str(uuid.uuid4())
+        answer = self._post(token, LIST_DEVICES, request.SerializeToString())
+        try:
+            listed = nova_pb2.DevicesList.FromString(answer)
+        except DecodeError as exc:
+            raise NovaError(f"the device list is not a DevicesList protobuf: {exc}") from None
+        devices = []
+        for metadata in listed.device_metadata:
+            ids = metadata.identifiers.canonic_ids.canonic_id
+            if not ids or not ids[0].id:
+                logger.warning("a listed device has no canonic id; skipped")
+                continue
+            registration = metadata.information.registration
+            devices.append(
+                GoogleDevice(
+                    id=ids[0].id,
+                    name=metadata.user_defined_name,
+                    model=registration.model or None,
+                )
+            )
+        return devices
+
+    def locate(
+        self, token: str, canonic_id: str, *, request_uuid: str, fcm_token: str, now: datetime
+    ) -> None:
+        """Ask Google to locate the tracker; the answer comes as an FCM push to `fcm_token`."""
+        from shared.sources.google.proto import device_update_pb2, nova_pb2
+
+        request = nova_pb2.ExecuteActionRequest()
+        request.scope.type = device_update_pb2.SPOT_DEVICE
+        request.scope.device.canonic_id.id = canonic_id
+        locate = request.action.locate_tracker
+        locate.contributor_type = nova_pb2.FMDN_ALL_LOCATIONS
+        locate.last_high_traffic_enabling_time.seconds = int(now.timestamp())
+        metadata = request.request_metadata
+        metadata.type = device_update_pb2.SPOT_DEVICE
+        metadata.request_uuid = request_uuid
+        metadata.fmd_client_uuid = str(uuid.uuid4())
+        metadata.fcm_registration.token = fcm_token
+        metadata.unknown_flag = True
+        self._post(token, EXECUTE_ACTION, request.SerializeToString())
+
+    def _post(self, token: str, scope: str, body: bytes) -> bytes:
+        from google.api_core.exceptions import RetryError
+
+        try:
+            return self._retry(self._post_once)(token, scope, body)
+        except RetryError as exc:
+            # The deadline passed while retrying: report the last failure itself.
+            cause = exc.cause
+            if isinstance(cause, NovaError):
+                raise cause from None
+            raise NovaUnavailable(f"Nova {scope}: {exc.message}") from None
+
+    def _post_once(self, token: str, scope: str, body: bytes) -> bytes:
+        import requests
+
+        try:
+            response = self._session.post(
+                f"{self._base_url}/{scope}",
+                data=body,
+                headers={
+                    "Authorization": f"Bearer {token}",
+                    "Content-Type": CONTENT_TYPE,
+                    "User-Agent": USER_AGENT,
+                },
+                timeout=self._timeout,
+            )
+        except requests.RequestException as exc:
+            raise NovaUnavailable(f"Nova {scope}: cannot reach Google: {exc}") from None
+        status = response.status_code
+        if status == 200:
+            return response.content
+        if status == 401:
+            raise NovaUnauthorized(f"Nova {scope}: the access token was refused (401)")
+        if status == 429 or status >= 500:
+            logger.info("Nova answered %s; retrying", status, extra={"scope": scope})
+            raise NovaUnavailable(f"Nova {scope}: Google answered {status}")
+        raise NovaError(f"Nova {scope}: Google refused the request ({status})")

@@ -1,0 +1,279 @@
+"""The Google source: locate trackers over Nova and FCM, decrypt their reports, feed the pipeline.
+
+`GoogleSource.fetch(device)` is what `sync_device` calls for a Google tracker, inside the
+device's pipeline lease:
+
+1. reads the stored credentials; without any (none uploaded, or the expiry removed the AAS
+   token) it locates nothing and the pipeline only drains the outbox, as for a device no source
+   can fetch (SPEC.md: what waits for Traccar never depends on the vendor);
+2. takes the FCM lease (429 with Retry-After while another locate runs); a device that a batch
+   located within `RECENT_LOCATE` skips its own locate and only drains its outbox;
+3. chooses the companions: the other Google devices with an active sync service that are due
+   within `COMPANION_WINDOW` (never located, or located longer ago than their timer less the
+   window). One FCM session locates them all: the scheduler fires every job of the same timer
+   in the same minute, and one session costs about as much as one locate;
+4. gets an access token (before logging in to MCS, so a refused AAS token ends the run before
+   any session), logs in, sends one locate per device, collects the answers (`fcm`);
+5. gives the lease back, remembering who was located;
+6. decrypts each answer with the owner key; runs smart tracking for each located device
+   (against its newest delivered position, so before any delivery); pushes each companion's
+   positions through the pipeline (its own lease; one that is busy is skipped: its next locate
+   brings them again); returns the device's own positions.
+
+A device that does not answer within `FCM_TIMEOUT` fails its run with a clear error
+(`FcmError`, 504); a wrong owner key fails it with a `DecryptionError` naming the device.
+Semantic reports never become `Location`s (`decode`), so they never reach Traccar.
+
+`locate_now` is the API's fresh look (`GET /devices/<id>/locations`): one device, no pipeline,
+nothing remembered.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from shared.errors import BridgeError, ConfigError, Conflict, NotFound, RetryLater
+from shared.models import Device, Location, Source, utc_now
+from shared.sources.google.account import GoogleAccount
+from shared.sources.google.credentials import GoogleSecrets, require_aas_token
+from shared.sources.google.errors import CredentialsMissing, FcmError, GoogleSourceError
+from shared.sources.google.fcm import McsEndpoint, run_session
+from shared.sources.google.lease import FcmLeases, LeaseHold
+from shared.sources.google.smart_tracking import SmartTracker
+
+if TYPE_CHECKING:
+    from google.api_core.retry import Retry
+
+    from shared.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+COMPANION_WINDOW = timedelta(minutes=1)
+# A run this soon after a batch located its device is that batch's own scheduled run (or its
+# retry): the positions were delivered already.
+RECENT_LOCATE = timedelta(seconds=45)
+# The lease outlives the session: login and the locate requests come on top of the wait.
+LEASE_MARGIN = timedelta(seconds=60)
+
+
+@dataclass
+class LocateResults:
+    """What one session found: each device's positions, or why it has none."""
+
+    locations: dict[str, list[Location]] = field(default_factory=dict)
+    errors: dict[str, BridgeError] = field(default_factory=dict)
+
+    def of(self, device: Device) -> list[Location]:
+        if device.id in self.errors:
+            raise self.errors[device.id]
+        return self.locations[device.id]
+
+
+class GoogleSource:
+    source = Source.GOOGLE
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        nova_retry: Retry | None = None,
+    ) -> None:
+        self._runtime = runtime
+        self._clock = clock
+        self.account = GoogleAccount(runtime, clock=clock, nova_retry=nova_retry)
+        self.smart_tracking = SmartTracker(runtime, clock=clock)
+        settings = runtime.settings
+        self._endpoint = McsEndpoint(settings.google_mcs_host, settings.google_mcs_port)
+        self._timeout = float(settings.fcm_timeout)
+
+    @functools.cached_property
+    def _leases(self) -> FcmLeases:
+        return FcmLeases(self._runtime.store.client)
+
+    # --- the pipeline's source -------------------------------------------------------------
+
+    def fetch(self, device: Device) -> list[Location]:
+        try:
+            credentials = self.account.credentials()
+            require_aas_token(credentials)
+        except CredentialsMissing as exc:
+            # As for a device no source can fetch: what waits for Traccar still goes.
+            logger.warning(
+                "cannot locate Google devices (%s); draining the outbox only",
+                exc.message,
+                extra={"device_id": device.id},
+            )
+            return []
+        now = self._clock()
+        hold = self._leases.acquire(
+            uuid.uuid4().hex,
+            now=now,
+            until=now + timedelta(seconds=self._timeout) + LEASE_MARGIN,
+            skip_device=device.id,
+            skip_within=RECENT_LOCATE,
+        )
+        if hold is None:
+            logger.info(
+                "located moments ago with other devices; draining the outbox only",
+                extra={"device_id": device.id},
+            )
+            return []
+        results: LocateResults | None = None
+        try:
+            companions = self._due_companions(device, hold, now)
+            results = self._locate(credentials, [device, *companions])
+        finally:
+            located = dict.fromkeys(results.locations, now) if results is not None else {}
+            self._leases.release(hold, now=self._clock(), located=located)
+        return self._deliver(device, companions, results)
+
+    def _deliver(
+        self, device: Device, companions: list[Device], results: LocateResults
+    ) -> list[Location]:
+        # Before any delivery: smart tracking compares with the newest position delivered so far.
+        for located in (device, *companions):
+            if located.id in results.locations:
+                self.smart_tracking.observe(located.id, results.locations[located.id])
+        for companion in companions:
+            self._deliver_companion(companion, results)
+        return results.of(device)
+
+    def _deliver_companion(self, companion: Device, results: LocateResults) -> None:
+        if companion.id in results.errors:
+            logger.warning(
+                "a device located in the same session has no positions: %s",
+                results.errors[companion.id].message,
+                extra={"device_id": companion.id},
+            )
+            return
+        locations = results.locations[companion.id]
+        try:
+            report = self._runtime.pipeline.run(companion, lambda: locations)
+        except (RetryLater, Conflict) as exc:
+            logger.warning(
+                "a device located in the same session is busy; its positions come next time",
+                extra={"device_id": companion.id, "reason": exc.message},
+            )
+            return
+        logger.info(
+            "delivered positions of a device located in the same session",
+            extra={"device_id": companion.id, **report.result.model_dump()},
+        )
+
+    def _due_companions(self, device: Device, hold: LeaseHold, now: datetime) -> list[Device]:
+        store = self._runtime.store
+        services = {s.id: s for s in store.services.list() if not s.paused}
+        due = []
+        for other in store.devices.list():
+            service = services.get(other.id)
+            if other.id == device.id or other.source != Source.GOOGLE or service is None:
+                continue
+            located = hold.lease.located.get(other.id)
+            if located is None or located + timedelta(seconds=service.timer) <= (
+                now + COMPANION_WINDOW
+            ):
+                due.append(other)
+        return due
+
+    # --- the API's fresh look ----------------------------------------------------------------
+
+    def locate_now(self, device: Device) -> list[Location]:
+        """Locate one device now and return its positions, without pushing them."""
+        credentials = self.account.credentials()
+        require_aas_token(credentials)
+        now = self._clock()
+        hold = self._leases.acquire(
+            uuid.uuid4().hex, now=now, until=now + timedelta(seconds=self._timeout) + LEASE_MARGIN
+        )
+        assert hold is not None  # no skip was asked for
+        try:
+            results = self._locate(credentials, [device])
+        finally:
+            self._leases.release(hold, now=self._clock())
+        return results.of(device)
+
+    # --- one session -------------------------------------------------------------------------
+
+    def _locate(self, credentials: GoogleSecrets, devices: Sequence[Device]) -> LocateResults:
+        # Refused credentials end the run here, before any MCS session.
+        self.account.access_token(credentials)
+        requests = {str(uuid.uuid4()): device for device in devices}
+
+        def send(request_uuid: str) -> None:
+            device = requests[request_uuid]
+            self.account.with_token(
+                credentials,
+                lambda token: self.account.nova.locate(
+                    token,
+                    device.id,
+                    request_uuid=request_uuid,
+                    fcm_token=credentials.fcm_token,
+                    now=self._clock(),
+                ),
+            )
+
+        session = run_session(
+            credentials.library_credentials(),
+            self._endpoint,
+            list(requests),
+            send,
+            timeout=self._timeout,
+        )
+        # Imported here: protobuf and the crypto stack load only when a Google device is synced.
+        from shared.sources.google.decode import decode_device_update
+
+        owner_key = bytes.fromhex(credentials.owner_key)
+        results = LocateResults()
+        for request_uuid, device in requests.items():
+            if request_uuid in session.failures:
+                results.errors[device.id] = session.failures[request_uuid]
+            elif request_uuid not in session.answers:
+                results.errors[device.id] = FcmError(
+                    f"device {device.id}: no answer from Google within {self._timeout:g} s "
+                    "(the tracker may have no recent report, or be set to high-traffic areas "
+                    "only)"
+                )
+            else:
+                try:
+                    decoded = decode_device_update(
+                        session.answers[request_uuid], owner_key, device_id=device.id
+                    )
+                except GoogleSourceError as exc:
+                    results.errors[device.id] = exc
+                    continue
+                results.locations[device.id] = decoded.locations(device.id)
+                if decoded.semantic:
+                    logger.info(
+                        "semantic reports kept out of Traccar",
+                        extra={"device_id": device.id, "places": len(decoded.semantic)},
+                    )
+        return results
+
+
+def google_source(runtime: Runtime) -> GoogleSource:
+    """The instance's Google source, as `runtime.sources` holds it."""
+    source = runtime.sources.get(Source.GOOGLE)
+    if not isinstance(source, GoogleSource):
+        raise ConfigError("runtime.sources has no GoogleSource for Source.GOOGLE")
+    return source
+
+
+def fresh_locations(runtime: Runtime, device_id: str) -> list[Location]:
+    """`GET /devices/<id>/locations`: a Google tracker is located now (nothing is pushed);
+    another device shows its newest delivered position. Oldest first."""
+    device = runtime.store.devices.get(device_id)
+    if device is None:
+        raise NotFound(f"unknown device: {device_id}")
+    if device.source == Source.GOOGLE:
+        found = google_source(runtime).locate_now(device)
+    else:
+        newest = runtime.store.delivery.state(device_id).last_location
+        found = [newest] if newest is not None else []
+    return sorted(found, key=lambda location: location.timestamp)

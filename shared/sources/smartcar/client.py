@@ -1,0 +1,282 @@
+"""Smartcar Connect and the vehicle API through the official SDK, behind the bridge's errors.
+
+`SmartcarClient` builds the Connect URL, swaps a code or a refresh token for tokens, names the
+user and lists their vehicles, and reads a vehicle's location, odometer and battery in one
+batch request. Every SDK failure becomes one of `shared.sources.smartcar.errors`.
+
+The SDK (PyPI `smartcar`) reads its origins from `SMARTCAR_API_ORIGIN`, `SMARTCAR_AUTH_ORIGIN`
+(the token URL itself) and `SMARTCAR_CONNECT_ORIGIN` once, when it is first imported, into the
+module `smartcar.config`, and looks those attributes up again on every call. The bridge's
+configuration is `Settings` (which may come from a `.env` file the SDK never sees), so before
+each call the client assigns the three attributes from its settings: whatever the environment
+held at import time, Settings decides. One instance runs with one Settings, so assignments
+never disagree; tests that switch fakes run one after another.
+
+What the SDK does not let a caller choose: each request goes through `requests.request` with a
+fixed 310-second timeout and no pooled session. The function's own timeout bounds a hung call;
+the vehicle's sync lease (10 minutes) then expires and the next run starts afresh.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import requests
+from pydantic import AwareDatetime, BaseModel
+
+from shared.config import Settings
+from shared.errors import ConfigError
+from shared.logs import register_secret
+from shared.models import utc_now
+from shared.sources.smartcar.errors import (
+    SmartcarAuthError,
+    SmartcarConnectionError,
+    SmartcarError,
+    SmartcarRateLimited,
+    SmartcarResponseError,
+)
+from shared.sources.smartcar.payloads import epoch_seconds
+
+if TYPE_CHECKING:
+    import smartcar
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Smartcar's documented lifetimes: access tokens 2 hours (`expires_in` says so too), refresh
+# tokens 60 days from their issue.
+REFRESH_TOKEN_LIFETIME = timedelta(days=60)
+VEHICLES_PAGE_SIZE = 50
+DEFAULT_RETRY_AFTER = 60  # seconds, when Smartcar's rate limit answer names none
+BATCH_PATHS = ("/location", "/odometer", "/battery")
+# Answers that mean "these credentials are no good" rather than "try again".
+_AUTH_TYPES = frozenset({"AUTHENTICATION", "invalid_grant", "invalid_client", "access_denied"})
+
+
+class TokenSet(BaseModel):
+    """A Smartcar user's tokens (kept in the secrets adapter only, never logged)."""
+
+    access_token: str
+    refresh_token: str
+    expires_at: AwareDatetime
+    refresh_expires_at: AwareDatetime
+
+
+@dataclass(frozen=True)
+class VehicleAttributes:
+    id: str
+    make: str | None
+    model: str | None
+    year: int | None
+
+
+@dataclass(frozen=True)
+class VehicleSnapshot:
+    """What one batch read found; a part the vehicle or its permissions refuse is None."""
+
+    latitude: float | None
+    longitude: float | None
+    measured_at: int | None  # epoch seconds: Smartcar's `sc-data-age` of the location
+    odometer_km: float | None
+    battery_percent: float | None
+    range_km: float | None
+
+
+def translate(exc: Exception, what: str) -> SmartcarError | SmartcarRateLimited:
+    """A `SmartcarException` as the bridge's error; `what` says which call failed."""
+    status = getattr(exc, "status_code", None)
+    kind = getattr(exc, "type", None)
+    code = getattr(exc, "code", None)
+    detail = ":".join(str(part) for part in (kind, code) if part) or str(exc) or "error"
+    if status is None and kind in (None, "SDK_ERROR"):
+        # The SDK wraps whatever went wrong in its own exception: the cause tells a network
+        # failure from an answer it could not read.
+        cause = exc.__cause__
+        if isinstance(cause, requests.RequestException):
+            return SmartcarConnectionError(
+                f"{what}: Smartcar was not reached ({type(cause).__name__})"
+            )
+        failure = type(cause).__name__ if cause else "no detail"
+        return SmartcarResponseError(f"{what}: Smartcar's answer was not understood ({failure})")
+    if status == 429:
+        retry_after = getattr(exc, "retry_after", None)
+        seconds = int(retry_after) if str(retry_after or "").isdigit() else DEFAULT_RETRY_AFTER
+        return SmartcarRateLimited(f"{what}: Smartcar's rate limit ({detail})", retry_after=seconds)
+    if isinstance(status, int) and status >= 500:
+        return SmartcarConnectionError(f"{what}: Smartcar answered {status} ({detail})")
+    if status == 401 or kind in _AUTH_TYPES:
+        return SmartcarAuthError(f"{what}: Smartcar refused the credentials ({detail})")
+    return SmartcarResponseError(f"{what}: Smartcar answered {status} ({detail})")
+
+
+def is_permission_error(exc: Exception) -> bool:
+    """A vehicle that lacks the permission or capability for a read: skip, do not fail."""
+    kind = getattr(exc, "type", None)
+    return kind in {"PERMISSION", "COMPATIBILITY"} or getattr(exc, "status_code", None) in (
+        403,
+        501,
+    )
+
+
+class SmartcarClient:
+    """The Smartcar calls the bridge makes; see the module docstring."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        client_secret: str,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        if not settings.smartcar_client_id:
+            raise ConfigError("SMARTCAR_CLIENT_ID is not set")
+        self._settings = settings
+        self._client_secret = client_secret
+        self._clock = clock
+
+    # The SDK
+
+    def _sdk(self) -> Any:
+        import smartcar
+
+        smartcar.config.API_ORIGIN = str(self._settings.smartcar_api_origin).rstrip("/")
+        smartcar.config.AUTH_ORIGIN = str(self._settings.smartcar_auth_origin)
+        smartcar.config.CONNECT_ORIGIN = str(self._settings.smartcar_connect_origin).rstrip("/")
+        return smartcar
+
+    def _auth_client(self, sdk: Any) -> smartcar.AuthClient:
+        redirect_uri = self._settings.smartcar_redirect_uri
+        if redirect_uri is None:
+            raise ConfigError("SMARTCAR_REDIRECT_URI is not set: Smartcar Connect needs it")
+        return sdk.AuthClient(
+            client_id=self._settings.smartcar_client_id,
+            client_secret=self._client_secret,
+            redirect_uri=str(redirect_uri),
+            mode=self._settings.smartcar_mode,
+        )
+
+    def _call(self, what: str, call: Callable[[Any], T]) -> T:
+        sdk = self._sdk()
+        try:
+            return call(sdk)
+        except sdk.SmartcarException as exc:
+            raise translate(exc, what) from exc
+
+    # Connect
+
+    def authorize_url(self, state: str) -> str:
+        """Smartcar Connect's URL for the configured scopes, carrying `state`."""
+        sdk = self._sdk()
+        return self._auth_client(sdk).get_auth_url(
+            scope=self._settings.smartcar_scopes, options={"state": state}
+        )
+
+    def exchange_code(self, code: str) -> TokenSet:
+        access = self._call(
+            "exchange the Connect code", lambda sdk: self._auth_client(sdk).exchange_code(code)
+        )
+        return self._token_set(access)
+
+    def refresh(self, refresh_token: str) -> TokenSet:
+        access = self._call(
+            "refresh the tokens",
+            lambda sdk: self._auth_client(sdk).exchange_refresh_token(refresh_token),
+        )
+        return self._token_set(access)
+
+    def _token_set(self, access: Any) -> TokenSet:
+        if not access.access_token or not access.refresh_token or not access.expires_in:
+            raise SmartcarResponseError("Smartcar's token answer lacks a token or expires_in")
+        register_secret(access.access_token)
+        register_secret(access.refresh_token)
+        now = self._clock()
+        return TokenSet(
+            access_token=access.access_token,
+            refresh_token=access.refresh_token,
+            expires_at=now + timedelta(seconds=int(access.expires_in)),
+            refresh_expires_at=now + REFRESH_TOKEN_LIFETIME,
+        )
+
+    # API
+
+    def user_id(self, access_token: str) -> str:
+        user = self._call("read the user", lambda sdk: sdk.get_user(access_token))
+        return str(user.id)
+
+    def vehicle_ids(self, access_token: str) -> list[str]:
+        """Every vehicle the tokens give access to, page after page."""
+        found: list[str] = []
+        while True:
+            offset = len(found)
+            page = self._call(
+                "list the vehicles",
+                lambda sdk, offset=offset: sdk.get_vehicles(
+                    access_token, {"limit": VEHICLES_PAGE_SIZE, "offset": offset}
+                ),
+            )
+            found += [str(vehicle_id) for vehicle_id in page.vehicles]
+            if not page.vehicles or len(found) >= page.paging.count:
+                return found
+
+    def attributes(self, vehicle_id: str, access_token: str) -> VehicleAttributes:
+        """Make, model and year; all None when the vehicle does not tell them."""
+        try:
+            found = self._call(
+                f"read vehicle {vehicle_id}",
+                lambda sdk: sdk.Vehicle(vehicle_id, access_token).attributes(),
+            )
+        except SmartcarResponseError:
+            return VehicleAttributes(vehicle_id, None, None, None)
+        year = int(found.year) if str(found.year or "").isdigit() else None
+        return VehicleAttributes(vehicle_id, found.make or None, found.model or None, year)
+
+    def snapshot(self, vehicle_id: str, access_token: str) -> VehicleSnapshot:
+        """Location, odometer (km) and battery in one batch request (metric units)."""
+        batch = self._call(
+            f"read vehicle {vehicle_id}",
+            lambda sdk: sdk.Vehicle(vehicle_id, access_token, {"unit_system": "metric"}).batch(
+                list(BATCH_PATHS)
+            ),
+        )
+        location = self._part(batch, "location", vehicle_id)
+        odometer = self._part(batch, "odometer", vehicle_id)
+        battery = self._part(batch, "battery", vehicle_id)
+        meta = getattr(location, "meta", None)
+        measured_at = epoch_seconds(getattr(meta, "data_age", None)) or epoch_seconds(
+            getattr(meta, "fetched_at", None)
+        )
+        percent = getattr(battery, "percent_remaining", None)
+        return VehicleSnapshot(
+            latitude=getattr(location, "latitude", None),
+            longitude=getattr(location, "longitude", None),
+            measured_at=measured_at,
+            odometer_km=getattr(odometer, "distance", None),
+            # Smartcar's v2 battery answer is a fraction (0..1).
+            battery_percent=percent * 100 if isinstance(percent, int | float) else None,
+            range_km=getattr(battery, "range", None),
+        )
+
+    def _part(self, batch: Any, name: str, vehicle_id: str) -> Any:
+        """One part of a batch answer, or None when the vehicle lacks the permission for it."""
+        import smartcar
+
+        reader = getattr(batch, name, None)
+        if reader is None:
+            return None
+        try:
+            return reader()
+        except smartcar.SmartcarException as exc:
+            if is_permission_error(exc):
+                logger.info(
+                    "Smartcar %s not readable for this vehicle: %s",
+                    name,
+                    getattr(exc, "type", None) or exc,
+                    extra={"vehicle_id": vehicle_id},
+                )
+                return None
+            raise translate(exc, f"read the {name} of vehicle {vehicle_id}") from exc

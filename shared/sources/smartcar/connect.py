@@ -1,0 +1,147 @@
+"""Smartcar Connect: an operator starts it (`start`), Smartcar's redirect finishes it (`exchange`).
+
+Decision: `GET /smartcar/connect` stays behind the API's bearer token like every other route.
+It answers 302 to Smartcar Connect, with the same URL in its JSON body, so an operator runs
+`curl -si -H "Authorization: Bearer $API_TOKEN" $API/smartcar/connect` and opens the URL in a
+browser (or a script follows it). `GET /smartcar/exchange`, where Smartcar sends the browser
+back, cannot get the bearer header from a browser, and a token in a query string would end up
+in browser history and request logs: it is public, and the single-use `state` is what proves an
+operator started the flow. The state is 32 random bytes; only its SHA-256 is stored
+(`smartcar_connect_states`), it expires after `STATE_LIFETIME`, and the first exchange that
+presents it deletes it, whatever the outcome (a code is single use too).
+
+An exchange swaps the code for tokens, names the Smartcar user, lists the vehicles the user
+granted, stores the tokens (`tokens.TokenStore.connect`) and records each vehicle as a device
+(`smartcar-<vehicleId>` in Traccar unless its device document says otherwise).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from pydantic import AwareDatetime, BaseModel, Field
+
+from shared.errors import BadRequest
+from shared.models import utc_now
+from shared.runtime import Runtime
+from shared.sources.smartcar.client import VehicleAttributes
+from shared.sources.smartcar.errors import SmartcarAuthError, SmartcarResponseError
+from shared.sources.smartcar.records import (
+    ConnectState,
+    SmartcarStore,
+    VehicleRecord,
+    vehicle_device,
+)
+from shared.sources.smartcar.tokens import client_for, token_store_for
+
+STATE_LIFETIME = timedelta(minutes=15)
+STATE_BYTES = 32
+
+
+class ConnectStart(BaseModel):
+    authorize_url: str
+    expires_at: AwareDatetime
+
+
+class ExchangeQuery(BaseModel):
+    """What Smartcar Connect puts on the redirect: a code, or an error, and our state."""
+
+    code: str | None = Field(None, min_length=1, max_length=2_000)
+    state: str | None = Field(None, min_length=1, max_length=500)
+    error: str | None = Field(None, max_length=200)
+    error_description: str | None = Field(None, max_length=2_000)
+
+
+class ConnectedVehicle(BaseModel):
+    id: str
+    make: str | None
+    model: str | None
+    year: int | None
+    traccar_unique_id: str
+
+
+class Connected(BaseModel):
+    status: str = "connected"
+    user_id: str
+    vehicles: list[ConnectedVehicle]
+
+
+def state_id(state: str) -> str:
+    return hashlib.sha256(state.encode("utf-8")).hexdigest()
+
+
+def start(runtime: Runtime, *, clock: Callable[[], datetime] = utc_now) -> ConnectStart:
+    """A fresh state, stored, and the Connect URL that carries it."""
+    client = client_for(runtime, clock=clock)
+    state = secrets.token_urlsafe(STATE_BYTES)
+    now = clock()
+    expires_at = now + STATE_LIFETIME
+    url = client.authorize_url(state)
+    SmartcarStore(runtime.firestore_client).put_state(
+        ConnectState(id=state_id(state), created_at=now, expire_at=expires_at)
+    )
+    return ConnectStart(authorize_url=url, expires_at=expires_at)
+
+
+def exchange(
+    runtime: Runtime, query: ExchangeQuery, *, clock: Callable[[], datetime] = utc_now
+) -> Connected:
+    """Finish a Connect: check and spend the state, then tokens, user, vehicles, devices."""
+    store = SmartcarStore(runtime.firestore_client)
+    if query.state is None:
+        raise BadRequest("state: missing; start again at GET /smartcar/connect")
+    pending = store.take_state(state_id(query.state))
+    now = clock()
+    if pending is None:
+        raise BadRequest("state: unknown or used already; start again at GET /smartcar/connect")
+    if pending.expire_at <= now:
+        raise BadRequest("state: expired; start again at GET /smartcar/connect")
+    if query.error is not None:
+        reason = (
+            f"{query.error}: {query.error_description}" if query.error_description else query.error
+        )
+        raise BadRequest(f"Smartcar Connect was not completed ({reason})")
+    if query.code is None:
+        raise BadRequest("code: missing")
+
+    client = client_for(runtime, clock=clock)
+    try:
+        tokens = client.exchange_code(query.code)
+    except (SmartcarAuthError, SmartcarResponseError) as exc:
+        raise BadRequest(f"Smartcar refused the code: {exc.message}") from None
+    user_id = client.user_id(tokens.access_token)
+    vehicle_ids = client.vehicle_ids(tokens.access_token)
+    described = [client.attributes(vehicle_id, tokens.access_token) for vehicle_id in vehicle_ids]
+    token_store_for(runtime, clock=clock).connect(user_id, tokens, vehicle_ids)
+    vehicles = [_record_vehicle(store, vehicle, user_id, now) for vehicle in described]
+    return Connected(user_id=user_id, vehicles=vehicles)
+
+
+def _record_vehicle(
+    store: SmartcarStore, vehicle: VehicleAttributes, user_id: str, now: datetime
+) -> ConnectedVehicle:
+    new_device = vehicle_device(vehicle.id, vehicle.make, vehicle.model, vehicle.year, now)
+
+    def update(record: VehicleRecord) -> VehicleRecord:
+        described = {
+            key: value
+            for key, value in (
+                ("make", vehicle.make),
+                ("model", vehicle.model),
+                ("year", vehicle.year),
+            )
+            if value
+        }
+        return record.model_copy(update={**described, "user_id": user_id, "connected_at": now})
+
+    device, _ = store.record(None, new_device=new_device, update=update, now=now)
+    return ConnectedVehicle(
+        id=vehicle.id,
+        make=vehicle.make,
+        model=vehicle.model,
+        year=vehicle.year,
+        traccar_unique_id=device.traccar_unique_id,
+    )

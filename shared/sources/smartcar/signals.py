@@ -1,0 +1,214 @@
+"""From Smartcar signals to what Traccar is sent: units converted, failures skipped, never guessed.
+
+`read_signals` reads the signals of one delivery into a `Reading`:
+
+    location-preciselocation       → position (latitude, longitude), heading → bearing
+    odometer-traveleddistance      → attribute `odometer` in METRES (Traccar's own unit for it)
+    tractionbattery-stateofcharge  → `Location.battery` (0..100) and attribute `stateOfCharge`
+    tractionbattery-range          → attribute `range` in km
+    charge-ischarging              → attribute `charge` (bool)
+    motion-currentspeed            → `Location.speed` in knots (OsmAnd's unit)
+
+Distances in miles and speeds in mph are converted; a body without a unit is read in Smartcar's
+default metric units; an explicit unit this module does not know is skipped (logged), never
+taken for another. A signal without body (`status.error`) is skipped; so is a body that does not
+hold what its code promises. Nothing here invents coordinates: `to_location` gives a position
+only from the delivery's own location signal or from a last known one the caller passes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from shared.models import AttributeValue, Location, Source
+from shared.sources.smartcar.payloads import Signal
+
+logger = logging.getLogger(__name__)
+
+LOCATION = "location-preciselocation"
+ODOMETER = "odometer-traveleddistance"
+STATE_OF_CHARGE = "tractionbattery-stateofcharge"
+RANGE = "tractionbattery-range"
+IS_CHARGING = "charge-ischarging"
+SPEED = "motion-currentspeed"
+
+METRES_PER_KM = 1000.0
+KM_PER_MILE = 1.609344
+KPH_PER_KNOT = 1.852
+
+_KILOMETRES = {"km", "kilometers", "kilometres", "kilometer", "kilometre"}
+_MILES = {"mi", "miles", "mile"}
+_KPH = {"kph", "km/h", "kmh", "kilometers_per_hour", "kilometres_per_hour"}
+_MPH = {"mph", "miles_per_hour"}
+
+# Where a position without a location signal of its own comes from (`Location.loc_status`).
+LAST_KNOWN = "last_known"
+
+
+@dataclass
+class Reading:
+    """What one delivery's signals say, in the units Traccar wants."""
+
+    lat: float | None = None
+    lon: float | None = None
+    located_at: int | None = None  # epoch seconds of the location signal
+    bearing: float | None = None
+    speed: float | None = None  # knots
+    battery: float | None = None  # percent
+    attributes: dict[str, AttributeValue] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)  # "code: why", for logs and the record
+
+    @property
+    def located(self) -> bool:
+        return self.lat is not None and self.lon is not None
+
+
+def _number(body: dict[str, Any], *keys: str) -> float | None:
+    for key in keys:
+        value = body.get(key)
+        # bool is an int to Python, never a measurement here.
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+    return None
+
+
+def _unit(body: dict[str, Any]) -> str | None:
+    unit = body.get("unit")
+    return unit.strip().lower() if isinstance(unit, str) else None
+
+
+def distance_km(body: dict[str, Any]) -> float | None:
+    """A distance body (`unit` kilometers|miles, `value`) in km; None when unusable."""
+    value = _number(body, "value")
+    unit = _unit(body)
+    if value is None:
+        return None
+    if unit is None or unit in _KILOMETRES:
+        return value
+    if unit in _MILES:
+        return value * KM_PER_MILE
+    return None
+
+
+def speed_knots(body: dict[str, Any]) -> float | None:
+    """A speed body (`unit` kph|mph, `value`) in knots; None when unusable."""
+    value = _number(body, "value")
+    unit = _unit(body)
+    if value is None or value < 0:
+        return None
+    if unit is None or unit in _KPH:
+        return value / KPH_PER_KNOT
+    if unit in _MPH:
+        return value * KM_PER_MILE / KPH_PER_KNOT
+    return None
+
+
+def _percent(body: dict[str, Any]) -> float | None:
+    value = _number(body, "value", "percentage")
+    return value if value is not None and 0 <= value <= 100 else None
+
+
+def _read_location(reading: Reading, signal: Signal, body: dict[str, Any]) -> bool:
+    lat, lon = _number(body, "latitude"), _number(body, "longitude")
+    if lat is None or lon is None or not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        return False
+    reading.lat, reading.lon = lat, lon
+    reading.located_at = signal.measured_at()
+    heading = _number(body, "heading")
+    reading.bearing = heading % 360 if heading is not None else None
+    return True
+
+
+def _read(reading: Reading, signal: Signal, body: dict[str, Any]) -> bool:
+    """Read one signal with a body into `reading`; False when its body is unusable."""
+    code = signal.code
+    if code == LOCATION:
+        return _read_location(reading, signal, body)
+    if code == ODOMETER:
+        km = distance_km(body)
+        if km is None:
+            return False
+        reading.attributes["odometer"] = round(km * METRES_PER_KM, 1)
+    elif code == STATE_OF_CHARGE:
+        percent = _percent(body)
+        if percent is None:
+            return False
+        reading.battery = percent
+        reading.attributes["stateOfCharge"] = percent
+    elif code == RANGE:
+        km = distance_km(body)
+        if km is None:
+            return False
+        reading.attributes["range"] = round(km, 3)
+    elif code == IS_CHARGING:
+        value = body.get("value")
+        if not isinstance(value, bool):
+            return False
+        reading.attributes["charge"] = value
+    elif code == SPEED:
+        knots = speed_knots(body)
+        if knots is None:
+            return False
+        reading.speed = knots
+    return True
+
+
+def read_signals(signals: list[Signal]) -> Reading:
+    """The delivery's signals read oldest first, so the newest value of a code wins."""
+    reading = Reading()
+    ordered = sorted(signals, key=lambda signal: signal.measured_at() or 0)
+    for signal in ordered:
+        if signal.body is None:
+            reading.skipped.append(f"{signal.code}: {signal.failure()}")
+        elif not _read(reading, signal, signal.body):
+            reading.skipped.append(f"{signal.code}: unusable body")
+    return reading
+
+
+def to_location(
+    vehicle_id: str,
+    reading: Reading,
+    *,
+    fallback_time: int,
+    last_known: tuple[float, float] | None,
+) -> Location | None:
+    """The position to push for a delivery, or None when there is no position to put it at.
+
+    With its own location signal: that position, timed by the signal's `oemUpdatedAt`. Without:
+    the vehicle's last known position (`loc_status` "last_known"), timed `fallback_time`, so the
+    attributes still reach Traccar; without a last known position either: None.
+    """
+    if reading.located:
+        lat, lon = reading.lat, reading.lon
+        timestamp = reading.located_at or fallback_time
+        status = None
+    elif last_known is not None:
+        (lat, lon), timestamp, status = last_known, fallback_time, LAST_KNOWN
+    else:
+        return None
+    try:
+        return Location(
+            id=vehicle_id,
+            lat=lat,
+            lon=lon,
+            timestamp=timestamp,
+            speed=reading.speed,
+            bearing=reading.bearing,
+            battery=reading.battery,
+            loc_status=status,
+            source=Source.SMARTCAR,
+            attributes=dict(reading.attributes),
+        )
+    except ValidationError as exc:
+        # A time out of Location's range (before 1970, after 2038): nothing sensible to push.
+        logger.warning(
+            "Smartcar position not pushed: %s",
+            exc.errors()[0]["msg"],
+            extra={"vehicle_id": vehicle_id},
+        )
+        return None

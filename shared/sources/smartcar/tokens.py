@@ -1,0 +1,213 @@
+"""The vehicles' OAuth tokens: one secret (`SMARTCAR_TOKENS_SECRET`), one entry per Smartcar user.
+
+    {"users": {"<userId>": {"access_token", "refresh_token", "expires_at", "refresh_expires_at",
+                            "vehicles": ["<vehicleId>", ...], "updated_at"}}}
+
+One entry per user rather than per vehicle: Connect gives one token pair for every vehicle the
+user authorised, and a refresh replaces the pair, so per-vehicle copies would go stale. Each
+change writes a new version of the whole secret and disables the older ones (an old refresh
+token stops being readable). Changes are made under a Firestore lease (`smartcar_locks/tokens`):
+two refreshes at once (two vehicles of one user syncing together) or a refresh and a Connect
+never lose each other's write, and a refresh token is never spent twice.
+
+Tokens are refreshed before they expire: on use when the access token (2 hours) has less than
+`ACCESS_MARGIN` left or was just refused, and by `refresh_expiring` (meant for an hourly job)
+when a refresh token (60 days) has less than `REFRESH_MARGIN` left.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from pydantic import AwareDatetime, BaseModel, Field, ValidationError
+
+from shared.errors import ConfigError, RetryLater
+from shared.models import utc_now
+from shared.runtime import Runtime
+from shared.secrets import SecretNotFound, SecretStore
+from shared.sources.smartcar.client import SmartcarClient, TokenSet
+from shared.sources.smartcar.errors import NotConnected
+from shared.sources.smartcar.records import SmartcarStore
+
+logger = logging.getLogger(__name__)
+
+ACCESS_MARGIN = timedelta(minutes=5)
+REFRESH_MARGIN = timedelta(days=7)
+LOCK_NAME = "tokens"
+# Longer than a refresh takes (one token request); a crashed holder blocks others this long.
+LOCK_DURATION = timedelta(seconds=60)
+LOCK_WAIT_SECONDS = 10.0
+LOCK_POLL_SECONDS = 0.2
+
+
+class UserTokens(TokenSet):
+    vehicles: list[str] = Field(default_factory=list)
+    updated_at: AwareDatetime
+
+
+class TokenFile(BaseModel):
+    users: dict[str, UserTokens] = Field(default_factory=dict)
+
+    def user_of(self, vehicle_id: str) -> str | None:
+        """The user whose tokens reach `vehicle_id` (the newest entry if several do)."""
+        owners = [(tokens.updated_at, user) for user, tokens in self.users.items()
+                  if vehicle_id in tokens.vehicles]  # fmt: skip
+        return max(owners)[1] if owners else None
+
+
+class TokenStore:
+    """Reads, changes and refreshes the token secret; see the module docstring."""
+
+    def __init__(
+        self,
+        secrets: SecretStore,
+        store: SmartcarStore,
+        secret_name: str,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._secrets = secrets
+        self._store = store
+        self._name = secret_name
+        self._clock = clock
+        self._sleep = sleep
+
+    def load(self) -> TokenFile:
+        try:
+            text = self._secrets.read(self._name)
+        except SecretNotFound:
+            return TokenFile()
+        try:
+            return TokenFile.model_validate_json(text)
+        except ValidationError:
+            raise ConfigError(f"secret {self._name} does not hold Smartcar tokens") from None
+
+    def connect(self, user_id: str, tokens: TokenSet, vehicles: list[str]) -> None:
+        """Keep a Connect's tokens: they replace the user's, and their vehicles leave any other
+        user's entry (a vehicle reconnected by a new owner)."""
+
+        def edit(file: TokenFile) -> None:
+            for other, entry in file.users.items():
+                if other != user_id:
+                    entry.vehicles = [v for v in entry.vehicles if v not in vehicles]
+            file.users[user_id] = UserTokens(
+                **tokens.model_dump(), vehicles=sorted(vehicles), updated_at=self._clock()
+            )
+
+        self._change(edit)
+
+    def access_token(
+        self, vehicle_id: str, client: SmartcarClient, *, refused: str | None = None
+    ) -> str:
+        """A usable access token for the vehicle, refreshed first when it is about to expire or
+        is `refused` (Smartcar just answered 401 to it)."""
+        file = self.load()
+        user_id = file.user_of(vehicle_id)
+        if user_id is None:
+            raise NotConnected(
+                f"Smartcar vehicle {vehicle_id} is not connected: open /smartcar/connect"
+            )
+        entry = file.users[user_id]
+        if entry.access_token != refused and not self._expiring(entry.expires_at, ACCESS_MARGIN):
+            return entry.access_token
+        return self._refresh(user_id, client, refused=refused).access_token
+
+    def refresh_expiring(self, client: SmartcarClient) -> list[str]:
+        """Refresh every user whose refresh token nears its end; answers their ids."""
+        due = [
+            user_id
+            for user_id, entry in self.load().users.items()
+            if self._expiring(entry.refresh_expires_at, REFRESH_MARGIN)
+        ]
+        for user_id in due:
+            self._refresh(user_id, client, refused=None, margin=REFRESH_MARGIN)
+        return due
+
+    def _expiring(self, moment: datetime, margin: timedelta) -> bool:
+        return moment - self._clock() < margin
+
+    def _refresh(
+        self,
+        user_id: str,
+        client: SmartcarClient,
+        *,
+        refused: str | None,
+        margin: timedelta = ACCESS_MARGIN,
+    ) -> UserTokens:
+        refreshed: list[UserTokens] = []
+
+        def edit(file: TokenFile) -> None:
+            entry = file.users.get(user_id)
+            if entry is None:
+                raise NotConnected(f"Smartcar user {user_id} is not connected any more")
+            expiring = self._expiring(entry.expires_at, ACCESS_MARGIN) or self._expiring(
+                entry.refresh_expires_at, margin
+            )
+            if entry.access_token != refused and not expiring:
+                refreshed.append(entry)  # refreshed meanwhile by someone else
+                return
+            tokens = client.refresh(entry.refresh_token)
+            file.users[user_id] = entry.model_copy(
+                update={**tokens.model_dump(), "updated_at": self._clock()}
+            )
+            refreshed.append(file.users[user_id])
+            logger.info("Smartcar tokens refreshed", extra={"smartcar_user": user_id})
+
+        self._change(edit)
+        return refreshed[0]
+
+    def _change(self, edit: Callable[[TokenFile], None]) -> None:
+        """Load, edit and store the secret under the lease; nothing is stored if `edit` raises."""
+        owner = uuid.uuid4().hex
+        self._take_lock(owner)
+        try:
+            file = self.load()
+            before = file.model_dump_json()
+            edit(file)
+            text = file.model_dump_json()
+            if text != before:
+                version = self._secrets.add_version(self._name, text)
+                self._secrets.disable_versions(self._name, keep=version)
+        finally:
+            self._store.release_lock(LOCK_NAME, owner)
+
+    def _take_lock(self, owner: str) -> None:
+        waited = 0.0
+        while True:
+            now = self._clock()
+            if self._store.acquire_lock(LOCK_NAME, owner, now=now, until=now + LOCK_DURATION):
+                return
+            if waited >= LOCK_WAIT_SECONDS:
+                raise RetryLater("Smartcar tokens are being changed by another call", retry_after=5)
+            self._sleep(LOCK_POLL_SECONDS)
+            waited += LOCK_POLL_SECONDS
+
+
+def client_for(runtime: Runtime, *, clock: Callable[[], datetime] = utc_now) -> SmartcarClient:
+    """A client with the application's credentials (the secret from the secrets adapter)."""
+    name = runtime.settings.smartcar_client_secret_secret
+    try:
+        secret = runtime.secrets.read(name).strip()
+    except SecretNotFound:
+        raise ConfigError(f"no Smartcar client secret stored in secret {name}") from None
+    return SmartcarClient(runtime.settings, client_secret=secret, clock=clock)
+
+
+def token_store_for(
+    runtime: Runtime,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+    sleep: Callable[[float], None] = time.sleep,
+) -> TokenStore:
+    return TokenStore(
+        runtime.secrets,
+        SmartcarStore(runtime.firestore_client),
+        runtime.settings.smartcar_tokens_secret,
+        clock=clock,
+        sleep=sleep,
+    )

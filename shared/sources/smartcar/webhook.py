@@ -1,0 +1,402 @@
+"""Smartcar's webhook receiver: VERIFY, the signature, idempotency, storage, then the pipeline.
+
+One delivery, in this order; nothing is written before step 5:
+
+1. the body must be a UTF-8 JSON object (400), of a size a Firestore document can hold (413);
+2. VERIFY (4.0 or legacy 2.0) is answered `{"challenge": hex HMAC-SHA256(token, challenge)}`;
+3. any other delivery must carry `SC-Signature` = hex HMAC-SHA256 of the raw body keyed by the
+   same management token (`check_signature`, constant-time; 401 otherwise);
+4. it must parse as an `Event` (400);
+5. it is claimed in `webhook_events` with a create precondition: a repeat (or a concurrent
+   copy) answers 200 and does nothing;
+6. raw event, vehicle (latest signals, last error) and device are written in one transaction;
+7. a VEHICLE_STATE's position goes through the pipeline (`shared.sync.push_locations`).
+
+When 6 or 7 fails (another run holds the vehicle's lease: 429 with Retry-After; Firestore
+unavailable; anything else) the claim is deleted before the error is answered, so Smartcar's
+retry is processed in full; steps 6 and 7 are idempotent. A position that reached the pipeline
+is done, even when Traccar refused it: it waits in the outbox.
+
+The VERIFY answer is an HMAC under the very key that signs deliveries: answering any challenge
+would let anyone obtain the signature of a forged body by sending it as a challenge. Every body
+this receiver accepts is a JSON object, so holds "{"; a challenge holding "{" is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from shared.errors import BadRequest, ConfigError, PayloadTooLarge, Unauthorized
+from shared.models import Device, utc_now
+from shared.runtime import Runtime
+from shared.secrets import SecretNotFound, SecretStore
+from shared.sources.smartcar import signals
+from shared.sources.smartcar.payloads import (
+    VEHICLE_ERROR,
+    VEHICLE_STATE,
+    Event,
+    Signal,
+    VehicleRef,
+    parse_event,
+    verify_challenge,
+)
+from shared.sources.smartcar.records import (
+    CLAIM_PREFIX,
+    SignalEntry,
+    SmartcarStore,
+    StoredEvent,
+    VehicleRecord,
+    WebhookClaim,
+    vehicle_device,
+)
+from shared.store import document_id
+from shared.sync import push_locations
+
+logger = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "SC-Signature"
+# Smartcar sends at most 50 KB; the raw text is kept in one Firestore document (1 MiB at most).
+MAX_EVENT_BYTES = 512 * 1024
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What Smartcar is answered (always 200: errors are raised)."""
+
+    body: dict[str, Any]
+
+
+def hmac_hex(token: str, message: bytes) -> str:
+    return hmac.new(token.encode("utf-8"), message, hashlib.sha256).hexdigest()
+
+
+def check_signature(raw: bytes, signature: str | None, token: str) -> None:
+    """Raise `Unauthorized` unless `signature` is the hex HMAC-SHA256 of `raw` keyed by `token`."""
+    if not signature or not signature.strip():
+        raise Unauthorized(f"missing {SIGNATURE_HEADER} header")
+    expected = hmac_hex(token, raw).encode("ascii")
+    presented = signature.strip().lower().encode("utf-8", errors="replace")
+    if not hmac.compare_digest(expected, presented):
+        raise Unauthorized(f"wrong {SIGNATURE_HEADER}: not signed with the management token")
+
+
+def challenge_answer(token: str, challenge: str) -> str:
+    if "{" in challenge:
+        raise BadRequest("VERIFY challenge: a challenge holding '{' is not answered")
+    return hmac_hex(token, challenge.encode("utf-8"))
+
+
+class ManagementToken:
+    """The management token, read from the secrets adapter at most every `CACHE_SECONDS`.
+
+    A delivery is verified with the cached value; when it does not match, the secret is read
+    again and the check repeated, so a rotated token works from its first delivery. VERIFY (sent
+    right after a token is set up) reads afresh too. Neither re-reads more often than every
+    `REREAD_SECONDS`: a flood of forged or unsigned requests cannot exhaust the secrets backend.
+    """
+
+    CACHE_SECONDS = 300.0
+    REREAD_SECONDS = 10.0
+
+    def __init__(
+        self, secrets: SecretStore, name: str, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.name = name
+        self._secrets = secrets
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._value = ""
+        self._read_at = 0.0
+
+    def get(self, *, max_age: float = CACHE_SECONDS) -> str:
+        with self._lock:
+            if not self._value or self._age() >= max_age:
+                self._value, self._read_at = self._read(), self._clock()
+            return self._value
+
+    def check(self, raw: bytes, signature: str | None) -> None:
+        """`check_signature` with the cached token, then once more with a re-read one."""
+        try:
+            check_signature(raw, signature, self.get())
+        except Unauthorized:
+            if not signature or self._age() < self.REREAD_SECONDS:
+                raise
+            check_signature(raw, signature, self.get(max_age=self.REREAD_SECONDS))
+
+    def _age(self) -> float:
+        return self._clock() - self._read_at
+
+    def _read(self) -> str:
+        try:
+            token = self._secrets.read(self.name).strip()
+        except SecretNotFound:
+            raise ConfigError(
+                f"no Smartcar management token stored in secret {self.name}"
+            ) from None
+        if not token:
+            raise ConfigError(f"the Smartcar management token in secret {self.name} is empty")
+        return token
+
+
+# One cache per secrets adapter (one per instance's Runtime), dropped with it.
+_TOKENS: weakref.WeakKeyDictionary[SecretStore, ManagementToken] = weakref.WeakKeyDictionary()
+_TOKENS_LOCK = threading.Lock()
+
+
+def management_token(runtime: Runtime) -> ManagementToken:
+    with _TOKENS_LOCK:
+        cached = _TOKENS.get(runtime.secrets)
+        name = runtime.settings.smartcar_management_token_secret
+        if cached is None or cached.name != name:
+            cached = _TOKENS[runtime.secrets] = ManagementToken(runtime.secrets, name)
+        return cached
+
+
+def parse_body(raw: bytes) -> object:
+    if len(raw) > MAX_EVENT_BYTES:
+        raise PayloadTooLarge(f"a Smartcar delivery is at most {MAX_EVENT_BYTES} bytes")
+    if not raw.strip():
+        raise BadRequest("empty body: expected a Smartcar delivery (JSON)")
+    try:
+        document = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise BadRequest("body is not UTF-8") from None
+    except ValueError as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise BadRequest("body: expected a JSON object")
+    return document
+
+
+def receive(
+    runtime: Runtime,
+    raw: bytes,
+    signature: str | None,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+) -> Answer:
+    """Handle one delivery (see the module docstring); answers what Smartcar is sent back."""
+    document = parse_body(raw)
+    token = management_token(runtime)
+    challenge = verify_challenge(document)
+    if challenge is not None:
+        fresh = token.get(max_age=ManagementToken.REREAD_SECONDS)
+        return Answer({"challenge": challenge_answer(fresh, challenge)})
+    token.check(raw, signature)
+    event = parse_event(document)
+    vehicle_id = event.vehicle_id
+    document_id(event.eventId)
+    if vehicle_id is not None:
+        document_id(vehicle_id)
+    elif event.eventType in (VEHICLE_STATE, VEHICLE_ERROR):
+        raise BadRequest(f"vehicleId: a {event.eventType} delivery must name its vehicle")
+
+    now = clock()
+    expire_at = now + timedelta(days=runtime.settings.smartcar_event_retention_days)
+    store = SmartcarStore(runtime.firestore_client)
+    claim = WebhookClaim(
+        id=CLAIM_PREFIX + event.eventId,
+        event_id=event.eventId,
+        event_type=event.eventType,
+        vehicle_id=vehicle_id,
+        received_at=now,
+        expire_at=expire_at,
+    )
+    if not store.claim(claim):
+        logger.info("Smartcar delivery seen already", extra={"event_id": event.eventId})
+        return Answer({"status": "duplicate", "eventId": event.eventId})
+    try:
+        return _process(runtime, store, event, raw, now=now, expire_at=expire_at)
+    except BaseException:
+        store.release(claim.id)
+        raise
+
+
+def _process(
+    runtime: Runtime,
+    store: SmartcarStore,
+    event: Event,
+    raw: bytes,
+    *,
+    now: datetime,
+    expire_at: datetime,
+) -> Answer:
+    stored = StoredEvent(
+        id=event.eventId,
+        event_type=event.eventType,
+        vehicle_id=event.vehicle_id,
+        user_id=event.user_id,
+        delivery_id=event.meta.deliveryId,
+        webhook_id=event.meta.webhookId,
+        version=event.meta.version,
+        received_at=now,
+        expire_at=expire_at,
+        body=raw.decode("utf-8"),
+    )
+    if event.eventType == VEHICLE_STATE:
+        return _vehicle_state(runtime, store, event, stored, now)
+    if event.eventType == VEHICLE_ERROR:
+        return _vehicle_error(store, event, stored, now)
+    logger.info(
+        "Smartcar delivery of a type the bridge does not use: stored only",
+        extra={"event_id": event.eventId, "event_type": event.eventType},
+    )
+    store.record_raw(stored)
+    return Answer({"status": "stored", "eventId": event.eventId})
+
+
+def _vehicle_state(
+    runtime: Runtime, store: SmartcarStore, event: Event, stored: StoredEvent, now: datetime
+) -> Answer:
+    reading = signals.read_signals(event.data.signals)
+    fallback_time = event.delivered_at() or int(now.timestamp())
+
+    def update(vehicle: VehicleRecord) -> VehicleRecord:
+        merged = merge_signals(
+            vehicle.signals,
+            event.data.signals,
+            event_id=event.eventId,
+            now=now,
+            fallback_time=fallback_time,
+        )
+        return _described(vehicle, event, now).model_copy(update={"signals": merged})
+
+    stored = stored.model_copy(update={"skipped": reading.skipped})
+    device, before = store.record(
+        stored, new_device=_new_device(event, now), update=update, now=now
+    )
+    for skipped in reading.skipped:
+        logger.info("Smartcar signal skipped: %s", skipped, extra={"event_id": event.eventId})
+    location = signals.to_location(
+        device.id, reading, fallback_time=fallback_time, last_known=_last_known(before)
+    )
+    if location is None:
+        logger.info(
+            "Smartcar delivery without a position to push: stored only",
+            extra={"event_id": event.eventId, "vehicle_id": device.id},
+        )
+        return Answer({"status": "stored", "eventId": event.eventId, "pushed": 0})
+    report = push_locations(runtime, device, [location])
+    return Answer(
+        {
+            "status": "processed",
+            "eventId": event.eventId,
+            "pushed": report.result.pushed,
+            "queued": report.result.outbox,
+        }
+    )
+
+
+def _vehicle_error(
+    store: SmartcarStore, event: Event, stored: StoredEvent, now: datetime
+) -> Answer:
+    def update(vehicle: VehicleRecord) -> VehicleRecord:
+        return _described(vehicle, event, now).model_copy(
+            update={"last_error": event.data.errors, "last_error_at": now}
+        )
+
+    device, _ = store.record(stored, new_device=_new_device(event, now), update=update, now=now)
+    logger.warning(
+        "Smartcar reports a vehicle error",
+        extra={
+            "event_id": event.eventId,
+            "vehicle_id": device.id,
+            "errors": [_error_summary(error) for error in event.data.errors],
+        },
+    )
+    return Answer({"status": "recorded", "eventId": event.eventId})
+
+
+def _new_device(event: Event, now: datetime) -> Device:
+    vehicle = event.data.vehicle or VehicleRef()
+    return vehicle_device(event.vehicle_id or "", vehicle.make, vehicle.model, vehicle.year, now)
+
+
+def _described(vehicle: VehicleRecord, event: Event, now: datetime) -> VehicleRecord:
+    described = event.data.vehicle
+    update: dict[str, Any] = {"last_event_id": event.eventId, "last_event_at": now}
+    if event.user_id:
+        update["user_id"] = event.user_id
+    if described is not None:
+        update |= {
+            key: value
+            for key, value in (
+                ("make", described.make),
+                ("model", described.model),
+                ("year", described.year),
+            )
+            if value
+        }
+    return vehicle.model_copy(update=update)
+
+
+def merge_signals(
+    latest: dict[str, SignalEntry],
+    incoming: list[Signal],
+    *,
+    event_id: str,
+    now: datetime,
+    fallback_time: int,
+) -> dict[str, SignalEntry]:
+    """The latest signal per code after a delivery. Deliveries may arrive out of order: a value
+    replaces the stored one only if it was measured at the same time or later; a failure marks
+    the entry (`error`) and keeps the last good body."""
+    merged = dict(latest)
+    for signal in incoming:
+        measured = signal.measured_at() or fallback_time
+        current = merged.get(signal.code)
+        if signal.body is None:
+            if current is None:
+                current = SignalEntry(
+                    code=signal.code, name=signal.name, group=signal.group, received_at=now
+                )
+            elif (current.error_at or current.measured_at or 0) > measured:
+                continue
+            merged[signal.code] = current.model_copy(
+                update={"error": signal.failure(), "error_at": measured, "event_id": event_id}
+            )
+            continue
+        if (
+            current is not None
+            and current.body is not None
+            and (current.measured_at or 0) > measured
+        ):
+            continue
+        keep_error = current is not None and (current.error_at or 0) > measured
+        merged[signal.code] = SignalEntry(
+            code=signal.code,
+            name=signal.name,
+            group=signal.group,
+            body=signal.body,
+            meta=signal.meta.model_dump(exclude_none=True),
+            measured_at=measured,
+            error=current.error if keep_error and current else None,
+            error_at=current.error_at if keep_error and current else None,
+            event_id=event_id,
+            received_at=now,
+        )
+    return merged
+
+
+def _last_known(vehicle: VehicleRecord | None) -> tuple[float, float] | None:
+    """The vehicle's stored position, if it holds usable coordinates."""
+    entry = vehicle.signals.get(signals.LOCATION) if vehicle else None
+    if entry is None or entry.body is None:
+        return None
+    reading = signals.read_signals([Signal(code=signals.LOCATION, body=entry.body)])
+    return (reading.lat, reading.lon) if reading.located else None  # type: ignore[return-value]
+
+
+def _error_summary(error: dict[str, Any]) -> str:
+    parts = [str(error.get(key)) for key in ("type", "code", "state") if error.get(key)]
+    return ":".join(parts) or json.dumps(error)[:200]

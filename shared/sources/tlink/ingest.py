@@ -1,0 +1,422 @@
+"""One ingestion for pushes and pulls: TLINK data → stored readings → a Location when placed.
+
+A push (`PushBody`) or a device of the pull API (`ApiDevice`) becomes a `DeviceReport`; then
+`Ingestion.apply` stores it in one batch (see `shared.sources.tlink.store`) and answers the
+`Location` to send to Traccar, or None when the device's position is unknown.
+
+Times. TLINK's timestamps are naive wall-clock times of TLINK's zone (`TLINK_TIME_ZONE`,
+Asia/Shanghai by default). A push gives the packet's date and time (`time`) and each sensor's
+time of day (`times`): a reading's time is that time of day on the day, among the packet's day
+and the days before and after it, that puts it closest to the packet's time (a reading taken at
+23:59:58 in a packet sent at 00:00:03 belongs to the day before). Without `times`, the packet's
+time. Everything is stored in UTC.
+
+Position. A location sensor (`sensorsTypeId` 3) whose value is "lat,lng" in decimal degrees
+places the device at that reading's time; any other non-empty encoding is refused (400) since
+guessing would put the device in the wrong place; "0,0" and "" mean "no fix". Otherwise, when the
+pull API reported the device's `lat`/`lng` (a fixed device's configured place), the device is
+there at the report's time. Without either, readings are stored and no Location is made.
+
+Attributes. Each sensor value of the report (but the location sensor) under the sensor's name as
+the pull API gave it, else `sensor_<id>`; numeric text becomes a number.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from shared.errors import BadRequest
+from shared.models import AttributeValue, Device, Location, Source, utc_now
+from shared.sources.tlink.models import (
+    ApiDevice,
+    ApiSensor,
+    PushBody,
+    SensorState,
+    TlinkDevice,
+    TlinkEvent,
+    TlinkReading,
+)
+from shared.sources.tlink.store import TlinkRepository
+
+logger = logging.getLogger(__name__)
+
+LOCATION_SENSOR_TYPE = 3
+UNIQUE_ID_PREFIX = "tlink-"
+MAX_EPOCH = 2_147_483_647  # Location.timestamp's bound
+_LAT_LNG = re.compile(r"\s*([+-]?\d+(?:\.\d+)?)\s*,\s*([+-]?\d+(?:\.\d+)?)\s*")
+_INTEGER = re.compile(r"[+-]?\d{1,18}")
+_DECIMAL = re.compile(r"[+-]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?")
+
+
+def bridge_id(device_id: int) -> str:
+    """The bridge's id of a TLINK device, also its Traccar uniqueId: `tlink-<deviceId>`."""
+    return f"{UNIQUE_ID_PREFIX}{device_id}"
+
+
+def tlink_device_id(device: Device) -> int:
+    """The TLINK deviceId of a bridge device (`tlink-2864` → 2864)."""
+    number = device.id.removeprefix(UNIQUE_ID_PREFIX)
+    if device.id == number or not number.isdigit():
+        raise BadRequest(f"{device.id} is not a TLINK device id (tlink-<deviceId>)")
+    return int(number)
+
+
+# --- Times and values ----------------------------------------------------------------------
+
+
+def to_utc(local: datetime, zone: ZoneInfo) -> datetime:
+    """A naive wall-clock time of `zone` as an aware UTC datetime."""
+    moment = local.replace(tzinfo=zone).astimezone(UTC)
+    if not 0 <= moment.timestamp() < MAX_EPOCH:
+        raise ValueError(f"{local:%Y-%m-%d %H:%M:%S} is out of range (1970..2038)")
+    return moment
+
+
+def reading_time(packet: datetime, times: time | None, zone: ZoneInfo) -> datetime:
+    """A sensor's time (UTC) from the packet's naive time and the sensor's time of day."""
+    if times is None:
+        return to_utc(packet, zone)
+    candidates = [
+        datetime.combine(packet.date() + timedelta(days=shift), times) for shift in (-1, 0, 1)
+    ]
+    return to_utc(min(candidates, key=lambda candidate: abs(candidate - packet)), zone)
+
+
+def api_time(value: datetime | int | None, zone: ZoneInfo) -> datetime | None:
+    """`updateDate` of the pull API: naive time of TLINK's zone, or epoch milliseconds."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return to_utc(value, zone)
+    moment = datetime.fromtimestamp(value / 1000, UTC)
+    if not 0 <= moment.timestamp() < MAX_EPOCH:
+        raise ValueError(f"{value} ms is out of range (1970..2038)")
+    return moment
+
+
+def parse_lat_lng(text: str | None) -> tuple[float, float] | None:
+    """A location sensor's "lat,lng"; None for no fix ("" or "0,0"); ValueError otherwise."""
+    if text is None or not text.strip():
+        return None
+    match = _LAT_LNG.fullmatch(text)
+    if match is None:
+        raise ValueError('expected "lat,lng" in decimal degrees')
+    lat, lng = float(match[1]), float(match[2])
+    if not (-90 <= lat <= 90 and -180 <= lng <= 180):
+        raise ValueError("latitude must be within ±90 and longitude within ±180")
+    return None if lat == lng == 0 else (lat, lng)
+
+
+def attribute_value(text: str) -> AttributeValue:
+    """Numeric text as a number (int when integral as written), anything else as sent."""
+    stripped = text.strip()
+    if _INTEGER.fullmatch(stripped):
+        return int(stripped)
+    if _DECIMAL.fullmatch(stripped):
+        number = float(stripped)
+        if math.isfinite(number):
+            return number
+    return text
+
+
+# --- Reports -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reading:
+    sensor_id: int
+    time: datetime | None  # UTC; None: the API gave no time (names and units still count)
+    type_id: int | None = None
+    value: str | None = None
+    re_val: str | None = None
+    is_alarm: str | None = None
+    is_line: str | None = None
+    name: str | None = None
+    unit: str | None = None
+
+
+@dataclass(frozen=True)
+class Position:
+    lat: float
+    lng: float
+    time: datetime
+
+
+@dataclass(frozen=True)
+class DeviceReport:
+    """What one push, or one device of a pull, says about a device."""
+
+    device_id: int
+    origin: Literal["push", "api"]
+    time: datetime | None  # the packet's time (push), the newest reading's (api)
+    readings: tuple[Reading, ...] = ()
+    user_id: str | None = None
+    parent_user_id: str | None = None
+    name: str | None = None
+    position: Position | None = None  # from a location sensor
+    api_lat_lng: tuple[float, float] | None = None  # the pull API's lat/lng (api only)
+
+
+def report_from_push(body: PushBody, zone: ZoneInfo) -> DeviceReport:
+    """A push as a report; `BadRequest` naming the sensor for an unusable time or position."""
+    try:
+        packet_time = to_utc(body.time, zone)
+    except ValueError as exc:
+        raise BadRequest(f"time: {exc}") from None
+    readings = []
+    position = None
+    for index, sensor in enumerate(body.sensorsDates):
+        where = f"sensorsDates.{index} (sensorsId {sensor.sensorsId})"
+        try:
+            moment = reading_time(body.time, sensor.times, zone)
+        except ValueError as exc:
+            raise BadRequest(f"{where}: times: {exc}") from None
+        if sensor.sensorsTypeId == LOCATION_SENSOR_TYPE:
+            try:
+                lat_lng = parse_lat_lng(sensor.value)
+            except ValueError as exc:
+                shown = (sensor.value or "")[:40]
+                raise BadRequest(
+                    f'{where}: a location sensor\'s value must be "lat,lng" in decimal '
+                    f"degrees ({exc}); got {shown!r}"
+                ) from None
+            if lat_lng is not None and (position is None or moment >= position.time):
+                position = Position(lat_lng[0], lat_lng[1], moment)
+        readings.append(
+            Reading(
+                sensor_id=sensor.sensorsId,
+                time=moment,
+                type_id=sensor.sensorsTypeId,
+                value=sensor.value,
+                re_val=sensor.reVal,
+                is_alarm=sensor.isAlarm,
+                is_line=sensor.isLine,
+            )
+        )
+    return DeviceReport(
+        device_id=body.deviceId,
+        origin="push",
+        time=packet_time,
+        readings=tuple(readings),
+        user_id=body.deviceUserid,
+        parent_user_id=body.parentUserId,
+        position=position,
+    )
+
+
+def _api_reading(device_id: int, sensor: ApiSensor, zone: ZoneInfo) -> Reading:
+    try:
+        moment = api_time(sensor.updateDate, zone)
+    except ValueError as exc:
+        logger.warning(
+            "TLINK sensor time unusable; its value is not recorded",
+            extra={"tlink_device_id": device_id, "sensor_id": sensor.id, "reason": str(exc)},
+        )
+        moment = None
+    return Reading(
+        sensor_id=sensor.id,
+        time=moment,
+        type_id=sensor.sensorTypeId,
+        value=sensor.value,
+        is_alarm=sensor.isAlarm,
+        is_line=sensor.isLine,
+        name=sensor.sensorName,
+        unit=sensor.unit,
+    )
+
+
+def _api_position(device: ApiDevice) -> tuple[float, float] | None:
+    if device.lat is None or device.lng is None or device.lat == device.lng == 0:
+        return None
+    if not (-90 <= device.lat <= 90 and -180 <= device.lng <= 180):
+        logger.warning("TLINK device position out of range", extra={"tlink_device_id": device.id})
+        return None
+    return device.lat, device.lng
+
+
+def report_from_api(device: ApiDevice, user_id: str | None, zone: ZoneInfo) -> DeviceReport:
+    """A device of `getDeviceSensorDatas` as a report; never raises for odd sensor values."""
+    readings = tuple(_api_reading(device.id, sensor, zone) for sensor in device.sensorsList)
+    times = [reading.time for reading in readings if reading.time is not None]
+    position = None
+    for reading in readings:
+        if reading.type_id != LOCATION_SENSOR_TYPE or reading.time is None:
+            continue
+        try:
+            lat_lng = parse_lat_lng(reading.value)
+        except ValueError:
+            logger.warning(
+                'TLINK location sensor value is not "lat,lng"; ignored',
+                extra={"tlink_device_id": device.id, "sensor_id": reading.sensor_id},
+            )
+            continue
+        if lat_lng is not None and (position is None or reading.time >= position.time):
+            position = Position(lat_lng[0], lat_lng[1], reading.time)
+    return DeviceReport(
+        device_id=device.id,
+        origin="api",
+        time=max(times) if times else None,
+        readings=readings,
+        user_id=user_id,
+        name=device.deviceName,
+        position=position,
+        api_lat_lng=_api_position(device),
+    )
+
+
+# --- Storing -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ingested:
+    device: Device
+    location: Location | None
+    stored_readings: int
+
+
+def reading_id(device_id: int, sensor_id: int, moment: datetime) -> str:
+    return f"{device_id}_{sensor_id}_{int(moment.timestamp())}"
+
+
+def _merge_sensor(old: SensorState | None, reading: Reading) -> SensorState:
+    """The sensor's latest state: the value moves only forward in time; names always update."""
+    base = old or SensorState(sensor_id=reading.sensor_id)
+    update: dict[str, object] = {}
+    if reading.type_id is not None:
+        update["type_id"] = reading.type_id
+    if reading.name:
+        update["name"] = reading.name
+    if reading.unit:
+        update["unit"] = reading.unit
+    if reading.time is not None and (base.time is None or reading.time >= base.time):
+        update.update(
+            value=reading.value,
+            re_val=reading.re_val,
+            is_alarm=reading.is_alarm,
+            is_line=reading.is_line,
+            time=reading.time,
+        )
+    return base.model_copy(update=update)
+
+
+def attributes(report: DeviceReport, sensors: dict[str, SensorState]) -> dict[str, AttributeValue]:
+    """The report's sensor values keyed by sensor name (else `sensor_<id>`), numbers as numbers."""
+    found: dict[str, AttributeValue] = {}
+    for reading in sorted(report.readings, key=lambda item: item.sensor_id):
+        if reading.type_id == LOCATION_SENSOR_TYPE or reading.value is None:
+            continue
+        state = sensors.get(str(reading.sensor_id))
+        name = ((state.name if state else None) or "").strip() or f"sensor_{reading.sensor_id}"
+        if name in found:  # two sensors of one name: the second is told apart by its id
+            name = f"{name}_{reading.sensor_id}"
+        found[name] = attribute_value(reading.value)
+    return found
+
+
+class Ingestion:
+    def __init__(
+        self,
+        repository: TlinkRepository,
+        *,
+        retention: timedelta,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._repository = repository
+        self._retention = retention
+        self._clock = clock
+
+    def apply(self, report: DeviceReport, *, event: TlinkEvent | None = None) -> Ingested:
+        """Store `report` (with `event`, for a push) in one batch; the Location to push, if any.
+
+        Raises `DuplicateDelivery` (nothing stored) when `event` exists already.
+        """
+        now = self._clock()
+        device_key = bridge_id(report.device_id)
+        stored, bridge = self._repository.load(report.device_id, device_key)
+        document = stored or TlinkDevice(id=str(report.device_id), device_id=report.device_id)
+
+        update: dict[str, object] = {}
+        if report.user_id:
+            update["user_id"] = report.user_id
+        if report.parent_user_id:
+            update["parent_user_id"] = report.parent_user_id
+        if report.name:
+            update["name"] = report.name
+        if report.origin == "api":
+            lat, lng = report.api_lat_lng or (None, None)
+            update.update(lat=lat, lng=lng, last_pull=now)
+        else:
+            update["last_push"] = now
+
+        sensors = dict(document.sensors)
+        changed: set[str] = set()
+        readings: dict[str, TlinkReading] = {}
+        user_id = report.user_id or document.user_id
+        for reading in report.readings:
+            key = str(reading.sensor_id)
+            merged = _merge_sensor(sensors.get(key), reading)
+            if merged != sensors.get(key):
+                sensors[key] = merged
+                changed.add(key)
+            if reading.time is None:
+                continue
+            identifier = reading_id(report.device_id, reading.sensor_id, reading.time)
+            readings[identifier] = TlinkReading(  # a repeated (sensor, time): the last one
+                id=identifier,
+                device_id=report.device_id,
+                sensor_id=reading.sensor_id,
+                type_id=reading.type_id,
+                user_id=user_id,
+                time=reading.time,
+                value=reading.value,
+                re_val=reading.re_val,
+                is_alarm=reading.is_alarm,
+                origin=report.origin,
+                expire_at=reading.time + self._retention,
+            )
+        update["sensors"] = sensors
+        document = document.model_copy(update=update)
+
+        name = document.name or (bridge.name if bridge else "") or f"TLINK {report.device_id}"
+        device = Device(
+            id=device_key,
+            source=Source.TLINK,
+            name=name,
+            traccar_unique_id=device_key,
+            first_seen=bridge.first_seen if bridge else now,
+            last_seen=now,
+        )
+        self._repository.save(
+            device=document,
+            changed_sensors=changed,
+            readings=readings.values(),
+            bridge_device=device,
+            bridge_exists=bridge is not None,
+            event=event,
+        )
+        return Ingested(device, self._location(device, report, document), len(readings))
+
+    def _location(
+        self, device: Device, report: DeviceReport, document: TlinkDevice
+    ) -> Location | None:
+        if report.position is not None:
+            lat, lng, moment = report.position.lat, report.position.lng, report.position.time
+        elif document.lat is not None and document.lng is not None and report.time is not None:
+            lat, lng, moment = document.lat, document.lng, report.time
+        else:
+            return None
+        return Location(
+            id=device.id,
+            lat=lat,
+            lon=lng,
+            timestamp=int(moment.timestamp()),
+            source=Source.TLINK,
+            attributes=attributes(report, document.sensors),
+        )

@@ -1,0 +1,224 @@
+"""TLINK end to end: `webhooks` and `sync_device` as deployed processes (functions-framework).
+
+The conformance payload (tests/data/tlink_push.json) and its located variant go over HTTP to
+the receiver; positions land in the OsmAnd test server; the pull runs against the TLINK fake.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+import requests
+from google.cloud import firestore
+
+from devtools.emulator import Emulator, stop_process_group
+from shared.models import Device, Source
+from shared.secrets import LocalSecretStore
+from shared.sources.tlink.webhook import signature
+from shared.store import Store
+from shared.web import MAX_BODY_BYTES
+from tests.conftest import PROJECT
+from tests.e2e.functions import REQUEST_TIMEOUT, ROOT, Function, start, wait_until_answering
+from tests.fakes.osmand import OsmAndServer
+from tests.fakes.tlink import FakeTlink
+
+DATA = ROOT / "tests" / "data"
+PUSH = (DATA / "tlink_push.json").read_bytes()
+LOCATED = (DATA / "tlink_push_location.json").read_bytes()
+SHARED_SECRET = "e2e-tlink-secret-0b6d41"
+PATH_TOKEN = "e2e-path-token-93af7c"
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+@pytest.fixture(scope="module")
+def traccar() -> Iterator[OsmAndServer]:
+    with OsmAndServer(known_ids=["tlink-2864"]) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def tlink() -> Iterator[FakeTlink]:
+    with FakeTlink() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def deployed(
+    emulator: Emulator,
+    traccar: OsmAndServer,
+    tlink: FakeTlink,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[dict[str, Function]]:
+    workdir = tmp_path_factory.mktemp("tlink-e2e")
+    secrets = LocalSecretStore(workdir / "secrets")
+    secrets.add_version("tlink-webhook-secret", SHARED_SECRET)
+    secrets.add_version("tlink-path-token", PATH_TOKEN)
+    secrets.add_version("tlink-credentials", json.dumps(tlink.credentials(userId="385")))
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(workdir),
+        "PYTHONPATH": str(ROOT),
+        "FIRESTORE_EMULATOR_HOST": emulator.address,
+        "GCP_PROJECT": PROJECT,
+        "SECRETS_DIR": str(workdir / "secrets"),
+        "TRACCAR_SERVER_URL": traccar.url,
+        "TLINK_API_URL": tlink.url,
+    }
+    protected = {"TLINK_REQUIRE_SIGNATURE": "true", "TLINK_REQUIRE_PATH_TOKEN": "true"}
+    specs = [
+        ("webhooks", "webhooks", {}),
+        ("webhooks", "protected", protected),
+        ("sync_device", "sync_device", {}),
+    ]
+    functions: dict[str, Function] = {}
+    try:
+        for target, label, extra in specs:
+            functions[label] = start(target, env={**env, **extra}, workdir=workdir, label=label)
+        for function in functions.values():
+            wait_until_answering(function)
+        yield functions
+    finally:
+        for function in functions.values():
+            stop_process_group(function.process)
+
+
+@pytest.fixture
+def store(firestore_client: firestore.Client, traccar: OsmAndServer) -> Store:
+    traccar.reset()
+    traccar.clear_positions()
+    return Store(firestore_client)
+
+
+def post(function: Function, path: str, body: bytes, **headers: str) -> requests.Response:
+    return requests.post(
+        function.url + path,
+        data=body,
+        headers={"Content-Type": "application/json", **headers},
+        timeout=REQUEST_TIMEOUT,
+    )
+
+
+def located_at(seconds_ago: int) -> bytes:
+    """The located push, sent `seconds_ago` (recent: the pipeline's dedup window is a week)."""
+    moment = datetime.now(SHANGHAI) - timedelta(seconds=seconds_ago)
+    body = json.loads(LOCATED)
+    body["time"] = moment.strftime("%Y-%m-%d %H:%M:%S")
+    for sensor in body["sensorsDates"]:
+        sensor["times"] = moment.strftime("%H:%M:%S")
+    return json.dumps(body).encode()
+
+
+def test_the_conformance_push_is_stored_over_http(
+    deployed: dict[str, Function], store: Store, firestore_client: firestore.Client
+) -> None:
+    answer = post(deployed["webhooks"], "/tlink", PUSH)
+
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"status": "ok", "deviceId": 2864, "storedReadings": 1,
+                             "location": "none"}  # fmt: skip
+    assert firestore_client.document("tlink_readings/2864_11922_1557468981").get().exists
+    assert store.devices.get("tlink-2864") is not None
+
+
+def test_four_simultaneous_deliveries_make_one_position_and_four_2xx(
+    deployed: dict[str, Function], store: Store, traccar: OsmAndServer
+) -> None:
+    webhooks = deployed["webhooks"]
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        answers = list(pool.map(lambda _: post(webhooks, "/tlink", LOCATED), range(4)))
+
+    assert [answer.status_code for answer in answers] == [200] * 4
+    statuses = sorted(answer.json()["status"] for answer in answers)
+    assert statuses == ["duplicate", "duplicate", "duplicate", "ok"]
+    [position] = traccar.positions
+    assert (position.unique_id, position.latitude, position.longitude) == (
+        "tlink-2864",
+        31.230416,
+        121.473701,
+    )
+
+
+def test_simultaneous_pushes_of_one_device_all_reach_traccar(
+    deployed: dict[str, Function], store: Store, traccar: OsmAndServer
+) -> None:
+    webhooks = deployed["webhooks"]
+    bodies = [located_at(seconds_ago) for seconds_ago in (30, 20, 10)]
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        answers = list(pool.map(lambda body: post(webhooks, "/tlink", body), bodies))
+
+    assert [answer.status_code for answer in answers] == [200] * 3, [a.text for a in answers]
+    assert [answer.json()["location"] for answer in answers] == ["synced"] * 3
+    assert len(traccar.positions) == 3
+
+
+def test_the_protected_receiver_wants_its_path_token_and_signature(
+    deployed: dict[str, Function], store: Store
+) -> None:
+    protected = deployed["protected"]
+    good = signature(SHARED_SECRET, PUSH)
+
+    no_token = post(protected, "/tlink", PUSH, **{"X-TLink-Signature": good})
+    unsigned = post(protected, f"/tlink/{PATH_TOKEN}", PUSH)
+    accepted = post(protected, f"/tlink/{PATH_TOKEN}", PUSH, **{"X-TLink-Signature": good})
+
+    assert (no_token.status_code, unsigned.status_code, accepted.status_code) == (404, 401, 200)
+    assert no_token.json()["error"] == "no such route"
+
+
+def test_an_oversized_push_is_a_json_413(deployed: dict[str, Function], store: Store) -> None:
+    answer = post(deployed["webhooks"], "/tlink", b"{" + b" " * MAX_BODY_BYTES + b"}")
+
+    assert answer.status_code == 413 and "error" in answer.json()
+
+
+def test_sync_device_pulls_a_tlink_device_on_schedule(
+    deployed: dict[str, Function], store: Store, tlink: FakeTlink, traccar: OsmAndServer
+) -> None:
+    store.devices.put(
+        Device(id="tlink-2864", source=Source.TLINK, name="", traccar_unique_id="tlink-2864")
+    )
+    tlink.set_devices(
+        "385",
+        [{"id": 2864, "deviceName": "Cold room", "lat": "31.2304", "lng": "121.4737",
+          "sensorsList": [{"id": 11922, "sensorName": "Temperature", "sensorTypeId": 1,
+                           "value": "4.5", "updateDate": "2019-05-10 15:00:00"}]}],
+    )  # fmt: skip
+
+    answer = requests.post(
+        deployed["sync_device"].url, json={"device_id": "tlink-2864"}, timeout=REQUEST_TIMEOUT
+    )
+
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["pushed"] == 1
+    [position] = traccar.positions
+    assert position.attributes["Temperature"] == 4.5
+    assert store.devices.get("tlink-2864").name == "Cold room"  # type: ignore[union-attr]
+
+
+def test_a_located_push_is_answered_within_a_second(
+    deployed: dict[str, Function], store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Verify, dedupe, store and push to Traccar: the median of ten, generously bounded."""
+    webhooks = deployed["webhooks"]
+    post(webhooks, "/tlink", b"{}")  # a first request pays the lazy imports and clients
+    timings = []
+    for seconds_ago in range(100, 0, -10):
+        started = time.perf_counter()
+        answer = post(webhooks, "/tlink", located_at(seconds_ago))
+        timings.append(time.perf_counter() - started)
+        assert answer.status_code == 200
+    with capsys.disabled():
+        print(
+            f"\nTLINK located push, end to end: median {statistics.median(timings) * 1000:.0f} ms"
+        )
+    assert statistics.median(timings) < 1.0

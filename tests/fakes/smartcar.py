@@ -1,0 +1,358 @@
+"""A local Smartcar for tests: Connect, the token endpoint and the vehicle API, over a real socket.
+
+One `SmartcarServer` plays Smartcar's three origins: point `SMARTCAR_CONNECT_ORIGIN` and
+`SMARTCAR_API_ORIGIN` at `.url`, and `SMARTCAR_AUTH_ORIGIN` at `.token_url`. It speaks the
+wire protocol the official SDK speaks (PROTOCOLS.md §3, Smartcar's API reference):
+
+- `GET /oauth/authorize?response_type=code&client_id&redirect_uri&scope&state&mode` is the
+  user's consent: 302 to `redirect_uri?code=..&state=..`, or `?error=access_denied&..` after
+  `deny_next_consent()`. A client id or redirect URI other than the registered ones is a 400.
+- `POST /oauth/token` (form, HTTP Basic client credentials): `authorization_code` (single-use
+  code, same redirect URI) and `refresh_token` grants answer `access_token`, `token_type`,
+  `expires_in` (7200), `refresh_token`. A refresh rotates the pair: the old refresh token and
+  access token stop working, as they do at Smartcar. Errors: 401 `invalid_client`, 400
+  `invalid_grant`.
+- `GET /v2.0/user`, `GET /v2.0/vehicles?limit&offset` (paged, `paging.count` is the total),
+  `GET /v2.0/vehicles/<id>/` (attributes), `POST /v2.0/vehicles/<id>/batch` with per-path
+  answers (`/location`, `/odometer`, `/battery`) whose headers carry `sc-data-age`. A bearer
+  token that is unknown, revoked or rotated away is a 401 `AUTHENTICATION`; a read the vehicle
+  lacks the permission for is a 403 `PERMISSION` (in a batch, for that path only).
+- `revoke_access_tokens()`, `revoke_refresh_tokens()` end what was issued so far;
+  `rate_limit(retry_after)` makes the next API call a 429 `RATE_LIMIT` with `Retry-After`.
+
+Every request is recorded (`requests`), so tests can count token grants and API calls.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+HOST = "127.0.0.1"
+ACCESS_LIFETIME = 7200
+POLL_INTERVAL = 0.05  # how often the serving thread checks for shutdown: keeps it fast
+ALL_PERMISSIONS = frozenset(
+    {"read_vehicle_info", "read_location", "read_odometer", "read_battery", "read_charge"}
+)
+_BATCH_PERMISSIONS = {
+    "/location": "read_location",
+    "/odometer": "read_odometer",
+    "/battery": "read_battery",
+}
+
+
+@dataclass
+class FakeVehicle:
+    id: str
+    make: str = "TESLA"
+    model: str = "Model 3"
+    year: int = 2020
+    latitude: float = 37.4292
+    longitude: float = -122.1381
+    odometer_km: float = 10254.3
+    battery_fraction: float = 0.78
+    range_km: float = 402.5
+    data_age: str = "2024-11-18T14:32:08.000Z"
+    permissions: frozenset[str] = ALL_PERMISSIONS
+
+
+@dataclass
+class FakeUser:
+    id: str
+    vehicles: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]  # lower-cased names
+    form: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class _Answer:
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class SmartcarServer:
+    """See the module docstring."""
+
+    def __init__(self, *, client_id: str, client_secret: str, redirect_uri: str) -> None:
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.redirect_uri = redirect_uri
+        self.vehicles: dict[str, FakeVehicle] = {}
+        self.user = FakeUser(id="e0514ef4-5226-4d6f-9a6f-3c2b1a0f9e8d")
+        self._lock = threading.Lock()
+        self._codes: dict[str, str] = {}  # code -> redirect URI
+        self._access: dict[str, str] = {}  # live access token -> user id
+        self._refresh: dict[str, str] = {}  # live refresh token -> user id
+        self._deny_next = False
+        self._rate_limited: int | None = None
+        self._requests: list[Request] = []
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # Life cycle
+
+    def __enter__(self) -> Self:
+        server = ThreadingHTTPServer((HOST, 0), _handler_for(self))
+        server.daemon_threads = True
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": POLL_INTERVAL}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "start the server first"
+        return f"http://{HOST}:{self._server.server_address[1]}"
+
+    @property
+    def token_url(self) -> str:
+        return self.url + "/oauth/token"
+
+    # Test controls
+
+    def add_vehicle(self, vehicle: FakeVehicle) -> FakeVehicle:
+        with self._lock:
+            self.vehicles[vehicle.id] = vehicle
+            self.user.vehicles.append(vehicle.id)
+        return vehicle
+
+    def deny_next_consent(self) -> None:
+        with self._lock:
+            self._deny_next = True
+
+    def revoke_access_tokens(self) -> None:
+        """Every access token issued so far stops working (refresh tokens still do)."""
+        with self._lock:
+            self._access.clear()
+
+    def revoke_refresh_tokens(self) -> None:
+        """Every refresh token stops working: the user must go through Connect again."""
+        with self._lock:
+            self._refresh.clear()
+
+    def rate_limit(self, retry_after: int) -> None:
+        with self._lock:
+            self._rate_limited = retry_after
+
+    @property
+    def requests(self) -> list[Request]:
+        with self._lock:
+            return list(self._requests)
+
+    def grants(self) -> list[str]:
+        """The `grant_type` of every token request, in order."""
+        return [r.form.get("grant_type", "") for r in self.requests if r.path == "/oauth/token"]
+
+    # Protocol
+
+    def answer(self, request: Request) -> _Answer:
+        with self._lock:
+            self._requests.append(request)
+            if request.path == "/oauth/authorize" and request.method == "GET":
+                return self._authorize(request)
+            if request.path == "/oauth/token" and request.method == "POST":
+                return self._token(request)
+            if request.path.startswith("/v2.0/"):
+                return self._api(request)
+            return _Answer(404, {"error": "not_found", "error_description": "no such route"})
+
+    def _authorize(self, request: Request) -> _Answer:
+        query = request.query
+        if query.get("client_id") != self.client_id:
+            return _Answer(400, {"error": "invalid_client", "error_description": "client_id"})
+        if query.get("redirect_uri") != self.redirect_uri:
+            return _Answer(400, {"error": "invalid_request", "error_description": "redirect"})
+        if query.get("response_type") != "code":
+            return _Answer(400, {"error": "unsupported_response_type"})
+        if self._deny_next:
+            self._deny_next = False
+            result = {"error": "access_denied", "error_description": "User denied access"}
+        else:
+            code = secrets.token_hex(16)
+            self._codes[code] = query["redirect_uri"]
+            result = {"code": code}
+        if "state" in query:
+            result["state"] = query["state"]
+        return _Answer(302, headers={"Location": f"{self.redirect_uri}?{urlencode(result)}"})
+
+    def _token(self, request: Request) -> _Answer:
+        expected = base64.b64encode(f"{self.client_id}:{self.client_secret}".encode()).decode()
+        if request.headers.get("authorization") != f"Basic {expected}":
+            return _Answer(401, {"error": "invalid_client", "error_description": "bad client"})
+        form = request.form
+        grant = form.get("grant_type")
+        if grant == "authorization_code":
+            redirect = self._codes.pop(form.get("code", ""), None)
+            if redirect is None or form.get("redirect_uri") != redirect:
+                return _Answer(400, {"error": "invalid_grant", "error_description": "bad code"})
+            return _Answer(200, self._issue(self.user.id))
+        if grant == "refresh_token":
+            user_id = self._refresh.pop(form.get("refresh_token", ""), None)
+            if user_id is None:
+                return _Answer(
+                    400, {"error": "invalid_grant", "error_description": "bad refresh token"}
+                )
+            # Rotation: the pair the old refresh token belonged to is gone.
+            self._access = {token: user for token, user in self._access.items() if user != user_id}
+            return _Answer(200, self._issue(user_id))
+        return _Answer(400, {"error": "unsupported_grant_type"})
+
+    def _issue(self, user_id: str) -> dict[str, Any]:
+        access, refresh = secrets.token_hex(16), secrets.token_hex(16)
+        self._access[access] = user_id
+        self._refresh[refresh] = user_id
+        return {
+            "access_token": access,
+            "token_type": "Bearer",
+            "expires_in": ACCESS_LIFETIME,
+            "refresh_token": refresh,
+        }
+
+    def _api(self, request: Request) -> _Answer:
+        if self._rate_limited is not None:
+            retry_after, self._rate_limited = self._rate_limited, None
+            return _Answer(
+                429,
+                _error(429, "RATE_LIMIT", "VEHICLE", "too many requests"),
+                {"Retry-After": str(retry_after)},
+            )
+        token = request.headers.get("authorization", "").removeprefix("Bearer ")
+        if self._access.get(token) != self.user.id:
+            return _Answer(401, _error(401, "AUTHENTICATION", None, "invalid access token"))
+        parts = request.path.split("/")[2:]  # after "/v2.0"
+        if parts == ["user"]:
+            return _Answer(200, {"id": self.user.id})
+        if parts == ["vehicles"]:
+            limit = int(request.query.get("limit", "10"))
+            offset = int(request.query.get("offset", "0"))
+            page = self.user.vehicles[offset : offset + limit]
+            return _Answer(
+                200,
+                {"vehicles": page, "paging": {"count": len(self.user.vehicles), "offset": offset}},
+            )
+        if len(parts) >= 2 and parts[0] == "vehicles":
+            vehicle = self.vehicles.get(parts[1])
+            if vehicle is None or vehicle.id not in self.user.vehicles:
+                return _Answer(404, _error(404, "RESOURCE_NOT_FOUND", "PATH", "no such vehicle"))
+            rest = [part for part in parts[2:] if part]
+            if not rest and request.method == "GET":
+                return self._attributes(vehicle)
+            if rest == ["batch"] and request.method == "POST":
+                return self._batch(vehicle, json.loads(request.body or b"{}"))
+        return _Answer(404, _error(404, "RESOURCE_NOT_FOUND", "PATH", "no such path"))
+
+    def _attributes(self, vehicle: FakeVehicle) -> _Answer:
+        if "read_vehicle_info" not in vehicle.permissions:
+            return _Answer(403, _error(403, "PERMISSION", None, "read_vehicle_info missing"))
+        body = {
+            "id": vehicle.id,
+            "make": vehicle.make,
+            "model": vehicle.model,
+            "year": vehicle.year,
+        }
+        return _Answer(200, body)
+
+    def _batch(self, vehicle: FakeVehicle, body: dict[str, Any]) -> _Answer:
+        answers = []
+        for item in body.get("requests", []):
+            path = item.get("path")
+            permission = _BATCH_PERMISSIONS.get(path)
+            if permission is None:
+                answers.append(
+                    {"path": path, "code": 404, "headers": {},
+                     "body": _error(404, "RESOURCE_NOT_FOUND", "PATH", "no such path")}
+                )  # fmt: skip
+            elif permission not in vehicle.permissions:
+                answers.append(
+                    {"path": path, "code": 403, "headers": {},
+                     "body": _error(403, "PERMISSION", None, f"{permission} missing")}
+                )  # fmt: skip
+            else:
+                answers.append(
+                    {"path": path, "code": 200,
+                     "headers": {"sc-data-age": vehicle.data_age, "sc-unit-system": "metric"},
+                     "body": _reading(vehicle, path)}
+                )  # fmt: skip
+        return _Answer(200, {"responses": answers})
+
+
+def _reading(vehicle: FakeVehicle, path: str) -> dict[str, Any]:
+    if path == "/location":
+        return {"latitude": vehicle.latitude, "longitude": vehicle.longitude}
+    if path == "/odometer":
+        return {"distance": vehicle.odometer_km}
+    return {"percentRemaining": vehicle.battery_fraction, "range": vehicle.range_km}
+
+
+def _error(status: int, kind: str, code: str | None, description: str) -> dict[str, Any]:
+    return {
+        "type": kind,
+        "code": code,
+        "description": description,
+        "docURL": "https://smartcar.com/docs/errors",
+        "statusCode": status,
+        "resolution": {"type": None},
+        "requestId": secrets.token_hex(8),
+    }
+
+
+def _handler_for(owner: SmartcarServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _serve(self) -> None:
+            split = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            headers = {name.lower(): value for name, value in self.headers.items()}
+            form = {}
+            if headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+                form = {k: v[-1] for k, v in parse_qs(body.decode()).items()}
+            query = {k: v[-1] for k, v in parse_qs(split.query).items()}
+            answer = owner.answer(Request(self.command, split.path, query, headers, form, body))
+            payload = b"" if answer.body is None else json.dumps(answer.body).encode()
+            self.send_response(answer.status)
+            if answer.body is not None:
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+            for name, value in answer.headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        do_GET = do_POST = _serve
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    return Handler

@@ -1,0 +1,227 @@
+"""Syncing Google trackers: OAuth, Nova and MCS fakes over real sockets, the emulator, Traccar.
+
+The whole chain of a scheduled sync: token, FCM login, locate, push, decryption, pipeline,
+OsmAnd. Reports are made by the independent test encryptor (`tests.unit.google.encryptor`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import functions_framework
+import pytest
+
+from shared import sync
+from shared.config import get_settings
+from shared.errors import RetryLater
+from shared.models import Device, Source
+from shared.runtime import Runtime, get_runtime
+from shared.services import ServiceSpec, upsert_service
+from shared.sources.google.errors import DecryptionError, FcmError
+from shared.sources.google.lease import FcmLeases
+from shared.sources.google.source import GoogleSource
+from tests.conftest import PROJECT, Clock, make_settings
+from tests.fakes.nova import FakeGoogle
+from tests.fakes.osmand import OsmAndServer
+from tests.unit.google.encryptor import AGGREGATED, LAST_KNOWN, Report
+
+ROOT = Path(__file__).resolve().parents[2]
+T0 = 1_790_000_000
+HELD = timedelta(seconds=90)
+
+
+@pytest.fixture
+def google(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGoogle]:
+    with FakeGoogle(tmp_path, trackers=3) as fake:
+        monkeypatch.setenv("SSL_CERT_FILE", str(fake.ca_file))
+        for index, tracker in enumerate(fake.trackers):
+            tracker.recent = Report(
+                "own", timestamp=T0 + index, latitude=48.85 + index, longitude=2.35,
+                altitude=30, accuracy=5.0, is_own_report=True, status=LAST_KNOWN,
+            )  # fmt: skip
+        yield fake
+
+
+@pytest.fixture
+def traccar(google: FakeGoogle) -> Iterator[OsmAndServer]:
+    with OsmAndServer(known_ids=[t.tracker.canonic_id for t in google.trackers]) as server:
+        yield server
+
+
+def make_runtime(tmp_path: Path, firestore_client, google: FakeGoogle, traccar: OsmAndServer,
+                 **overrides: object) -> Runtime:  # fmt: skip
+    settings = make_settings(
+        tmp_path, **google.settings(), traccar_server_url=traccar.url, **overrides
+    )
+    runtime = Runtime(settings, firestore_client=firestore_client)
+    google.store_secrets(runtime.secrets)
+    for tracker in google.trackers:
+        canonic = tracker.tracker.canonic_id
+        runtime.store.devices.put(
+            Device(id=canonic, source=Source.GOOGLE, name=tracker.tracker.name,
+                   traccar_unique_id=canonic)
+        )  # fmt: skip
+        upsert_service(runtime, canonic, ServiceSpec(timer=600, delta=5))
+    return runtime
+
+
+@pytest.fixture
+def runtime(tmp_path: Path, firestore_client, google: FakeGoogle, traccar: OsmAndServer) -> Runtime:
+    return make_runtime(tmp_path, firestore_client, google, traccar)
+
+
+def pushed(traccar: OsmAndServer) -> dict[str, list[tuple[float, float, int]]]:
+    found: dict[str, list[tuple[float, float, int]]] = {}
+    for position in traccar.positions:
+        found.setdefault(position.unique_id, []).append(
+            (position.latitude, position.longitude, int(position.fix_time.timestamp()))
+        )
+    return found
+
+
+def test_a_scheduled_sync_pushes_the_decrypted_positions_and_never_a_semantic_one(
+    runtime: Runtime, google: FakeGoogle, traccar: OsmAndServer
+) -> None:
+    tracker = google.trackers[0]
+    tracker.network = [
+        Report("crowdsourced", timestamp=T0 - 600, latitude=-33.8688, longitude=151.2093,
+               accuracy=12.5, time_offset=0x1234_5678, status=AGGREGATED),
+        Report("semantic", timestamp=T0 - 300, place="Home"),
+    ]  # fmt: skip
+
+    report = sync.sync_device(runtime, "canonic-0")
+
+    assert report.result.pushed == 2
+    assert [r.location.loc_status for r in report.locations] == ["AGGREGATED", "LAST_KNOWN"]
+    assert pushed(traccar)["canonic-0"] == [
+        (-33.8688, 151.2093, T0 - 600),
+        (48.85, 2.35, T0),
+    ]
+    own = next(p for p in traccar.positions if p.latitude == 48.85)
+    assert own.altitude == 30 and own.accuracy == 5.0
+    assert [locate.contributor_type for locate in google.nova.locates] == [2, 2, 2]
+
+
+def test_one_fcm_session_locates_every_due_google_device(
+    runtime: Runtime, google: FakeGoogle, traccar: OsmAndServer
+) -> None:
+    first = sync.sync_device(runtime, "canonic-0")
+
+    assert first.result.pushed == 1
+    assert len(google.mcs.logins) == 1
+    assert sorted(locate.canonic_id for locate in google.nova.locates) == [
+        "canonic-0", "canonic-1", "canonic-2",
+    ]  # fmt: skip
+    # The companions' positions went through their own pipelines.
+    assert sorted(pushed(traccar)) == ["canonic-0", "canonic-1", "canonic-2"]
+    assert runtime.store.delivery.state("canonic-2").last_location.lat == 50.85
+
+    # Their own scheduled runs of the same minute do not locate again.
+    second = sync.sync_device(runtime, "canonic-1")
+    assert second.result.fetched == 0 and second.result.pushed == 0
+    assert len(google.mcs.logins) == 1 and len(google.nova.locates) == 3
+
+
+def test_devices_not_due_soon_stay_out_of_the_session(
+    tmp_path: Path, firestore_client, google: FakeGoogle, traccar: OsmAndServer, clock: Clock
+) -> None:
+    runtime = make_runtime(tmp_path, firestore_client, google, traccar)
+    upsert_service(runtime, "canonic-2", ServiceSpec(timer=3600))
+    source = GoogleSource(runtime, clock=clock)
+
+    source.fetch(runtime.store.devices.get("canonic-0"))  # all three located at t0
+    clock.advance(600 - 50)  # timer 600: canonic-1 is due within a minute, canonic-2 is not
+    source.fetch(runtime.store.devices.get("canonic-0"))
+
+    second = [locate.canonic_id for locate in google.nova.locates[3:]]
+    assert sorted(second) == ["canonic-0", "canonic-1"]
+
+
+def test_paused_and_unserviced_devices_are_not_located_with_the_batch(
+    runtime: Runtime, google: FakeGoogle
+) -> None:
+    runtime.store.services.delete("canonic-1")
+    service = runtime.store.services.get("canonic-2")
+    runtime.store.services.put(service.model_copy(update={"paused": True}))
+
+    sync.sync_device(runtime, "canonic-0")
+
+    assert [locate.canonic_id for locate in google.nova.locates] == ["canonic-0"]
+
+
+def test_a_run_finding_the_fcm_lease_held_is_told_to_retry_later(
+    runtime: Runtime, google: FakeGoogle, clock: Clock
+) -> None:
+    from shared.models import utc_now
+
+    now = utc_now()
+    FcmLeases(runtime.store.client).acquire(
+        "another-run", now=now, until=now + timedelta(seconds=90)
+    )
+
+    with pytest.raises(RetryLater) as caught:
+        sync.sync_device(runtime, "canonic-0")
+
+    assert caught.value.status == 429 and caught.value.retry_after > 0
+    assert google.mcs.logins == [] and google.nova.locates == []
+    # The device's pipeline lease was given back: a later run is not blocked by it.
+    assert runtime.store.delivery.state("canonic-0").lease_owner is None
+
+
+def test_sync_device_answers_429_with_retry_after_while_a_locate_runs(
+    runtime: Runtime, google: FakeGoogle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shared.models import utc_now
+
+    now = utc_now()
+    FcmLeases(runtime.store.client).acquire(
+        "another-run", now=now, until=now + timedelta(seconds=90)
+    )
+    settings = runtime.settings
+    for name, value in {
+        "GCP_PROJECT": PROJECT,
+        "SECRETS_DIR": str(settings.secrets_dir),
+        **{k: v for k, v in google.environment().items() if k != "SSL_CERT_FILE"},
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(settings.secrets_dir.parent)
+    get_settings.cache_clear()
+    get_runtime.cache_clear()
+    app = functions_framework.create_app("sync_device", str(ROOT / "functions/sync_device/main.py"))
+
+    response = app.test_client().post("/", json={"device_id": "canonic-0"})
+
+    assert response.status_code == 429
+    assert int(response.headers["Retry-After"]) > 0
+    assert "locate" in json.loads(response.data)["error"]
+    get_settings.cache_clear()
+    get_runtime.cache_clear()
+
+
+def test_a_device_that_does_not_answer_fails_with_an_error_naming_it(
+    tmp_path: Path, firestore_client, google: FakeGoogle, traccar: OsmAndServer
+) -> None:
+    runtime = make_runtime(tmp_path, firestore_client, google, traccar, fcm_timeout=2)
+    google.trackers[0].answers = False
+
+    with pytest.raises(FcmError, match="device canonic-0: no answer from Google within 2 s"):
+        sync.sync_device(runtime, "canonic-0")
+
+    # The companions that did answer are delivered all the same.
+    assert sorted(pushed(traccar)) == ["canonic-1", "canonic-2"]
+
+
+def test_a_wrong_owner_key_fails_the_run_with_an_error_naming_the_device(
+    runtime: Runtime, google: FakeGoogle, traccar: OsmAndServer
+) -> None:
+    google.owner_key = bytes(32)  # the stored key is no longer the trackers' one
+    google.store_secrets(runtime.secrets)
+
+    with pytest.raises(DecryptionError, match="device canonic-0: ") as caught:
+        sync.sync_device(runtime, "canonic-0")
+
+    assert caught.value.device == "canonic-0"
+    assert traccar.positions == []

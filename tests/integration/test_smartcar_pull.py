@@ -1,0 +1,242 @@
+"""The Smartcar pull source: a connected vehicle's position read with its stored tokens, the
+tokens refreshed before they expire, against a local Smartcar over real sockets (official SDK)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from urllib.parse import parse_qs
+
+import pytest
+import requests
+from google.cloud import firestore
+
+from shared import sync
+from shared.models import Device, Location, Source, utc_now
+from shared.runtime import Runtime
+from shared.sources.smartcar import connect
+from shared.sources.smartcar.errors import NotConnected, SmartcarAuthError, SmartcarRateLimited
+from shared.sources.smartcar.source import SmartcarSource
+from shared.sources.smartcar.tokens import client_for, token_store_for
+from tests.conftest import Clock, make_settings
+from tests.fakes.osmand import OsmAndServer
+from tests.fakes.smartcar import ALL_PERMISSIONS, FakeVehicle, SmartcarServer
+
+CLIENT_ID = "8229df9f-91a0-4ff0-a1ae-a1f38ee24d07"
+CLIENT_SECRET = "sc-client-secret-b7d1f0a2"
+REDIRECT_URI = "https://bridge.example.test/smartcar/exchange"
+CAR = "9af13248-7a5b-4b0c-9d3e-1f2a3b4c5d6e"
+VAN = "1c2d3e4f-0000-4b0c-9d3e-aaaaaaaaaaaa"
+REQUEST_TIMEOUT = 10.0
+
+
+@pytest.fixture
+def smartcar() -> Iterator[SmartcarServer]:
+    with SmartcarServer(
+        client_id=CLIENT_ID, client_secret=CLIENT_SECRET, redirect_uri=REDIRECT_URI
+    ) as server:
+        server.add_vehicle(FakeVehicle(CAR))
+        yield server
+
+
+@pytest.fixture
+def runtime(
+    firestore_client: firestore.Client,
+    smartcar: SmartcarServer,
+    osmand: OsmAndServer,
+    tmp_path: Path,
+) -> Runtime:
+    # Settings alone point the SDK at the fake: nothing is set in the environment.
+    settings = make_settings(
+        tmp_path,
+        traccar_server_url=osmand.url,
+        smartcar_client_id=CLIENT_ID,
+        smartcar_redirect_uri=REDIRECT_URI,
+        smartcar_api_origin=smartcar.url,
+        smartcar_auth_origin=smartcar.token_url,
+        smartcar_connect_origin=smartcar.url,
+    )
+    runtime = Runtime(settings, firestore_client=firestore_client)
+    runtime.secrets.add_version(settings.smartcar_client_secret_secret, CLIENT_SECRET)
+    for vehicle in (CAR, VAN):
+        osmand.add_known_id(f"smartcar-{vehicle}")
+    return runtime
+
+
+def connect_vehicles(runtime: Runtime, clock: Callable[[], datetime]) -> None:
+    started = connect.start(runtime, clock=clock)
+    back = requests.get(started.authorize_url, allow_redirects=False, timeout=REQUEST_TIMEOUT)
+    query = {k: v[0] for k, v in parse_qs(back.headers["Location"].split("?", 1)[1]).items()}
+    connect.exchange(runtime, connect.ExchangeQuery(**query), clock=clock)
+
+
+def device(vehicle_id: str = CAR) -> Device:
+    return Device(id=vehicle_id, source=Source.SMARTCAR, traccar_unique_id=f"smartcar-{vehicle_id}")
+
+
+def stored_tokens(runtime: Runtime) -> dict:
+    return json.loads(runtime.secrets.read(runtime.settings.smartcar_tokens_secret))
+
+
+def test_a_sync_job_pulls_the_connected_vehicle_into_traccar(
+    runtime: Runtime, smartcar: SmartcarServer, osmand: OsmAndServer
+) -> None:
+    connect_vehicles(runtime, utc_now)
+
+    report = sync.sync_device(runtime, CAR)
+
+    assert (report.result.fetched, report.result.pushed) == (1, 1)
+    [position] = osmand.positions
+    assert (position.unique_id, position.latitude, position.longitude) == (
+        f"smartcar-{CAR}", 37.4292, -122.1381)  # fmt: skip
+    assert position.fix_time.isoformat() == "2024-11-18T14:32:08+00:00"  # sc-data-age
+    assert position.attributes["batteryLevel"] == 78
+    assert position.attributes["odometer"] == 10254300.0
+    assert position.attributes["range"] == 402.5
+    [batch] = [r for r in smartcar.requests if r.path.endswith("/batch")]
+    assert batch.headers["authorization"] == "Bearer " + stored_tokens(runtime)["users"][
+        smartcar.user.id]["access_token"]  # fmt: skip
+
+
+def test_an_access_token_near_its_end_is_refreshed_before_use(
+    runtime: Runtime, smartcar: SmartcarServer, clock: Clock
+) -> None:
+    connect_vehicles(runtime, clock)
+    before = stored_tokens(runtime)["users"][smartcar.user.id]
+    clock.advance(timedelta(hours=1, minutes=56).total_seconds())
+
+    [location] = SmartcarSource(runtime, clock=clock).fetch(device())
+
+    assert isinstance(location, Location) and location.lat == 37.4292
+    assert smartcar.grants() == ["authorization_code", "refresh_token"]
+    after = stored_tokens(runtime)["users"][smartcar.user.id]
+    assert after["refresh_token"] != before["refresh_token"]
+    assert datetime.fromisoformat(after["expires_at"]) == clock.now + timedelta(hours=2)
+    # The old version holding the spent tokens is no longer readable.
+    folder = runtime.settings.secrets_dir / runtime.settings.smartcar_tokens_secret
+    assert sorted(p.name for p in folder.iterdir()) == ["1.disabled", "2"]
+
+
+def test_a_fresh_access_token_is_used_as_it_is(
+    runtime: Runtime, smartcar: SmartcarServer, clock: Clock
+) -> None:
+    connect_vehicles(runtime, clock)
+    clock.advance(timedelta(hours=1, minutes=54).total_seconds())
+
+    SmartcarSource(runtime, clock=clock).fetch(device())
+
+    assert smartcar.grants() == ["authorization_code"]
+
+
+def test_a_refused_access_token_is_refreshed_once_and_the_read_retried(
+    runtime: Runtime, smartcar: SmartcarServer, clock: Clock
+) -> None:
+    connect_vehicles(runtime, clock)
+    smartcar.revoke_access_tokens()
+
+    locations = SmartcarSource(runtime, clock=clock).fetch(device())
+
+    assert len(locations) == 1
+    assert smartcar.grants() == ["authorization_code", "refresh_token"]
+
+
+def test_two_vehicles_of_one_user_syncing_at_once_refresh_the_tokens_once(
+    runtime: Runtime, smartcar: SmartcarServer, clock: Clock
+) -> None:
+    smartcar.add_vehicle(FakeVehicle(VAN, latitude=48.85, longitude=2.35))
+    connect_vehicles(runtime, clock)
+    clock.advance(timedelta(hours=2).total_seconds())
+    found: dict[str, list[Location]] = {}
+    barrier = threading.Barrier(2)
+
+    def pull(vehicle_id: str) -> None:
+        barrier.wait()
+        found[vehicle_id] = SmartcarSource(runtime, clock=clock).fetch(device(vehicle_id))
+
+    threads = [threading.Thread(target=pull, args=(v,)) for v in (CAR, VAN)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert smartcar.grants().count("refresh_token") == 1
+    assert (found[CAR][0].lat, found[VAN][0].lat) == (37.4292, 48.85)
+
+
+def test_refresh_tokens_near_their_end_are_renewed(
+    runtime: Runtime, smartcar: SmartcarServer, clock: Clock
+) -> None:
+    connect_vehicles(runtime, clock)
+    store = token_store_for(runtime, clock=clock)
+    client = client_for(runtime, clock=clock)
+
+    clock.advance(timedelta(days=52).total_seconds())
+    assert store.refresh_expiring(client) == []
+    clock.advance(timedelta(days=2).total_seconds())
+    assert store.refresh_expiring(client) == [smartcar.user.id]
+
+    entry = stored_tokens(runtime)["users"][smartcar.user.id]
+    assert datetime.fromisoformat(entry["refresh_expires_at"]) == clock.now + timedelta(days=60)
+
+
+def test_a_revoked_connection_asks_for_a_new_connect(
+    runtime: Runtime, smartcar: SmartcarServer, clock: Clock
+) -> None:
+    connect_vehicles(runtime, clock)
+    smartcar.revoke_access_tokens()
+    smartcar.revoke_refresh_tokens()
+
+    with pytest.raises(SmartcarAuthError, match="invalid_grant"):
+        SmartcarSource(runtime, clock=clock).fetch(device())
+
+
+def test_a_vehicle_without_the_location_permission_gives_no_position(
+    runtime: Runtime, smartcar: SmartcarServer, clock: Clock
+) -> None:
+    smartcar.vehicles[CAR].permissions = ALL_PERMISSIONS - {"read_location"}
+    connect_vehicles(runtime, clock)
+
+    assert SmartcarSource(runtime, clock=clock).fetch(device()) == []
+
+
+def test_a_read_the_vehicle_does_not_permit_is_left_out(
+    runtime: Runtime, smartcar: SmartcarServer, clock: Clock
+) -> None:
+    smartcar.vehicles[CAR].permissions = ALL_PERMISSIONS - {"read_odometer", "read_battery"}
+    connect_vehicles(runtime, clock)
+
+    [location] = SmartcarSource(runtime, clock=clock).fetch(device())
+
+    assert location.attributes == {} and location.battery is None
+
+
+def test_smartcars_rate_limit_is_a_retry_later_with_its_delay(
+    runtime: Runtime, smartcar: SmartcarServer, clock: Clock
+) -> None:
+    connect_vehicles(runtime, clock)
+    smartcar.rate_limit(retry_after=30)
+
+    with pytest.raises(SmartcarRateLimited) as raised:
+        SmartcarSource(runtime, clock=clock).fetch(device())
+    assert raised.value.retry_after == 30 and raised.value.status == 429
+
+
+def test_a_vehicle_never_connected_is_reported_as_such(runtime: Runtime, clock: Clock) -> None:
+    with pytest.raises(NotConnected, match="/smartcar/connect"):
+        SmartcarSource(runtime, clock=clock).fetch(device())
+
+
+def test_an_unreachable_smartcar_is_a_connection_error(
+    runtime: Runtime, smartcar: SmartcarServer, clock: Clock, tmp_path: Path
+) -> None:
+    from shared.sources.smartcar.errors import SmartcarConnectionError
+
+    connect_vehicles(runtime, clock)
+    settings = runtime.settings.model_copy(update={"smartcar_api_origin": "http://127.0.0.1:9"})
+    offline = Runtime(settings, firestore_client=runtime.firestore_client)
+
+    with pytest.raises(SmartcarConnectionError, match="not reached"):
+        SmartcarSource(offline, clock=clock).fetch(device())

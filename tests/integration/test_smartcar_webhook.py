@@ -1,0 +1,305 @@
+"""Smartcar's receiver on the Firestore emulator, feeding the OsmAnd test server.
+
+Deliveries are the conformance sample (or it with fresh ids and times), signed like Smartcar
+signs them; what matters is what reaches Traccar and what Firestore holds afterwards.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import hmac
+import json
+import logging
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.cloud import firestore
+
+from shared.errors import ConfigError, PayloadTooLarge, RetryLater, Unauthorized
+from shared.models import Device, Source
+from shared.runtime import Runtime
+from shared.sources.smartcar.webhook import MAX_EVENT_BYTES, receive
+from tests.conftest import make_settings
+from tests.fakes.osmand import OsmAndServer
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+TOKEN = "sc-management-token-7f1e2d3c"
+SAMPLE = json.loads((DATA / "smartcar_vehicle_state_v4.json").read_text())
+VEHICLE = SAMPLE["vehicleId"]
+UNIQUE_ID = f"smartcar-{VEHICLE}"
+
+
+@pytest.fixture
+def runtime(firestore_client: firestore.Client, osmand: OsmAndServer, tmp_path: Path) -> Runtime:
+    osmand.add_known_id(UNIQUE_ID)
+    settings = make_settings(tmp_path, traccar_server_url=osmand.url)
+    runtime = Runtime(settings, firestore_client=firestore_client)
+    runtime.secrets.add_version(settings.smartcar_management_token_secret, TOKEN)
+    return runtime
+
+
+def sign(raw: bytes) -> str:
+    return hmac.new(TOKEN.encode(), raw, hashlib.sha256).hexdigest()
+
+
+def fresh(**changes: Any) -> dict[str, Any]:
+    """The sample as a new delivery: its own eventId, measured a minute ago."""
+    event = copy.deepcopy(SAMPLE)
+    event["eventId"] = str(uuid.uuid4())
+    measured = (int(time.time()) - 60) * 1000
+    for signal in event["data"]["signals"]:
+        signal["meta"] = {"oemUpdatedAt": measured, "fetchedAt": measured + 2000}
+    event["meta"]["deliveredAt"] = measured + 3000
+    event.update(changes)
+    return event
+
+
+def deliver(runtime: Runtime, event: dict[str, Any]) -> dict[str, Any]:
+    raw = json.dumps(event).encode()
+    return receive(runtime, raw, sign(raw)).body
+
+
+def documents(client: firestore.Client, collection: str) -> dict[str, dict[str, Any]]:
+    return {s.id: s.to_dict() for s in client.collection(collection).stream()}
+
+
+def test_a_signed_delivery_becomes_one_position_and_is_stored_whole(
+    runtime: Runtime, osmand: OsmAndServer, firestore_client: firestore.Client
+) -> None:
+    raw = (DATA / "smartcar_vehicle_state_v4.json").read_bytes()
+
+    answer = receive(runtime, raw, sign(raw)).body
+
+    assert answer == {"status": "processed", "eventId": SAMPLE["eventId"], "pushed": 1,
+                      "queued": 0}  # fmt: skip
+    [position] = osmand.positions
+    assert (position.unique_id, position.latitude, position.longitude) == (
+        UNIQUE_ID, 37.4292, -122.1381)  # fmt: skip
+    assert int(position.fix_time.timestamp()) == 1731940328
+    assert position.course == 174
+    assert position.attributes["batteryLevel"] == 78
+    assert position.attributes["odometer"] == 10254300.0
+    assert position.attributes["stateOfCharge"] == 78
+    # `charge` is an OsmAnd field name: shared/traccar.py renames attributes that clash.
+    assert position.attributes["charge"] is False
+    assert position.speed_knots is None
+
+    event = documents(firestore_client, "smartcar_events")[SAMPLE["eventId"]]
+    assert event["body"] == raw.decode() and event["vehicle_id"] == VEHICLE
+    assert event["skipped"] == ["motion-currentspeed: COMPATIBILITY:VEHICLE_NOT_CAPABLE"]
+    assert (event["expire_at"] - event["received_at"]).days == 30
+    claim = documents(firestore_client, "webhook_events")[f"smartcar_{SAMPLE['eventId']}"]
+    assert claim["source"] == "smartcar" and claim["expire_at"] == event["expire_at"]
+    vehicle = documents(firestore_client, "smartcar_vehicles")[VEHICLE]
+    assert sorted(vehicle["signals"]) == sorted(s["code"] for s in SAMPLE["data"]["signals"])
+    assert vehicle["signals"]["motion-currentspeed"]["error"] == (
+        "COMPATIBILITY:VEHICLE_NOT_CAPABLE")  # fmt: skip
+    device = Device.model_validate(runtime.store.devices.get(VEHICLE))
+    assert (device.source, device.name, device.traccar_unique_id) == (
+        Source.SMARTCAR, "TESLA Model 3 2020", UNIQUE_ID)  # fmt: skip
+
+
+def test_a_redelivered_event_pushes_once(runtime: Runtime, osmand: OsmAndServer) -> None:
+    event = fresh()
+
+    first, again = deliver(runtime, event), deliver(runtime, event)
+
+    assert first["status"] == "processed"
+    assert again == {"status": "duplicate", "eventId": event["eventId"]}
+    assert len(osmand.positions) == 1
+
+
+def test_the_device_document_maps_the_vehicle_to_another_traccar_device(
+    runtime: Runtime, osmand: OsmAndServer
+) -> None:
+    osmand.add_known_id("my-model-3")
+    runtime.store.devices.put(
+        Device(
+            id=VEHICLE, source=Source.SMARTCAR, name="Family car", traccar_unique_id="my-model-3"
+        )
+    )
+
+    deliver(runtime, fresh())
+
+    assert [p.unique_id for p in osmand.positions] == ["my-model-3"]
+    device = runtime.store.devices.get(VEHICLE)
+    assert device is not None
+    assert (device.name, device.traccar_unique_id) == ("Family car", "my-model-3")
+
+
+def test_a_delivery_without_location_is_pushed_at_the_last_known_position(
+    runtime: Runtime, osmand: OsmAndServer
+) -> None:
+    deliver(runtime, fresh())
+    later = fresh()
+    later["data"]["signals"] = [
+        s for s in later["data"]["signals"] if s["code"] == "tractionbattery-stateofcharge"
+    ]
+    later["data"]["signals"][0]["body"]["value"] = 64
+    later["meta"]["deliveredAt"] += 600_000
+
+    answer = deliver(runtime, later)
+
+    assert answer["pushed"] == 1
+    first, second = osmand.positions
+    assert (second.latitude, second.longitude) == (first.latitude, first.longitude)
+    assert int(second.fix_time.timestamp()) == later["meta"]["deliveredAt"] // 1000
+    assert second.attributes["batteryLevel"] == 64 and second.course is None
+
+
+def test_a_delivery_without_any_known_position_is_stored_not_pushed(
+    runtime: Runtime, osmand: OsmAndServer, firestore_client: firestore.Client
+) -> None:
+    event = fresh()
+    event["data"]["signals"] = event["data"]["signals"][1:]  # no location
+
+    answer = deliver(runtime, event)
+
+    assert answer == {"status": "stored", "eventId": event["eventId"], "pushed": 0}
+    assert osmand.positions == []
+    assert event["eventId"] in documents(firestore_client, "smartcar_events")
+    assert "odometer-traveleddistance" in documents(firestore_client, "smartcar_vehicles")[
+        VEHICLE]["signals"]  # fmt: skip
+
+
+def test_a_failed_location_signal_falls_back_to_the_last_known_position(
+    runtime: Runtime, osmand: OsmAndServer
+) -> None:
+    deliver(runtime, fresh())
+    event = fresh()
+    location = event["data"]["signals"][0]
+    del location["body"]
+    location["status"] = {"error": {"type": "VEHICLE_STATE", "code": "ASLEEP"}, "value": "ERROR"}
+
+    deliver(runtime, event)
+
+    assert [(p.latitude, p.longitude) for p in osmand.positions] == [(37.4292, -122.1381)] * 2
+
+
+def test_a_vehicle_error_is_stored_and_logged(
+    runtime: Runtime,
+    osmand: OsmAndServer,
+    firestore_client: firestore.Client,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    errors = [
+        {
+            "type": "VEHICLE_STATE",
+            "code": "ASLEEP",
+            "state": "ERROR",
+            "description": "Vehicle is in sleep mode",
+            "signals": [{"code": "location-preciselocation"}],
+        }
+    ]
+    event = fresh(eventType="VEHICLE_ERROR")
+    event["data"] = {"user": SAMPLE["data"]["user"], "vehicle": SAMPLE["data"]["vehicle"],
+                     "errors": errors}  # fmt: skip
+
+    with caplog.at_level(logging.WARNING):
+        answer = deliver(runtime, event)
+
+    assert answer == {"status": "recorded", "eventId": event["eventId"]}
+    assert osmand.positions == []
+    vehicle = documents(firestore_client, "smartcar_vehicles")[VEHICLE]
+    assert vehicle["last_error"] == errors
+    assert documents(firestore_client, "smartcar_events")[event["eventId"]]["event_type"] == (
+        "VEHICLE_ERROR")  # fmt: skip
+    [record] = [r for r in caplog.records if r.getMessage() == "Smartcar reports a vehicle error"]
+    assert record.errors == ["VEHICLE_STATE:ASLEEP:ERROR"]  # type: ignore[attr-defined]
+
+
+def test_a_busy_vehicle_answers_retry_later_and_the_retry_is_processed(
+    runtime: Runtime, osmand: OsmAndServer, firestore_client: firestore.Client
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime.now(UTC)
+    state, lease = runtime.store.delivery.acquire(
+        VEHICLE, "another-run", now=now, until=now + timedelta(minutes=5)
+    )
+    event = fresh()
+
+    with pytest.raises(RetryLater):
+        deliver(runtime, event)
+
+    # Not recorded as done: Smartcar's retry must be processed.
+    assert documents(firestore_client, "webhook_events") == {}
+    runtime.store.delivery.release(lease, state)
+    assert deliver(runtime, event)["pushed"] == 1
+    assert len(osmand.positions) == 1
+
+
+def test_a_position_traccar_refuses_waits_in_the_outbox_and_the_event_is_done(
+    runtime: Runtime, osmand: OsmAndServer, firestore_client: firestore.Client
+) -> None:
+    osmand.respond_with(503)
+    event = fresh()
+
+    answer = deliver(runtime, event)
+
+    assert (answer["pushed"], answer["queued"]) == (0, 1)
+    assert f"smartcar_{event['eventId']}" in documents(firestore_client, "webhook_events")
+    assert len(documents(firestore_client, "outbox")) == 1
+
+
+def test_an_unsigned_or_missigned_delivery_stores_nothing(
+    runtime: Runtime, osmand: OsmAndServer, firestore_client: firestore.Client
+) -> None:
+    raw = json.dumps(fresh()).encode()
+
+    with pytest.raises(Unauthorized, match="missing"):
+        receive(runtime, raw, None)
+    with pytest.raises(Unauthorized, match="wrong"):
+        receive(runtime, raw, sign(raw + b" "))
+
+    assert osmand.positions == []
+    for collection in ("webhook_events", "smartcar_events", "smartcar_vehicles", "devices"):
+        assert documents(firestore_client, collection) == {}
+
+
+def test_an_event_type_the_bridge_does_not_use_is_stored_only(
+    runtime: Runtime, osmand: OsmAndServer, firestore_client: firestore.Client
+) -> None:
+    event = {"eventId": str(uuid.uuid4()), "eventType": "VEHICLE_SOMETHING_NEW", "data": {}}
+
+    assert deliver(runtime, event)["status"] == "stored"
+    assert event["eventId"] in documents(firestore_client, "smartcar_events")
+    assert documents(firestore_client, "devices") == {} and osmand.positions == []
+
+
+def test_the_older_delivery_shape_is_processed(runtime: Runtime, osmand: OsmAndServer) -> None:
+    event = fresh()
+    event["triggers"] = event["data"].pop("triggers")
+    retrieved = event["meta"]["deliveredAt"]
+    event["meta"] = {"version": "3.0", "retrievedAt": retrieved}
+    del event["data"]["signals"][0]["meta"]
+
+    deliver(runtime, event)
+
+    [position] = osmand.positions
+    assert int(position.fix_time.timestamp()) == retrieved // 1000
+
+
+def test_a_delivery_too_large_for_one_document_is_refused_before_storing(
+    runtime: Runtime, firestore_client: firestore.Client
+) -> None:
+    event = fresh()
+    event["padding"] = "x" * MAX_EVENT_BYTES
+    raw = json.dumps(event).encode()
+
+    with pytest.raises(PayloadTooLarge):
+        receive(runtime, raw, sign(raw))
+    assert documents(firestore_client, "webhook_events") == {}
+
+
+def test_without_a_management_token_the_error_names_its_secret(
+    firestore_client: firestore.Client, tmp_path: Path
+) -> None:
+    runtime = Runtime(make_settings(tmp_path), firestore_client=firestore_client)
+
+    with pytest.raises(ConfigError, match="smartcar-management-token"):
+        receive(runtime, (DATA / "smartcar_verify_v4.json").read_bytes(), None)

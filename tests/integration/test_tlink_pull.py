@@ -1,0 +1,289 @@
+"""TLINK's pull against the local TLINK fake (real sockets), on the emulator and OsmAnd server.
+
+`sync_device` runs the pull for a TLINK device through the same ingestion as a push; the OAuth
+token is obtained once, shared through Firestore, renewed on `invalid_token` (refresh grant,
+then password grant) and before it expires; `getDeviceSensorDatas` is read page after page.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from google.cloud import firestore
+
+from shared import sync
+from shared.config import Settings
+from shared.errors import Conflict
+from shared.models import Device, Source
+from shared.runtime import Runtime
+from shared.sources.tlink.client import (
+    TOKEN_MARGIN,
+    TlinkAuthError,
+    TlinkClient,
+    TlinkConnectionError,
+)
+from shared.sources.tlink.models import Credentials
+from shared.sources.tlink.source import tlink_source
+from shared.store import Store
+from tests.conftest import Clock, make_settings
+from tests.fakes.osmand import OsmAndServer
+from tests.fakes.tlink import FakeTlink
+
+DEVICE = Device(id="tlink-2864", source=Source.TLINK, name="", traccar_unique_id="tlink-2864")
+
+
+def cold_room(value: str = "5.0", update: str = "2019-05-10 14:16:21") -> dict[str, Any]:
+    """A device as `getDeviceSensorDatas` lists it: a fixed place and two sensors."""
+    return {
+        "id": 2864,
+        "deviceName": "Cold room",
+        "lat": "31.2304",
+        "lng": "121.4737",
+        "isLine": 1,
+        "sensorsList": [
+            {"id": 11922, "sensorName": "Temperature", "sensorTypeId": 1, "value": value,
+             "unit": "℃", "isLine": 1, "updateDate": update},
+            {"id": 11923, "sensorName": "Door", "sensorTypeId": 2, "value": "0",
+             "updateDate": update},
+        ],
+    }  # fmt: skip
+
+
+@pytest.fixture
+def tlink() -> Iterator[FakeTlink]:
+    with FakeTlink() as server:
+        yield server
+
+
+def settings_for(tmp_path: Path, tlink: FakeTlink, osmand: OsmAndServer) -> Settings:
+    return make_settings(tmp_path, tlink_api_url=tlink.url, traccar_server_url=osmand.url)
+
+
+@pytest.fixture
+def runtime(
+    tmp_path: Path, firestore_client: firestore.Client, tlink: FakeTlink, osmand: OsmAndServer
+) -> Runtime:
+    runtime = Runtime(settings_for(tmp_path, tlink, osmand), firestore_client=firestore_client)
+    runtime.secrets.add_version("tlink-credentials", json.dumps(tlink.credentials(userId="385")))
+    runtime.store.devices.put(DEVICE)
+    osmand.add_known_id("tlink-2864")
+    tlink.add_device("385", cold_room())
+    return runtime
+
+
+def readings(client: firestore.Client) -> list[str]:
+    return sorted(snapshot.id for snapshot in client.collection("tlink_readings").stream())
+
+
+def test_sync_device_pulls_stores_and_pushes_a_tlink_device(
+    runtime: Runtime, tlink: FakeTlink, osmand: OsmAndServer, firestore_client: firestore.Client
+) -> None:
+    report = sync.sync_device(runtime, "tlink-2864")
+
+    assert (report.result.fetched, report.result.pushed) == (1, 1)
+    [position] = osmand.positions
+    assert position.unique_id == "tlink-2864"
+    assert (position.latitude, position.longitude) == (31.2304, 121.4737)
+    assert position.fix_time == datetime(2019, 5, 10, 6, 16, 21, tzinfo=UTC)
+    assert (position.attributes["Temperature"], position.attributes["Door"]) == (5.0, 0.0)
+    [call] = tlink.api_calls
+    assert call == {"userId": 385, "currPage": 1, "pageSize": 100, "deviceId": 2864}
+    assert tlink.grants == ["password"]
+    assert len(readings(firestore_client)) == 2
+    stored = runtime.store.devices.get("tlink-2864")
+    assert stored is not None and stored.name == "Cold room"
+
+
+def test_an_unchanged_device_is_not_pushed_again_and_the_token_is_reused(
+    runtime: Runtime, tlink: FakeTlink, osmand: OsmAndServer, firestore_client: firestore.Client
+) -> None:
+    sync.sync_device(runtime, "tlink-2864")
+
+    again = sync.sync_device(runtime, "tlink-2864")
+
+    assert again.result.pushed == 0 and len(osmand.positions) == 1
+    assert len(readings(firestore_client)) == 2
+    assert tlink.grants == ["password"] and len(tlink.api_calls) == 2
+
+
+def test_an_expired_token_is_refreshed_and_the_call_retried(
+    runtime: Runtime, tlink: FakeTlink, osmand: OsmAndServer
+) -> None:
+    sync.sync_device(runtime, "tlink-2864")
+    tlink.expire_access_tokens()
+    tlink.set_devices("385", [cold_room("6.5", "2019-05-10 14:26:21")])
+
+    report = sync.sync_device(runtime, "tlink-2864")
+
+    assert report.result.pushed == 1
+    assert tlink.grants == ["password", "refresh_token"]
+    assert osmand.positions[-1].attributes["Temperature"] == 6.5
+
+
+def test_a_refused_refresh_token_falls_back_to_the_password_grant(
+    runtime: Runtime, tlink: FakeTlink, osmand: OsmAndServer
+) -> None:
+    sync.sync_device(runtime, "tlink-2864")
+    tlink.expire_access_tokens()
+    tlink.revoke_refresh_tokens()
+    tlink.set_devices("385", [cold_room("6.5", "2019-05-10 14:26:21")])
+
+    report = sync.sync_device(runtime, "tlink-2864")
+
+    assert report.result.pushed == 1
+    assert tlink.grants == ["password", "refresh_token", "password"]
+
+
+def test_a_new_instance_reuses_the_token_another_one_stored(
+    runtime: Runtime,
+    tlink: FakeTlink,
+    osmand: OsmAndServer,
+    firestore_client: firestore.Client,
+    tmp_path: Path,
+) -> None:
+    sync.sync_device(runtime, "tlink-2864")
+    cold = Runtime(settings_for(tmp_path, tlink, osmand), firestore_client=firestore_client)
+
+    tlink.set_devices("385", [cold_room("6.5", "2019-05-10 14:26:21")])
+    sync.sync_device(cold, "tlink-2864")
+
+    assert tlink.grants == ["password"] and len(osmand.positions) == 2
+    stored = firestore_client.document("state/tlink_token").get().to_dict()
+    assert set(stored) == {"access_token", "expires_at", "obtained_at", "grant"}  # no refresh
+
+
+def test_the_token_is_renewed_before_it_expires(
+    runtime: Runtime, tlink: FakeTlink, firestore_client: firestore.Client
+) -> None:
+    clock = Clock(datetime(2026, 1, 1, tzinfo=UTC))
+    client = TlinkClient(
+        requests.Session(),
+        tlink.url,
+        credentials=lambda: Credentials.model_validate(tlink.credentials()),
+        state=Store(firestore_client).state,
+        clock=clock,
+    )
+    first = client.access_token()
+    clock.advance(tlink.expires_in - TOKEN_MARGIN.total_seconds() - 1)
+    assert client.access_token() == first
+
+    clock.advance(2)  # inside the margin: renewed without waiting for a refusal
+    renewed = client.access_token()
+
+    assert renewed != first and tlink.grants == ["password", "refresh_token"]
+    assert list(client.device_sensor_datas("385")) != []
+
+
+def test_all_pages_of_a_users_devices_are_read(tlink: FakeTlink, firestore_client: Any) -> None:
+    tlink.set_devices("385", [{"id": number, "deviceName": f"d{number}"} for number in range(205)])
+    client = TlinkClient(
+        requests.Session(),
+        tlink.url,
+        credentials=lambda: Credentials.model_validate(tlink.credentials()),
+        state=Store(firestore_client).state,
+    )
+
+    devices = list(client.device_sensor_datas("385"))
+
+    assert [device.id for device in devices] == list(range(205))
+    assert [(call["currPage"], call["pageSize"]) for call in tlink.api_calls] == [
+        (1, 100),
+        (2, 100),
+        (3, 100),
+    ]
+
+
+def test_discover_records_every_device_of_the_user(
+    runtime: Runtime, tlink: FakeTlink, firestore_client: firestore.Client
+) -> None:
+    tlink.add_device("385", {"id": 9, "deviceName": "Greenhouse"})
+
+    found = tlink_source(runtime).discover()
+
+    assert sorted(device.id for device in found) == ["tlink-2864", "tlink-9"]
+    device = firestore_client.document("tlink_devices/9").get().to_dict()
+    assert (device["user_id"], device["name"]) == ("385", "Greenhouse")
+
+
+def test_a_push_binding_is_used_when_the_credentials_name_no_user(
+    runtime: Runtime, tlink: FakeTlink, osmand: OsmAndServer
+) -> None:
+    runtime.secrets.add_version("tlink-credentials", json.dumps(tlink.credentials()))
+    tlink.set_devices("777", [cold_room()])
+    source = tlink_source(runtime)
+    with pytest.raises(Conflict, match="no TLINK user is bound to tlink-2864"):
+        source.fetch(DEVICE)
+
+    from shared.sources.tlink.ingest import DeviceReport
+
+    source.ingestion.apply(DeviceReport(device_id=2864, origin="push", time=None, user_id="777"))
+    sync.sync_device(runtime, "tlink-2864")
+
+    assert tlink.api_calls[-1]["userId"] == 777 and len(osmand.positions) == 1
+
+
+def test_wrong_credentials_are_an_auth_error_that_shows_no_secret(
+    runtime: Runtime, tlink: FakeTlink
+) -> None:
+    runtime.secrets.add_version(
+        "tlink-credentials",
+        json.dumps(tlink.credentials(password="wrong-password-1234", userId="385")),
+    )
+
+    with pytest.raises(TlinkAuthError) as refused:
+        sync.sync_device(runtime, "tlink-2864")
+
+    assert refused.value.status == 503
+    assert "password grant" in refused.value.message
+    assert "wrong-password-1234" not in refused.value.message
+    # The failed run gave its lease back: the next run is not "busy".
+    runtime.secrets.add_version("tlink-credentials", json.dumps(tlink.credentials(userId="385")))
+    assert sync.sync_device(runtime, "tlink-2864").result.pushed == 1
+
+
+def test_missing_credentials_say_which_secret_to_fill(runtime: Runtime, tmp_path: Path) -> None:
+    settings = runtime.settings.model_copy(update={"tlink_credentials_secret": "nothing-here"})
+    bare = Runtime(settings, firestore_client=runtime.firestore_client)
+
+    with pytest.raises(TlinkAuthError, match="secret nothing-here"):
+        tlink_source(bare).fetch(DEVICE)
+
+
+def test_an_unreachable_tlink_is_a_connection_error_without_the_url(
+    runtime: Runtime, tlink: FakeTlink
+) -> None:
+    tlink.stop()
+
+    with pytest.raises(TlinkConnectionError) as failed:
+        sync.sync_device(runtime, "tlink-2864")
+
+    assert failed.value.status == 503
+    assert tlink.password not in failed.value.message and "oauth" not in failed.value.message
+
+
+def test_a_token_tlink_keeps_refusing_is_an_auth_error(runtime: Runtime, tlink: FakeTlink) -> None:
+    sync.sync_device(runtime, "tlink-2864")
+    tlink.refuse_every_token()
+
+    with pytest.raises(TlinkAuthError, match="freshly issued"):
+        sync.sync_device(runtime, "tlink-2864")
+
+    assert tlink.grants == ["password", "refresh_token"]
+
+
+def test_a_failed_page_is_a_response_error(runtime: Runtime, tlink: FakeTlink) -> None:
+    from shared.sources.tlink.client import TlinkResponseError
+
+    tlink_source(runtime).client.access_token()  # the token first, then the call fails
+    tlink.respond_with(500, times=1)
+
+    with pytest.raises(TlinkResponseError, match="HTTP 500"):
+        sync.sync_device(runtime, "tlink-2864")
+
+    assert sync.sync_device(runtime, "tlink-2864").result.pushed == 1

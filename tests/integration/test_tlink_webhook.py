@@ -1,0 +1,377 @@
+"""TLINK's push through the `webhooks` function's app, on the emulator and the OsmAnd test server.
+
+`tests/data/tlink_push.json` is the conformance payload (PROTOCOLS.md §4);
+`tlink_push_location.json` is the same packet with a location sensor ("lat,lng") and a switch
+added, since TLINK documents no location payload of its own.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import functions_framework
+import pytest
+from flask.testing import FlaskClient
+from google.cloud import firestore
+
+from devtools.emulator import Emulator
+from shared.config import get_settings
+from shared.runtime import get_runtime
+from shared.secrets import LocalSecretStore
+from shared.sources.tlink.webhook import signature
+from shared.store import Store
+from shared.web import MAX_BODY_BYTES
+from tests.conftest import PROJECT
+from tests.fakes.osmand import OsmAndServer
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT / "tests" / "data"
+PUSH = (DATA / "tlink_push.json").read_bytes()
+LOCATED = (DATA / "tlink_push_location.json").read_bytes()
+JSON = {"Content-Type": "application/json"}
+SHARED_SECRET = "tlink-shared-secret-4c1d9e"
+PATH_TOKEN = "p4th-t0ken-b7e2c9a1"
+# 2019-05-10 14:16:21 Asia/Shanghai
+PACKET_EPOCH = 1557468981
+
+
+def body_with(base: bytes = PUSH, **changes: Any) -> bytes:
+    data = json.loads(base)
+    data.update(changes)
+    return json.dumps(data).encode()
+
+
+@pytest.fixture
+def env(
+    emulator: Emulator,
+    firestore_client: firestore.Client,
+    osmand: OsmAndServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[dict[str, str]]:
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    osmand.add_known_id("tlink-2864")
+    yield {
+        "GCP_PROJECT": PROJECT,
+        "FIRESTORE_EMULATOR_HOST": emulator.address,
+        "SECRETS_DIR": str(tmp_path / "secrets"),
+        "TRACCAR_SERVER_URL": osmand.url,
+    }
+    get_settings.cache_clear()
+    get_runtime.cache_clear()
+
+
+@pytest.fixture
+def start(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., FlaskClient]:
+    def start_webhooks(**extra: str) -> FlaskClient:
+        for name, value in {**env, **extra}.items():
+            monkeypatch.setenv(name, value)
+        get_settings.cache_clear()
+        get_runtime.cache_clear()
+        app = functions_framework.create_app("webhooks", str(ROOT / "functions/webhooks/main.py"))
+        return app.test_client()
+
+    return start_webhooks
+
+
+@pytest.fixture
+def webhooks(start: Callable[..., FlaskClient]) -> FlaskClient:
+    return start()
+
+
+@pytest.fixture
+def secrets(env: dict[str, str]) -> LocalSecretStore:
+    return LocalSecretStore(Path(env["SECRETS_DIR"]))
+
+
+@pytest.fixture
+def store(firestore_client: firestore.Client) -> Store:
+    return Store(firestore_client)
+
+
+def ids(client: firestore.Client, collection: str) -> list[str]:
+    return sorted(snapshot.id for snapshot in client.collection(collection).stream())
+
+
+def nothing_stored(client: firestore.Client) -> bool:
+    return all(
+        not ids(client, name)
+        for name in ("tlink_devices", "tlink_readings", "webhook_events", "devices")
+    )
+
+
+# --- Ingestion -------------------------------------------------------------------------------
+
+
+def test_the_conformance_push_binds_the_device_and_stores_its_reading(
+    webhooks: FlaskClient, firestore_client: firestore.Client, osmand: OsmAndServer
+) -> None:
+    answer = webhooks.post("/tlink", data=PUSH, headers=JSON)
+
+    assert answer.status_code == 200, answer.data
+    assert answer.get_json() == {
+        "status": "ok",
+        "deviceId": 2864,
+        "storedReadings": 1,
+        "location": "none",
+    }
+    device = firestore_client.document("tlink_devices/2864").get().to_dict()
+    assert (device["user_id"], device["parent_user_id"], device["device_id"]) == (
+        "385",
+        "217",
+        2864,
+    )
+    latest = device["sensors"]["11922"]
+    assert (latest["value"], latest["re_val"], latest["type_id"]) == ("5.0", "5.0000", 1)
+    assert latest["time"] == datetime(2019, 5, 10, 6, 16, 21, tzinfo=UTC)
+    reading = firestore_client.document(f"tlink_readings/2864_11922_{PACKET_EPOCH}").get()
+    assert reading.exists and reading.to_dict()["value"] == "5.0"
+    assert reading.to_dict()["expire_at"] == latest["time"] + timedelta(days=365)
+    bridge = firestore_client.document("devices/tlink-2864").get().to_dict()
+    assert (bridge["source"], bridge["traccar_unique_id"], bridge["name"]) == (
+        "tlink",
+        "tlink-2864",
+        "TLINK 2864",
+    )
+    [event] = ids(firestore_client, "webhook_events")
+    assert event.startswith("tlink-") and len(event) == len("tlink-") + 64
+    # No position in the push and none known from the pull API: nothing goes to Traccar.
+    assert osmand.positions == []
+
+
+def test_a_redelivered_push_is_answered_without_storing_anything_twice(
+    webhooks: FlaskClient, firestore_client: firestore.Client
+) -> None:
+    first = webhooks.post("/tlink", data=LOCATED, headers=JSON)
+    device_before = firestore_client.document("tlink_devices/2864").get()
+
+    again = webhooks.post("/tlink", data=LOCATED, headers=JSON)
+
+    assert first.get_json()["status"] == "ok"
+    assert again.status_code == 200 and again.get_json()["status"] == "duplicate"
+    assert firestore_client.document("tlink_devices/2864").get().update_time == (
+        device_before.update_time
+    )
+    assert len(ids(firestore_client, "tlink_readings")) == 3
+
+
+def test_a_located_push_reaches_traccar_with_its_sensor_values(
+    webhooks: FlaskClient, osmand: OsmAndServer
+) -> None:
+    answer = webhooks.post("/tlink", data=LOCATED, headers=JSON)
+
+    assert answer.get_json() == {
+        "status": "ok",
+        "deviceId": 2864,
+        "storedReadings": 3,
+        "location": "synced",
+    }
+    [position] = osmand.positions
+    assert position.unique_id == "tlink-2864"
+    assert (position.latitude, position.longitude) == (31.230416, 121.473701)
+    # The location sensor's own time, 14:16:20 in Shanghai.
+    assert int(position.fix_time.timestamp()) == PACKET_EPOCH - 1
+    assert position.attributes["sensor_11922"] == 5.0
+    assert position.attributes["sensor_11926"] == 1.0
+    assert "sensor_11925" not in position.attributes
+
+
+def test_a_push_for_a_device_placed_by_the_pull_api_is_pushed_there_with_names(
+    webhooks: FlaskClient, osmand: OsmAndServer
+) -> None:
+    from shared.sources.tlink.ingest import report_from_api
+    from shared.sources.tlink.models import ApiDevice
+    from shared.sources.tlink.source import tlink_source
+
+    source = tlink_source(get_runtime())
+    pulled = ApiDevice.model_validate(
+        {"id": 2864, "deviceName": "Cold room", "lat": "48.8566", "lng": "2.3522",
+         "sensorsList": [{"id": 11922, "sensorName": "Temperature", "sensorTypeId": 1,
+                          "value": "4.0", "unit": "℃"}]}
+    )  # fmt: skip
+    source.ingestion.apply(report_from_api(pulled, "385", source.zone))
+
+    answer = webhooks.post("/tlink", data=PUSH, headers=JSON)
+
+    assert answer.get_json()["location"] == "synced"
+    [position] = osmand.positions
+    assert (position.latitude, position.longitude) == (48.8566, 2.3522)
+    assert int(position.fix_time.timestamp()) == PACKET_EPOCH
+    assert position.attributes["Temperature"] == 5.0
+
+
+def test_the_latest_value_only_moves_forward_while_history_keeps_both(
+    webhooks: FlaskClient, firestore_client: firestore.Client
+) -> None:
+    newer = body_with(
+        time="2019-05-10 15:00:00",
+        sensorsDates=[
+            {"sensorsId": 11922, "sensorsTypeId": 1, "value": "7.5", "times": "15:00:00"}
+        ],
+    )
+    older = body_with(time="2019-05-10 14:00:00", sensorsDates=[
+        {"sensorsId": 11922, "sensorsTypeId": 1, "value": "3.5", "times": "14:00:00"}])  # fmt: skip
+
+    assert webhooks.post("/tlink", data=newer, headers=JSON).status_code == 200
+    assert webhooks.post("/tlink", data=older, headers=JSON).status_code == 200
+
+    latest = firestore_client.document("tlink_devices/2864").get().to_dict()["sensors"]["11922"]
+    assert latest["value"] == "7.5"
+    assert len(ids(firestore_client, "tlink_readings")) == 2
+
+
+def test_readings_are_deduplicated_on_sensor_and_time_across_pushes(
+    webhooks: FlaskClient, firestore_client: firestore.Client
+) -> None:
+    # Two different packets (other rawData) repeating the same sensor reading.
+    webhooks.post("/tlink", data=PUSH, headers=JSON)
+    webhooks.post("/tlink", data=body_with(rawData="00"), headers=JSON)
+
+    assert ids(firestore_client, "tlink_readings") == [f"2864_11922_{PACKET_EPOCH}"]
+    assert len(ids(firestore_client, "webhook_events")) == 2
+
+
+# --- Refusals --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"{not json", "body is not valid JSON"),
+        (body_with(deviceId=None), "deviceId"),
+        (body_with(time="yesterday"), "time"),
+        (body_with(LOCATED, sensorsDates=[{"sensorsId": 11925, "sensorsTypeId": 3,
+                                           "value": "N31.2 E121.4"}]), "sensorsId 11925"),
+    ],
+)  # fmt: skip
+def test_a_malformed_push_is_a_400_and_stores_nothing(
+    webhooks: FlaskClient, firestore_client: firestore.Client, body: bytes, message: str
+) -> None:
+    answer = webhooks.post("/tlink", data=body, headers=JSON)
+
+    assert answer.status_code == 400
+    assert message in answer.get_json()["error"]
+    assert nothing_stored(firestore_client)
+
+
+def test_an_oversized_push_is_a_413_and_stores_nothing(
+    webhooks: FlaskClient, firestore_client: firestore.Client
+) -> None:
+    big = body_with(rawData="0" * MAX_BODY_BYTES)
+
+    answer = webhooks.post("/tlink", data=big, headers=JSON)
+
+    assert answer.status_code == 413 and answer.is_json
+    assert nothing_stored(firestore_client)
+
+
+def test_the_push_needs_no_json_content_type(webhooks: FlaskClient) -> None:
+    answer = webhooks.post("/tlink", data=PUSH, headers={"Content-Type": "text/plain"})
+
+    assert answer.status_code == 200
+
+
+def test_a_required_signature_is_checked_on_the_raw_body(
+    start: Callable[..., FlaskClient],
+    secrets: LocalSecretStore,
+    firestore_client: firestore.Client,
+) -> None:
+    secrets.add_version("tlink-webhook-secret", SHARED_SECRET + "\n")
+    webhooks = start(TLINK_REQUIRE_SIGNATURE="true")
+    good = signature(SHARED_SECRET, PUSH)
+
+    missing = webhooks.post("/tlink", data=PUSH, headers=JSON)
+    wrong = webhooks.post("/tlink", data=PUSH, headers={**JSON, "X-TLink-Signature": "sha256=00"})
+    other_body = webhooks.post(
+        "/tlink", data=PUSH + b" ", headers={**JSON, "X-TLink-Signature": good}
+    )
+    assert [r.status_code for r in (missing, wrong, other_body)] == [401, 401, 401]
+    assert "X-TLink-Signature" in missing.get_json()["error"]
+    assert nothing_stored(firestore_client)
+
+    signed = webhooks.post("/tlink", data=PUSH, headers={**JSON, "X-TLink-Signature": good})
+    upper = webhooks.post(
+        "/tlink", data=body_with(rawData="01"),
+        headers={**JSON, "X-TLink-Signature": signature(SHARED_SECRET, body_with(rawData="01"))
+                 .upper()},
+    )  # fmt: skip
+    assert (signed.status_code, upper.status_code) == (200, 200)
+
+
+def test_a_required_signature_without_its_secret_is_a_configuration_error(
+    start: Callable[..., FlaskClient], firestore_client: firestore.Client
+) -> None:
+    webhooks = start(TLINK_REQUIRE_SIGNATURE="true")
+
+    answer = webhooks.post("/tlink", data=PUSH, headers=JSON)
+
+    assert answer.status_code == 500
+    assert "TLINK_REQUIRE_SIGNATURE" in answer.get_json()["error"]
+    assert nothing_stored(firestore_client)
+
+
+def test_a_required_path_token_hides_the_receiver_elsewhere(
+    start: Callable[..., FlaskClient],
+    secrets: LocalSecretStore,
+    firestore_client: firestore.Client,
+) -> None:
+    secrets.add_version("tlink-path-token", PATH_TOKEN)
+    webhooks = start(TLINK_REQUIRE_PATH_TOKEN="true")
+
+    bare = webhooks.post("/tlink", data=PUSH, headers=JSON)
+    wrong = webhooks.post("/tlink/not-the-token", data=PUSH, headers=JSON)
+    assert (bare.status_code, wrong.status_code) == (404, 404)
+    assert nothing_stored(firestore_client)
+
+    right = webhooks.post(f"/tlink/{PATH_TOKEN}", data=PUSH, headers=JSON)
+    assert right.status_code == 200
+
+
+def test_without_a_path_token_setting_a_token_path_is_no_route(webhooks: FlaskClient) -> None:
+    assert webhooks.post("/tlink/anything", data=PUSH, headers=JSON).status_code == 404
+
+
+# --- Failures after the delivery was recorded --------------------------------------------------
+
+
+def test_a_busy_device_is_a_429_and_the_retry_is_processed(
+    webhooks: FlaskClient,
+    store: Store,
+    firestore_client: firestore.Client,
+    osmand: OsmAndServer,
+) -> None:
+    now = datetime.now(UTC)
+    state, lease = store.delivery.acquire(
+        "tlink-2864", "another-run", now=now, until=now + timedelta(minutes=10)
+    )
+
+    busy = webhooks.post("/tlink", data=LOCATED, headers=JSON)
+
+    assert busy.status_code == 429 and int(busy.headers["Retry-After"]) > 0
+    assert ids(firestore_client, "webhook_events") == []  # the retry must not be a duplicate
+    assert osmand.positions == []
+
+    store.delivery.release(lease, state)
+    retried = webhooks.post("/tlink", data=LOCATED, headers=JSON)
+
+    assert retried.get_json()["status"] == "ok" and retried.get_json()["location"] == "synced"
+    assert len(osmand.positions) == 1
+    assert len(ids(firestore_client, "tlink_readings")) == 3
+
+
+def test_a_position_traccar_refuses_waits_in_the_outbox_and_the_push_counts_as_done(
+    webhooks: FlaskClient, store: Store, osmand: OsmAndServer
+) -> None:
+    osmand.respond_with(503)
+
+    answer = webhooks.post("/tlink", data=LOCATED, headers=JSON)
+    again = webhooks.post("/tlink", data=LOCATED, headers=JSON)
+
+    assert answer.status_code == 200 and answer.get_json()["location"] == "error"
+    assert again.get_json()["status"] == "duplicate"
+    [waiting] = store.delivery.outbox("tlink-2864")
+    assert (waiting.location.lat, waiting.location.lon) == (31.230416, 121.473701)
