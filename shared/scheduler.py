@@ -36,6 +36,13 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_GOOGLE_TIMEOUT = 30.0  # seconds for each Cloud Scheduler call
 DEFAULT_SYNC_TIMEOUT = 300.0  # seconds; a Google locate may wait a minute for its answer
+# A run that meets another (429, lease held) or a transient failure is retried by Cloud
+# Scheduler itself: three times, 30 s then doubling, within the next timer tick.
+JOB_RETRY_COUNT = 3
+JOB_MIN_BACKOFF = timedelta(seconds=30)
+JOB_MAX_BACKOFF = timedelta(minutes=5)
+# sync_device's own timeout (infra/terraform/functions.tf): Cloud Scheduler waits that long.
+JOB_ATTEMPT_DEADLINE = timedelta(seconds=180)
 REFRESH_INTERVAL = 3600  # seconds between two refresh_devices runs, as in the cloud
 _JOB_ID_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 
@@ -134,6 +141,12 @@ class CloudSchedulerJobs:
                     service_account_email=self._service_account, audience=self._url
                 ),
             ),
+            retry_config=scheduler_v1.RetryConfig(
+                retry_count=JOB_RETRY_COUNT,
+                min_backoff_duration=JOB_MIN_BACKOFF,
+                max_backoff_duration=JOB_MAX_BACKOFF,
+            ),
+            attempt_deadline=JOB_ATTEMPT_DEADLINE,
         )
         try:
             created = self._client.create_job(

@@ -2,7 +2,8 @@
 
 `POST /` → `{"sources": [<one report per source>], "devices": <devices stored>}`. The Google
 report says what was refreshed, found new, auto-registered and notified, or why Google was not
-called at all (no credentials stored, or `auth_required`).
+called at all (no credentials stored, or `auth_required`); the Smartcar one how many refresh
+tokens near their end were renewed.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from shared.logs import configure_logging
 from shared.runtime import get_runtime
 from shared.sources.google import refresh as google_refresh
 from shared.sources.google.source import google_source
+from shared.sources.smartcar.tokens import refresh_expiring_tokens
 from shared.web import create_app, dispatch
 
 configure_logging()
@@ -23,9 +25,13 @@ app = create_app(__name__)
 @app.post("/")
 def refresh() -> flask.Response:
     runtime = get_runtime()
-    google = google_refresh.refresh(runtime, google_source(runtime))
+    reports = [
+        google_refresh.refresh(runtime, google_source(runtime)),
+        refresh_expiring_tokens(runtime),
+    ]
     return flask.jsonify(
-        sources=[google.model_dump(mode="json")], devices=runtime.store.devices.count()
+        sources=[report.model_dump(mode="json") for report in reports],
+        devices=runtime.store.devices.count(),
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from google.api_core.exceptions import NotFound as GoogleNotFound
@@ -70,6 +71,10 @@ def test_upsert_creates_an_oidc_authenticated_post_to_sync_device(
     assert json.loads(target.body) == {"device_id": "tracker-1", "jitter_seconds": 5}
     assert target.oidc_token.service_account_email == SERVICE_ACCOUNT
     assert target.oidc_token.audience == SYNC_URL
+    # A run turned away (429: another run holds the lease) is retried by Cloud Scheduler.
+    assert job.retry_config.retry_count == 3
+    assert job.retry_config.min_backoff_duration == timedelta(seconds=30)
+    assert job.attempt_deadline == timedelta(seconds=180)
 
 
 def test_upsert_of_existing_job_updates_schedule_and_body(

@@ -20,7 +20,7 @@ from shared.runtime import Runtime
 from shared.sources.smartcar import connect
 from shared.sources.smartcar.errors import NotConnected, SmartcarAuthError, SmartcarRateLimited
 from shared.sources.smartcar.source import SmartcarSource
-from shared.sources.smartcar.tokens import client_for, token_store_for
+from shared.sources.smartcar.tokens import client_for, refresh_expiring_tokens, token_store_for
 from tests.conftest import Clock, make_settings
 from tests.fakes.osmand import OsmAndServer
 from tests.fakes.smartcar import ALL_PERMISSIONS, FakeVehicle, SmartcarServer
@@ -240,3 +240,30 @@ def test_an_unreachable_smartcar_is_a_connection_error(
 
     with pytest.raises(SmartcarConnectionError, match="not reached"):
         SmartcarSource(offline, clock=clock).fetch(device())
+
+
+def test_the_hourly_refresh_renews_refresh_tokens_near_their_end(
+    runtime: Runtime, smartcar: SmartcarServer, clock: Clock
+) -> None:
+    assert refresh_expiring_tokens(runtime, clock=clock).skipped
+    connect_vehicles(runtime, clock)
+
+    assert refresh_expiring_tokens(runtime, clock=clock).refreshed == 0
+    clock.advance(timedelta(days=54).total_seconds())
+    report = refresh_expiring_tokens(runtime, clock=clock)
+
+    assert (report.refreshed, report.error) == (1, None)
+    entry = stored_tokens(runtime)["users"][smartcar.user.id]
+    assert datetime.fromisoformat(entry["refresh_expires_at"]) == clock.now + timedelta(days=60)
+
+
+def test_a_failed_renewal_is_reported_not_raised(
+    runtime: Runtime, smartcar: SmartcarServer, clock: Clock
+) -> None:
+    connect_vehicles(runtime, clock)
+    smartcar.revoke_refresh_tokens()
+    clock.advance(timedelta(days=54).total_seconds())
+
+    report = refresh_expiring_tokens(runtime, clock=clock)
+
+    assert report.refreshed == 0 and report.error and "invalid_grant" in report.error

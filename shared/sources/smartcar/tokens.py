@@ -30,7 +30,7 @@ from shared.models import utc_now
 from shared.runtime import Runtime
 from shared.secrets import SecretNotFound, SecretStore
 from shared.sources.smartcar.client import SmartcarClient, TokenSet
-from shared.sources.smartcar.errors import NotConnected
+from shared.sources.smartcar.errors import NotConnected, SmartcarError
 from shared.sources.smartcar.records import SmartcarStore
 
 logger = logging.getLogger(__name__)
@@ -211,3 +211,31 @@ def token_store_for(
         clock=clock,
         sleep=sleep,
     )
+
+
+class TokenRefreshReport(BaseModel):
+    """What `refresh_devices` did for Smartcar: users whose refresh token it renewed."""
+
+    source: str = "smartcar"
+    refreshed: int = 0
+    skipped: str | None = None
+    error: str | None = None
+
+
+def refresh_expiring_tokens(
+    runtime: Runtime, *, clock: Callable[[], datetime] = utc_now
+) -> TokenRefreshReport:
+    """Renew the refresh tokens that end within `REFRESH_MARGIN` (run hourly by refresh_devices).
+
+    A refresh token lives 60 days and is renewed only by using it; a vehicle that is never
+    pulled (webhooks only) would otherwise need a new Connect every two months.
+    """
+    store = token_store_for(runtime, clock=clock)
+    if not store.load().users:
+        return TokenRefreshReport(skipped="no Smartcar account connected")
+    try:
+        renewed = store.refresh_expiring(client_for(runtime, clock=clock))
+    except (ConfigError, SmartcarError) as exc:
+        logger.warning("Smartcar token renewal failed", extra={"error": str(exc)})
+        return TokenRefreshReport(error=str(exc))
+    return TokenRefreshReport(refreshed=len(renewed))
