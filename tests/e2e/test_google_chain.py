@@ -98,7 +98,7 @@ def test_upload_refresh_sync_and_expiry_over_real_sockets(
     assert uploaded.json() == {"status": "ok", "services_restarted": 0}
 
     refreshed = call(refresh, "POST", "/", json={}).json()
-    [report] = refreshed["sources"]
+    report = refreshed["sources"][0]
     assert (report["status"], report["auto_registered"]) == ("ok", ["canonic-0", "canonic-1"])
 
     synced = call(sync, "POST", "/", json={"device_id": "canonic-0"})

@@ -197,8 +197,14 @@ def test_the_refresh_devices_function_answers_the_google_report(
 
     get_settings.cache_clear()
     get_runtime.cache_clear()
-    [google_report] = body["sources"]
+    google_report, smartcar_report = body["sources"]
     assert google_report["status"] == "ok" and google_report["devices"] == 2
+    assert smartcar_report == {
+        "source": "smartcar",
+        "refreshed": 0,
+        "skipped": "no Smartcar account connected",
+        "error": None,
+    }
     assert body["devices"] == 3
 
 
