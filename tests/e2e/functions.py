@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 from test_utils.retry import RetryErrors
 
-from devtools.emulator import free_port
+from devtools.emulator import free_port, stop_process_group
+from tests.conftest import PROJECT
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUEST_TIMEOUT = 10.0  # seconds for one request to a local function
@@ -65,3 +69,38 @@ def wait_until_answering(function: Function) -> None:
         requests.get(function.url + "/", timeout=REQUEST_TIMEOUT)  # any HTTP answer will do
 
     answer()
+
+
+def environment(emulator_address: str, workdir: Path, **settings: str) -> dict[str, str]:
+    """A function's whole environment: the emulator, the test project, local secrets under
+    `workdir`, no `.env` (the working directory is `workdir`), plus `settings`."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(workdir),
+        "PYTHONPATH": str(ROOT),
+        "PYTHONUNBUFFERED": "1",
+        "FIRESTORE_EMULATOR_HOST": emulator_address,
+        "GCP_PROJECT": PROJECT,
+        "SECRETS_DIR": str(workdir / "secrets"),
+        "SECRETS_BACKEND": "local",
+        "SCHEDULER_BACKEND": "local",
+        **settings,
+    }
+
+
+@contextmanager
+def running(
+    specs: list[tuple[str, str, dict[str, str]]], *, env: dict[str, str], workdir: Path
+) -> Iterator[dict[str, Function]]:
+    """Start `(target, label, extra settings)` processes, wait until each answers, stop them
+    all (their whole process groups) on the way out."""
+    started: dict[str, Function] = {}
+    try:
+        for target, label, extra in specs:
+            started[label] = start(target, env={**env, **extra}, workdir=workdir, label=label)
+        for function in started.values():
+            wait_until_answering(function)
+        yield started
+    finally:
+        for function in started.values():
+            stop_process_group(function.process)

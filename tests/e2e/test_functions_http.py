@@ -6,23 +6,24 @@ through its environment (no `.env`: the working directory is an empty temporary 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
 from google.cloud import firestore
 
-from devtools.emulator import Emulator, stop_process_group
+from devtools.emulator import Emulator
 from shared import __version__
 from shared.models import AuthState, Device, Service, Source
 from shared.store import Store
 from shared.web import MAX_BODY_BYTES
-from tests.conftest import PROJECT
-from tests.e2e.functions import REQUEST_TIMEOUT, Function, start, wait_until_answering
+from tests.e2e.functions import (
+    REQUEST_TIMEOUT,
+    Function,
+    environment,
+    running,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
 API_TOKEN = "e2e-api-token-5f1c9a7d"
 
 
@@ -31,17 +32,7 @@ def functions(
     emulator: Emulator, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Function]]:
     workdir = tmp_path_factory.mktemp("functions")
-    base_env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(workdir),
-        "PYTHONPATH": str(ROOT),
-        "PYTHONUNBUFFERED": "1",
-        "FIRESTORE_EMULATOR_HOST": emulator.address,
-        "GCP_PROJECT": PROJECT,
-        "SECRETS_DIR": str(workdir / "secrets"),
-        "SECRETS_BACKEND": "local",
-        "SCHEDULER_BACKEND": "local",
-    }
+    base_env = environment(emulator.address, workdir)
     specs = [
         ("api", "api", {}),
         ("api", "api_with_token", {"API_TOKEN": API_TOKEN}),
@@ -49,16 +40,8 @@ def functions(
         ("refresh_devices", "refresh_devices", {}),
         ("webhooks", "webhooks", {}),
     ]
-    started: dict[str, Function] = {}
-    try:
-        for target, label, extra in specs:
-            started[label] = start(target, env={**base_env, **extra}, workdir=workdir, label=label)
-        for function in started.values():
-            wait_until_answering(function)
+    with running(specs, env=base_env, workdir=workdir) as started:
         yield started
-    finally:
-        for function in started.values():
-            stop_process_group(function.process)
 
 
 @pytest.fixture

@@ -10,17 +10,19 @@ new token is uploaded.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 import requests
 from google.cloud import firestore
 
-from devtools.emulator import Emulator, stop_process_group
+from devtools.emulator import Emulator
 from shared.store import Store
-from tests.conftest import PROJECT
-from tests.e2e.functions import ROOT, Function, start, wait_until_answering
+from tests.e2e.functions import (
+    Function,
+    environment,
+    running,
+)
 from tests.fakes.nova import FakeGoogle
 from tests.fakes.osmand import OsmAndServer
 from tests.unit.google.encryptor import LAST_KNOWN, Report
@@ -58,27 +60,17 @@ def deployed(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[dict[str, Function]]:
     workdir = tmp_path_factory.mktemp("google-e2e")
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(workdir),
-        "PYTHONPATH": str(ROOT),
-        "FIRESTORE_EMULATOR_HOST": emulator.address,
-        "GCP_PROJECT": PROJECT,
-        "SECRETS_DIR": str(workdir / "secrets"),
-        "API_TOKEN": TOKEN,
-        "TRACCAR_SERVER_URL": traccar.url,
-        "FCM_TIMEOUT": "10",
+    env = environment(
+        emulator.address,
+        workdir,
+        API_TOKEN=TOKEN,
+        TRACCAR_SERVER_URL=traccar.url,
+        FCM_TIMEOUT="10",
         **google.environment(),
-    }
-    names = ("api", "refresh_devices", "sync_device")
-    functions = {name: start(name, env=env, workdir=workdir, label=name) for name in names}
-    try:
-        for function in functions.values():
-            wait_until_answering(function)
+    )
+    specs = [(name, name, {}) for name in ("api", "refresh_devices", "sync_device")]
+    with running(specs, env=env, workdir=workdir) as functions:
         yield functions
-    finally:
-        for function in functions.values():
-            stop_process_group(function.process)
 
 
 def call(function: Function, method: str, path: str, **kwargs: object) -> requests.Response:

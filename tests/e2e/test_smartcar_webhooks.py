@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -14,10 +13,15 @@ import pytest
 import requests
 from google.cloud import firestore
 
-from devtools.emulator import Emulator, stop_process_group
+from devtools.emulator import Emulator
 from shared.secrets import LocalSecretStore
-from tests.conftest import PROJECT
-from tests.e2e.functions import REQUEST_TIMEOUT, ROOT, Function, start, wait_until_answering
+from tests.e2e.functions import (
+    REQUEST_TIMEOUT,
+    ROOT,
+    Function,
+    environment,
+    running,
+)
 from tests.fakes.osmand import OsmAndServer
 
 DATA = ROOT / "tests" / "data"
@@ -40,21 +44,9 @@ def webhooks(
 ) -> Iterator[Function]:
     workdir = tmp_path_factory.mktemp("smartcar-e2e")
     LocalSecretStore(workdir / "secrets").add_version("smartcar-management-token", TOKEN)
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(workdir),
-        "PYTHONPATH": str(ROOT),
-        "FIRESTORE_EMULATOR_HOST": emulator.address,
-        "GCP_PROJECT": PROJECT,
-        "SECRETS_DIR": str(workdir / "secrets"),
-        "TRACCAR_SERVER_URL": traccar.url,
-    }
-    function = start("webhooks", env=env, workdir=workdir, label="webhooks")
-    try:
-        wait_until_answering(function)
-        yield function
-    finally:
-        stop_process_group(function.process)
+    env = environment(emulator.address, workdir, TRACCAR_SERVER_URL=traccar.url)
+    with running([("webhooks", "webhooks", {})], env=env, workdir=workdir) as functions:
+        yield functions["webhooks"]
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ loses nothing; the manual sync delivers it; the push log tells the story.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,11 +13,15 @@ import pytest
 import requests
 from google.cloud import firestore
 
-from devtools.emulator import Emulator, stop_process_group
+from devtools.emulator import Emulator
 from shared.models import Device, Source
 from shared.store import Store
-from tests.conftest import PROJECT
-from tests.e2e.functions import REQUEST_TIMEOUT, ROOT, Function, start, wait_until_answering
+from tests.e2e.functions import (
+    REQUEST_TIMEOUT,
+    Function,
+    environment,
+    running,
+)
 from tests.fakes.osmand import OsmAndServer
 
 TOKEN = "e2e-sync-token-7d2e41"
@@ -37,26 +40,10 @@ def deployed(
     emulator: Emulator, traccar: OsmAndServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Function]]:
     workdir = tmp_path_factory.mktemp("sync-e2e")
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(workdir),
-        "PYTHONPATH": str(ROOT),
-        "FIRESTORE_EMULATOR_HOST": emulator.address,
-        "GCP_PROJECT": PROJECT,
-        "SECRETS_DIR": str(workdir / "secrets"),
-        "API_TOKEN": TOKEN,
-        "TRACCAR_SERVER_URL": traccar.url,
-    }
-    functions = {
-        name: start(name, env=env, workdir=workdir, label=name) for name in ("api", "sync_device")
-    }
-    try:
-        for function in functions.values():
-            wait_until_answering(function)
+    env = environment(emulator.address, workdir, API_TOKEN=TOKEN, TRACCAR_SERVER_URL=traccar.url)
+    specs = [(name, name, {}) for name in ("api", "sync_device")]
+    with running(specs, env=env, workdir=workdir) as functions:
         yield functions
-    finally:
-        for function in functions.values():
-            stop_process_group(function.process)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ the receiver; positions land in the OsmAnd test server; the pull runs against th
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import time
 from collections.abc import Iterator
@@ -19,14 +18,19 @@ import pytest
 import requests
 from google.cloud import firestore
 
-from devtools.emulator import Emulator, stop_process_group
+from devtools.emulator import Emulator
 from shared.models import Device, Source
 from shared.secrets import LocalSecretStore
 from shared.sources.tlink.webhook import signature
 from shared.store import Store
 from shared.web import MAX_BODY_BYTES
-from tests.conftest import PROJECT
-from tests.e2e.functions import REQUEST_TIMEOUT, ROOT, Function, start, wait_until_answering
+from tests.e2e.functions import (
+    REQUEST_TIMEOUT,
+    ROOT,
+    Function,
+    environment,
+    running,
+)
 from tests.fakes.osmand import OsmAndServer
 from tests.fakes.tlink import FakeTlink
 
@@ -62,32 +66,17 @@ def deployed(
     secrets.add_version("tlink-webhook-secret", SHARED_SECRET)
     secrets.add_version("tlink-path-token", PATH_TOKEN)
     secrets.add_version("tlink-credentials", json.dumps(tlink.credentials(userId="385")))
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(workdir),
-        "PYTHONPATH": str(ROOT),
-        "FIRESTORE_EMULATOR_HOST": emulator.address,
-        "GCP_PROJECT": PROJECT,
-        "SECRETS_DIR": str(workdir / "secrets"),
-        "TRACCAR_SERVER_URL": traccar.url,
-        "TLINK_API_URL": tlink.url,
-    }
+    env = environment(
+        emulator.address, workdir, TRACCAR_SERVER_URL=traccar.url, TLINK_API_URL=tlink.url
+    )
     protected = {"TLINK_REQUIRE_SIGNATURE": "true", "TLINK_REQUIRE_PATH_TOKEN": "true"}
     specs = [
         ("webhooks", "webhooks", {}),
         ("webhooks", "protected", protected),
         ("sync_device", "sync_device", {}),
     ]
-    functions: dict[str, Function] = {}
-    try:
-        for target, label, extra in specs:
-            functions[label] = start(target, env={**env, **extra}, workdir=workdir, label=label)
-        for function in functions.values():
-            wait_until_answering(function)
+    with running(specs, env=env, workdir=workdir) as functions:
         yield functions
-    finally:
-        for function in functions.values():
-            stop_process_group(function.process)
 
 
 @pytest.fixture
