@@ -26,10 +26,13 @@ resource "google_firestore_database" "default" {
 }
 
 locals {
-  # Composite indexes, one per query shape that filters on one field and orders on another.
-  # Single-field indexes Firestore makes by itself.
+  # Composite indexes, one per query shape that Firestore cannot serve from its automatic
+  # single-field indexes: equality on one field and order (or range) on another, or equality
+  # on two fields with an order on a third. Queries on one field (Repository.list's order on
+  # id, the push log without a device filter) need none.
   composite_indexes = {
-    # GET /push-log?device=<id>: one device's attempts, newest first (shared/store.py push_log).
+    # GET /push-log?device_id=<id>: one device's attempts, newest first (shared/store.py
+    # DeliveryRepository.push_log).
     push_log_by_device = {
       collection = "push_log"
       fields = [
@@ -37,7 +40,8 @@ locals {
         { field_path = "attempted_at", order = "DESCENDING" },
       ]
     }
-    # A sync run drains a device's outbox oldest position first (shared/store.py outbox).
+    # A sync run drains a device's outbox oldest position first (shared/store.py
+    # DeliveryRepository.outbox).
     outbox_by_device = {
       collection = "outbox"
       fields = [
@@ -45,18 +49,37 @@ locals {
         { field_path = "location.timestamp", order = "ASCENDING" },
       ]
     }
+    # GET /tlink/users/<userId>/devices: a user's devices by device id, and their count, with
+    # or without a deviceId filter (shared/sources/tlink/store.py user_devices).
+    tlink_devices_by_user = {
+      collection = "tlink_devices"
+      fields = [
+        { field_path = "user_id", order = "ASCENDING" },
+        { field_path = "device_id", order = "ASCENDING" },
+      ]
+    }
+    # A sensor's history, newest first, optionally within a time range (shared/sources/tlink/
+    # store.py history; the TLINK views).
+    tlink_readings_by_sensor = {
+      collection = "tlink_readings"
+      fields = [
+        { field_path = "device_id", order = "ASCENDING" },
+        { field_path = "sensor_id", order = "ASCENDING" },
+        { field_path = "time", order = "DESCENDING" },
+      ]
+    }
   }
 
   # Collection groups whose documents carry an `expire_at` timestamp, deleted by Firestore once
   # it has passed (typically within 24 hours). A collection group covers a top-level collection
-  # of that name and any subcollection of that name (hashes per device, for instance). Add a
-  # name here when a new kind of document gets an `expire_at`.
+  # of that name and any subcollection of that name. A test finds every model with an
+  # `expire_at` field in shared/ and fails until its collection is listed here.
   ttl_collections = [
-    "push_log",       # push attempts, kept PUSH_LOG_RETENTION_DAYS
-    "hashes",         # delivered fingerprints, kept for deduplication only
-    "webhook_events", # vendor event ids, kept long enough to recognise redeliveries
-    "smartcar_events",
-    "tlink_events",
+    "push_log",                # push attempts (PushLogEntry), kept PUSH_LOG_RETENTION_DAYS
+    "webhook_events",          # idempotency records of Smartcar and TLINK deliveries
+    "smartcar_events",         # raw Smartcar deliveries, kept SMARTCAR_EVENT_RETENTION_DAYS
+    "smartcar_connect_states", # single-use Smartcar Connect states
+    "tlink_readings",          # TLINK sensor history, kept TLINK_READING_RETENTION_DAYS
   ]
 }
 

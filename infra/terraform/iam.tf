@@ -6,59 +6,75 @@
 locals {
   functions = toset(["api", "sync_device", "refresh_devices", "webhooks"])
 
-  # Secrets each function reads (roles/secretmanager.secretAccessor on that secret only).
-  # A secret environment variable counts as a read: Cloud Run resolves it as the runtime account.
+  # Secrets each function's code reads (roles/secretmanager.secretAccessor on that secret
+  # only), traced from the entry point to the secrets adapter's read(). A secret environment
+  # variable counts as a read: Cloud Run resolves it as the runtime account.
   secret_readers = {
     api = [
       "api-token",              # API_TOKEN
-      "google-secrets",         # token status, device list refresh, manual locate
-      "traccar-api-token",      # creates and names devices in Traccar
-      "smtp-password",          # POST /notify/test, auth-expired notice
-      "smartcar-client-secret", # Smartcar Connect code exchange
-      "smartcar-tokens",        # Smartcar vehicle views
-      "tlink-credentials",      # TLINK device and history views
+      "google-secrets",         # /auth/*, GET /devices, GET /devices/<id>/locations, manual sync
+      "traccar-api-token",      # the pipeline creates devices Traccar does not know
+      "smtp-password",          # POST /notify/test, the Google expiry email
+      "smartcar-client-secret", # Connect (start, exchange); manual sync of a vehicle refreshes tokens
+      "smartcar-tokens",        # Connect stores a user's tokens; manual sync of a vehicle
+      "tlink-credentials",      # manual sync of a TLINK device pulls it
     ]
     sync_device = [
-      "google-secrets",
-      "traccar-api-token",
-      "smtp-password", # auth-expired notice
-      "smartcar-client-secret",
-      "smartcar-tokens",
-      "tlink-credentials",
+      "google-secrets",         # the locate
+      "traccar-api-token",      # the pipeline creates devices Traccar does not know
+      "smtp-password",          # the Google expiry email
+      "smartcar-client-secret", # a vehicle's pull refreshes its access token
+      "smartcar-tokens",        # a vehicle's pull
+      "tlink-credentials",      # a TLINK device's pull
     ]
+    # Not traccar-api-token: the refresh pushes nothing, so never creates a Traccar device.
     refresh_devices = [
-      "google-secrets",
-      "traccar-api-token",
-      "smtp-password", # new device, auto-registered, token expiring
-      "smartcar-client-secret",
-      "smartcar-tokens",
-      "tlink-credentials",
+      "google-secrets",         # the device list, the FCM expiry watch
+      "smtp-password",          # new device, auto-registered, FCM token expiring, Google expiry
+      "smartcar-client-secret", # renews refresh tokens near their end
+      "smartcar-tokens",        # renews refresh tokens near their end
     ]
     webhooks = [
-      "traccar-api-token",
+      "traccar-api-token",         # the pipeline creates devices Traccar does not know
       "smartcar-management-token", # SC-Signature and VERIFY challenges
-      "tlink-webhook-secret",      # X-TLink-Signature
+      "tlink-webhook-secret",      # X-TLink-Signature (TLINK_REQUIRE_SIGNATURE)
+      "tlink-path-token",          # /tlink/<token> (TLINK_REQUIRE_PATH_TOKEN)
     ]
   }
 
-  # Secrets each function writes new versions of (and disables the superseded ones), through
-  # the custom role below; never project-wide.
+  # Secrets each function adds versions to (and disables the superseded ones, listing the
+  # enabled ones first), through the custom role below; never project-wide. Every function that
+  # writes a secret also reads it, and the role's versions.list serves the reader's fallback
+  # when the newest version was just disabled by a racing rotation (shared/secrets.py read).
   secret_writers = {
     api = [
-      "google-secrets",  # PUT /auth/secrets, PUT /auth/aas-token
-      "smartcar-tokens", # Smartcar Connect stores a vehicle's tokens
+      "google-secrets",  # PUT /auth/secrets, PUT /auth/aas-token; Google expiry strips aas_token
+      "smartcar-tokens", # Connect stores a user's tokens; refreshed tokens on a manual sync
     ]
     sync_device = [
-      "google-secrets",  # drops a revoked aas_token (BadAuthentication)
+      "google-secrets",  # Google expiry (BadAuthentication) strips the dead aas_token
       "smartcar-tokens", # refreshed access tokens
     ]
     refresh_devices = [
-      "smartcar-tokens", # refreshed access tokens
+      "google-secrets",  # Google expiry met while listing devices strips the dead aas_token
+      "smartcar-tokens", # renewed refresh tokens
     ]
   }
 
-  # Functions that create, update, pause, resume and delete per-device sync jobs at run time.
-  job_managers = toset(["api", "refresh_devices"])
+  # Cloud Scheduler methods each function's code calls on the per-device sync jobs
+  # (shared/scheduler.py CloudSchedulerJobs), as cloudscheduler.jobs.<verb> permissions:
+  # upsert = create, then update when the job exists; pause; resume = enable; delete; get reads
+  # a job back when a pause or resume finds it in that state already.
+  job_managers = {
+    # Services (PUT/DELETE /devices/<id>/services, exclusions), new Google credentials (resume,
+    # or re-create a lost job), smart tracking and Google expiry during a manual sync.
+    api = ["create", "delete", "enable", "get", "pause", "update"]
+    # Smart tracking re-plans the device's job (upsert); Google expiry pauses the Google jobs.
+    sync_device = ["create", "get", "pause", "update"]
+    # Auto-registration (upsert, paused at once while Google credentials are expired), smart
+    # tracking's end (upsert), Google expiry met while listing devices (pause).
+    refresh_devices = ["create", "get", "pause", "update"]
+  }
 
   secret_read_grants = merge([
     for function, secrets in local.secret_readers : {
@@ -80,14 +96,14 @@ locals {
 resource "google_service_account" "runtime" {
   for_each = local.functions
 
-  account_id   = "${var.name_prefix}-${replace(each.key, "_", "-")}"
+  account_id   = local.function_names[each.key]
   display_name = "traccar-bridge ${each.key} function"
 
   depends_on = [google_project_service.enabled]
 }
 
 # The identity whose OIDC token Cloud Scheduler jobs carry (the hourly refresh job here, the
-# per-device sync jobs the api and refresh_devices create).
+# per-device sync jobs the job managers create and update).
 resource "google_service_account" "scheduler" {
   account_id   = "${var.name_prefix}-scheduler"
   display_name = "traccar-bridge Cloud Scheduler jobs"
@@ -125,7 +141,10 @@ resource "google_secret_manager_secret_iam_member" "accessor" {
 }
 
 # Adding a version, listing versions and disabling the superseded ones (shared/secrets.py
-# add_version and disable_versions). Narrower than secretVersionManager: no destroy, no enable.
+# add_version and disable_versions, write_secrets of the Google credentials, the Smartcar
+# token store). Narrower than secretVersionManager: no destroy, no enable. The secrets exist
+# (secrets.tf): no secretmanager.secrets.create, so add_version's create-on-missing fallback
+# cannot make secrets outside Terraform.
 resource "google_project_iam_custom_role" "secret_rotator" {
   role_id     = "${local.role_prefix}_secret_rotator"
   title       = "traccar-bridge secret rotation"
@@ -145,22 +164,17 @@ resource "google_secret_manager_secret_iam_member" "rotator" {
   member    = "serviceAccount:${google_service_account.runtime[each.value.function].email}"
 }
 
-# What shared/scheduler.py CloudSchedulerJobs calls: create (update when it exists), pause,
-# resume (cloudscheduler.jobs.enable) and delete; get and list to read back a job. Narrower than
-# roles/cloudscheduler.admin: no running jobs by hand, no other locations' settings.
+# One role per job-managing function, with exactly the Cloud Scheduler permissions its code
+# needs (job_managers above). Narrower than roles/cloudscheduler.admin: no running jobs by hand,
+# no listing, no other locations' settings; sync_device and refresh_devices cannot delete or
+# resume a job.
 resource "google_project_iam_custom_role" "scheduler_jobs" {
-  role_id     = "${local.role_prefix}_scheduler_jobs"
-  title       = "traccar-bridge sync job management"
-  description = "Create, update, pause, resume and delete Cloud Scheduler jobs."
-  permissions = [
-    "cloudscheduler.jobs.create",
-    "cloudscheduler.jobs.delete",
-    "cloudscheduler.jobs.enable",
-    "cloudscheduler.jobs.get",
-    "cloudscheduler.jobs.list",
-    "cloudscheduler.jobs.pause",
-    "cloudscheduler.jobs.update",
-  ]
+  for_each = local.job_managers
+
+  role_id     = "${local.role_prefix}_jobs_${each.key}"
+  title       = "traccar-bridge sync jobs (${each.key})"
+  description = "The Cloud Scheduler calls the ${each.key} function makes on per-device sync jobs."
+  permissions = [for verb in each.value : "cloudscheduler.jobs.${verb}"]
 }
 
 # Cloud Scheduler jobs live in the project, not in a resource that IAM can scope further.
@@ -168,12 +182,13 @@ resource "google_project_iam_member" "scheduler_jobs" {
   for_each = local.job_managers
 
   project = var.project_id
-  role    = google_project_iam_custom_role.scheduler_jobs.name
+  role    = google_project_iam_custom_role.scheduler_jobs[each.key].name
   member  = "serviceAccount:${google_service_account.runtime[each.key].email}"
 }
 
-# A job that carries the scheduler account's OIDC token can only be made by someone who may
-# act as that account: granted on that one account, not project-wide.
+# Creating or updating a job that carries the scheduler account's OIDC token takes
+# iam.serviceAccounts.actAs on that account: granted on that one account, not project-wide.
+# Every job manager upserts (sync_device for smart tracking).
 resource "google_service_account_iam_member" "job_managers_act_as_scheduler" {
   for_each = local.job_managers
 

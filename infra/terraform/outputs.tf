@@ -17,13 +17,18 @@ output "smartcar_webhook_url" {
 }
 
 output "tlink_webhook_url" {
-  description = "Push URL to register in TLINK's console (device data update notification)."
+  description = "Push URL to register in TLINK's console (device data update notification); with tlink_require_path_token, append /<the tlink-path-token secret's value>."
   value       = "${google_cloudfunctions2_function.webhooks.url}/tlink"
 }
 
+output "smartcar_redirect_uri" {
+  description = "SMARTCAR_REDIRECT_URI: the Redirect URI to list in the Smartcar Dashboard (the api's /smartcar/exchange unless smartcar_redirect_uri is set)."
+  value       = local.smartcar_redirect_uri
+}
+
 output "sync_device_url" {
-  description = "Target of the per-device sync jobs (private: scheduler account only)."
-  value       = google_cloudfunctions2_function.sync_device.service_config[0].uri
+  description = "Target and OIDC audience of the per-device sync jobs: sync_device's deterministic run.app URL (private: scheduler account only)."
+  value       = local.run_urls["sync_device"]
 }
 
 output "refresh_devices_url" {

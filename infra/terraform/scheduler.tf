@@ -1,12 +1,14 @@
 # The one Cloud Scheduler job Terraform makes: the hourly refresh_devices run. The per-device
-# sync jobs are made at run time by the api and by refresh_devices (auto-registration) through
-# the Cloud Scheduler API (shared/scheduler.py), with the same service account's OIDC token;
+# sync jobs are made and changed at run time through the Cloud Scheduler API
+# (shared/scheduler.py), with the same service account's OIDC token: created by the api and by
+# refresh_devices (auto-registration), re-planned by smart tracking (sync_device, the api,
+# refresh_devices), paused when Google refuses the credentials (whichever function meets it).
 # Terraform neither creates nor sees them, so `terraform apply` never undoes a user's services.
 
 resource "google_cloud_scheduler_job" "refresh_devices" {
   name        = "${var.name_prefix}-refresh-devices"
   region      = var.region
-  description = "traccar-bridge: refresh the device lists, notify, auto-register"
+  description = "traccar-bridge: refresh the device lists, notify, auto-register, renew Smartcar tokens"
   schedule    = var.refresh_schedule
   time_zone   = var.scheduler_time_zone
   # Longer than the function's timeout (300 s), so Cloud Scheduler never gives up on a run
@@ -14,9 +16,12 @@ resource "google_cloud_scheduler_job" "refresh_devices" {
   attempt_deadline = "320s"
 
   retry_config {
-    # One retry for a cold start or a transient error; the next hour runs anyway.
+    # One retry, a minute later, for a cold start or a transient error (Google, Firestore,
+    # Smartcar); the next hour runs anyway. A retry repeats no registration and no email:
+    # devices, services and notices are recorded as the run goes.
     retry_count          = 1
     min_backoff_duration = "60s"
+    max_backoff_duration = "300s"
   }
 
   http_target {

@@ -5,16 +5,20 @@
 # each secret is decided per secret in iam.tf.
 
 locals {
+  # Every secret the code names: the defaults of Settings' *_SECRET / *_SECRET_NAME fields
+  # (the functions keep those defaults, functions.tf) and the two secret environment variables.
+  # A test checks both directions: each secret the code reads is here, nothing here is unused.
   secrets = {
-    "google-secrets"            = "Google Find My Device secrets.json (aas_token, username, fcm_credentials, owner_key, shared_key)"
     "api-token"                 = "Bearer token of the REST API (API_TOKEN of the api function)"
-    "traccar-api-token"         = "Traccar REST API token, to create and name devices"
     "smtp-password"             = "SMTP password of the notifications (NOTIFY_SMTP_PASS)"
-    "smartcar-management-token" = "Smartcar application management token: webhook signatures and VERIFY challenges"
-    "smartcar-client-secret"    = "Smartcar OAuth client secret (Connect code exchange, token refresh)"
-    "smartcar-tokens"           = "Smartcar per-vehicle OAuth tokens"
-    "tlink-credentials"         = "TLINK OAuth client and account"
-    "tlink-webhook-secret"      = "Shared secret of the bridge's own TLINK push signature"
+    "traccar-api-token"         = "Traccar REST API token, to create devices Traccar does not know (TRACCAR_API_TOKEN_SECRET)"
+    "google-secrets"            = "Google Find My Device secrets.json (GOOGLE_SECRET_NAME); written by PUT /auth/secrets and on credential expiry"
+    "smartcar-client-secret"    = "Smartcar OAuth client secret: Connect code exchange, token refresh (SMARTCAR_CLIENT_SECRET_SECRET)"
+    "smartcar-management-token" = "Smartcar application management token: webhook signatures and VERIFY challenges (SMARTCAR_MANAGEMENT_TOKEN_SECRET)"
+    "smartcar-tokens"           = "Smartcar OAuth tokens per user, written by Connect and refreshes (SMARTCAR_TOKENS_SECRET)"
+    "tlink-credentials"         = "TLINK pull credentials JSON: clientId, clientSecret, username, password, optional userId (TLINK_CREDENTIALS_SECRET)"
+    "tlink-webhook-secret"      = "HMAC key of X-TLink-Signature, when tlink_require_signature (TLINK_WEBHOOK_SECRET_NAME)"
+    "tlink-path-token"          = "Token of the TLINK push path /tlink/<token>, when tlink_require_path_token (TLINK_PATH_TOKEN_SECRET)"
   }
 }
 

@@ -174,6 +174,118 @@ variable "smart_tracking_duration" {
   }
 }
 
+# --- Google Find My Device ----------------------------------------------------------------------
+
+variable "fcm_timeout" {
+  description = "FCM_TIMEOUT: seconds a Google locate waits for the tracker's answer over FCM."
+  type        = number
+  default     = 60
+
+  validation {
+    # Settings accepts up to 300 s, but in the cloud a locate runs inside sync_device's
+    # bounded run (functions.tf: jitter up to 60 s, this wait, then the pushes, within 180 s)
+    # and inside a manual sync of the api (180 s too): a longer wait would be cut off by the
+    # function's timeout while the FCM session is still open.
+    condition     = var.fcm_timeout >= 2 && var.fcm_timeout <= 60
+    error_message = "fcm_timeout: 2 to 60 seconds in the cloud (a locate must end well within sync_device's 180 s run)."
+  }
+}
+
+# --- Smartcar -----------------------------------------------------------------------------------
+
+variable "smartcar_client_id" {
+  description = "SMARTCAR_CLIENT_ID: the application's client id (Smartcar Dashboard); its secret goes to the smartcar-client-secret secret. Empty: Smartcar Connect and pulls are off."
+  type        = string
+  default     = ""
+}
+
+variable "smartcar_redirect_uri" {
+  description = "SMARTCAR_REDIRECT_URI: where Smartcar Connect sends the browser back. Empty: the api's /smartcar/exchange (output smartcar_redirect_uri), which must be listed under Redirect URIs in the Smartcar Dashboard."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.smartcar_redirect_uri == "" || can(regex("^https://", var.smartcar_redirect_uri))
+    error_message = "smartcar_redirect_uri: empty, or an https:// URL."
+  }
+}
+
+variable "smartcar_scope" {
+  description = "SMARTCAR_SCOPE: permissions asked in Smartcar Connect (space- or comma-separated)."
+  type        = string
+  default     = "read_vehicle_info read_location read_odometer read_battery read_charge"
+}
+
+variable "smartcar_mode" {
+  description = "SMARTCAR_MODE: Smartcar Connect's mode."
+  type        = string
+  default     = "live"
+
+  validation {
+    condition     = contains(["live", "test", "simulated"], var.smartcar_mode)
+    error_message = "smartcar_mode: one of live, test, simulated."
+  }
+}
+
+variable "smartcar_event_retention_days" {
+  description = "SMARTCAR_EVENT_RETENTION_DAYS: days raw Smartcar deliveries (smartcar_events) and their idempotency records live before Firestore's TTL deletes them."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.smartcar_event_retention_days >= 1 && var.smartcar_event_retention_days <= 3650
+    error_message = "smartcar_event_retention_days: 1 to 3650."
+  }
+}
+
+# --- TLINK --------------------------------------------------------------------------------------
+
+variable "tlink_api_url" {
+  description = "TLINK_API_URL: base URL of TLINK's REST API (pulls); the pull credentials go to the tlink-credentials secret."
+  type        = string
+  default     = "https://app.dtuip.com"
+
+  validation {
+    condition     = can(regex("^https?://", var.tlink_api_url))
+    error_message = "tlink_api_url: an http:// or https:// URL."
+  }
+}
+
+variable "tlink_time_zone" {
+  description = "TLINK_TIME_ZONE: IANA zone of TLINK's naive timestamps (a name the functions do not know stops them at start with a ConfigError naming it)."
+  type        = string
+  default     = "Asia/Shanghai"
+
+  validation {
+    # Terraform cannot look a zone up; this catches the obvious typos (spaces, empty).
+    condition     = can(regex("^[A-Za-z][A-Za-z0-9_+/-]*$", var.tlink_time_zone))
+    error_message = "tlink_time_zone: an IANA zone name such as Asia/Shanghai or Etc/UTC."
+  }
+}
+
+variable "tlink_require_path_token" {
+  description = "TLINK_REQUIRE_PATH_TOKEN: accept pushes only on <webhooks>/tlink/<token>, the token being the tlink-path-token secret's value (which must then have a version)."
+  type        = bool
+  default     = false
+}
+
+variable "tlink_require_signature" {
+  description = "TLINK_REQUIRE_SIGNATURE: require X-TLink-Signature (HMAC-SHA256 of the body keyed by the tlink-webhook-secret secret, which must then have a version)."
+  type        = bool
+  default     = false
+}
+
+variable "tlink_reading_retention_days" {
+  description = "TLINK_READING_RETENTION_DAYS: days a TLINK sensor reading (tlink_readings) lives before Firestore's TTL deletes it."
+  type        = number
+  default     = 365
+
+  validation {
+    condition     = var.tlink_reading_retention_days >= 1 && var.tlink_reading_retention_days <= 3650
+    error_message = "tlink_reading_retention_days: 1 to 3650."
+  }
+}
+
 # --- Notifications (SMTP; off while notify_smtp_host or notify_email_to is empty) ---------------
 
 variable "notify_smtp_host" {

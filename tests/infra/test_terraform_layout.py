@@ -1,32 +1,33 @@
 """What infra/terraform must hold: least privilege, the functions' settings, Firestore's TTL
-policies and indexes, no secret values in state, references that resolve."""
+policies and indexes, no secret values in state, references that resolve.
+
+What the Terraform must match in the code (which function reads which secret, calls which
+Cloud Scheduler method, which collections expire or need indexes) is in
+test_terraform_matches_code.py."""
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AliasChoices
+from pydantic import TypeAdapter
 
 from shared.config import Settings
-from tests.infra.hcl import TF_DIR, Terraform, block, expression
+from tests.infra.hcl import (
+    FUNCTION,
+    TF_DIR,
+    Terraform,
+    block,
+    environment_names,
+    expression,
+    secret_environment,
+    service_config,
+    setting_names,
+)
 
 FUNCTIONS = {"api", "sync_device", "refresh_devices", "webhooks"}
 PUBLIC = {"api", "webhooks"}
 PRIVATE = FUNCTIONS - PUBLIC
-SECRETS = {
-    "google-secrets",
-    "api-token",
-    "traccar-api-token",
-    "smtp-password",
-    "smartcar-management-token",
-    "smartcar-client-secret",
-    "smartcar-tokens",
-    "tlink-credentials",
-    "tlink-webhook-secret",
-}
-EXPIRING_COLLECTIONS = {"push_log", "hashes", "webhook_events", "smartcar_events"}
-FUNCTION = "google_cloudfunctions2_function"
 INVOKER_RESOURCES = (
     "google_cloud_run_service_iam_member",
     "google_cloud_run_service_iam_binding",
@@ -37,52 +38,18 @@ INVOKER_RESOURCES = (
 )
 PUBLIC_MEMBERS = {"allUsers", "allAuthenticatedUsers"}
 SCHEDULER_MEMBER = "serviceAccount:${google_service_account.scheduler.email}"
-# A locate waits up to ~60 s for its FCM answer; the jitter slept before it is at most 60 s.
-LOCATE_WAIT_SECONDS = 60
+# The jitter slept before a locate is at most 60 s (Settings and variables.tf agree).
 MAX_JITTER_SECONDS = 60
+# OAuth, Nova, Traccar, Firestore and a Smartcar or TLINK pull on top of jitter and FCM wait.
+RUN_OVERHEAD_SECONDS = 30
 
 
-def service_config(terraform: Terraform, function: str) -> dict[str, Any]:
-    return block(terraform.resource(FUNCTION, function), "service_config")
-
-
-def environment_names(terraform: Terraform, function: str) -> set[str]:
-    """Names of the plain environment variables a function gets."""
-    value = expression(service_config(terraform, function)["environment_variables"])
-    # Only locals (merged): every name is then a key of a literal map this test can read.
-    assert re.fullmatch(r"merge\(local\.\w+(, local\.\w+)*\)|local\.\w+", value), value
-    names: set[str] = set()
-    for local in re.findall(r"local\.(\w+)", value):
-        names |= set(terraform.locals[local])
-    return names
-
-
-def secret_environment(terraform: Terraform, function: str) -> dict[str, set[str]]:
-    """Secret environment variable → the secret ids it may come from."""
-    config = service_config(terraform, function)
-    found: dict[str, set[str]] = {}
-    for entry in config.get("secret_environment_variables", []):
-        secrets = re.findall(r'google_secret_manager_secret\.secret\["([^"]+)"\]', entry["secret"])
-        found[entry["key"]] = set(secrets)
-    for dynamic in config.get("dynamic", []):
-        body = dynamic.get("secret_environment_variables")
-        if body is not None:
-            (content,) = body["content"]
-            found[content["key"]] = set(re.findall(r'"([^"]+)"', body["for_each"]))
-    for key, secrets in found.items():
-        assert secrets, f"{function}: cannot tell which secret {key} comes from"
-    return found
-
-
-def setting_names() -> set[str]:
-    names: set[str] = set()
-    for name, info in Settings.model_fields.items():
-        alias = info.validation_alias
-        if isinstance(alias, AliasChoices):
-            names |= {str(choice).upper() for choice in alias.choices}
-        else:
-            names.add((alias if isinstance(alias, str) else name).upper())
-    return names
+def upper_bound(terraform: Terraform, variable: str) -> int:
+    """The `var.<name> <= N` bound of a variable's validation."""
+    (validation,) = terraform.variables[variable]["validation"]
+    match = re.search(rf"var\.{variable} <= (\d+)", validation["condition"])
+    assert match, f"{variable}: no upper bound in its validation"
+    return int(match.group(1))
 
 
 def members(body: dict[str, Any]) -> set[str]:
@@ -177,13 +144,19 @@ def test_sync_device_never_runs_two_locates_at_once(terraform: Terraform) -> Non
     config = service_config(terraform, "sync_device")
     assert config["max_instance_request_concurrency"] == 1
     assert config["max_instance_count"] == 1
-    # Long enough for the jitter and a whole locate, so the instance is never handed the next
-    # run while a session is live; shorter than the lease, so a run never outlives its lease.
-    assert config["timeout_seconds"] >= MAX_JITTER_SECONDS + LOCATE_WAIT_SECONDS
-    assert config["timeout_seconds"] < LEASE_DURATION.total_seconds()
+    # Long enough for the jitter, the longest FCM wait the cloud allows and the rest of a run,
+    # so the instance is never handed the next run while a session is live; shorter than the
+    # lease, so a run never outlives its lease.
     for variable in ("auto_register_delta", "smart_tracking_delta"):
-        (validation,) = terraform.variables[variable]["validation"]
-        assert f"<= {MAX_JITTER_SECONDS}" in validation["condition"], variable
+        assert upper_bound(terraform, variable) <= MAX_JITTER_SECONDS, variable
+    fcm_wait = upper_bound(terraform, "fcm_timeout")
+    settings_bound = max(getattr(m, "le", 0) for m in Settings.model_fields["fcm_timeout"].metadata)
+    assert fcm_wait <= settings_bound
+    needed = MAX_JITTER_SECONDS + fcm_wait + RUN_OVERHEAD_SECONDS
+    assert config["timeout_seconds"] >= needed
+    assert config["timeout_seconds"] < LEASE_DURATION.total_seconds()
+    # A manual sync runs the same locate inside an api request.
+    assert service_config(terraform, "api")["timeout_seconds"] >= fcm_wait + RUN_OVERHEAD_SECONDS
 
 
 def test_every_environment_variable_is_a_setting(terraform: Terraform) -> None:
@@ -200,9 +173,13 @@ def test_terraform_defaults_match_the_settings_defaults(terraform: Terraform) ->
         info = Settings.model_fields.get(name)
         if info is None or "default" not in variable or info.default is None:
             continue
-        assert variable["default"] == info.default, name
+        # Read as Settings reads the environment: "https://x" is the URL https://x/.
+        field_type = (
+            Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation
+        )
+        assert TypeAdapter(field_type).validate_python(variable["default"]) == info.default, name
         compared += 1
-    assert compared >= 15
+    assert compared >= 25
 
 
 def test_functions_use_the_cloud_adapters(terraform: Terraform) -> None:
@@ -213,20 +190,6 @@ def test_functions_use_the_cloud_adapters(terraform: Terraform) -> None:
     assert expression(base["GCP_REGION"]) == "var.region"
     for function in FUNCTIONS:
         assert set(base) <= environment_names(terraform, function), function
-
-
-def test_job_creators_know_the_sync_url_and_the_scheduler_account(terraform: Terraform) -> None:
-    scheduler = terraform.locals["scheduler_environment"]
-    assert expression(scheduler["SYNC_DEVICE_URL"]) == (
-        f"{FUNCTION}.sync_device.service_config[0].uri"
-    )
-    assert expression(scheduler["SCHEDULER_SERVICE_ACCOUNT"]) == (
-        "google_service_account.scheduler.email"
-    )
-    for function in ("api", "refresh_devices"):
-        assert {"SYNC_DEVICE_URL", "SCHEDULER_SERVICE_ACCOUNT"} <= environment_names(
-            terraform, function
-        )
 
 
 def test_secret_environment_comes_from_secrets_the_function_may_read(
@@ -247,7 +210,6 @@ def test_only_the_api_reads_the_api_token(terraform: Terraform) -> None:
 
 
 def test_secrets_exist_without_versions_in_terraform(terraform: Terraform) -> None:
-    assert set(terraform.locals["secrets"]) == SECRETS
     secret = terraform.resource("google_secret_manager_secret", "secret")
     assert expression(secret["for_each"]) == "local.secrets"
     versions = [
@@ -275,7 +237,7 @@ def test_secret_access_is_granted_per_secret_never_project_wide(terraform: Terra
     for table in ("secret_readers", "secret_writers"):
         for function, secrets in terraform.locals[table].items():
             assert function in FUNCTIONS, table
-            assert set(secrets) <= SECRETS, f"{table}[{function}]"
+            assert set(secrets) <= set(terraform.locals["secrets"]), f"{table}[{function}]"
     rotation = terraform.resource("google_project_iam_custom_role", "secret_rotator")
     assert set(rotation["permissions"]) == {
         "secretmanager.versions.add",
@@ -311,16 +273,24 @@ def test_private_functions_take_internal_traffic_only(terraform: Terraform) -> N
 def test_job_managers_manage_jobs_and_act_as_the_scheduler_account_only(
     terraform: Terraform,
 ) -> None:
-    assert expression(terraform.locals["job_managers"]) == 'toset(["api", "refresh_devices"])'
+    managers = terraform.locals["job_managers"]
+    assert "webhooks" not in managers
     role = terraform.resource("google_project_iam_custom_role", "scheduler_jobs")
-    permissions = set(role["permissions"])
-    assert all(permission.startswith("cloudscheduler.jobs.") for permission in permissions)
-    needed = {"create", "update", "pause", "enable", "delete"}  # enable = resume
-    assert {f"cloudscheduler.jobs.{verb}" for verb in needed} <= permissions
-    assert "cloudscheduler.jobs.run" not in permissions
+    assert expression(role["for_each"]) == "local.job_managers"
+    # One role per manager, made of exactly its table entry.
+    assert (
+        expression(role["permissions"])
+        == '[for verb in each.value : "cloudscheduler.jobs.${verb}"]'
+    )
+    assert "${each.key}" in role["role_id"]
+    for verbs in managers.values():
+        assert "run" not in verbs and "list" not in verbs
     grant = terraform.resource("google_project_iam_member", "scheduler_jobs")
     assert expression(grant["for_each"]) == "local.job_managers"
-    assert expression(grant["role"]) == "google_project_iam_custom_role.scheduler_jobs.name"
+    assert expression(grant["role"]) == (
+        "google_project_iam_custom_role.scheduler_jobs[each.key].name"
+    )
+    assert grant["member"] == "serviceAccount:${google_service_account.runtime[each.key].email}"
     act_as = terraform.of_type("google_service_account_iam_member")
     assert len(act_as) == 1
     (grant,) = act_as.values()
@@ -348,24 +318,18 @@ def test_refresh_job_calls_refresh_devices_hourly_with_an_oidc_token(
     assert expression(token["audience"]) == uri
     deadline = int(job["attempt_deadline"].removesuffix("s"))
     assert deadline > service_config(terraform, "refresh_devices")["timeout_seconds"]
+    # A cold start or a transient error gets a retry, not a lost hour.
+    retry = block(job, "retry_config")
+    assert retry["retry_count"] >= 1
+    assert int(retry["min_backoff_duration"].removesuffix("s")) >= 30
 
 
-def test_every_expiring_collection_has_a_ttl_policy(terraform: Terraform) -> None:
-    assert set(terraform.locals["ttl_collections"]) >= EXPIRING_COLLECTIONS
+def test_ttl_policies_are_on_expire_at(terraform: Terraform) -> None:
     ttl = terraform.resource("google_firestore_field", "ttl")
     assert expression(ttl["for_each"]) == "toset(local.ttl_collections)"
     assert expression(ttl["collection"]) == "each.key"
     assert ttl["field"] == "expire_at"
     assert "ttl_config" in ttl
-
-
-def test_composite_indexes_cover_the_queries(terraform: Terraform) -> None:
-    indexes = {
-        index["collection"]: [(field["field_path"], field["order"]) for field in index["fields"]]
-        for index in terraform.locals["composite_indexes"].values()
-    }
-    assert indexes["push_log"] == [("device_id", "ASCENDING"), ("attempted_at", "DESCENDING")]
-    assert indexes["outbox"] == [("device_id", "ASCENDING"), ("location.timestamp", "ASCENDING")]
     index = terraform.resource("google_firestore_index", "composite")
     assert expression(index["for_each"]) == "local.composite_indexes"
 
@@ -392,6 +356,8 @@ def test_outputs_give_the_urls_to_register(terraform: Terraform) -> None:
     assert outputs["api_url"] == f"{FUNCTION}.api.url"
     assert terraform.outputs["smartcar_webhook_url"]["value"].endswith("/smartcar")
     assert terraform.outputs["tlink_webhook_url"]["value"].endswith("/tlink")
+    assert outputs["smartcar_redirect_uri"] == "local.smartcar_redirect_uri"
+    assert outputs["sync_device_url"] == 'local.run_urls["sync_device"]'
 
 
 def test_the_apis_the_functions_need_are_enabled(terraform: Terraform) -> None:
@@ -418,6 +384,8 @@ def test_every_reference_resolves(terraform: Terraform) -> None:
             assert local in terraform.locals, f"{name}: local.{local}"
         for kind, resource in re.findall(r"(?<![\w.])(google_\w+)\.(\w+)", code):
             assert resource in terraform.of_type(kind), f"{name}: {kind}.{resource}"
+        for kind, source in re.findall(r"\bdata\.(google_\w+)\.(\w+)", code):
+            assert source in terraform.data.get(kind, {}), f"{name}: data.{kind}.{source}"
 
 
 def test_tfvars_example_sets_what_is_required_and_only_known_variables(
