@@ -41,3 +41,8 @@ clean:
 PROTO_DIR := shared/sources/google/proto
 protos: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. $(PROTO_DIR)/*.proto
+
+## Benchmarks (cold start, webhook ingest, sync cost, decryption) into bench/RESULTS.md.
+.PHONY: bench
+bench: $(STAMP)
+	$(BIN)/python -m bench
