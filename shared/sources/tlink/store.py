@@ -104,7 +104,8 @@ class TlinkRepository:
     def _user_query(self, user_id: str, device_id: int | None) -> firestore.Query:
         from google.cloud.firestore import FieldFilter
 
-        query = self._devices.where(filter=FieldFilter("user_id", "==", user_id))
+        # An indexed value has Firestore's id limits (1500 bytes): refuse it as a bad id (400).
+        query = self._devices.where(filter=FieldFilter("user_id", "==", document_id(user_id)))
         if device_id is not None:
             query = query.where(filter=FieldFilter("device_id", "==", device_id))
         return query
