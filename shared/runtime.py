@@ -37,12 +37,14 @@ class Runtime:
         secrets: SecretStore | None = None,
         scheduler: JobScheduler | None = None,
         http_session: requests.Session | None = None,
+        sources: dict[Source, LocationSource] | None = None,
     ) -> None:
         self.settings = settings
         self._firestore_client = firestore_client
         self._secrets = secrets
         self._scheduler = scheduler
         self._http_session = http_session
+        self._sources = sources
 
     @functools.cached_property
     def firestore_client(self) -> firestore.Client:
@@ -132,7 +134,9 @@ class Runtime:
 
     @functools.cached_property
     def sources(self) -> dict[Source, LocationSource]:
-        """The sources that can pull a device's positions; each source issue adds its own."""
+        """The sources that can pull a device's positions, one per vendor."""
+        if self._sources is not None:
+            return self._sources
         from shared.models import Source
         from shared.sources.google.source import GoogleSource
         from shared.sources.smartcar.source import SmartcarSource

@@ -7,7 +7,7 @@ import random
 import time
 from collections.abc import Callable
 
-from shared.errors import BadRequest, NotFound
+from shared.errors import BadRequest, BridgeError, NotFound
 from shared.models import Device, Location, Source
 from shared.pipeline import RunReport, is_delivered
 from shared.runtime import Runtime
@@ -25,8 +25,9 @@ def device_or_404(runtime: Runtime, device_id: str) -> Device:
 def sync_device(runtime: Runtime, device_id: str, *, force: bool = False) -> RunReport:
     """Fetch the device's positions from its source and push what is new.
 
-    The outbox is drained even when no source can fetch the device (yet): what waits for
-    Traccar never depends on the vendor being reachable.
+    The outbox is drained even when the source cannot fetch the device (none for its vendor,
+    the vendor down, no credentials): what waits for Traccar never depends on the vendor. The
+    vendor's error is raised after the drain, so the caller still sees the run failed.
     """
     device = device_or_404(runtime, device_id)
     source = runtime.sources.get(device.source)
@@ -36,7 +37,24 @@ def sync_device(runtime: Runtime, device_id: str, *, force: bool = False) -> Run
             extra={"device_id": device.id, "source": device.source.value},
         )
         return runtime.pipeline.run(device, list, force=force)
-    return runtime.pipeline.run(device, lambda: source.fetch(device), force=force)
+    failures: list[BridgeError] = []
+
+    def fetch() -> list[Location]:
+        try:
+            return source.fetch(device)
+        except BridgeError as exc:
+            failures.append(exc)
+            return []
+
+    report = runtime.pipeline.run(device, fetch, force=force)
+    if failures:
+        logger.warning(
+            "the source failed; the outbox was drained anyway",
+            extra={"device_id": device.id, "error": failures[0].message,
+                   "pushed": report.result.pushed},
+        )  # fmt: skip
+        raise failures[0]
+    return report
 
 
 def scheduled_sync(

@@ -11,7 +11,7 @@ import pytest
 import requests
 from test_utils import orchestrate
 
-from shared.errors import RetryLater
+from shared.errors import BridgeError, RetryLater
 from shared.models import Device, DeviceState, Location, Source
 from shared.pipeline import BACKOFF_BASE, DELIVERED_CAP, PARK_AFTER_ATTEMPTS, Pipeline
 from shared.runtime import Runtime
@@ -403,3 +403,34 @@ def test_while_traccar_is_down_nothing_is_parked(
     assert [entry.parked for entry in outbox] == [False, False]
     assert outbox[0].attempts == PARK_AFTER_ATTEMPTS + 3
     assert osmand.positions == []
+
+
+class VendorDown:
+    """A source whose vendor is unreachable (a TLINK or Smartcar outage, say)."""
+
+    source = Source.TLINK
+
+    def fetch(self, device: Device) -> list[Location]:
+        raise BridgeError(f"vendor unreachable for {device.id}")
+
+
+def test_a_failing_source_does_not_hold_back_what_waits_for_traccar(
+    runtime: Runtime, osmand: OsmAndServer, clock: Clock, tmp_path: Path
+) -> None:
+    vendor_down = Runtime(
+        make_settings(tmp_path, traccar_server_url=osmand.url),
+        firestore_client=runtime.firestore_client,
+        sources={Source.TLINK: VendorDown()},
+    )
+    device = Device(id="tl-1", source=Source.TLINK, traccar_unique_id="tl-1")
+    vendor_down.store.devices.put(device)
+    osmand.add_known_id("tl-1")
+    osmand.respond_with(503)
+    vendor_down.pipeline.run(device, fixed(positions(clock, 10, device_id="tl-1")))
+    osmand.reset()
+
+    with pytest.raises(BridgeError, match="vendor unreachable"):
+        sync_device(vendor_down, "tl-1", force=True)
+
+    assert [p.unique_id for p in osmand.positions] == ["tl-1"]
+    assert vendor_down.store.delivery.state("tl-1").outbox_count == 0
