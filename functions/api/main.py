@@ -1,7 +1,9 @@
 """The REST API (`api` entry point): thin routes over the library; JSON in, JSON out.
 
 The routes and their shapes are those of seed 000 (see SPEC.md), documented in
-`shared/openapi.json` and served at `GET /openapi.json`.
+`shared/openapi.json` and served at `GET /openapi.json`. Each vendor's modules (and the
+OpenAPI table, which names all their models) are imported by the routes that use them: a
+cold instance answering `/health` loads none of them.
 """
 
 from __future__ import annotations
@@ -15,15 +17,8 @@ from shared.errors import BridgeError, Conflict, NotFound
 from shared.logs import configure_logging
 from shared.models import Location
 from shared.notify import Notifier
-from shared.openapi import openapi_document
 from shared.pipeline import RunReport
 from shared.runtime import get_runtime
-from shared.sources.google import account as google_account
-from shared.sources.google import credentials as google_credentials
-from shared.sources.google import refresh as google_refresh
-from shared.sources.google.source import fresh_locations, google_source
-from shared.sources.tlink import views as tlink_views
-from shared.sources.tlink.source import tlink_source
 from shared.web import (
     check_bearer,
     create_app,
@@ -93,6 +88,8 @@ def versions() -> tuple[flask.Response, int]:
 
 @app.get("/openapi.json")
 def openapi() -> tuple[flask.Response, int]:
+    from shared.openapi import openapi_document
+
     return _json(openapi_document())
 
 
@@ -194,6 +191,9 @@ def push_log() -> tuple[flask.Response, int]:
 
 @app.get("/devices")
 def list_devices() -> tuple[flask.Response, int]:
+    from shared.sources.google import refresh as google_refresh
+    from shared.sources.google.source import google_source
+
     runtime = get_runtime()
     google_refresh.refresh_for_listing(runtime, google_source(runtime))
     return _json([device.model_dump(mode="json") for device in runtime.store.devices.list()])
@@ -201,6 +201,8 @@ def list_devices() -> tuple[flask.Response, int]:
 
 @app.get("/devices/<device_id>/locations")
 def device_locations(device_id: str) -> tuple[flask.Response, int]:
+    from shared.sources.google.source import fresh_locations
+
     found = fresh_locations(get_runtime(), device_id)
     if "last" in flask.request.args:
         if not found:
@@ -211,6 +213,10 @@ def device_locations(device_id: str) -> tuple[flask.Response, int]:
 
 @app.put("/auth/secrets")
 def put_google_secrets() -> tuple[flask.Response, int]:
+    from shared.sources.google import account as google_account
+    from shared.sources.google import credentials as google_credentials
+    from shared.sources.google.source import google_source
+
     upload = parse_json(flask.request, google_credentials.GoogleSecretsUpload)
     restarted = google_account.upload_secrets(google_source(get_runtime()).account, upload)
     return _json(google_account.CredentialsUploaded(services_restarted=restarted).model_dump())
@@ -218,6 +224,10 @@ def put_google_secrets() -> tuple[flask.Response, int]:
 
 @app.put("/auth/aas-token")
 def put_google_aas_token() -> tuple[flask.Response, int]:
+    from shared.sources.google import account as google_account
+    from shared.sources.google import credentials as google_credentials
+    from shared.sources.google.source import google_source
+
     body = parse_json(flask.request, google_credentials.AasTokenUpload)
     account = google_source(get_runtime()).account
     restarted = google_account.replace_aas_token(account, body.aas_token)
@@ -226,6 +236,9 @@ def put_google_aas_token() -> tuple[flask.Response, int]:
 
 @app.post("/auth/token-status")
 def google_token_status() -> tuple[flask.Response, int]:
+    from shared.sources.google import account as google_account
+    from shared.sources.google.source import google_source
+
     status = google_account.token_status(google_source(get_runtime()).account)
     return _json(status.model_dump(mode="json"))
 
@@ -281,6 +294,9 @@ def _tlink_device(device_id: str) -> int:
 
 @app.get("/tlink/users/<user_id>/devices")
 def tlink_user_devices(user_id: str) -> tuple[flask.Response, int]:
+    from shared.sources.tlink import views as tlink_views
+    from shared.sources.tlink.source import tlink_source
+
     query = parse_query(flask.request, tlink_views.DevicesQuery)
     page = tlink_source(get_runtime()).views.user_devices(user_id, query)
     return _json(page.model_dump(mode="json"))
@@ -288,12 +304,17 @@ def tlink_user_devices(user_id: str) -> tuple[flask.Response, int]:
 
 @app.get("/tlink/users/<user_id>/devices/<device_id>/latest")
 def tlink_device_latest(user_id: str, device_id: str) -> tuple[flask.Response, int]:
+    from shared.sources.tlink.source import tlink_source
+
     view = tlink_source(get_runtime()).views.latest(user_id, _tlink_device(device_id))
     return _json(view.model_dump(mode="json"))
 
 
 @app.get("/tlink/users/<user_id>/devices/<device_id>/history")
 def tlink_device_history(user_id: str, device_id: str) -> tuple[flask.Response, int]:
+    from shared.sources.tlink import views as tlink_views
+    from shared.sources.tlink.source import tlink_source
+
     query = parse_query(flask.request, tlink_views.HistoryQuery)
     view = tlink_source(get_runtime()).views.history(user_id, _tlink_device(device_id), query)
     return _json(view.model_dump(mode="json"))
