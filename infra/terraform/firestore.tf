@@ -112,3 +112,14 @@ resource "google_firestore_field" "ttl" {
   # timestamp costs writes and can hotspot. (An empty index_config removes the indexes.)
   index_config {}
 }
+
+# device_state.delivered maps up to 5 000 fingerprints to their times (shared/pipeline.py,
+# DELIVERED_CAP). Nothing queries it, and by default Firestore indexes every key of a map, in
+# both orders: up to 10 000 index entries rewritten by every sync run. No indexes on it.
+resource "google_firestore_field" "unindexed_delivered" {
+  database   = google_firestore_database.default.name
+  collection = "device_state"
+  field      = "delivered"
+
+  index_config {}
+}

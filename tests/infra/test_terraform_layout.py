@@ -414,3 +414,12 @@ def test_accepted_checkov_findings_are_skipped_inline_with_a_reason(
         assert len(skip.group(2).strip()) > 20, skip.group(0)
     config = (TF_DIR / ".checkov.yaml").read_text()
     assert not re.search(r"^skip-check", config, re.MULTILINE), "skip on the resource instead"
+
+
+def test_the_delivered_fingerprint_map_is_not_indexed(terraform: Terraform) -> None:
+    from shared.models import DeviceState
+
+    field = terraform.resource("google_firestore_field", "unindexed_delivered")
+    assert (field["collection"], field["field"]) == ("device_state", "delivered")
+    assert field["index_config"] in ({}, [{}])  # empty: no single-field indexes at all
+    assert "delivered" in DeviceState.model_fields
