@@ -293,7 +293,7 @@ class _Run:
             self.failed = True
             blocked_by = error
             if suspect is not None:  # the next one failed too: Traccar is down, not the data
-                self._wait(*suspect[:3], suspect[3], attempted=True)
+                self._wait(*suspect, attempted=True)
                 suspect = None
             self._wait(fingerprint, location, entry, error, attempted=True)
         report.result.outbox = self.waiting + self.parked + self.parked_unseen
@@ -348,17 +348,20 @@ class _Run:
             )
         )
 
-    def next_attempt(self) -> datetime:
-        failures = self.state.failures + 1 if self.failed else self.state.failures
+    def retry_at(self) -> datetime | None:
+        """When the device's waiting positions are tried next: after a refusal in this run,
+        the backoff; otherwise what an earlier run set."""
         if self.failed:
-            return self.now + backoff(failures)
-        return self.state.retry_at or self.now
+            return self.now + backoff(self.state.failures + 1)
+        return self.state.retry_at
+
+    def next_attempt(self) -> datetime:
+        return self.retry_at() or self.now
 
     def final_state(self, result: SyncResult) -> DeviceState:
         delivered, floor = prune_delivered(self.delivered, self.state.floor, self.now)
         if self.failed:
-            failures = self.state.failures + 1
-            retry_at: datetime | None = self.now + backoff(failures)
+            failures, retry_at = self.state.failures + 1, self.retry_at()
         elif self.waiting:
             failures, retry_at = self.state.failures, self.state.retry_at
         else:
