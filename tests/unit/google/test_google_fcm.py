@@ -20,7 +20,7 @@ import requests
 
 from shared.sources.google.credentials import GoogleSecrets
 from shared.sources.google.errors import FcmError, NovaError
-from shared.sources.google.fcm import McsEndpoint, request_uuid_of, run_session
+from shared.sources.google.fcm import McsEndpoint, SessionResult, request_uuid_of, run_session
 from shared.sources.google.nova import NovaClient
 from shared.sources.google.proto import device_update_pb2
 from tests.fakes.nova import FCM_PAYLOAD_KEY, FakeGoogle
@@ -75,17 +75,22 @@ def locate_sender(google: FakeGoogle, canonic_ids: dict[str, str]):
     return send
 
 
-def test_each_locate_answer_is_decrypted_and_matched_to_its_request(google: FakeGoogle) -> None:
+def locate_all(google: FakeGoogle, requests_: dict[str, str], *, timeout: float) -> SessionResult:
+    """One FCM session locating `requests_` (request uuid → canonic id) through the fakes."""
     credentials, endpoint, _, _ = session_parts(google)
-    requests_ = {str(uuid.uuid4()): "canonic-0", str(uuid.uuid4()): "canonic-1"}
-
-    result = run_session(
+    return run_session(
         credentials.library_credentials(),
         endpoint,
         list(requests_),
         locate_sender(google, requests_),
-        timeout=10,
+        timeout=timeout,
     )
+
+
+def test_each_locate_answer_is_decrypted_and_matched_to_its_request(google: FakeGoogle) -> None:
+    requests_ = {str(uuid.uuid4()): "canonic-0", str(uuid.uuid4()): "canonic-1"}
+
+    result = locate_all(google, requests_, timeout=10)
 
     assert result.failures == {}
     assert set(result.answers) == set(requests_)
@@ -99,16 +104,9 @@ def test_each_locate_answer_is_decrypted_and_matched_to_its_request(google: Fake
 
 
 def test_the_login_is_confirmed_before_the_first_locate_is_sent(google: FakeGoogle) -> None:
-    credentials, endpoint, _, _ = session_parts(google)
     requests_ = {str(uuid.uuid4()): "canonic-0"}
 
-    run_session(
-        credentials.library_credentials(),
-        endpoint,
-        list(requests_),
-        locate_sender(google, requests_),
-        timeout=10,
-    )
+    locate_all(google, requests_, timeout=10)
 
     [(logged_in_at, android_id)] = google.mcs.logins
     [locate] = google.nova.locates
@@ -117,7 +115,6 @@ def test_the_login_is_confirmed_before_the_first_locate_is_sent(google: FakeGoog
 
 
 def test_pushes_of_other_requests_are_ignored_but_acknowledged(google: FakeGoogle) -> None:
-    credentials, endpoint, _, _ = session_parts(google)
     # An answer to an older run, waiting in FCM: delivered at login, not ours.
     stale = google.trackers[0].tracker.device_update([], None, request_uuid="older-run")
     google.mcs.push(
@@ -126,13 +123,7 @@ def test_pushes_of_other_requests_are_ignored_but_acknowledged(google: FakeGoogl
     google.mcs.push(google.identity.token, {"data": {"something": "else"}})
     requests_ = {str(uuid.uuid4()): "canonic-1"}
 
-    result = run_session(
-        credentials.library_credentials(),
-        endpoint,
-        list(requests_),
-        locate_sender(google, requests_),
-        timeout=10,
-    )
+    result = locate_all(google, requests_, timeout=10)
 
     [(request_uuid, update)] = result.answers.items()
     assert request_uuid_of(update) == request_uuid
@@ -140,18 +131,11 @@ def test_pushes_of_other_requests_are_ignored_but_acknowledged(google: FakeGoogl
 
 
 def test_an_unanswered_locate_is_missing_once_the_timeout_has_passed(google: FakeGoogle) -> None:
-    credentials, endpoint, _, _ = session_parts(google)
     google.trackers[0].answers = False
     requests_ = {str(uuid.uuid4()): "canonic-0", str(uuid.uuid4()): "canonic-1"}
 
     started = time.monotonic()
-    result = run_session(
-        credentials.library_credentials(),
-        endpoint,
-        list(requests_),
-        locate_sender(google, requests_),
-        timeout=1.5,
-    )
+    result = locate_all(google, requests_, timeout=1.5)
     elapsed = time.monotonic() - started
 
     assert [requests_[u] for u in result.answers] == ["canonic-1"]
@@ -159,17 +143,10 @@ def test_an_unanswered_locate_is_missing_once_the_timeout_has_passed(google: Fak
 
 
 def test_a_late_answer_within_the_timeout_is_waited_for(google: FakeGoogle) -> None:
-    credentials, endpoint, _, _ = session_parts(google)
     google.trackers[0].delay = 0.5
     requests_ = {str(uuid.uuid4()): "canonic-0"}
 
-    result = run_session(
-        credentials.library_credentials(),
-        endpoint,
-        list(requests_),
-        locate_sender(google, requests_),
-        timeout=10,
-    )
+    result = locate_all(google, requests_, timeout=10)
 
     assert list(result.answers) == list(requests_)
 
@@ -177,17 +154,10 @@ def test_a_late_answer_within_the_timeout_is_waited_for(google: FakeGoogle) -> N
 def test_a_request_that_could_not_be_sent_is_a_failure_and_the_others_still_answer(
     google: FakeGoogle,
 ) -> None:
-    credentials, endpoint, _, _ = session_parts(google)
     requests_ = {str(uuid.uuid4()): "canonic-0", str(uuid.uuid4()): "no-such-tracker"}
 
     started = time.monotonic()
-    result = run_session(
-        credentials.library_credentials(),
-        endpoint,
-        list(requests_),
-        locate_sender(google, requests_),
-        timeout=10,
-    )
+    result = locate_all(google, requests_, timeout=10)
 
     [(failed, error)] = result.failures.items()
     assert requests_[failed] == "no-such-tracker" and isinstance(error, NovaError)
