@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import cold_start, sync_cost, webhook_ingest
+from bench import cold_start, fcm_session, free_tier, sync_cost, webhook_ingest
 from bench.common import Section, run_module, services, write_results
 
 DECRYPT_TIMEOUT = 600.0  # seconds
@@ -63,6 +63,15 @@ def main() -> None:
                     histories=(10, 1_000, 10_000) if quick else sync_cost.HISTORIES,
                 ),
             ),
+            (
+                "FCM session",
+                lambda: fcm_session.run(
+                    local,
+                    runs=2 if quick else 5,
+                    counts=(10,) if quick else fcm_session.DEVICE_COUNTS,
+                ),
+            ),
+            ("free tiers", lambda: free_tier.run(local, hours=1 if quick else free_tier.HOURS)),
         ):
             print(f"\n== {title}")
             sections.append(measure().markdown())

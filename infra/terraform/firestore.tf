@@ -81,6 +81,28 @@ locals {
     "smartcar_connect_states", # single-use Smartcar Connect states
     "tlink_readings",          # TLINK sensor history, kept TLINK_READING_RETENTION_DAYS
   ]
+
+  # Fields with no single-field indexes (resource google_firestore_field.unindexed), by
+  # collection. A map's exemption covers all its keys.
+  unindexed_fields = {
+    # Up to 5 000 fingerprints → their times (shared/pipeline.py DELIVERED_CAP), read whole by
+    # id: up to 10 000 index entries rewritten by every sync run otherwise.
+    device_state = ["delivered"]
+    # A vehicle's latest value of every Smartcar signal code (dozens, each a map), read by
+    # vehicle id; every VEHICLE_STATE delivery rewrites them.
+    smartcar_vehicles = ["signals"]
+    # A TLINK device's latest value of each sensor, read by device id; every push rewrites it.
+    tlink_devices = ["sensors"]
+    # One document per push attempt, kept PUSH_LOG_RETENTION_DAYS (90): the largest collection
+    # by far. GET /push-log filters on device_id and orders by attempted_at (the composite
+    # index push_log_by_device, and attempted_at's own index); the other fields are only read.
+    # Their index entries made about 90 % of the push log's storage (bench/free_tier.py: some
+    # 3.5 of 4 KB per attempt; close to 1 GiB for ten trackers synced every ten minutes).
+    push_log = [
+      "id", "lat", "lon", "timestamp", "loc_status", "name", "date", "maps_url",
+      "traccar_status", "synced_at", "source", "error", "outcome",
+    ]
+  }
 }
 
 resource "google_firestore_index" "composite" {
@@ -113,13 +135,28 @@ resource "google_firestore_field" "ttl" {
   index_config {}
 }
 
-# device_state.delivered maps up to 5 000 fingerprints to their times (shared/pipeline.py,
-# DELIVERED_CAP). Nothing queries it, and by default Firestore indexes every key of a map, in
-# both orders: up to 10 000 index entries rewritten by every sync run. No indexes on it.
-resource "google_firestore_field" "unindexed_delivered" {
+# Fields with no single-field indexes at all (an empty index_config): nothing queries them, and
+# by default Firestore indexes every value, each key of a map included, in both orders, and
+# rewrites those entries with every write of the document. The queries in shared/ and the
+# composite indexes above need none of them (tests/infra/test_terraform_matches_code.py).
+resource "google_firestore_field" "unindexed" {
+  for_each = {
+    for pair in flatten([
+      for collection, fields in local.unindexed_fields : [
+        for field in fields : { collection = collection, field = field }
+      ]
+    ]) : "${pair.collection}.${pair.field}" => pair
+  }
+
   database   = google_firestore_database.default.name
-  collection = "device_state"
-  field      = "delivered"
+  collection = each.value.collection
+  field      = each.value.field
 
   index_config {}
+}
+
+# The delivered map's exemption was a resource of its own before the list above.
+moved {
+  from = google_firestore_field.unindexed_delivered
+  to   = google_firestore_field.unindexed["device_state.delivered"]
 }

@@ -2,9 +2,11 @@
 
 The count is taken on the wire, under the official client, the way Firestore bills: a
 document returned by a get or a query is one read, a query answering nothing is one read, an
-aggregation is one read, each write of a commit is one write. The client offers no transport
-seam, so the channel it builds for the emulator is wrapped with an interceptor (the client's
-own `_emulator_channel` hook: a library method, not our code under test).
+aggregation is one read, each write of a commit is one write; `deletes` counts the deletes
+among those writes, which Firestore bills apart (writes - deletes are billed as writes). The
+client offers no transport seam, so the channel it builds for the emulator is wrapped with an
+interceptor (the client's own `_emulator_channel` hook: a library method, not our code under
+test).
 """
 
 from __future__ import annotations
@@ -21,17 +23,19 @@ from google.cloud import firestore
 @dataclass
 class Counts:
     reads: int = 0
-    writes: int = 0
+    writes: int = 0  # every write of a commit, deletes included
+    deletes: int = 0  # the deletes among `writes`
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def add(self, *, reads: int = 0, writes: int = 0) -> None:
+    def add(self, *, reads: int = 0, writes: int = 0, deletes: int = 0) -> None:
         with self._lock:
             self.reads += reads
             self.writes += writes
+            self.deletes += deletes
 
     def reset(self) -> None:
         with self._lock:
-            self.reads = self.writes = 0
+            self.reads = self.writes = self.deletes = 0
 
 
 def _method(details: grpc.ClientCallDetails) -> str:
@@ -76,7 +80,10 @@ class CountingInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClie
     def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
         method = _method(details)
         if method == "Commit":
-            self._counts.add(writes=len(request.writes))
+            deletes = sum(
+                1 for write in request.writes if write._pb.WhichOneof("operation") == "delete"
+            )
+            self._counts.add(writes=len(request.writes), deletes=deletes)
         elif method == "GetDocument":
             self._counts.add(reads=1)
         return continuation(details, request)

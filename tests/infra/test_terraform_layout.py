@@ -378,6 +378,11 @@ def test_every_reference_resolves(terraform: Terraform) -> None:
     """What `terraform validate` would say about names, without the provider."""
     for name, text in terraform.texts.items():
         code = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
+        # A `moved` block names an address that no longer exists, by design; its target must.
+        for target in re.findall(r"^moved \{.*?^\s*to\s*=\s*(\S+)", code, re.S | re.M):
+            kind, resource = target.split("[", 1)[0].split(".")
+            assert resource in terraform.of_type(kind), f"{name}: moved to {target}"
+        code = re.sub(r"^moved \{.*?^\}", "", code, flags=re.S | re.M)
         for variable in re.findall(r"\bvar\.(\w+)", code):
             assert variable in terraform.variables, f"{name}: var.{variable}"
         for local in re.findall(r"\blocal\.(\w+)", code):
@@ -416,10 +421,29 @@ def test_accepted_checkov_findings_are_skipped_inline_with_a_reason(
     assert not re.search(r"^skip-check", config, re.MULTILINE), "skip on the resource instead"
 
 
-def test_the_delivered_fingerprint_map_is_not_indexed(terraform: Terraform) -> None:
-    from shared.models import DeviceState
-
-    field = terraform.resource("google_firestore_field", "unindexed_delivered")
-    assert (field["collection"], field["field"]) == ("device_state", "delivered")
+def test_unindexed_fields_get_an_empty_index_config_and_no_ttl(terraform: Terraform) -> None:
+    field = terraform.resource("google_firestore_field", "unindexed")
+    for_each = expression(field["for_each"])
+    assert "local.unindexed_fields" in for_each
+    assert '"${pair.collection}.${pair.field}" => pair' in for_each
+    assert (expression(field["collection"]), expression(field["field"])) == (
+        "each.value.collection",
+        "each.value.field",
+    )
     assert field["index_config"] in ({}, [{}])  # empty: no single-field indexes at all
-    assert "delivered" in DeviceState.model_fields
+    assert "ttl_config" not in field
+    unindexed = terraform.locals["unindexed_fields"]
+    assert "delivered" in unindexed["device_state"]
+    for collection, fields in unindexed.items():
+        assert fields and len(set(fields)) == len(fields), collection
+        # A TTL field has its exemption in google_firestore_field.ttl (one config per field).
+        assert collection not in terraform.locals["ttl_collections"] or "expire_at" not in fields
+
+
+def test_the_delivered_maps_former_resource_is_moved_not_recreated(terraform: Terraform) -> None:
+    assert "unindexed_delivered" not in terraform.of_type("google_firestore_field")
+    assert re.search(
+        r"moved \{\s*from = google_firestore_field\.unindexed_delivered\s*"
+        r'to\s*= google_firestore_field\.unindexed\["device_state\.delivered"\]\s*\}',
+        terraform.texts["firestore.tf"],
+    )

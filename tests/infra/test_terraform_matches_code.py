@@ -187,6 +187,28 @@ EXPIRING_MODELS = {
     "shared.sources.tlink.models.TlinkEvent": tlink_store.EVENTS,
     "shared.sources.tlink.models.TlinkReading": tlink_store.READINGS,
 }
+# Collection → the fields its queries in shared/ filter or order on (traced by hand; a test
+# checks the code still names exactly these fields in its queries).
+QUERIED_FIELDS: dict[str, set[str]] = {
+    # Repository.list: every document, ordered by id.
+    **{collection: {"id"} for collection in ("devices", "services", "excluded_devices")},
+    **{collection: {"id"} for collection in ("local_jobs", "smart_tracking")},
+    # SmartcarStore: the vehicles, ordered by id.
+    smartcar_records.VEHICLES: {"id"},
+    # DeliveryRepository.outbox and .push_log.
+    "outbox": {"device_id", "location.timestamp"},
+    "push_log": {"device_id", "attempted_at"},
+    # TlinkRepository: a user's devices, a sensor's history.
+    tlink_store.DEVICES: {"user_id", "device_id"},
+    tlink_store.READINGS: {"device_id", "sensor_id", "time"},
+}
+# Collection → the model its documents are (for the fields exempted from indexing).
+STORED_MODELS = {
+    "device_state": "shared.models.DeviceState",
+    "push_log": "shared.models.PushLogEntry",
+    smartcar_records.VEHICLES: "shared.sources.smartcar.records.VehicleRecord",
+    tlink_store.DEVICES: "shared.sources.tlink.models.TlinkDevice",
+}
 PROJECT_NUMBER = "123456789012"
 # What `terraform console` cannot know without the provider: the project number and the
 # scheduler account's address.
@@ -234,6 +256,28 @@ def client_methods(path: Path, class_name: str, pattern: str) -> set[str]:
         if is_text and re.fullmatch(pattern, node.value):
             found.add(node.value)
     return found
+
+
+def query_fields() -> set[str]:
+    """Field names the code in shared/ filters (`FieldFilter`, `where`) or orders on."""
+    found = set()
+    for path in Path(shared.__path__[0]).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call) or not node.args:
+                continue
+            function = node.func
+            name = function.attr if isinstance(function, ast.Attribute) else None
+            if isinstance(function, ast.Name):
+                name = function.id
+            first = node.args[0]
+            if name in ("FieldFilter", "where", "order_by") and isinstance(first, ast.Constant):
+                found.add(first.value)
+    return found
+
+
+def model_class(qualified: str) -> type[BaseModel]:
+    module, _, name = qualified.rpartition(".")
+    return getattr(importlib.import_module(module), name)
 
 
 def expiring_models() -> set[str]:
@@ -485,6 +529,33 @@ def test_every_function_environment_is_valid_settings(
 def test_every_collection_that_stores_expire_at_has_a_ttl_policy(terraform: Terraform) -> None:
     assert expiring_models() == set(EXPIRING_MODELS), "map the new expiring model to its collection"
     assert set(terraform.locals["ttl_collections"]) == set(EXPIRING_MODELS.values())
+
+
+def test_the_queries_name_exactly_the_traced_fields() -> None:
+    assert query_fields() == set().union(*QUERIED_FIELDS.values()), "trace the new query"
+
+
+def test_no_query_or_composite_index_needs_an_unindexed_field(terraform: Terraform) -> None:
+    unindexed = terraform.locals["unindexed_fields"]
+    composite = {
+        (index["collection"], field["field_path"])
+        for index in terraform.locals["composite_indexes"].values()
+        for field in index["fields"]
+    }
+    for collection, fields in unindexed.items():
+        for field in fields:
+            needed = QUERIED_FIELDS.get(collection, set()) | {
+                path for name, path in composite if name == collection
+            }
+            # An exempted map also exempts its keys: a query on `field.key` needs it too.
+            assert not any(path.split(".")[0] == field for path in needed), (collection, field)
+
+
+def test_unindexed_fields_are_fields_of_the_stored_documents(terraform: Terraform) -> None:
+    unindexed = terraform.locals["unindexed_fields"]
+    assert set(unindexed) <= set(STORED_MODELS)
+    for collection, fields in unindexed.items():
+        assert set(fields) <= set(model_class(STORED_MODELS[collection]).model_fields), collection
 
 
 def test_composite_indexes_cover_the_queries(terraform: Terraform) -> None:
