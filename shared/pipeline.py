@@ -32,7 +32,7 @@ from shared.models import (
     SyncResult,
     utc_now,
 )
-from shared.store import DeliveryRepository
+from shared.store import DeliveryRepository, Versioned, Writes
 from shared.traccar import (
     OsmAndClient,
     PushOutcome,
@@ -120,12 +120,31 @@ class Pipeline:
         self._clock = clock
 
     def run(
-        self, device: Device, fetch: Callable[[], Iterable[Location]], *, force: bool = False
+        self,
+        device: Device,
+        fetch: Callable[[], Iterable[Location]],
+        *,
+        force: bool = False,
+        read: Versioned[DeviceState] | None = None,
+        along: Writes | None = None,
+        along_outcome: Writes | None = None,
     ) -> RunReport:
-        """Fetch, deduplicate and push `device`'s positions. `force` ignores the backoff."""
+        """Fetch, deduplicate and push `device`'s positions. `force` ignores the backoff.
+
+        A webhook hands in the device's state as it read it with its own documents (`read`,
+        sparing the run its own read) and its records (`along`), written in the lease's commit:
+        its claim is taken with the lease, before any push, in one round trip. Their
+        preconditions failing raises `StaleRead` before anything was pushed or written.
+        `along_outcome` joins the run's final commit (the webhook's claim marked done).
+        """
         now = self._clock()
         state, lease = self._delivery.acquire(
-            device.id, uuid.uuid4().hex, now=now, until=now + LEASE_DURATION
+            device.id,
+            uuid.uuid4().hex,
+            now=now,
+            until=now + LEASE_DURATION,
+            read=read,
+            along=along,
         )
         try:
             fetched = list(fetch())
@@ -145,6 +164,7 @@ class Pipeline:
             outbox_put=run.outbox_put,
             outbox_delete=run.outbox_delete,
             push_log=run.push_log,
+            along=along_outcome,
         )
         return report
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import re
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel
 
@@ -31,6 +33,14 @@ if TYPE_CHECKING:
     from google.cloud import firestore
 
 M = TypeVar("M", bound=BaseModel)
+# Adds a caller's writes to a batch that another part commits (a webhook's records to the
+# lease write of its pipeline run): one atomic commit, one round trip.
+Writes = Callable[["firestore.WriteBatch"], None]
+# A webhook delivery's claim: "pending" from the commit that takes the device's lease (before
+# the push) until the run's final commit makes it "done". A pending claim outliving its lease
+# is a processing that died: the vendor's retry takes it over (`write_if_unchanged`). Claims written
+# before the status existed have none: done.
+ClaimStatus = Literal["pending", "done"]
 
 # Firestore refuses "/" in an id, "." and "..", and ids of the form __x__; 1500 bytes at most.
 _RESERVED_ID = re.compile(r"^__.*__$")
@@ -95,6 +105,119 @@ def document_id(value: str) -> str:
     ):
         raise BadRequest(f"invalid id: {value!r}")
     return value
+
+
+class StaleRead(RetryLater):
+    """A conditional commit found a document written since it was read: nothing was written;
+    read again and retry (429 with a short Retry-After if it ever reaches a caller)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retry_after=1)
+
+
+@functools.cache
+def _stale_errors() -> tuple[type[Exception], ...]:
+    """What a commit whose precondition failed raises: a create found the document, an update
+    found it changed (or gone)."""
+    from google.api_core.exceptions import AlreadyExists, FailedPrecondition, NotFound
+
+    return AlreadyExists, FailedPrecondition, NotFound
+
+
+@dataclass(frozen=True)
+class Versioned(Generic[M]):
+    """A document as one read found it: its model (None: no such document) and its version.
+
+    A later write conditioned on that version (`write_if_unchanged`) fails if anybody wrote the
+    document in between: optimistic concurrency in one commit, without a transaction's
+    BeginTransaction round trip.
+    """
+
+    value: M | None
+    update_time: datetime | None = None
+
+    @classmethod
+    def of(cls, snapshot: firestore.DocumentSnapshot, model: type[M]) -> Versioned[M]:
+        if not snapshot.exists:
+            return cls(None)
+        return cls(model.model_validate(snapshot.to_dict()), snapshot.update_time)
+
+
+def read_all(
+    client: firestore.Client, refs: Sequence[firestore.DocumentReference]
+) -> list[firestore.DocumentSnapshot]:
+    """The snapshots of `refs`, in their order, read in one BatchGetDocuments round trip."""
+    found = {snapshot.reference.path: snapshot for snapshot in client.get_all(refs, **_reads())}
+    return [found[ref.path] for ref in refs]
+
+
+def unchanged_since(update_time: datetime) -> Any:
+    """The precondition "nobody wrote the document since `update_time`" (a `WriteOption`)."""
+    from google.cloud.firestore_v1.base_client import BaseClient
+
+    return BaseClient.write_option(last_update_time=update_time)
+
+
+def write_if_unchanged(
+    batch: firestore.WriteBatch,
+    ref: firestore.DocumentReference,
+    read: Versioned[Any],
+    data: dict[str, Any],
+) -> None:
+    """Add to `batch` the write of `data` as the whole document, on condition that nobody wrote
+    it since `read`: a create where `read` found none. Every field of a model is in `data`
+    (None included), so the update replaces each one as a `set` would."""
+    if read.update_time is None:
+        batch.create(ref, data)
+    else:
+        batch.update(ref, data, option=unchanged_since(read.update_time))
+
+
+def claim_done(ref: firestore.DocumentReference) -> Writes:
+    """The write marking a delivery's claim done, for its run's final commit."""
+
+    def add(batch: firestore.WriteBatch) -> None:
+        batch.update(ref, {"status": "done"})
+
+    return add
+
+
+def commit_if_unchanged(
+    client: firestore.Client,
+    writes: Writes,
+    *,
+    claim: tuple[firestore.DocumentReference, str] | None = None,
+) -> None:
+    """Commit `writes` in one batch; `StaleRead` (nothing written) if a precondition failed.
+
+    `claim`, a webhook delivery's claim document that `writes` create (or take over) and its
+    owner, tells a conflict from a commit retried after its first attempt landed with the reply
+    lost: the retry then finds the claim written by this very delivery, and the commit is done.
+    """
+    batch = client.batch()
+    writes(batch)
+    try:
+        batch.commit(**_writes())
+    except _stale_errors() as exc:
+        if claim is not None and _owned(claim[0].get(**_reads()), claim[1]):
+            return
+        raise StaleRead(f"written meanwhile: {exc.message}") from None
+
+
+def release_claim(ref: firestore.DocumentReference, owner: str) -> None:
+    """Delete a webhook delivery's claim if it is `owner`'s, so the vendor's retry is processed.
+
+    A claim of a concurrent copy of the delivery (another owner) stays: deleting it would let a
+    third copy push the position again. Read first, then deleted on condition it did not change.
+    """
+    snapshot = ref.get(**_reads())
+    if _owned(snapshot, owner):
+        with contextlib.suppress(*_stale_errors()):
+            ref.delete(option=unchanged_since(snapshot.update_time), **_writes())
+
+
+def _owned(snapshot: firestore.DocumentSnapshot, owner: str) -> bool:
+    return snapshot.exists and (snapshot.to_dict() or {}).get("owner") == owner
 
 
 class Repository(Generic[M]):
@@ -190,7 +313,9 @@ class DeliveryRepository:
 
     A run costs, whatever the history: one read of the state (taking the lease), one query of
     the outbox only when the state says it holds something, one write for the lease and one
-    batch (the new state and one push-log document per attempt) at the end.
+    batch (the new state and one push-log document per attempt) at the end. A webhook's run
+    reads the state with the webhook's own documents and writes the lease with its records
+    (`acquire`'s `read` and `along`): the webhook and its run share one read and one commit.
     """
 
     def __init__(self, client: firestore.Client) -> None:
@@ -199,8 +324,12 @@ class DeliveryRepository:
         self._outbox = client.collection("outbox")
         self._push_log = client.collection("push_log")
 
+    def state_ref(self, device_id: str) -> firestore.DocumentReference:
+        """The device's state document, for a caller that reads it with its own documents."""
+        return self._states.document(document_id(device_id))
+
     def state(self, device_id: str) -> DeviceState:
-        snapshot = self._states.document(document_id(device_id)).get(**_reads())
+        snapshot = self.state_ref(device_id).get(**_reads())
         if not snapshot.exists:
             return DeviceState(id=device_id)
         return DeviceState.model_validate(snapshot.to_dict())
@@ -209,52 +338,68 @@ class DeliveryRepository:
         return [DeviceState.model_validate(s.to_dict()) for s in self._states.stream(**_reads())]
 
     def acquire(
-        self, device_id: str, owner: str, *, now: datetime, until: datetime
+        self,
+        device_id: str,
+        owner: str,
+        *,
+        now: datetime,
+        until: datetime,
+        read: Versioned[DeviceState] | None = None,
+        along: Writes | None = None,
     ) -> tuple[DeviceState, Lease]:
         """Take the device's lease, or `RetryLater` while another run holds it.
 
         Optimistic: read the state, then write it back on condition that nobody wrote it in
         between (`last_update_time`, or `create` for a first run). Two runs racing for a
         free lease: exactly one write succeeds.
-        """
-        from google.api_core.exceptions import AlreadyExists, FailedPrecondition
 
-        ref = self._states.document(document_id(device_id))
-        snapshot = ref.get(**_reads())
+        `read` is the state as the caller read it (with its own documents, in one round trip);
+        `along` adds the caller's writes to the lease's commit, all applied or none. Their
+        preconditions failing is `StaleRead`: the caller reads again and retries.
+        """
+        ref = self.state_ref(device_id)
+        if read is None:
+            read = Versioned.of(ref.get(**_reads()), DeviceState)
         # A competing run may write between this read and our conditional write below.
-        state = (  # pragma: SYNCPOINT lease
-            DeviceState.model_validate(snapshot.to_dict())
-            if snapshot.exists
-            else DeviceState(id=device_id)
-        )
+        state = read.value or DeviceState(id=device_id)  # pragma: SYNCPOINT lease
         if state.lease_owner and state.lease_until and state.lease_until > now:
             raise _busy(device_id, state.lease_until, now)
         state = state.model_copy(update={"lease_owner": owner, "lease_until": until})
+        batch = self._client.batch()
+        if read.update_time is not None:
+            # The lease fields only: re-sending the whole state (up to DELIVERED_CAP
+            # fingerprints) cost more than the rest of the run.
+            lease = {"lease_owner": owner, "lease_until": until}
+            batch.update(ref, lease, option=unchanged_since(read.update_time))
+        else:
+            batch.create(ref, state.model_dump(mode="python"))
+        if along is not None:
+            along(batch)
         try:
-            if snapshot.exists:
-                option = self._client.write_option(last_update_time=snapshot.update_time)
-                # The lease fields only: re-sending the whole state (up to DELIVERED_CAP
-                # fingerprints) cost more than the rest of the run.
-                lease = {"lease_owner": owner, "lease_until": until}
-                update_time = ref.update(lease, option=option, **_writes()).update_time
-            else:
-                update_time = ref.create(state.model_dump(mode="python"), **_writes()).update_time
-        except (AlreadyExists, FailedPrecondition):
-            # Either another run took it first, or this write was retried after its first
-            # attempt landed and the reply was lost: then the lease is this run's already.
+            update_time = batch.commit(**_writes())[0].update_time  # the lease's, added first
+        except _stale_errors():
+            # Another run took the lease first, a write of `along` found its document changed,
+            # or this commit was retried after its first attempt landed and the reply was lost:
+            # then the lease (and all that came with it) is this run's already.
             taken = ref.get(**_reads())
-            if not taken.exists or (taken.to_dict() or {}).get("lease_owner") != owner:
+            if taken.exists and (taken.to_dict() or {}).get("lease_owner") == owner:
+                update_time = taken.update_time
+            elif along is not None:
+                raise StaleRead(
+                    f"the sync state of {device_id} or a document written with its "
+                    "lease changed since it was read"
+                ) from None
+            else:
                 raise _busy(device_id, until, now) from None
-            update_time = taken.update_time
         return state, Lease(device_id, owner, update_time, state.delivered)
 
     def release(self, lease: Lease, state: DeviceState) -> None:
         """Give the lease back without other changes (a run that failed before pushing)."""
         from google.api_core.exceptions import FailedPrecondition
 
-        ref = self._states.document(document_id(lease.device_id))
+        ref = self.state_ref(lease.device_id)
         data = state.model_copy(update={"lease_owner": None, "lease_until": None})
-        option = self._client.write_option(last_update_time=lease.update_time)
+        option = unchanged_since(lease.update_time)
         # FailedPrecondition: the lease had expired and another run took it; nothing to undo.
         with contextlib.suppress(FailedPrecondition):
             ref.update(data.model_dump(mode="python"), option=option, **_writes())
@@ -278,17 +423,21 @@ class DeliveryRepository:
         outbox_put: list[OutboxEntry],
         outbox_delete: list[str],
         push_log: list[PushLogEntry],
+        along: Writes | None = None,
     ) -> None:
-        """Write a run's outcome at once; fails (`Conflict`) if the lease was lost meanwhile."""
+        """Write a run's outcome at once; fails (`Conflict`) if the lease was lost meanwhile.
+
+        `along` adds the caller's writes (a webhook marking its claim done), applied with the
+        outcome or not at all."""
         from google.api_core.exceptions import FailedPrecondition, NotFound
 
         batch = self._client.batch()
         released = state.model_copy(update={"lease_owner": None, "lease_until": None})
-        ref = self._states.document(document_id(lease.device_id))
+        ref = self.state_ref(lease.device_id)
         batch.update(
             ref,
             _state_changes(released, lease.delivered),
-            option=self._client.write_option(last_update_time=lease.update_time),
+            option=unchanged_since(lease.update_time),
         )
         for entry in outbox_put:
             batch.set(self._outbox.document(document_id(entry.id)), entry.model_dump(mode="python"))
@@ -296,6 +445,8 @@ class DeliveryRepository:
             batch.delete(self._outbox.document(document_id(entry_id)))
         for log in push_log:
             batch.set(self._push_log.document(), log.model_dump(mode="python"))
+        if along is not None:
+            along(batch)
         try:
             batch.commit(**_writes())
         except (FailedPrecondition, NotFound):

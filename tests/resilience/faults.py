@@ -7,11 +7,16 @@ before they reach the emulator, as a dropped connection does (`skip=1`: after le
 through; `code=`: another status); `lose_reply=True` lets the
 emulator apply the call and then fails it, as a connection cut after the server answered
 does. The client's own retry policy sees exactly what it would see from a real network.
+`client.faults.before("Commit", action)` runs `action` (another writer, on another client)
+just before the next Commit is sent: a race lost at that very point, deterministically.
+`client.faults.cut()` makes every later call fail before it is sent: the process using the
+client is gone (killed), nothing it still tries reaches Firestore.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,6 +76,8 @@ class FaultInjector(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInte
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._faults: list[_Fault] = []
+        self._actions: list[tuple[str, Callable[[], object]]] = []
+        self._cut: grpc.StatusCode | None = None
         self.calls: list[str] = []
         self.failed: list[str] = []
 
@@ -86,6 +93,17 @@ class FaultInjector(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInte
         with self._lock:
             self._faults.append(_Fault(method, skip, times, code, lose_reply))
 
+    def before(self, method: str, action: Callable[[], object]) -> None:
+        """Run `action` once, just before the next call of `method` is sent."""
+        with self._lock:
+            self._actions.append((method, action))
+
+    def cut(self, code: grpc.StatusCode = grpc.StatusCode.CANCELLED) -> None:
+        """Fail every call from now on, before it is sent (CANCELLED: not retried, so the
+        process's remaining code runs at once, as if it had never run)."""
+        with self._lock:
+            self._cut = code
+
     @property
     def pending(self) -> int:
         """Failures announced but not injected yet."""
@@ -94,7 +112,15 @@ class FaultInjector(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInte
 
     def _take(self, method: str) -> _Fault | None:
         with self._lock:
+            actions = [action for name, action in self._actions if name == method]
+            self._actions = [(name, action) for name, action in self._actions if name != method]
+        for action in actions:
+            action()
+        with self._lock:
             self.calls.append(method)
+            if self._cut is not None:
+                self.failed.append(method)
+                return _Fault(method, 0, 0, self._cut, lose_reply=False)
             for fault in self._faults:
                 if fault.method != method or fault.remaining == 0:
                     continue

@@ -7,7 +7,13 @@
     smartcar_locks/<name>               a short lease (the token secret's read-modify-write)
     devices/<vehicleId>                 the bridge's device (shared with the other sources)
 
-A delivery is written in one transaction: raw event, vehicle and device together or not at all.
+A delivery reads what it needs in one round trip (`read`: its claim, the vehicle, its device
+and, when it may push, the vehicle's delivery state) and writes in one commit (`writes`): the
+claim (created: a copy of the delivery committed first fails it; or a dead processing's pending
+claim taken over), the raw event, the vehicle and the device, each on condition that nobody
+wrote it since the read (`StaleRead` otherwise: read again and retry), and, when there is a
+position, the vehicle's lease (`Pipeline.run`'s `along`); the claim is then pending until the
+run's final commit marks it done (`claim_done`, `Pipeline.run`'s `along_outcome`).
 The device document is the uniqueId mapping: it is created with `smartcar-<vehicleId>` and from
 then on its `traccar_unique_id` is kept as it is, so an operator who edits it in Firestore maps
 the vehicle to any Traccar device.
@@ -17,13 +23,25 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import AwareDatetime, Field
 
-from shared.models import Device, Document, Source
-from shared.store import document_id
+from shared.models import Device, DeviceState, Document, Source
+from shared.store import (
+    ClaimStatus,
+    StaleRead,
+    Versioned,
+    Writes,
+    claim_done,
+    commit_if_unchanged,
+    document_id,
+    read_all,
+    release_claim,
+    write_if_unchanged,
+)
 
 if TYPE_CHECKING:
     from google.cloud import firestore
@@ -60,9 +78,17 @@ def vehicle_device(
 
 
 class WebhookClaim(Document):
-    """The idempotency record of one delivery: created before any work, or it is a repeat."""
+    """The idempotency record of one delivery: created before any push, or it is a repeat.
+
+    `owner` is the processing that wrote it: a commit retried after its reply was lost finds
+    its own claim (done, not a repeat), and a failing processing deletes its own claim only.
+    Claims written before owners existed have "" (a repeat, whoever asks). `status` is
+    "pending" while a position is on its way (claim and lease written, outcome not yet): a
+    repeat then waits, or takes the claim over once the lease has ended (see `ClaimStatus`)."""
 
     id: str = Field(min_length=1)
+    owner: str = ""
+    status: ClaimStatus = "done"
     source: Source = Source.SMARTCAR
     event_id: str
     event_type: str
@@ -146,6 +172,46 @@ def firestore_safe(value: Any) -> Any:
 
 
 VehicleUpdate = Callable[[VehicleRecord], VehicleRecord]
+# Reads and commits of one delivery racing other writers of its documents before it gives up
+# (429: Smartcar retries); each lost race means a concurrent writer succeeded.
+WRITE_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class DeliveryRead:
+    """What one delivery reads, in one round trip, with the versions its writes depend on."""
+
+    claim: Versioned[WebhookClaim]
+    vehicle: Versioned[VehicleRecord]
+    device: Versioned[Device]
+    state: Versioned[DeviceState] | None  # read only for a delivery that may push
+
+
+@dataclass(frozen=True)
+class VehicleChange:
+    """A vehicle's record and device as a delivery (or a Connect) leaves them, and the versions
+    they were read at: each is written on condition nobody wrote it since."""
+
+    vehicle: VehicleRecord
+    device: Device
+    read: DeliveryRead
+
+    @property
+    def before(self) -> VehicleRecord | None:
+        return self.read.vehicle.value
+
+
+def vehicle_change(
+    read: DeliveryRead, *, new_device: Device, update: VehicleUpdate, now: datetime
+) -> VehicleChange:
+    """`new_device` is the vehicle's device as it would be created; a stored one is kept, its
+    mapping untouched (`seen`). `update` turns the stored vehicle (a blank one for a new
+    vehicle) into the new one."""
+    stored = read.device.value
+    device = seen(stored, new_device, now) if stored is not None else new_device
+    after = update(read.vehicle.value or VehicleRecord(id=new_device.id))
+    after = after.model_copy(update={"traccar_unique_id": device.traccar_unique_id})
+    return VehicleChange(after, device, read)
 
 
 class SmartcarStore:
@@ -160,27 +226,90 @@ class SmartcarStore:
         self._locks = client.collection(LOCKS)
         self._devices = client.collection(DEVICES)
 
-    # Idempotency
-
-    def claim(self, claim: WebhookClaim) -> bool:
-        """Record the delivery; False if it was recorded already (atomic create, no read)."""
-        from google.api_core.exceptions import AlreadyExists
-
-        try:
-            self._claims.document(document_id(claim.id)).create(claim.model_dump(mode="python"))
-        except AlreadyExists:
-            return False
-        return True
-
-    def release(self, claim_id: str) -> None:
-        """Forget a claim whose processing failed, so that Smartcar's retry is processed."""
-        self._claims.document(document_id(claim_id)).delete()
-
     # Deliveries
 
-    def record_raw(self, event: StoredEvent) -> None:
-        """Keep a delivery that concerns no vehicle the bridge tracks."""
-        self._events.document(document_id(event.id)).set(event.model_dump(mode="python"))
+    def read(
+        self,
+        vehicle_id: str | None,
+        *,
+        claim_id: str | None = None,
+        state_ref: firestore.DocumentReference | None = None,
+    ) -> DeliveryRead:
+        """The delivery's claim, the vehicle and its device (with a `vehicle_id`) and the
+        vehicle's delivery state (`state_ref`), as far as asked for, in one BatchGetDocuments."""
+        refs = {}
+        if claim_id is not None:
+            refs["claim"] = self._claims.document(document_id(claim_id))
+        if vehicle_id is not None:
+            refs["vehicle"] = self._vehicles.document(document_id(vehicle_id))
+            refs["device"] = self._devices.document(document_id(vehicle_id))
+        if state_ref is not None:
+            refs["state"] = state_ref
+        found = dict(zip(refs, read_all(self._client, list(refs.values())), strict=True))
+
+        def versioned(name: str, model: type[Document]) -> Versioned[Any]:
+            snapshot = found.get(name)
+            return Versioned(None) if snapshot is None else Versioned.of(snapshot, model)
+
+        return DeliveryRead(
+            claim=versioned("claim", WebhookClaim),
+            vehicle=versioned("vehicle", VehicleRecord),
+            device=versioned("device", Device),
+            state=versioned("state", DeviceState) if state_ref is not None else None,
+        )
+
+    def writes(
+        self,
+        claim: WebhookClaim | None,
+        event: StoredEvent | None,
+        change: VehicleChange | None,
+        *,
+        claim_read: Versioned[WebhookClaim] | None = None,
+    ) -> Writes:
+        """A delivery's writes, for one commit: its claim (created, or a dead processing's
+        pending one read as `claim_read` taken over), the raw event, and the vehicle and device,
+        each on condition nobody wrote it since it was read."""
+
+        def add(batch: firestore.WriteBatch) -> None:
+            if claim is not None:
+                claim_ref = self._claims.document(document_id(claim.id))
+                read = claim_read or Versioned(None)
+                write_if_unchanged(batch, claim_ref, read, claim.model_dump(mode="python"))
+            if event is not None:
+                event_ref = self._events.document(document_id(event.id))
+                batch.set(event_ref, event.model_dump(mode="python"))
+            if change is not None:
+                device_id = document_id(change.device.id)
+                write_if_unchanged(
+                    batch,
+                    self._devices.document(device_id),
+                    change.read.device,
+                    change.device.model_dump(mode="python"),
+                )
+                write_if_unchanged(
+                    batch,
+                    self._vehicles.document(device_id),
+                    change.read.vehicle,
+                    firestore_safe(change.vehicle.model_dump(mode="python")),
+                )
+
+        return add
+
+    def commit(self, writes: Writes, *, claim: WebhookClaim | None = None) -> None:
+        """Commit `writes` at once; `StaleRead` (nothing written) if a document they depend on
+        changed since it was read, or a copy of the delivery took its `claim` first."""
+        landed = None
+        if claim is not None:
+            landed = (self._claims.document(document_id(claim.id)), claim.owner)
+        commit_if_unchanged(self._client, writes, claim=landed)
+
+    def claim_done(self, claim: WebhookClaim) -> Writes:
+        """The write marking `claim` done, for the run's final commit."""
+        return claim_done(self._claims.document(document_id(claim.id)))
+
+    def release(self, claim: WebhookClaim) -> None:
+        """Forget a claim whose processing failed, so that Smartcar's retry is processed."""
+        release_claim(self._claims.document(document_id(claim.id)), claim.owner)
 
     def record(
         self,
@@ -190,42 +319,19 @@ class SmartcarStore:
         update: VehicleUpdate,
         now: datetime,
     ) -> tuple[Device, VehicleRecord | None]:
-        """Write a vehicle's delivery (or, without `event`, a Connect of it) in one transaction;
-        answers its device and the vehicle as it was before.
-
-        `new_device` is the vehicle's device as it would be created; a stored one is kept, its
-        mapping untouched (`seen`). `update` turns the stored vehicle (a blank one for a new
-        vehicle) into the new one. Firestore runs the transaction again on contention.
-        """
-        from google.cloud import firestore
-
-        event_ref = self._events.document(document_id(event.id)) if event else None
-        vehicle_ref = self._vehicles.document(document_id(new_device.id))
-        device_ref = self._devices.document(document_id(new_device.id))
-
-        @firestore.transactional
-        def write(transaction: firestore.Transaction) -> tuple[Device, VehicleRecord | None]:
-            vehicle_snapshot = vehicle_ref.get(transaction=transaction)
-            device_snapshot = device_ref.get(transaction=transaction)
-            before = (
-                VehicleRecord.model_validate(vehicle_snapshot.to_dict())
-                if vehicle_snapshot.exists
-                else None
+        """Write a vehicle's change (and `event`, when given) in one commit; answers its device
+        and the vehicle as it was before. Read again and retried when a concurrent write
+        got in between (see `vehicle_change` for `new_device` and `update`)."""
+        for _ in range(WRITE_ATTEMPTS):
+            change = vehicle_change(
+                self.read(new_device.id), new_device=new_device, update=update, now=now
             )
-            device = (
-                seen(Device.model_validate(device_snapshot.to_dict()), new_device, now)
-                if device_snapshot.exists
-                else new_device
-            )
-            after = update(before or VehicleRecord(id=new_device.id))
-            after = after.model_copy(update={"traccar_unique_id": device.traccar_unique_id})
-            transaction.set(device_ref, device.model_dump(mode="python"))
-            transaction.set(vehicle_ref, firestore_safe(after.model_dump(mode="python")))
-            if event is not None and event_ref is not None:
-                transaction.set(event_ref, event.model_dump(mode="python"))
-            return device, before
-
-        return write(self._client.transaction())
+            try:
+                self.commit(self.writes(None, event, change))
+            except StaleRead:
+                continue
+            return change.device, change.before
+        raise StaleRead(f"vehicle {new_device.id} kept changing while it was written")
 
     # Views
 

@@ -1,21 +1,35 @@
 """Smartcar's webhook receiver: VERIFY, the signature, idempotency, storage, then the pipeline.
 
-One delivery, in this order; nothing is written before step 5:
+One delivery, in this order; nothing is written before step 6:
 
 1. the body must be a UTF-8 JSON object (400), of a size a Firestore document can hold (413);
 2. VERIFY (4.0 or legacy 2.0) is answered `{"challenge": hex HMAC-SHA256(token, challenge)}`;
 3. any other delivery must carry `SC-Signature` = hex HMAC-SHA256 of the raw body keyed by the
    same management token (`check_signature`, constant-time; 401 otherwise);
 4. it must parse as an `Event` (400);
-5. it is claimed in `webhook_events` with a create precondition: a repeat (or a concurrent
-   copy) answers 200 and does nothing;
-6. raw event, vehicle (latest signals, last error) and device are written in one transaction;
-7. a VEHICLE_STATE's position goes through the pipeline (`shared.sync.push_locations`).
+5. one read (one round trip) fetches its claim in `webhook_events`, the vehicle, its device
+   and, for a VEHICLE_STATE, the vehicle's delivery state: a claim found *done* means a
+   repeat, answered 200 with nothing done; a claim found *pending* means a copy whose position
+   is on its way: while that copy's lease runs, the repeat waits a moment (the copy usually
+   ends within it: "duplicate"), then answers 429 with Retry-After; once the lease has ended,
+   the copy's processing died (the instance was killed between steps 6 and 7) and this
+   delivery takes the claim over, so nothing is lost;
+6. one commit writes the claim (a create, or over a dead processing's pending claim an update
+   conditioned on its version: a concurrent copy that committed first fails it), the raw
+   event, the vehicle (latest signals, last error) and the device, each on condition nobody
+   wrote it since step 5, and, when there is a position to push, the vehicle's lease: the
+   claim is then pending; without a position it is done at once. A failed condition writes
+   nothing: back to step 5 (a copy's claim is then found there);
+7. the position goes through the pipeline (`Pipeline.run`, which took the lease in step 6):
+   pushed, then recorded in the run's final commit, which marks the claim done.
 
-When 6 or 7 fails (another run holds the vehicle's lease: 429 with Retry-After; Firestore
-unavailable; anything else) the claim is deleted before the error is answered, so Smartcar's
-retry is processed in full; steps 6 and 7 are idempotent. A position that reached the pipeline
-is done, even when Traccar refused it: it waits in the outbox.
+So a new VEHICLE_STATE costs three Firestore round trips (read, claim-and-lease commit, final
+commit) around the push, a repeat one. When 6 or 7 fails (another run holds the vehicle's lease:
+429 with Retry-After; Firestore unavailable; anything else) the delivery's own claim is deleted
+before the error is answered, so Smartcar's retry is processed in full; steps 6 and 7 are
+idempotent. A position that reached the pipeline is done, even when Traccar refused it: it
+waits in the outbox. Only a processing that dies after its push and before step 7's commit
+makes its position go out twice (at least once, as a sync run that dies there: ADR 0002).
 
 The VERIFY answer is an HMAC under the very key that signs deliveries: answering any challenge
 would let anyone obtain the signature of a forged body by sending it as a challenge. Every body
@@ -30,13 +44,14 @@ import json
 import logging
 import threading
 import time
+import uuid
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.errors import BadRequest, ConfigError, PayloadTooLarge, Unauthorized
+from shared.errors import BadRequest, ConfigError, PayloadTooLarge, RetryLater, Unauthorized
 from shared.models import Device, utc_now
 from shared.runtime import Runtime
 from shared.secrets import SecretNotFound, SecretStore
@@ -52,19 +67,25 @@ from shared.sources.smartcar.payloads import (
 )
 from shared.sources.smartcar.records import (
     CLAIM_PREFIX,
+    WRITE_ATTEMPTS,
+    DeliveryRead,
     SignalEntry,
     SmartcarStore,
     StoredEvent,
     VehicleRecord,
     WebhookClaim,
+    vehicle_change,
     vehicle_device,
 )
-from shared.store import document_id
-from shared.sync import push_locations
+from shared.store import StaleRead, document_id
 
 logger = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "SC-Signature"
+# A repeat finding a copy of itself in progress (a pending claim, its lease running) waits this
+# long in all for the copy to end (usually tens of ms: then a "duplicate") before answering 429.
+BUSY_WAIT_SECONDS = 1.0
+BUSY_POLL_SECONDS = 0.1
 # Smartcar sends at most 50 KB; the raw text is kept in one Firestore document (1 MiB at most).
 MAX_EVENT_BYTES = 512 * 1024
 
@@ -74,6 +95,16 @@ class Answer:
     """What Smartcar is answered (always 200: errors are raised)."""
 
     body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Delivery:
+    """A verified, parsed delivery and what it writes whatever it holds."""
+
+    event: Event
+    claim: WebhookClaim
+    stored: StoredEvent
+    now: datetime
 
 
 def hmac_hex(token: str, message: bytes) -> str:
@@ -184,6 +215,7 @@ def receive(
     signature: str | None,
     *,
     clock: Callable[[], datetime] = utc_now,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Answer:
     """Handle one delivery (see the module docstring); answers what Smartcar is sent back."""
     document = parse_body(raw)
@@ -203,38 +235,19 @@ def receive(
 
     now = clock()
     expire_at = now + timedelta(days=runtime.settings.smartcar_event_retention_days)
-    store = SmartcarStore(runtime.firestore_client)
     claim = WebhookClaim(
         id=CLAIM_PREFIX + event.eventId,
+        owner=uuid.uuid4().hex,
         event_id=event.eventId,
         event_type=event.eventType,
         vehicle_id=vehicle_id,
         received_at=now,
         expire_at=expire_at,
     )
-    if not store.claim(claim):
-        logger.info("Smartcar delivery seen already", extra={"event_id": event.eventId})
-        return Answer({"status": "duplicate", "eventId": event.eventId})
-    try:
-        return _process(runtime, store, event, raw, now=now, expire_at=expire_at)
-    except BaseException:
-        store.release(claim.id)
-        raise
-
-
-def _process(
-    runtime: Runtime,
-    store: SmartcarStore,
-    event: Event,
-    raw: bytes,
-    *,
-    now: datetime,
-    expire_at: datetime,
-) -> Answer:
     stored = StoredEvent(
         id=event.eventId,
         event_type=event.eventType,
-        vehicle_id=event.vehicle_id,
+        vehicle_id=vehicle_id,
         user_id=event.user_id,
         delivery_id=event.meta.deliveryId,
         webhook_id=event.meta.webhookId,
@@ -243,21 +256,64 @@ def _process(
         expire_at=expire_at,
         body=raw.decode("utf-8"),
     )
+    delivery = _Delivery(event, claim, stored, now)
+    store = SmartcarStore(runtime.firestore_client)
+    # Read with the rest only when the delivery may push: the lease is taken on that version.
+    state_ref = (
+        runtime.store.delivery.state_ref(vehicle_id)
+        if vehicle_id is not None and event.eventType == VEHICLE_STATE
+        else None
+    )
+    waited, stale = 0.0, 0
+    while True:
+        read = store.read(vehicle_id, claim_id=claim.id, state_ref=state_ref)
+        found = read.claim.value
+        if found is not None and found.status == "done":
+            logger.info("Smartcar delivery seen already", extra={"event_id": event.eventId})
+            return Answer({"status": "duplicate", "eventId": event.eventId})
+        # No claim, or a pending one: processed (taken over), unless its lease still runs.
+        try:
+            return _process(runtime, store, delivery, read)
+        except StaleRead:
+            stale += 1  # nothing was written: read again (a copy's claim is found there)
+            if stale >= WRITE_ATTEMPTS:
+                raise StaleRead(
+                    f"Smartcar delivery {event.eventId}: its documents kept changing"
+                ) from None
+        except RetryLater:
+            # The vehicle's lease is held (raised before any write): by a copy of this
+            # delivery (its claim pending), worth a short wait, or by another run.
+            if found is None or waited >= BUSY_WAIT_SECONDS:
+                raise
+            sleep(BUSY_POLL_SECONDS)
+            waited += BUSY_POLL_SECONDS
+        except BaseException:
+            store.release(claim)
+            raise
+
+
+def _process(
+    runtime: Runtime, store: SmartcarStore, delivery: _Delivery, read: DeliveryRead
+) -> Answer:
+    """Steps 6 and 7 on what step 5 read; `StaleRead` when that changed meanwhile."""
+    event = delivery.event
     if event.eventType == VEHICLE_STATE:
-        return _vehicle_state(runtime, store, event, stored, now)
+        return _vehicle_state(runtime, store, delivery, read)
     if event.eventType == VEHICLE_ERROR:
-        return _vehicle_error(store, event, stored, now)
+        return _vehicle_error(store, delivery, read)
+    writes = store.writes(delivery.claim, delivery.stored, None, claim_read=read.claim)
+    store.commit(writes, claim=delivery.claim)
     logger.info(
         "Smartcar delivery of a type the bridge does not use: stored only",
         extra={"event_id": event.eventId, "event_type": event.eventType},
     )
-    store.record_raw(stored)
     return Answer({"status": "stored", "eventId": event.eventId})
 
 
 def _vehicle_state(
-    runtime: Runtime, store: SmartcarStore, event: Event, stored: StoredEvent, now: datetime
+    runtime: Runtime, store: SmartcarStore, delivery: _Delivery, read: DeliveryRead
 ) -> Answer:
+    event, now = delivery.event, delivery.now
     reading = signals.read_signals(event.data.signals)
     fallback_time = event.delivered_at() or int(now.timestamp())
 
@@ -271,22 +327,38 @@ def _vehicle_state(
         )
         return _described(vehicle, event, now).model_copy(update={"signals": merged})
 
-    stored = stored.model_copy(update={"skipped": reading.skipped})
-    device, before = store.record(
-        stored, new_device=_new_device(event, now), update=update, now=now
-    )
-    for skipped in reading.skipped:
-        logger.info("Smartcar signal skipped: %s", skipped, extra={"event_id": event.eventId})
+    change = vehicle_change(read, new_device=_new_device(event, now), update=update, now=now)
+    stored = delivery.stored.model_copy(update={"skipped": reading.skipped})
+    device = change.device
     location = signals.to_location(
-        device.id, reading, fallback_time=fallback_time, last_known=_last_known(before)
+        device.id, reading, fallback_time=fallback_time, last_known=_last_known(change.before)
     )
     if location is None:
+        store.commit(
+            store.writes(delivery.claim, stored, change, claim_read=read.claim),
+            claim=delivery.claim,
+        )
+        report = None
+    else:
+        # The claim (pending until the run's outcome is committed) and the records go in the
+        # lease's commit: one round trip before the push.
+        pending = delivery.claim.model_copy(update={"status": "pending"})
+        report = runtime.pipeline.run(
+            device,
+            lambda: [location],
+            force=True,
+            read=read.state,
+            along=store.writes(pending, stored, change, claim_read=read.claim),
+            along_outcome=store.claim_done(pending),
+        )
+    for skipped in reading.skipped:
+        logger.info("Smartcar signal skipped: %s", skipped, extra={"event_id": event.eventId})
+    if report is None:
         logger.info(
             "Smartcar delivery without a position to push: stored only",
             extra={"event_id": event.eventId, "vehicle_id": device.id},
         )
         return Answer({"status": "stored", "eventId": event.eventId, "pushed": 0})
-    report = push_locations(runtime, device, [location])
     return Answer(
         {
             "status": "processed",
@@ -297,20 +369,22 @@ def _vehicle_state(
     )
 
 
-def _vehicle_error(
-    store: SmartcarStore, event: Event, stored: StoredEvent, now: datetime
-) -> Answer:
+def _vehicle_error(store: SmartcarStore, delivery: _Delivery, read: DeliveryRead) -> Answer:
+    event, now = delivery.event, delivery.now
+
     def update(vehicle: VehicleRecord) -> VehicleRecord:
         return _described(vehicle, event, now).model_copy(
             update={"last_error": event.data.errors, "last_error_at": now}
         )
 
-    device, _ = store.record(stored, new_device=_new_device(event, now), update=update, now=now)
+    change = vehicle_change(read, new_device=_new_device(event, now), update=update, now=now)
+    writes = store.writes(delivery.claim, delivery.stored, change, claim_read=read.claim)
+    store.commit(writes, claim=delivery.claim)
     logger.warning(
         "Smartcar reports a vehicle error",
         extra={
             "event_id": event.eventId,
-            "vehicle_id": device.id,
+            "vehicle_id": change.device.id,
             "errors": [_error_summary(error) for error in event.data.errors],
         },
     )

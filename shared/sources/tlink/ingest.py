@@ -2,7 +2,9 @@
 
 A push (`PushBody`) or a device of the pull API (`ApiDevice`) becomes a `DeviceReport`; then
 `Ingestion.apply` stores it in one batch (see `shared.sources.tlink.store`) and answers the
-`Location` to send to Traccar, or None when the device's position is unknown.
+`Location` to send to Traccar, or None when the device's position is unknown. A push is
+`Ingestion.prepare`d on what its receiver read, and committed by the receiver (with the lease
+when there is a position to push).
 
 Times. TLINK's timestamps are naive wall-clock times of TLINK's zone (`TLINK_TIME_ZONE`,
 Asia/Shanghai by default). A push gives the packet's date and time (`time`) and each sensor's
@@ -43,7 +45,8 @@ from shared.sources.tlink.models import (
     TlinkEvent,
     TlinkReading,
 )
-from shared.sources.tlink.store import TlinkRepository
+from shared.sources.tlink.store import Loaded, TlinkRepository
+from shared.store import Writes
 
 logger = logging.getLogger(__name__)
 
@@ -281,6 +284,14 @@ class Ingested:
     stored_readings: int
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """An ingestion computed on what was read, its writes not committed yet."""
+
+    ingested: Ingested
+    writes: Writes
+
+
 def reading_id(device_id: int, sensor_id: int, moment: datetime) -> str:
     return f"{device_id}_{sensor_id}_{int(moment.timestamp())}"
 
@@ -332,15 +343,25 @@ class Ingestion:
         self._retention = retention
         self._clock = clock
 
-    def apply(self, report: DeviceReport, *, event: TlinkEvent | None = None) -> Ingested:
-        """Store `report` (with `event`, for a push) in one batch; the Location to push, if any.
+    def apply(self, report: DeviceReport) -> Ingested:
+        """Store `report` in one batch; the Location to push, if any (a pull's ingestion)."""
+        loaded = self._repository.load(report.device_id, bridge_id(report.device_id))
+        prepared = self.prepare(report, loaded)
+        self._repository.commit(prepared.writes)
+        return prepared.ingested
 
-        Raises `DuplicateDelivery` (nothing stored) when `event` exists already.
-        """
+    def prepare(
+        self, report: DeviceReport, loaded: Loaded, *, event: TlinkEvent | None = None
+    ) -> Prepared:
+        """`report`'s ingestion on the documents `loaded` holds: the device, its Location if
+        placed, and the writes (with `event`, for a push: pending when there is a position,
+        done otherwise) for the caller to commit."""
         now = self._clock()
         device_key = bridge_id(report.device_id)
-        stored, bridge = self._repository.load(report.device_id, device_key)
-        document = stored or TlinkDevice(id=str(report.device_id), device_id=report.device_id)
+        bridge = loaded.bridge
+        document = loaded.device or TlinkDevice(
+            id=str(report.device_id), device_id=report.device_id
+        )
 
         update: dict[str, object] = {}
         if report.user_id:
@@ -393,15 +414,20 @@ class Ingestion:
             first_seen=bridge.first_seen if bridge else now,
             last_seen=now,
         )
-        self._repository.save(
+        location = self._location(device, report, document)
+        if event is not None and location is not None:
+            # Pending until the run that pushes the position commits its outcome.
+            event = event.model_copy(update={"status": "pending"})
+        writes = self._repository.writes(
             device=document,
             changed_sensors=changed,
             readings=readings.values(),
             bridge_device=device,
             bridge_exists=bridge is not None,
             event=event,
+            event_read=loaded.event,
         )
-        return Ingested(device, self._location(device, report, document), len(readings))
+        return Prepared(Ingested(device, location, len(readings)), writes)
 
     def _location(
         self, device: Device, report: DeviceReport, document: TlinkDevice

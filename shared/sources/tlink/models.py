@@ -22,6 +22,7 @@ from typing import Annotated, Any
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from shared.models import Document
+from shared.store import ClaimStatus
 
 MAX_SENSORS_PER_PUSH = 400  # one push is one Firestore batch; far more than a device carries
 TLINK_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -232,9 +233,17 @@ class TlinkReading(Document):
 
 
 class TlinkEvent(Document):
-    """`webhook_events/tlink-<sha256>`: a push already processed (redeliveries are no-ops)."""
+    """`webhook_events/tlink-<sha256>`: a push already processed (redeliveries are no-ops).
+
+    `owner` is the processing that wrote it: a commit retried after its reply was lost finds
+    its own event (done, not a redelivery), and a failing processing deletes its own only.
+    Events written before owners existed have "" (a redelivery, whoever asks). `status` is
+    "pending" while the push's position is on its way (event and lease written, outcome not
+    yet): a redelivery then waits, or takes the event over once the lease has ended."""
 
     id: str = Field(min_length=1)
+    owner: str = ""
+    status: ClaimStatus = "done"
     source: str = "tlink"
     device_id: int
     received_at: AwareDatetime

@@ -4,21 +4,37 @@
     tlink_readings/<deviceId>_<sensorId>_<epoch> TlinkReading (history; the id deduplicates)
     webhook_events/tlink-<sha256 of body>        TlinkEvent (idempotency, TTL on expire_at)
 
-`save` writes one ingestion (readings, device, the bridge's `devices` entry and, for a push,
-its event) in one batch: all of it or nothing. The event is written with a create precondition
-inside that batch, so a redelivered push fails the whole batch (`DuplicateDelivery`) and stores
-nothing twice. Queries and the composite indexes they need are listed in docs/tlink.md.
+`load` reads what an ingestion needs in one round trip (for a push also its event and the
+device's delivery state); `writes` are one ingestion's writes (readings, device, the bridge's
+`devices` entry and, for a push, its event), committed in one batch: all of it or nothing. A
+push's writes go in the lease's commit when it has a position (`Pipeline.run`'s `along`), in
+`commit` otherwise. The event is created with a precondition in that commit (or, over a dead
+processing's pending event, updated on condition it did not change since the read), so a
+concurrent copy of the push fails it (`StaleRead`: read again, where the copy's event is found)
+and stores nothing twice. With a position, the event is pending until the run's final commit
+marks it done (`event_done`, `Pipeline.run`'s `along_outcome`). Queries and the composite
+indexes they need are listed in docs/tlink.md.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from shared.models import Device
+from shared.models import Device, DeviceState
 from shared.sources.tlink.models import TlinkDevice, TlinkEvent, TlinkReading
-from shared.store import document_id
+from shared.store import (
+    Versioned,
+    Writes,
+    claim_done,
+    commit_if_unchanged,
+    document_id,
+    read_all,
+    release_claim,
+    write_if_unchanged,
+)
 
 if TYPE_CHECKING:
     from google.cloud import firestore
@@ -29,8 +45,16 @@ EVENTS = "webhook_events"
 BRIDGE_DEVICES = "devices"
 
 
-class DuplicateDelivery(Exception):
-    """The push's event exists already: it was processed (or is being processed) before."""
+@dataclass(frozen=True)
+class Loaded:
+    """What one ingestion reads, in one round trip."""
+
+    device: TlinkDevice | None
+    bridge: Device | None  # the bridge's `devices` entry
+    # A push's event as read (found done: the push was processed before; pending: a copy's
+    # position is on its way, or its processing died).
+    event: Versioned[TlinkEvent] = field(default_factory=lambda: Versioned(None))
+    state: Versioned[DeviceState] | None = None  # the delivery state, for a push's lease
 
 
 class TlinkRepository:
@@ -41,23 +65,34 @@ class TlinkRepository:
         self._events = client.collection(EVENTS)
         self._bridge_devices = client.collection(BRIDGE_DEVICES)
 
-    def load(self, device_id: int, bridge_id: str) -> tuple[TlinkDevice | None, Device | None]:
-        """The device's TLINK document and its `devices` entry, read in one round trip."""
-        tlink_ref = self._devices.document(str(device_id))
-        bridge_ref = self._bridge_devices.document(document_id(bridge_id))
-        found = {
-            snapshot.reference.path: snapshot.to_dict()
-            for snapshot in self._client.get_all([tlink_ref, bridge_ref])
-            if snapshot.exists
+    def load(
+        self,
+        device_id: int,
+        bridge_id: str,
+        *,
+        event_id: str | None = None,
+        state_ref: firestore.DocumentReference | None = None,
+    ) -> Loaded:
+        """The device's TLINK document, its `devices` entry and, when asked for, a push's event
+        and the delivery state (`state_ref`), read in one round trip."""
+        refs = {
+            "device": self._devices.document(str(device_id)),
+            "bridge": self._bridge_devices.document(document_id(bridge_id)),
         }
-        tlink = found.get(tlink_ref.path)
-        bridge = found.get(bridge_ref.path)
-        return (
-            TlinkDevice.model_validate(tlink) if tlink is not None else None,
-            Device.model_validate(bridge) if bridge is not None else None,
+        if event_id is not None:
+            refs["event"] = self._events.document(document_id(event_id))
+        if state_ref is not None:
+            refs["state"] = state_ref
+        found = dict(zip(refs, read_all(self._client, list(refs.values())), strict=True))
+        data = {name: snapshot.to_dict() for name, snapshot in found.items() if snapshot.exists}
+        return Loaded(
+            device=TlinkDevice.model_validate(data["device"]) if "device" in data else None,
+            bridge=Device.model_validate(data["bridge"]) if "bridge" in data else None,
+            event=Versioned.of(found["event"], TlinkEvent) if "event" in found else Versioned(None),
+            state=Versioned.of(found["state"], DeviceState) if "state" in found else None,
         )
 
-    def save(
+    def writes(
         self,
         *,
         device: TlinkDevice,
@@ -66,36 +101,49 @@ class TlinkRepository:
         bridge_device: Device,
         bridge_exists: bool,
         event: TlinkEvent | None = None,
-    ) -> None:
-        """Write one ingestion at once; `DuplicateDelivery` (nothing written) if `event` exists."""
-        from google.api_core.exceptions import AlreadyExists
-
-        batch = self._client.batch()
-        if event is not None:
-            batch.create(self._events.document(document_id(event.id)), event.model_dump())
-        for reading in readings:
-            batch.set(self._readings.document(document_id(reading.id)), reading.model_dump())
+        event_read: Versioned[TlinkEvent] | None = None,
+    ) -> Writes:
+        """One ingestion's writes, for one commit; `event` is created, or written over the
+        pending event read as `event_read` if nobody wrote it since (a precondition either way)."""
         # Merged, and only the sensors that changed: a concurrent ingestion of the same device
         # that touched other sensors keeps its values.
         data = device.model_dump(exclude={"sensors"})
         sensors = {key: device.sensors[key].model_dump() for key in changed_sensors}
         if sensors:  # an empty map would replace the stored one under merge
             data["sensors"] = sensors
-        batch.set(self._devices.document(device.id), data, merge=True)
-        bridge_ref = self._bridge_devices.document(document_id(bridge_device.id))
-        if bridge_exists:
-            fields = {"source", "name", "traccar_unique_id", "last_seen"}
-            batch.set(bridge_ref, bridge_device.model_dump(include=fields), merge=True)
-        else:
-            batch.set(bridge_ref, bridge_device.model_dump())
-        try:
-            batch.commit()
-        except AlreadyExists:
-            raise DuplicateDelivery(event.id if event else "") from None
+        stored_readings = list(readings)
 
-    def forget_event(self, event_id: str) -> None:
-        """Delete a push's event so that its redelivery is processed again."""
-        self._events.document(document_id(event_id)).delete()
+        def add(batch: firestore.WriteBatch) -> None:
+            if event is not None:
+                ref = self._events.document(document_id(event.id))
+                write_if_unchanged(batch, ref, event_read or Versioned(None), event.model_dump())
+            for reading in stored_readings:
+                batch.set(self._readings.document(document_id(reading.id)), reading.model_dump())
+            batch.set(self._devices.document(device.id), data, merge=True)
+            bridge_ref = self._bridge_devices.document(document_id(bridge_device.id))
+            if bridge_exists:
+                fields = {"source", "name", "traccar_unique_id", "last_seen"}
+                batch.set(bridge_ref, bridge_device.model_dump(include=fields), merge=True)
+            else:
+                batch.set(bridge_ref, bridge_device.model_dump())
+
+        return add
+
+    def commit(self, writes: Writes, *, event: TlinkEvent | None = None) -> None:
+        """Commit one ingestion's `writes` at once; `StaleRead` (nothing written) if a copy of
+        the push created its `event` first."""
+        landed = None
+        if event is not None:
+            landed = (self._events.document(document_id(event.id)), event.owner)
+        commit_if_unchanged(self._client, writes, claim=landed)
+
+    def event_done(self, event: TlinkEvent) -> Writes:
+        """The write marking a push's event done, for the run's final commit."""
+        return claim_done(self._events.document(document_id(event.id)))
+
+    def release_event(self, event: TlinkEvent) -> None:
+        """Delete a push's own event so that its redelivery is processed again."""
+        release_claim(self._events.document(document_id(event.id)), event.owner)
 
     def device(self, device_id: int) -> TlinkDevice | None:
         snapshot = self._devices.document(str(device_id)).get()

@@ -6,13 +6,26 @@ Order of work, so that a refused delivery costs nothing and a retried one change
 2. the signature (`TLINK_REQUIRE_SIGNATURE`): `X-TLink-Signature: sha256=<hex>`, HMAC-SHA256
    of the raw body keyed by the shared secret, compared in constant time → 401;
 3. the body parsed (`PushBody`) → 400 naming the field or sensor;
-4. readings, device and the delivery's event (`webhook_events/tlink-<sha256 of body>`, created
-   with a precondition) in one batch: a redelivery fails that batch and answers 200
-   `duplicate` having done nothing;
-5. the Location, when the position is known, through the pipeline (`push_locations`). If the
-   device is busy (`RetryLater`, after a short wait) or anything fails on the way, the event is
-   deleted again and the answer is 429/503 with Retry-After: TLINK's retry is processed.
-   Readings already stored by the failed attempt are rewritten identically by the retry.
+4. one read (one round trip): the delivery's event (`webhook_events/tlink-<sha256 of body>`),
+   the device's TLINK document and `devices` entry, its delivery state. An event found *done*
+   is a redelivery: 200 `duplicate`, nothing done. An event found *pending* is a copy whose
+   position is on its way: while that copy's lease runs, this one waits like a busy device
+   (below); once the lease has ended, the copy's processing died (the instance was killed
+   before its run's final commit) and this push takes the event over, so nothing is lost;
+5. one commit: readings, device and the event (created, or over a dead processing's pending
+   event updated, with a precondition: a concurrent copy that committed first fails it, and
+   this one reads again, finding its event) and, when the position is known, the device's
+   lease (the event is then pending): the pipeline (`Pipeline.run`) pushes the Location and
+   records it in its final commit, which marks the event done. If the device is busy
+   (`RetryLater`, after a short wait), nothing was written: 429 with Retry-After. If anything
+   fails after the commit, the push's own event is deleted again and the answer is 503 with
+   Retry-After: TLINK's retry is processed; readings stored by the failed attempt are
+   rewritten identically by the retry.
+
+A located push thus costs three Firestore round trips (read, commit with the lease, the run's
+final commit) around the push to Traccar; a redelivery one. Only a processing that dies after
+its push and before the final commit makes its position go out twice (at least once, as a sync
+run dying there: ADR 0002).
 
 TLINK documents no signature of its own; both checks are the bridge's and are off by default.
 """
@@ -23,6 +36,7 @@ import hashlib
 import hmac
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -30,14 +44,13 @@ from datetime import timedelta
 from pydantic import ValidationError
 
 from shared.errors import BadRequest, NotFound, RetryLater, Unauthorized
-from shared.models import Device, Location, utc_now
+from shared.models import Location, utc_now
 from shared.pipeline import RunReport
 from shared.runtime import Runtime
-from shared.sources.tlink.ingest import report_from_push
+from shared.sources.tlink.ingest import DeviceReport, bridge_id, report_from_push
 from shared.sources.tlink.models import PushBody, TlinkEvent
 from shared.sources.tlink.source import TlinkSource, tlink_source
-from shared.sources.tlink.store import DuplicateDelivery
-from shared.sync import push_locations
+from shared.store import StaleRead
 from shared.web import describe_validation_error
 
 logger = logging.getLogger(__name__)
@@ -49,6 +62,9 @@ EVENT_RETENTION = timedelta(days=7)  # far longer than any vendor retries a deli
 # a few hundred ms) waits this long in all before answering 429.
 BUSY_WAIT_SECONDS = 1.0
 BUSY_POLL_SECONDS = 0.1
+# Reads and commits of one push losing races to other writers of its documents before it gives
+# up (503: TLINK retries); each lost race means a concurrent writer succeeded.
+WRITE_ATTEMPTS = 5
 UNAVAILABLE_RETRY_AFTER = 30
 
 
@@ -127,8 +143,6 @@ def receive(
     sleep: Callable[[float], None] = time.sleep,
 ) -> PushAnswer:
     """Process one push; see the module docstring for the order and the answers."""
-    from google.api_core.exceptions import GoogleAPICallError, RetryError
-
     source = tlink_source(runtime)
     check_path_token(runtime, source, path_token)
     check_signature(runtime, source, raw, signature_header)
@@ -138,39 +152,84 @@ def receive(
     now = utc_now()
     event = TlinkEvent(
         id="tlink-" + hashlib.sha256(raw).hexdigest(),
+        owner=uuid.uuid4().hex,
         device_id=body.deviceId,
         received_at=now,
         expire_at=now + EVENT_RETENTION,
     )
+    waited, stale = 0.0, 0
+    while True:
+        try:
+            return _ingest(runtime, source, report, event)
+        except StaleRead:
+            stale += 1  # nothing was written: read again (a copy's event is found there)
+            if stale >= WRITE_ATTEMPTS:
+                raise Unavailable(
+                    "the push's documents kept changing; retry later",
+                    retry_after=UNAVAILABLE_RETRY_AFTER,
+                ) from None
+        except Unavailable:
+            raise  # a failure (503), not a busy device
+        except RetryLater:
+            # Another run holds the device's lease (a concurrent push, usually a few hundred
+            # ms); nothing was written.
+            if waited >= BUSY_WAIT_SECONDS:
+                raise
+            sleep(BUSY_POLL_SECONDS)
+            waited += BUSY_POLL_SECONDS
+
+
+def _ingest(
+    runtime: Runtime, source: TlinkSource, report: DeviceReport, event: TlinkEvent
+) -> PushAnswer:
+    """Steps 4 and 5: one read, one commit, the pipeline."""
+    from google.api_core.exceptions import GoogleAPICallError, RetryError
+
+    device_id = bridge_id(report.device_id)
     try:
-        ingested = source.ingestion.apply(report, event=event)
-    except DuplicateDelivery:
-        logger.info("TLINK push delivered again; ignored", extra={"tlink_device_id": body.deviceId})
-        return PushAnswer("duplicate", body.deviceId)
+        loaded = source.repository.load(
+            report.device_id,
+            device_id,
+            event_id=event.id,
+            state_ref=runtime.store.delivery.state_ref(device_id),
+        )
     except (GoogleAPICallError, RetryError) as exc:
-        # Nothing was written (one batch): TLINK's retry starts afresh.
-        logger.exception("TLINK push not stored", extra={"tlink_device_id": body.deviceId})
+        logger.exception("TLINK push not stored", extra={"tlink_device_id": report.device_id})
         raise Unavailable(
             "the push could not be stored; retry later", retry_after=UNAVAILABLE_RETRY_AFTER
         ) from exc
-    if ingested.location is None:
-        return PushAnswer("ok", body.deviceId, ingested.stored_readings)
-
+    if loaded.event.value is not None and loaded.event.value.status == "done":
+        logger.info(
+            "TLINK push delivered again; ignored", extra={"tlink_device_id": report.device_id}
+        )
+        return PushAnswer("duplicate", report.device_id)
+    prepared = source.ingestion.prepare(report, loaded, event=event)
+    ingested = prepared.ingested
+    location = ingested.location
     try:
-        report_run = _push_when_free(runtime, ingested.device, ingested.location, sleep)
+        if location is None:
+            source.repository.commit(prepared.writes, event=event)
+            return PushAnswer("ok", report.device_id, ingested.stored_readings)
+        # The event and the readings go in the lease's commit: one round trip before the push.
+        run = runtime.pipeline.run(
+            ingested.device,
+            lambda: [location],
+            force=True,
+            read=loaded.state,
+            along=prepared.writes,
+            along_outcome=source.repository.event_done(event),
+        )
     except RetryLater:
-        source.repository.forget_event(event.id)
-        raise
+        raise  # busy, or read again: raised before anything was written
     except Exception as exc:
         # Recorded as done, the delivery would never be retried: undo that first.
-        source.repository.forget_event(event.id)
-        logger.exception("TLINK push not delivered to the pipeline", extra={"event": event.id})
+        source.repository.release_event(event)
+        logger.exception("TLINK push not stored or not delivered", extra={"event": event.id})
         raise Unavailable(
-            "the position could not be queued; retry later", retry_after=UNAVAILABLE_RETRY_AFTER
+            "the push could not be stored or its position queued; retry later",
+            retry_after=UNAVAILABLE_RETRY_AFTER,
         ) from exc
-    return PushAnswer(
-        "ok", body.deviceId, ingested.stored_readings, _outcome(report_run, ingested.location)
-    )
+    return PushAnswer("ok", report.device_id, ingested.stored_readings, _outcome(run, location))
 
 
 def _outcome(report: RunReport, location: Location) -> str:
@@ -180,17 +239,3 @@ def _outcome(report: RunReport, location: Location) -> str:
         if item.location.fingerprint() == fingerprint:
             return item.status
     return "delivered_before"
-
-
-def _push_when_free(
-    runtime: Runtime, device: Device, location: Location, sleep: Callable[[float], None]
-) -> RunReport:
-    waited = 0.0
-    while True:
-        try:
-            return push_locations(runtime, device, [location])
-        except RetryLater:
-            if waited >= BUSY_WAIT_SECONDS:
-                raise
-            sleep(BUSY_POLL_SECONDS)
-            waited += BUSY_POLL_SECONDS
