@@ -10,7 +10,8 @@ A session (`run_session`):
 
 1. logs in, and waits until MCS accepted the login: a push for a locate sent before that could
    be missed (PROTOCOLS.md §5);
-2. sends every locate request (`send`, a blocking call, runs in a worker thread);
+2. sends every locate request (`send`, a blocking call, runs in worker threads, up to
+   `MAX_CONCURRENT_SENDS` at once);
 3. keeps the first `DeviceUpdate` whose `fcm_metadata.request_uuid` matches each request, and
    ends as soon as every request is answered or failed, or when `timeout` seconds have passed
    since the start (the unanswered ones are simply missing from the result).
@@ -46,6 +47,7 @@ logger = logging.getLogger(__name__)
 FCM_PAYLOAD_KEY = "com.google.android.apps.adm.FCM_PAYLOAD"
 LOGIN_POLL_INTERVAL = 0.05  # seconds between two looks at the login state
 STOP_TIMEOUT = 5.0  # seconds to let the library close its connection
+MAX_CONCURRENT_SENDS = 8  # locate requests in flight to Nova at once
 
 
 @dataclass(frozen=True)
@@ -157,6 +159,35 @@ async def _wait_for_login(client: Any, deadline: float, endpoint: McsEndpoint) -
         await asyncio.sleep(LOGIN_POLL_INTERVAL)
 
 
+async def _send_all(
+    requests: Sequence[str],
+    send: Callable[[str], None],
+    collector: _Collector,
+    deadline: float,
+) -> None:
+    """Send the locate requests side by side: one after another, each waiting for Nova's
+    answer, the last tracker's answer would come (N - 1) Nova round trips later."""
+    slots = asyncio.Semaphore(MAX_CONCURRENT_SENDS)
+
+    async def send_one(request_uuid: str) -> None:
+        async with slots:
+            if time.monotonic() >= deadline:
+                # Nova was slow (retrying): what is left could not be answered in time anyway.
+                collector.fail(request_uuid, FcmError("the locate request was not sent in time"))
+                return
+            try:
+                await asyncio.to_thread(send, request_uuid)
+            except (AuthExpired, CredentialsMissing):
+                raise  # the credentials are gone: no locate can succeed
+            except BridgeError as exc:
+                collector.fail(request_uuid, exc)
+
+    outcomes = await asyncio.gather(*map(send_one, requests), return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+
+
 async def _session(
     credentials: dict[str, Any],
     endpoint: McsEndpoint,
@@ -188,17 +219,7 @@ async def _session(
     try:
         await _wait_for_login(client, deadline, endpoint)
         logger.info("logged in to FCM; sending %d locate request(s)", len(requests))
-        for request_uuid in requests:
-            if time.monotonic() >= deadline:
-                # Nova was slow (retrying): what is left could not be answered in time anyway.
-                collector.fail(request_uuid, FcmError("the locate request was not sent in time"))
-                continue
-            try:
-                await asyncio.to_thread(send, request_uuid)
-            except (AuthExpired, CredentialsMissing):
-                raise  # the credentials are gone: no locate can succeed
-            except BridgeError as exc:
-                collector.fail(request_uuid, exc)
+        await _send_all(requests, send, collector, deadline)
         remaining = deadline - time.monotonic()
         if remaining > 0 and not collector.done.is_set():
             listener = client.tasks[0]

@@ -9,6 +9,7 @@ acknowledgement.
 from __future__ import annotations
 
 import base64
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from shared.sources.google import fcm
 from shared.sources.google.credentials import GoogleSecrets
 from shared.sources.google.errors import FcmError, NovaError
 from shared.sources.google.fcm import McsEndpoint, SessionResult, request_uuid_of, run_session
@@ -199,7 +201,30 @@ def test_an_unreachable_mcs_fails_fast_with_a_clear_error(google: FakeGoogle) ->
     assert time.monotonic() - started < 3
 
 
-def test_requests_left_when_the_time_is_up_are_failures_not_sent(google: FakeGoogle) -> None:
+def test_locate_requests_are_sent_side_by_side(google: FakeGoogle) -> None:
+    credentials, endpoint, _, _ = session_parts(google)
+    requests_ = {str(uuid.uuid4()): f"canonic-{index}" for index in range(2)}
+    real_send = locate_sender(google, requests_)
+    # Each send goes on only once the other is in flight too: sent one after another, the
+    # first would wait at the barrier until it breaks.
+    both_in_flight = threading.Barrier(2, timeout=5)
+
+    def send(request_uuid: str) -> None:
+        both_in_flight.wait()
+        real_send(request_uuid)
+
+    result = run_session(
+        credentials.library_credentials(), endpoint, list(requests_), send, timeout=10
+    )
+
+    assert not both_in_flight.broken
+    assert set(result.answers) == set(requests_) and not result.failures
+
+
+def test_requests_left_when_the_time_is_up_are_failures_not_sent(
+    google: FakeGoogle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fcm, "MAX_CONCURRENT_SENDS", 1)  # the second waits for the first
     credentials, endpoint, _, _ = session_parts(google)
     requests_ = {str(uuid.uuid4()): "canonic-0", str(uuid.uuid4()): "canonic-1"}
     real_send = locate_sender(google, requests_)
