@@ -29,7 +29,18 @@ class Source(StrEnum):
     SMARTCAR = "smartcar"
 
 
-class Document(BaseModel):
+class Model(BaseModel):
+    """Base of the bridge's models: each builds its validator when first used, not at import.
+
+    By default pydantic builds a model's validator and serializer as its class is defined;
+    deferred, a cold function instance pays only for the models its first request touches
+    (SPEC.md: cold start), and a model no request of the instance uses costs nothing.
+    """
+
+    model_config = ConfigDict(defer_build=True)
+
+
+class Document(Model):
     """Base of the Firestore documents: unknown fields (from newer versions) are ignored."""
 
     model_config = ConfigDict(extra="ignore")
@@ -103,7 +114,7 @@ AttributeValue = str | int | float | bool
 AttributeName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 
-class Location(BaseModel):
+class Location(Model):
     """A normalised position from any source, as it goes to Traccar.
 
     `speed` is in knots and `bearing` in degrees, as OsmAnd expects; sources convert.

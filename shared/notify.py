@@ -29,10 +29,11 @@ import socket
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import ConfigDict, Field, SecretStr
 
 from shared.config import Settings
 from shared.logs import register_secret
+from shared.models import Model
 
 if TYPE_CHECKING:
     import ssl
@@ -45,7 +46,7 @@ PRODUCT = "traccar-bridge"
 DEFAULT_SMTP_TIMEOUT = 15.0
 
 
-class NotifierConfig(BaseModel):
+class NotifierConfig(Model):
     """The SMTP settings a `Notifier` needs; `from_settings` reads them from `Settings`."""
 
     model_config = ConfigDict(frozen=True)
@@ -76,7 +77,7 @@ class NotifierConfig(BaseModel):
         return bool(self.host and self.recipients)
 
 
-class NotifyResult(BaseModel):
+class NotifyResult(Model):
     """What became of one notification.
 
     `recipients` are the addresses the server accepted; `refused` those it turned down while
@@ -87,8 +88,8 @@ class NotifyResult(BaseModel):
 
     status: Literal["sent", "disabled", "failed"]
     error: str | None = None
-    recipients: list[str] = []
-    refused: list[str] = []
+    recipients: list[str] = Field(default_factory=list)
+    refused: list[str] = Field(default_factory=list)
 
 
 class _Refused(Exception):

@@ -6,22 +6,21 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel
-
 from shared import __version__
+from shared.models import Model
 from shared.store import Store
 
 # Written by `make package` into each function's zip; absent in a source checkout.
 BUILD_INFO = Path(__file__).with_name("build_info.json")
 
 
-class HealthReport(BaseModel):
+class HealthReport(Model):
     status: Literal["ok", "auth_required"]
     services: int
     reason: str | None = None
 
 
-class VersionInfo(BaseModel):
+class VersionInfo(Model):
     version: str
     built_at: str | None
 

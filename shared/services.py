@@ -8,21 +8,28 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from shared.errors import Conflict, Forbidden, NotFound
-from shared.models import MAX_JITTER_SECONDS, DeviceState, ExcludedDevice, Service, SyncResult
+from shared.models import (
+    MAX_JITTER_SECONDS,
+    DeviceState,
+    ExcludedDevice,
+    Model,
+    Service,
+    SyncResult,
+)
 from shared.runtime import Runtime
 
 
-class ServiceSpec(BaseModel):
+class ServiceSpec(Model):
     """Body of `PUT /devices/<id>/services`: sync every `timer` ± `delta` seconds."""
 
     timer: int = Field(ge=60, le=86_400)
     delta: int = Field(0, ge=0, le=MAX_JITTER_SECONDS)
 
 
-class ServiceView(BaseModel):
+class ServiceView(Model):
     """A service as the API shows it, with its device's last run."""
 
     id: str

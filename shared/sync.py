@@ -1,4 +1,8 @@
-"""Running the pipeline for one device: what `sync_device` and the API's manual sync call."""
+"""Running the pipeline for one device: what `sync_device` and the API's manual sync call.
+
+The pipeline's module (and Traccar's client with it) is loaded by `runtime.pipeline` when a
+run starts: a cold instance answering "unknown device" never imports it.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,14 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from shared.errors import BadRequest, BridgeError, NotFound
 from shared.models import Device, Location, Source
-from shared.pipeline import RunReport, is_delivered
-from shared.runtime import Runtime
+
+if TYPE_CHECKING:
+    from shared.pipeline import RunReport
+    from shared.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +106,8 @@ def latest_locations(runtime: Runtime) -> list[Location]:
 
 def undelivered(runtime: Runtime, locations: list[Location]) -> list[Location]:
     """The given positions Traccar has not accepted yet (the seed's `?filter=`)."""
+    from shared.pipeline import is_delivered
+
     states = {
         device_id: runtime.store.delivery.state(device_id)
         for device_id in {location.id for location in locations}

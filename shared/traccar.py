@@ -23,6 +23,7 @@ query string (positions) and any user:password in the base URL.
 
 from __future__ import annotations
 
+import functools
 import http.client
 import math
 from collections.abc import Iterator
@@ -32,9 +33,9 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 
-from shared.models import AttributeValue, Location
+from shared.models import AttributeValue, Location, Model
 
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_READ_TIMEOUT = 15.0
@@ -262,7 +263,7 @@ def _connection_failure(exc: requests.ConnectionError) -> str:
     return f"connection failed ({type(causes[-1]).__name__})"
 
 
-class TraccarDevice(BaseModel):
+class TraccarDevice(Model):
     """A Traccar device as the REST API answers it (vendor field names; the rest is ignored)."""
 
     model_config = ConfigDict(extra="ignore")
@@ -272,7 +273,10 @@ class TraccarDevice(BaseModel):
     uniqueId: str  # Traccar's field name, kept as the vendor spells it
 
 
-_DEVICE_LIST = TypeAdapter(list[TraccarDevice])
+@functools.cache
+def _device_list() -> TypeAdapter[list[TraccarDevice]]:
+    """The validator of `GET /api/devices`' answer, built when Traccar's API is first asked."""
+    return TypeAdapter(list[TraccarDevice])
 
 
 class TraccarError(Exception):
@@ -315,7 +319,7 @@ class TraccarApi:
         """The device with this unique id that the token's user can see, or None."""
         body = self._call("GET", params={"uniqueId": unique_id})
         try:
-            devices = _DEVICE_LIST.validate_python(body)
+            devices = _device_list().validate_python(body)
         except ValidationError as exc:
             raise TraccarResponseError(
                 f"Traccar API at {self._target} answered GET /api/devices with something other "

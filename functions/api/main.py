@@ -1,24 +1,26 @@
 """The REST API (`api` entry point): thin routes over the library; JSON in, JSON out.
 
 The routes and their shapes are those of seed 000 (see SPEC.md), documented in
-`shared/openapi.json` and served at `GET /openapi.json`. Each vendor's modules (and the
-OpenAPI table, which names all their models) are imported by the routes that use them: a
-cold instance answering `/health` loads none of them.
+`shared/openapi.json` and served at `GET /openapi.json`. Each vendor's modules, the OpenAPI
+table (which names all their models), the services, sync and notification modules are imported
+by the routes that use them: a cold instance answering `/health` loads the settings, the store
+and the models it reads, nothing else (SPEC.md: cold start).
 """
 
 from __future__ import annotations
 
+import functools
+from typing import TYPE_CHECKING
+
 import flask
 import functions_framework
-from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import Field
 
-from shared import service_status, services, sync
+from shared import service_status
 from shared.errors import BridgeError, Conflict, NotFound
 from shared.logs import configure_logging
-from shared.models import Location
-from shared.notify import Notifier
-from shared.pipeline import RunReport
-from shared.runtime import get_runtime
+from shared.models import Location, Model
+from shared.runtime import freeze_loaded_objects, get_runtime
 from shared.web import (
     check_bearer,
     create_app,
@@ -28,6 +30,11 @@ from shared.web import (
     parse_query,
 )
 
+if TYPE_CHECKING:
+    from pydantic import TypeAdapter
+
+    from shared.pipeline import RunReport
+
 configure_logging()
 app = create_app(__name__)
 
@@ -35,16 +42,23 @@ app = create_app(__name__)
 # client generators need no token. Smartcar Connect's return leg is opened by a browser, which
 # cannot send the token: its single-use `state` guards it (shared/sources/smartcar/connect.py).
 PUBLIC_ENDPOINTS = frozenset({"health", "versions", "openapi", "smartcar_exchange"})
-LOCATIONS = TypeAdapter(list[Location])
 
 
-class PushLogQuery(BaseModel):
+@functools.cache
+def _locations_adapter() -> TypeAdapter[list[Location]]:
+    """The validator of `GET /locations?filter=`, built by the first request that needs it."""
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(list[Location])
+
+
+class PushLogQuery(Model):
     device_id: str | None = Field(None, min_length=1)
     limit: int = Field(50, ge=1, le=500)
     cursor: str | None = Field(None, min_length=1)
 
 
-class LocationsQuery(BaseModel):
+class LocationsQuery(Model):
     filter: str | None = None
 
 
@@ -98,11 +112,15 @@ def openapi() -> tuple[flask.Response, int]:
 
 @app.get("/services")
 def list_services() -> tuple[flask.Response, int]:
+    from shared import services
+
     return _json([v.model_dump(mode="json") for v in services.list_services(get_runtime())])
 
 
 @app.get("/devices/<device_id>/services")
 def get_service(device_id: str) -> tuple[flask.Response, int]:
+    from shared import services
+
     runtime = get_runtime()
     service = services.get_service(runtime, device_id)
     return _json(services.view(runtime, service).model_dump(mode="json"))
@@ -110,6 +128,8 @@ def get_service(device_id: str) -> tuple[flask.Response, int]:
 
 @app.put("/devices/<device_id>/services")
 def put_service(device_id: str) -> tuple[flask.Response, int]:
+    from shared import services
+
     spec = parse_json(flask.request, services.ServiceSpec)
     service, created = services.upsert_service(get_runtime(), device_id, spec)
     return _json(service.model_dump(mode="json"), 201 if created else 200)
@@ -117,6 +137,8 @@ def put_service(device_id: str) -> tuple[flask.Response, int]:
 
 @app.delete("/devices/<device_id>/services")
 def delete_service(device_id: str) -> tuple[flask.Response, int]:
+    from shared import services
+
     if not services.delete_service(get_runtime(), device_id):
         raise NotFound(f"no sync service for device {device_id}")
     return _json({"status": "deleted", "id": device_id})
@@ -127,17 +149,23 @@ def delete_service(device_id: str) -> tuple[flask.Response, int]:
 
 @app.get("/excluded-devices")
 def list_excluded() -> tuple[flask.Response, int]:
+    from shared import services
+
     return _json([e.model_dump(mode="json") for e in services.list_excluded(get_runtime())])
 
 
 @app.put("/excluded-devices/<device_id>")
 def exclude_device(device_id: str) -> tuple[flask.Response, int]:
+    from shared import services
+
     excluded, created = services.exclude_device(get_runtime(), device_id)
     return _json(excluded.model_dump(mode="json"), 201 if created else 200)
 
 
 @app.delete("/excluded-devices/<device_id>")
 def include_device(device_id: str) -> tuple[flask.Response, int]:
+    from shared import services
+
     services.include_device(get_runtime(), device_id)
     return _json({"status": "deleted", "id": device_id})
 
@@ -147,10 +175,12 @@ def include_device(device_id: str) -> tuple[flask.Response, int]:
 
 @app.get("/locations")
 def get_locations() -> tuple[flask.Response, int]:
+    from shared import sync
+
     query = parse_query(flask.request, LocationsQuery)
     runtime = get_runtime()
     if query.filter is not None:
-        candidates = parse_json_text(query.filter, LOCATIONS, "filter")
+        candidates = parse_json_text(query.filter, _locations_adapter(), "filter")
         found = sync.undelivered(runtime, candidates)
     else:
         found = sync.latest_locations(runtime)
@@ -159,6 +189,8 @@ def get_locations() -> tuple[flask.Response, int]:
 
 @app.post("/locations")
 def post_location() -> tuple[flask.Response, int]:
+    from shared import sync
+
     location = parse_json(flask.request, Location)
     fingerprint = sync.mark_delivered(get_runtime(), location)
     return _json({"status": "saved", "hash": fingerprint}, 201)
@@ -166,6 +198,8 @@ def post_location() -> tuple[flask.Response, int]:
 
 @app.put("/traccar/devices/<device_id>/locations")
 def push_locations(device_id: str) -> tuple[flask.Response, int]:
+    from shared import sync
+
     runtime = get_runtime()
     if "single" in flask.request.args:
         location = parse_json(flask.request, Location)
@@ -325,6 +359,8 @@ def tlink_device_history(user_id: str, device_id: str) -> tuple[flask.Response, 
 
 @app.post("/notify/test")
 def notify_test() -> tuple[flask.Response, int]:
+    from shared.notify import Notifier
+
     result = Notifier.from_settings(get_runtime().settings).test()
     if result.status == "disabled":
         raise Conflict("notifications are disabled: set NOTIFY_SMTP_HOST and NOTIFY_EMAIL_TO")
@@ -336,3 +372,6 @@ def notify_test() -> tuple[flask.Response, int]:
 @functions_framework.http
 def api(request: flask.Request) -> flask.Response:
     return dispatch(app, request)
+
+
+freeze_loaded_objects()  # last: the master forks the worker once this module is loaded

@@ -12,7 +12,7 @@ import flask
 import functions_framework
 
 from shared.logs import configure_logging
-from shared.runtime import get_runtime
+from shared.runtime import freeze_loaded_objects, get_runtime
 from shared.sources.google import refresh as google_refresh
 from shared.sources.google.source import google_source
 from shared.sources.smartcar.tokens import refresh_expiring_tokens
@@ -38,3 +38,6 @@ def refresh() -> flask.Response:
 @functions_framework.http
 def refresh_devices(request: flask.Request) -> flask.Response:
     return dispatch(app, request)
+
+
+freeze_loaded_objects()  # last: the master forks the worker once this module is loaded

@@ -8,19 +8,19 @@ from __future__ import annotations
 
 import flask
 import functions_framework
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from shared import sync
 from shared.logs import configure_logging
-from shared.models import MAX_JITTER_SECONDS
-from shared.runtime import get_runtime
+from shared.models import MAX_JITTER_SECONDS, Model
+from shared.runtime import freeze_loaded_objects, get_runtime
 from shared.web import create_app, dispatch, parse_json
 
 configure_logging()
 app = create_app(__name__)
 
 
-class SyncRequest(BaseModel):
+class SyncRequest(Model):
     device_id: str = Field(min_length=1)
     jitter_seconds: int = Field(0, ge=0, le=MAX_JITTER_SECONDS)
 
@@ -35,3 +35,6 @@ def run_sync() -> flask.Response:
 @functions_framework.http
 def sync_device(request: flask.Request) -> flask.Response:
     return dispatch(app, request)
+
+
+freeze_loaded_objects()  # last: the master forks the worker once this module is loaded

@@ -17,10 +17,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal, TypeVar
 
-from pydantic import BaseModel
-
 from shared.errors import Conflict
-from shared.models import utc_now
+from shared.models import Model, utc_now
 from shared.sources.google.auth import TokenProvider, TokenRejected
 from shared.sources.google.credentials import (
     CREDENTIALS_STATE,
@@ -141,14 +139,14 @@ def replace_aas_token(account: GoogleAccount, aas_token: str) -> int:
     return restarted
 
 
-class CredentialsUploaded(BaseModel):
+class CredentialsUploaded(Model):
     """The answer of `PUT /auth/secrets` and `PUT /auth/aas-token`."""
 
     status: Literal["ok"] = "ok"
     services_restarted: int
 
 
-class CredentialsView(BaseModel):
+class CredentialsView(Model):
     stored: bool
     aas_token_present: bool
     auth_status: Literal["ok", "auth_required"]
@@ -156,7 +154,7 @@ class CredentialsView(BaseModel):
     uploaded_at: datetime | None = None
 
 
-class AccessTokenView(BaseModel):
+class AccessTokenView(Model):
     cached: bool
     obtained_at: datetime | None = None
     expires_at: datetime | None = None
@@ -164,13 +162,13 @@ class AccessTokenView(BaseModel):
     valid: bool = False
 
 
-class FcmInstallationView(BaseModel):
+class FcmInstallationView(Model):
     expires_at: datetime | None = None
     expires_in_seconds: int | None = None
     expiring_soon: bool = False
 
 
-class TokenStatus(BaseModel):
+class TokenStatus(Model):
     """`POST /auth/token-status`: presence, age and expiry of the credentials, no value."""
 
     credentials: CredentialsView

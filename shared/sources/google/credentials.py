@@ -27,7 +27,6 @@ from typing import Annotated, Any
 
 from pydantic import (
     AwareDatetime,
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -35,7 +34,7 @@ from pydantic import (
     ValidationError,
 )
 
-from shared.models import Document, utc_now
+from shared.models import Document, Model, utc_now
 from shared.secrets import SecretNotFound, SecretStore
 from shared.sources.google.errors import CredentialsMissing
 
@@ -70,7 +69,7 @@ def _hex_key(value: Any) -> Any:
 HexKey = Annotated[str, BeforeValidator(_hex_key)]
 
 
-class _Open(BaseModel):
+class _Open(Model):
     """Keeps the keys it does not declare, so a stored file is the uploaded file."""
 
     model_config = ConfigDict(extra="allow")
@@ -147,7 +146,7 @@ class GoogleSecretsUpload(GoogleSecrets):
     aas_token: NonEmpty
 
 
-class AasTokenUpload(BaseModel):
+class AasTokenUpload(Model):
     """The body of `PUT /auth/aas-token`."""
 
     model_config = ConfigDict(extra="forbid")

@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING
 
 from shared.errors import NotFound
 from shared.models import AuthState, Source
-from shared.notify import Notifier
 from shared.sources.google.auth import TokenProvider
 from shared.sources.google.credentials import GoogleSecrets, read_secrets, write_secrets
 from shared.sources.google.errors import AuthExpired, AuthFailed, CredentialsMissing
@@ -124,6 +123,8 @@ def expire(
     if not _mark_auth_required(runtime, f"Google answered {error}"):
         return AuthExpired(message)
     logger.error("Google credentials expired; pausing Google syncs", extra={"error": error})
+    from shared.notify import Notifier  # loaded only when the credentials die
+
     steps = (
         ("pause the Google sync jobs", lambda: _pause_google_services(runtime)),
         ("remove the dead aas_token", lambda: _strip_aas_token(runtime, credentials)),

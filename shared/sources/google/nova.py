@@ -15,8 +15,7 @@ import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel
-
+from shared.models import Model
 from shared.sources.google.errors import NovaError
 
 if TYPE_CHECKING:
@@ -47,7 +46,7 @@ class NovaUnauthorized(NovaError):
     """401: the access token is no longer accepted."""
 
 
-class GoogleDevice(BaseModel):
+class GoogleDevice(Model):
     """A tracker of the account, as the device list names it."""
 
     id: str  # the canonic id

@@ -14,7 +14,8 @@ is new and an email per tracker would be noise.
 - smart tracking's end for devices whose runs stopped.
 
 Google is not called at all when no credentials are stored or `state/auth` says
-`auth_required`; the report says why.
+`auth_required`; the report says why. The notifier and the services module are imported where
+an email or a registration is due: a cold run with nothing to do loads neither.
 """
 
 from __future__ import annotations
@@ -22,12 +23,10 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from shared.errors import Conflict, Forbidden
-from shared.models import Device, Document, Source
-from shared.notify import Notifier
-from shared.services import ServiceSpec, upsert_service
+from shared.models import Device, Document, Model, Source
 from shared.sources.google.account import FCM_EXPIRY_WARNING_SECONDS
 from shared.sources.google.credentials import CREDENTIALS_STATE
 from shared.sources.google.errors import AuthExpired, CredentialsMissing, GoogleSourceError
@@ -47,7 +46,7 @@ class RefreshState(Document):
     first_run_done: bool = False
 
 
-class RefreshReport(BaseModel):
+class RefreshReport(Model):
     source: Literal["google"] = "google"
     status: Literal["ok", "skipped", "auth_required", "error"]
     reason: str | None = None
@@ -93,6 +92,8 @@ def refresh_device_list(runtime: Runtime, google: GoogleSource) -> tuple[int, li
         )
     state = store.state.get(REFRESH_STATE, RefreshState) or RefreshState()
     if state.first_run_done:
+        from shared.notify import Notifier
+
         notifier = Notifier.from_settings(runtime.settings)
         names = {found.id: found.name for found in listed}
         for device_id in new:
@@ -108,6 +109,9 @@ def _auto_register(runtime: Runtime) -> list[str]:
     settings = runtime.settings
     if not settings.auto_register_services:
         return []
+    from shared.notify import Notifier
+    from shared.services import ServiceSpec, upsert_service
+
     store = runtime.store
     excluded = {e.id for e in store.excluded_devices.list()}
     served = {s.id for s in store.services.list()}
@@ -153,6 +157,8 @@ def _watch_fcm_expiry(runtime: Runtime, google: GoogleSource) -> bool:
 
     if not claim(client.transaction()):
         return False
+    from shared.notify import Notifier
+
     Notifier.from_settings(runtime.settings).fcm_token_expiring(expires_at)
     return True
 

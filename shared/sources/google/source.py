@@ -43,14 +43,14 @@ from shared.models import Device, Location, Source, utc_now
 from shared.sources.google.account import GoogleAccount
 from shared.sources.google.credentials import GoogleSecrets, require_aas_token
 from shared.sources.google.errors import CredentialsMissing, FcmError, GoogleSourceError
-from shared.sources.google.fcm import McsEndpoint, run_session
-from shared.sources.google.lease import FcmLeases, LeaseHold
 from shared.sources.google.smart_tracking import SmartTracker
 
 if TYPE_CHECKING:
     from google.api_core.retry import Retry
 
     from shared.runtime import Runtime
+    from shared.sources.google.fcm import McsEndpoint
+    from shared.sources.google.lease import FcmLeases, LeaseHold
 
 logger = logging.getLogger(__name__)
 
@@ -89,12 +89,21 @@ class GoogleSource:
         self._clock = clock
         self.account = GoogleAccount(runtime, clock=clock, nova_retry=nova_retry)
         self.smart_tracking = SmartTracker(runtime, clock=clock)
-        settings = runtime.settings
-        self._endpoint = McsEndpoint(settings.google_mcs_host, settings.google_mcs_port)
-        self._timeout = float(settings.fcm_timeout)
+        self._timeout = float(runtime.settings.fcm_timeout)
+
+    # The FCM session and its lease load with the first locate: the hourly refresh and the
+    # credential routes never need them.
+    @functools.cached_property
+    def _endpoint(self) -> McsEndpoint:
+        from shared.sources.google.fcm import McsEndpoint
+
+        settings = self._runtime.settings
+        return McsEndpoint(settings.google_mcs_host, settings.google_mcs_port)
 
     @functools.cached_property
     def _leases(self) -> FcmLeases:
+        from shared.sources.google.lease import FcmLeases
+
         return FcmLeases(self._runtime.store.client)
 
     # --- the pipeline's source -------------------------------------------------------------
@@ -202,6 +211,8 @@ class GoogleSource:
     # --- one session -------------------------------------------------------------------------
 
     def _locate(self, credentials: GoogleSecrets, devices: Sequence[Device]) -> LocateResults:
+        from shared.sources.google.fcm import run_session
+
         # Refused credentials end the run here, before any MCS session.
         self.account.access_token(credentials)
         requests = {str(uuid.uuid4()): device for device in devices}

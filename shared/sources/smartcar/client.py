@@ -26,12 +26,12 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import requests
-from pydantic import AwareDatetime, BaseModel
+from pydantic import AwareDatetime
 
 from shared.config import Settings
 from shared.errors import ConfigError
 from shared.logs import register_secret
-from shared.models import utc_now
+from shared.models import Model, utc_now
 from shared.sources.smartcar.errors import (
     SmartcarAuthError,
     SmartcarConnectionError,
@@ -39,7 +39,6 @@ from shared.sources.smartcar.errors import (
     SmartcarRateLimited,
     SmartcarResponseError,
 )
-from shared.sources.smartcar.payloads import epoch_seconds
 
 if TYPE_CHECKING:
     import smartcar
@@ -58,7 +57,7 @@ BATCH_PATHS = ("/location", "/odometer", "/battery")
 _AUTH_TYPES = frozenset({"AUTHENTICATION", "invalid_grant", "invalid_client", "access_denied"})
 
 
-class TokenSet(BaseModel):
+class TokenSet(Model):
     """A Smartcar user's tokens (kept in the secrets adapter only, never logged)."""
 
     access_token: str
@@ -237,6 +236,9 @@ class SmartcarClient:
 
     def snapshot(self, vehicle_id: str, access_token: str) -> VehicleSnapshot:
         """Location, odometer (km) and battery in one batch request (metric units)."""
+        # Imported here: the webhook payload models load only where a vehicle is read.
+        from shared.sources.smartcar.payloads import epoch_seconds
+
         batch = self._call(
             f"read vehicle {vehicle_id}",
             lambda sdk: sdk.Vehicle(vehicle_id, access_token, {"unit_system": "metric"}).batch(

@@ -22,10 +22,10 @@ import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, Field
 
 from shared.errors import BadRequest
-from shared.models import utc_now
+from shared.models import Model, utc_now
 from shared.runtime import Runtime
 from shared.sources.smartcar.client import VehicleAttributes
 from shared.sources.smartcar.errors import SmartcarAuthError, SmartcarResponseError
@@ -41,12 +41,12 @@ STATE_LIFETIME = timedelta(minutes=15)
 STATE_BYTES = 32
 
 
-class ConnectStart(BaseModel):
+class ConnectStart(Model):
     authorize_url: str
     expires_at: AwareDatetime
 
 
-class ExchangeQuery(BaseModel):
+class ExchangeQuery(Model):
     """What Smartcar Connect puts on the redirect: a code, or an error, and our state."""
 
     code: str | None = Field(None, min_length=1, max_length=2_000)
@@ -55,7 +55,7 @@ class ExchangeQuery(BaseModel):
     error_description: str | None = Field(None, max_length=2_000)
 
 
-class ConnectedVehicle(BaseModel):
+class ConnectedVehicle(Model):
     id: str
     make: str | None
     model: str | None
@@ -63,7 +63,7 @@ class ConnectedVehicle(BaseModel):
     traccar_unique_id: str
 
 
-class Connected(BaseModel):
+class Connected(Model):
     status: str = "connected"
     user_id: str
     vehicles: list[ConnectedVehicle]

@@ -17,21 +17,27 @@ when a refresh token (60 days) has less than `REFRESH_MARGIN` left.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from pydantic import AwareDatetime, BaseModel, Field, ValidationError
+from pydantic import AwareDatetime, Field, ValidationError
 
 from shared.errors import ConfigError, RetryLater
-from shared.models import utc_now
+from shared.models import Model, utc_now
 from shared.runtime import Runtime
 from shared.secrets import SecretNotFound, SecretStore
 from shared.sources.smartcar.client import SmartcarClient, TokenSet
 from shared.sources.smartcar.errors import NotConnected, SmartcarError
-from shared.sources.smartcar.records import SmartcarStore
+
+if TYPE_CHECKING:
+    from google.cloud import firestore
+
+    from shared.sources.smartcar.records import SmartcarStore
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +55,7 @@ class UserTokens(TokenSet):
     updated_at: AwareDatetime
 
 
-class TokenFile(BaseModel):
+class TokenFile(Model):
     users: dict[str, UserTokens] = Field(default_factory=dict)
 
     def user_of(self, vehicle_id: str) -> str | None:
@@ -65,17 +71,24 @@ class TokenStore:
     def __init__(
         self,
         secrets: SecretStore,
-        store: SmartcarStore,
+        firestore_client: firestore.Client,
         secret_name: str,
         *,
         clock: Callable[[], datetime] = utc_now,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._secrets = secrets
-        self._store = store
+        self._firestore_client = firestore_client
         self._name = secret_name
         self._clock = clock
         self._sleep = sleep
+
+    @functools.cached_property
+    def _store(self) -> SmartcarStore:
+        """Where the lease lives; only a change needs it, so reading tokens never loads it."""
+        from shared.sources.smartcar.records import SmartcarStore
+
+        return SmartcarStore(self._firestore_client)
 
     def load(self) -> TokenFile:
         try:
@@ -206,14 +219,14 @@ def token_store_for(
 ) -> TokenStore:
     return TokenStore(
         runtime.secrets,
-        SmartcarStore(runtime.firestore_client),
+        runtime.firestore_client,
         runtime.settings.smartcar_tokens_secret,
         clock=clock,
         sleep=sleep,
     )
 
 
-class TokenRefreshReport(BaseModel):
+class TokenRefreshReport(Model):
     """What `refresh_devices` did for Smartcar: users whose refresh token it renewed."""
 
     source: str = "smartcar"

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel
+from pydantic import AwareDatetime
 
 from shared.errors import NotFound
+from shared.models import Model
 from shared.runtime import Runtime
 from shared.sources.smartcar.records import SignalEntry, SmartcarStore
 
 
-class VehicleView(BaseModel):
+class VehicleView(Model):
     id: str
     make: str | None
     model: str | None
@@ -25,7 +26,7 @@ class VehicleView(BaseModel):
     signals: list[str]
 
 
-class LatestSignals(BaseModel):
+class LatestSignals(Model):
     vehicle_id: str
     signals: list[SignalEntry]
 

@@ -20,9 +20,10 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from shared.errors import BadRequest, NotFound
+from shared.models import Model
 from shared.sources.tlink.ingest import bridge_id
 from shared.sources.tlink.models import (
     TLINK_TIME_FORMAT,
@@ -46,7 +47,7 @@ HISTORY_WORKERS = 8  # concurrent history queries of one answer
 # --- Queries -------------------------------------------------------------------------------
 
 
-class DevicesQuery(BaseModel):
+class DevicesQuery(Model):
     model_config = ConfigDict(extra="forbid")
 
     deviceId: int | None = Field(None, ge=0)
@@ -57,7 +58,7 @@ class DevicesQuery(BaseModel):
     historyLimit: int = Field(DEFAULT_LIST_HISTORY, ge=0, le=MAX_LIST_HISTORY)
 
 
-class HistoryQuery(BaseModel):
+class HistoryQuery(Model):
     model_config = ConfigDict(extra="forbid")
 
     sensorId: int | None = Field(None, ge=0)
@@ -70,14 +71,14 @@ class HistoryQuery(BaseModel):
 # --- Answers -------------------------------------------------------------------------------
 
 
-class TlinkReadingView(BaseModel):
+class TlinkReadingView(Model):
     time: datetime
     value: str | None
     reVal: str | None = None
     isAlarm: str | None = None
 
 
-class TlinkSensorLatestView(BaseModel):
+class TlinkSensorLatestView(Model):
     sensorId: int
     sensorTypeId: int | None
     sensorName: str | None
@@ -91,7 +92,7 @@ class TlinkSensorHistoryView(TlinkSensorLatestView):
     hasMore: bool
 
 
-class TlinkDeviceSummary(BaseModel):
+class TlinkDeviceSummary(Model):
     deviceId: int
     deviceName: str
     userId: str | None
@@ -116,7 +117,7 @@ class TlinkDeviceHistoryPage(TlinkDeviceHistoryView):
     historyLimit: int
 
 
-class TlinkUserDevicesPage(BaseModel):
+class TlinkUserDevicesPage(Model):
     userId: str
     page: int
     pageSize: int
