@@ -78,7 +78,7 @@ def scheduled_sync(
 
 
 def push_locations(runtime: Runtime, device: Device, locations: list[Location]) -> RunReport:
-    """Push given positions (a webhook's, the API's `?single`) through the same pipeline."""
+    """Push given positions (the API's `?single`) through the same pipeline as a sync run."""
     return runtime.pipeline.run(device, lambda: locations, force=True)
 
 

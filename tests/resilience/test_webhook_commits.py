@@ -335,7 +335,7 @@ def test_a_connect_writing_the_vehicle_between_read_and_commit_keeps_both_change
 
         new_device = vehicle_device(VEHICLE, "TESLA", "Model 3", 2020, now)
         SmartcarStore(other.firestore_client).record(
-            None, new_device=new_device, update=connected, now=now
+            new_device=new_device, update=connected, now=now
         )
 
     client.faults.before("Commit", connect)

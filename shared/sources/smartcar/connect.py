@@ -137,7 +137,7 @@ def _record_vehicle(
         }
         return record.model_copy(update={**described, "user_id": user_id, "connected_at": now})
 
-    device, _ = store.record(None, new_device=new_device, update=update, now=now)
+    device, _ = store.record(new_device=new_device, update=update, now=now)
     return ConnectedVehicle(
         id=vehicle.id,
         make=vehicle.make,

@@ -312,22 +312,17 @@ class SmartcarStore:
         release_claim(self._claims.document(document_id(claim.id)), claim.owner)
 
     def record(
-        self,
-        event: StoredEvent | None,
-        *,
-        new_device: Device,
-        update: VehicleUpdate,
-        now: datetime,
+        self, *, new_device: Device, update: VehicleUpdate, now: datetime
     ) -> tuple[Device, VehicleRecord | None]:
-        """Write a vehicle's change (and `event`, when given) in one commit; answers its device
-        and the vehicle as it was before. Read again and retried when a concurrent write
+        """Write a vehicle's change (Connect's, outside any delivery) in one commit; answers its
+        device and the vehicle as it was before. Read again and retried when a concurrent write
         got in between (see `vehicle_change` for `new_device` and `update`)."""
         for _ in range(WRITE_ATTEMPTS):
             change = vehicle_change(
                 self.read(new_device.id), new_device=new_device, update=update, now=now
             )
             try:
-                self.commit(self.writes(None, event, change))
+                self.commit(self.writes(None, None, change))
             except StaleRead:
                 continue
             return change.device, change.before
