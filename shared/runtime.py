@@ -1,10 +1,14 @@
-"""What one function instance holds: settings, clients and adapters, each made once, lazily.
+"""The composition root: what one function instance holds, each part made once, lazily.
 
 Cloud Functions reuse an instance for many requests; creating a Firestore client or an HTTP
 session per request would waste the cold start budget and the connection pool. `get_runtime()`
 builds the `Runtime` on first use; each property builds its client on first access, so a
-function never imports a Google client it does not use. Tests build a `Runtime` with their own
-settings and clients (the emulator's, an in-process gRPC fake's).
+function never imports a Google client it does not use.
+
+This is the only module that wires things: library classes take what they use as keyword-only
+arguments (a repository, the HTTP session, a secret reader, plain settings values), and only
+`functions/`, `devtools/` and `bench/` import this module (`tests/unit/test_layers.py`).
+Tests build a `Runtime` with their own settings and clients (the emulator's, an in-process gRPC fake's).
 """
 
 from __future__ import annotations
@@ -14,20 +18,25 @@ import gc
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from shared.config import Settings, get_settings
 from shared.models import Source
-from shared.sources.base import LocationSource
 
 if TYPE_CHECKING:
     import requests
     from google.cloud import firestore
 
+    from shared.notify import Notifier
     from shared.pipeline import Pipeline
     from shared.scheduler import JobScheduler
-    from shared.secrets import SecretStore
+    from shared.secrets import CachedSecrets, SecretStore
+    from shared.services import Services
+    from shared.sources.google.stack import GoogleStack
+    from shared.sources.smartcar.stack import SmartcarStack
+    from shared.sources.tlink.stack import TlinkStack
     from shared.store import Store
+    from shared.sync import LocationSource, MovementTracker, Sync
     from shared.traccar import TraccarApi
 
 
@@ -136,62 +145,111 @@ class Runtime:
         return TraccarApi(self.http_session, str(self.settings.traccar_api_url), token.strip())
 
     @functools.cached_property
+    def cached_secrets(self) -> CachedSecrets:
+        """The one cache of vendor secrets (signing keys, path tokens, credentials)."""
+        from shared.secrets import CachedSecrets
+
+        return CachedSecrets(self.secrets)
+
+    @functools.cached_property
+    def notifier(self) -> Notifier:
+        from shared.notify import Notifier, NotifierConfig
+
+        return Notifier(NotifierConfig.from_settings(self.settings))
+
+    @functools.cached_property
+    def services(self) -> Services:
+        from shared.services import Services
+
+        store = self.store
+        return Services(
+            services=store.services,
+            devices=store.devices,
+            excluded=store.excluded_devices,
+            state=store.state,
+            delivery=store.delivery,
+            scheduler=self.scheduler,
+            notifier=self.notifier,
+        )
+
+    @functools.cached_property
+    def sync(self) -> Sync:
+        from shared.sync import Sync
+
+        return Sync(
+            devices=self.store.devices,
+            delivery=self.store.delivery,
+            pipeline=lambda: self.pipeline,
+            sources=self.sources,
+            trackers=self.trackers,
+        )
+
+    @functools.cached_property
     def sources(self) -> Mapping[Source, LocationSource]:
-        """The sources that can pull a device's positions, one per vendor."""
+        """The sources that can pull a device's positions, one per vendor, each built (its
+        vendor's modules imported) on first lookup."""
         if self._sources is not None:
             return self._sources
-        return VendorSources(self)
+        return LazyMapping(
+            {
+                Source.GOOGLE: lambda: self.google.source,
+                Source.TLINK: lambda: self.tlink.source,
+                Source.SMARTCAR: lambda: self.smartcar.source,
+            }
+        )
+
+    @functools.cached_property
+    def trackers(self) -> Mapping[Source, MovementTracker]:
+        """What is told of each locate before delivery: Google's smart tracking."""
+        return LazyMapping({Source.GOOGLE: lambda: self.google.smart_tracking})
+
+    # --- the vendors: each stack built, and its modules imported, on first use --------------
+
+    # @@google@@
+    @functools.cached_property
+    def google(self) -> GoogleStack:
+        raise NotImplementedError
+
+    # @@smartcar@@
+    @functools.cached_property
+    def smartcar(self) -> SmartcarStack:
+        raise NotImplementedError
+
+    # @@tlink@@
+    @functools.cached_property
+    def tlink(self) -> TlinkStack:
+        raise NotImplementedError
+
+    # @@end-vendors@@
 
 
-def _google_source(runtime: Runtime) -> LocationSource:
-    from shared.sources.google.source import GoogleSource
-
-    return GoogleSource(runtime)
+K = TypeVar("K")
+V = TypeVar("V")
 
 
-def _tlink_source(runtime: Runtime) -> LocationSource:
-    from shared.sources.tlink.source import TlinkSource
-
-    return TlinkSource(runtime)
-
-
-def _smartcar_source(runtime: Runtime) -> LocationSource:
-    from shared.sources.smartcar.source import SmartcarSource
-
-    return SmartcarSource(runtime)
-
-
-SOURCE_FACTORIES: dict[Source, Callable[[Runtime], LocationSource]] = {
-    Source.GOOGLE: _google_source,
-    Source.TLINK: _tlink_source,
-    Source.SMARTCAR: _smartcar_source,
-}
-
-
-class VendorSources(Mapping[Source, LocationSource]):
-    """One source per vendor, each built (its vendor's modules imported) on first lookup.
+class LazyMapping(Mapping[K, V]):
+    """A mapping whose values are built on first lookup, once, under a lock.
 
     A Google sync, the hourly refresh or a TLINK webhook loads its own vendor's stack only.
-    Built once per instance: the source holds caches (tokens, secrets) its requests share.
     """
 
-    def __init__(self, runtime: Runtime) -> None:
-        self._runtime = runtime
-        self._built: dict[Source, LocationSource] = {}
+    def __init__(self, factories: Mapping[K, Callable[[], V]]) -> None:
+        self._factories = factories
+        self._built: dict[K, V] = {}
         self._lock = threading.Lock()
 
-    def __getitem__(self, source: Source) -> LocationSource:
-        factory = SOURCE_FACTORIES[source]  # KeyError for what is no vendor, as a dict does
+    def __getitem__(self, key: K) -> V:
+        factory = self._factories[key]  # KeyError for what is no key, as a dict does
         with self._lock:
-            if source not in self._built:
-                self._built[source] = factory(self._runtime)
-            return self._built[source]
+            if key not in self._built:
+                self._built[key] = factory()
+            return self._built[key]
 
-    def __iter__(self) -> Iterator[Source]:
-        return iter(SOURCE_FACTORIES)
+    def __iter__(self) -> Iterator[K]:
+        return iter(self._factories)
 
     def __len__(self) -> int:
-        return len(SOURCE_FACTORIES)
+        return len(self._factories)
 
 
 @functools.cache

@@ -18,6 +18,9 @@ import json
 import os
 import re
 import tempfile
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -209,3 +212,57 @@ class SecretManagerStore:
                 )
                 disabled += 1
         return disabled
+
+
+class CachedSecrets:
+    """Secret values read through `secrets` and kept for `max_age` seconds: the one cache of
+    every vendor's secrets (webhook signing keys, path tokens, credentials).
+
+    `read(name, max_age=...)` asks for a fresher value (a signature that did not match with the
+    cached key is checked again with one re-read at most every `min_reread` seconds, so a flood
+    of forged requests cannot exhaust the secrets backend). One instance per `Runtime`.
+    """
+
+    def __init__(
+        self,
+        secrets: SecretStore,
+        *,
+        max_age: float = 60.0,
+        min_reread: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._secrets = secrets
+        self.max_age = max_age
+        self.min_reread = min_reread
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._values: dict[str, tuple[str, float]] = {}
+
+    def read(self, name: str, *, max_age: float | None = None) -> str:
+        """The value of `name`, read anew when the cached one is older than `max_age`."""
+        limit = self.max_age if max_age is None else max_age
+        now = self._clock()
+        with self._lock:
+            cached = self._values.get(name)
+            if cached is not None and now - cached[1] < limit:
+                return cached[0]
+        value = self._secrets.read(name)  # SecretNotFound propagates, nothing cached
+        with self._lock:
+            self._values[name] = (value, now)
+        return value
+
+    def age(self, name: str) -> float:
+        """Seconds since `name` was last read (infinite when it never was)."""
+        with self._lock:
+            cached = self._values.get(name)
+        return float("inf") if cached is None else self._clock() - cached[1]
+
+    def reread(self, name: str) -> str | None:
+        """A fresh value of `name`, unless it was read less than `min_reread` seconds ago."""
+        if self.age(name) < self.min_reread:
+            return None
+        return self.read(name, max_age=0)
+
+    def forget(self, name: str) -> None:
+        with self._lock:
+            self._values.pop(name, None)

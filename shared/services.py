@@ -2,24 +2,38 @@
 
 The scheduler job is written before the document and deleted before it, so a failure halfway
 leaves at worst a job syncing a device that still exists, never a service without its job.
+
+Pausing and resuming a vendor's jobs (Google refused the credentials; new ones came) and
+auto-registration live here, called by whoever decides: the expiry handling, the hourly
+refresh, the API. A source never schedules or pauses anything.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 
 from shared.errors import Conflict, Forbidden, NotFound
 from shared.models import (
     MAX_JITTER_SECONDS,
+    Device,
     DeviceState,
     ExcludedDevice,
     Model,
     Service,
+    Source,
     SyncResult,
 )
-from shared.runtime import Runtime
+
+if TYPE_CHECKING:
+    from shared.notify import Notifier
+    from shared.scheduler import JobScheduler
+    from shared.store import DeliveryRepository, Repository, StateRepository
+
+logger = logging.getLogger(__name__)
 
 
 class ServiceSpec(Model):
@@ -50,74 +64,171 @@ def _view(service: Service, state: DeviceState | None) -> ServiceView:
     )
 
 
-def view(runtime: Runtime, service: Service) -> ServiceView:
-    return _view(service, runtime.store.delivery.state(service.id))
+class Services:
+    """The sync services of every device, their scheduler jobs and the exclusion list."""
+
+    def __init__(
+        self,
+        *,
+        services: Repository[Service],
+        devices: Repository[Device],
+        excluded: Repository[ExcludedDevice],
+        state: StateRepository,
+        delivery: DeliveryRepository,
+        scheduler: JobScheduler,
+        notifier: Notifier,
+    ) -> None:
+        self._services = services
+        self._devices = devices
+        self._excluded = excluded
+        self._state = state
+        self._delivery = delivery
+        self._scheduler = scheduler
+        self._notifier = notifier
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def view(self, service: Service) -> ServiceView:
+        return _view(service, self._delivery.state(service.id))
+
+    def list(self) -> list[ServiceView]:
+        states = {state.id: state for state in self._delivery.states()}
+        return [_view(service, states.get(service.id)) for service in self._services.list()]
+
+    def get(self, device_id: str) -> Service:
+        service = self._services.get(device_id)
+        if service is None:
+            raise NotFound(f"no sync service for device {device_id}")
+        return service
+
+    # --- one service ------------------------------------------------------------------------
+
+    def upsert(self, device_id: str, spec: ServiceSpec) -> tuple[Service, bool]:
+        """Create or update the device's service and its job; returns it and whether it is new."""
+        if self._excluded.get(device_id) is not None:
+            raise Forbidden(f"device {device_id} is excluded; DELETE /excluded-devices/{device_id}")
+        device = self._devices.get(device_id)
+        if device is None:
+            raise NotFound(f"unknown device: {device_id}")
+        job_name = self._scheduler.upsert(device_id, timer=spec.timer, delta=spec.delta)
+        paused = self._state.auth().status == "auth_required" and device.source == Source.GOOGLE
+        if paused:
+            # Google refused our credentials: the job waits until new ones are uploaded.
+            self._scheduler.pause(device_id)
+        service = Service(
+            id=device_id,
+            name=device.name,
+            timer=spec.timer,
+            delta=spec.delta,
+            job_name=job_name,
+            paused=paused,
+        )
+        try:
+            self._services.create(service)
+        except Conflict:
+            self._services.put(service)
+            return service, False
+        return service, True
+
+    def delete(self, device_id: str) -> bool:
+        """Delete the device's service and its job; False if it had none."""
+        self._scheduler.delete(device_id)
+        return self._services.delete(device_id)
+
+    # --- a vendor's services at once --------------------------------------------------------
+
+    def of_source(self, source: Source) -> list[str]:
+        """Ids of the sync services whose device comes from `source`."""
+        ids = {d.id for d in self._devices.list() if d.source == source}
+        return [s.id for s in self._services.list() if s.id in ids]
+
+    def pause_source(self, source: Source) -> int:
+        """Pause the job of every service of `source` (scheduler job, `Service.paused`)."""
+        paused = 0
+        for service_id in self.of_source(source):
+            service = self._services.get(service_id)
+            if service is None or service.paused:
+                continue
+            try:
+                self._scheduler.pause(service_id)
+            except NotFound:
+                logger.warning("no scheduler job to pause", extra={"device_id": service_id})
+            self._services.put(service.model_copy(update={"paused": True}))
+            paused += 1
+        return paused
+
+    def resume_source(self, source: Source) -> int:
+        """Resume every paused service of `source`; a job that vanished is created again."""
+        restarted = 0
+        for service_id in self.of_source(source):
+            service = self._services.get(service_id)
+            if service is None or not service.paused:
+                continue
+            try:
+                self._scheduler.resume(service_id)
+            except NotFound:
+                self._scheduler.upsert(service_id, timer=service.timer, delta=service.delta)
+            self._services.put(service.model_copy(update={"paused": False}))
+            restarted += 1
+        return restarted
+
+    def auto_register(self, source: Source, spec: ServiceSpec) -> list[str]:
+        """Give every device of `source` without a service (and not excluded) one; returns the
+        ids registered now and tells the notifier of each."""
+        excluded = {e.id for e in self._excluded.list()}
+        served = {s.id for s in self._services.list()}
+        registered = []
+        for device in self._devices.list():
+            if device.source != source or device.id in excluded or device.id in served:
+                continue
+            try:
+                _, created = self.upsert(device.id, spec)
+            except (Forbidden, Conflict) as exc:
+                # Excluded or registered meanwhile by a concurrent run or user.
+                logger.info("not auto-registered: %s", exc.message, extra={"device_id": device.id})
+                continue
+            if created:
+                registered.append(device.id)
+                self._notifier.device_auto_registered(
+                    device.name, device.id, spec.timer, spec.delta
+                )
+        return registered
+
+    def retime(self, device_id: str, *, timer: int, delta: int) -> bool:
+        """Run an active service's job every `timer` ± `delta` for now (smart tracking),
+        leaving the stored service as the user set it; False if there is none or it is paused."""
+        service = self._services.get(device_id)
+        if service is None or service.paused:
+            return False
+        self._scheduler.upsert(device_id, timer=timer, delta=delta)
+        return True
+
+    def restore_timer(self, device_id: str) -> None:
+        """Put the job back on the service's own timer (the user may have changed it)."""
+        service = self._services.get(device_id)
+        if service is not None:
+            self._scheduler.upsert(device_id, timer=service.timer, delta=service.delta)
+
+    # --- the exclusion list -----------------------------------------------------------------
+
+    def excluded(self) -> list[ExcludedDevice]:
+        return self._excluded.list()
+
+    def exclude(self, device_id: str) -> tuple[ExcludedDevice, bool]:
+        """Exclude the device (removing its service and job); returns it and whether it is new."""
+        excluded = ExcludedDevice(id=device_id)
+        try:
+            self._excluded.create(excluded)
+            created = True
+        except Conflict:
+            excluded = self._excluded.get(device_id) or excluded
+            created = False
+        self.delete(device_id)
+        return excluded, created
+
+    def include(self, device_id: str) -> None:
+        if not self._excluded.delete(device_id):
+            raise NotFound(f"device {device_id} is not excluded")
 
 
-def list_services(runtime: Runtime) -> list[ServiceView]:
-    states = {state.id: state for state in runtime.store.delivery.states()}
-    return [_view(service, states.get(service.id)) for service in runtime.store.services.list()]
-
-
-def get_service(runtime: Runtime, device_id: str) -> Service:
-    service = runtime.store.services.get(device_id)
-    if service is None:
-        raise NotFound(f"no sync service for device {device_id}")
-    return service
-
-
-def upsert_service(runtime: Runtime, device_id: str, spec: ServiceSpec) -> tuple[Service, bool]:
-    """Create or update the device's service and its job; returns it and whether it is new."""
-    store = runtime.store
-    if store.excluded_devices.get(device_id) is not None:
-        raise Forbidden(f"device {device_id} is excluded; DELETE /excluded-devices/{device_id}")
-    device = store.devices.get(device_id)
-    if device is None:
-        raise NotFound(f"unknown device: {device_id}")
-    job_name = runtime.scheduler.upsert(device_id, timer=spec.timer, delta=spec.delta)
-    paused = store.state.auth().status == "auth_required" and device.source == "google"
-    if paused:
-        # Google refused our credentials: the job waits until new ones are uploaded.
-        runtime.scheduler.pause(device_id)
-    service = Service(
-        id=device_id,
-        name=device.name,
-        timer=spec.timer,
-        delta=spec.delta,
-        job_name=job_name,
-        paused=paused,
-    )
-    try:
-        store.services.create(service)
-    except Conflict:
-        store.services.put(service)
-        return service, False
-    return service, True
-
-
-def delete_service(runtime: Runtime, device_id: str) -> bool:
-    """Delete the device's service and its job; False if it had none."""
-    runtime.scheduler.delete(device_id)
-    return runtime.store.services.delete(device_id)
-
-
-def list_excluded(runtime: Runtime) -> list[ExcludedDevice]:
-    return runtime.store.excluded_devices.list()
-
-
-def exclude_device(runtime: Runtime, device_id: str) -> tuple[ExcludedDevice, bool]:
-    """Exclude the device (removing its service and job); returns it and whether it is new."""
-    excluded = ExcludedDevice(id=device_id)
-    try:
-        runtime.store.excluded_devices.create(excluded)
-        created = True
-    except Conflict:
-        excluded = runtime.store.excluded_devices.get(device_id) or excluded
-        created = False
-    delete_service(runtime, device_id)
-    return excluded, created
-
-
-def include_device(runtime: Runtime, device_id: str) -> None:
-    if not runtime.store.excluded_devices.delete(device_id):
-        raise NotFound(f"device {device_id} is not excluded")
+__all__ = ["ServiceSpec", "ServiceView", "Services"]

@@ -1,7 +1,10 @@
-"""Running the pipeline for one device: what `sync_device` and the API's manual sync call.
+"""Running the pipeline for a device: what `sync_device`, the API and a webhook call.
 
-The pipeline's module (and Traccar's client with it) is loaded by `runtime.pipeline` when a
-run starts: a cold instance answering "unknown device" never imports it.
+`Sync.sync_device` asks the device's source for its positions and runs each device's pipeline
+with what came back. A source returns positions only; when one locate brought other devices'
+positions along (one Google FCM session answers for every due tracker), their pipelines are
+run here, each under its own lease, after the device's own. A source never pushes, schedules
+or pauses anything.
 """
 
 from __future__ import annotations
@@ -9,111 +12,192 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Protocol
 
-from shared.errors import BadRequest, BridgeError, NotFound
+from shared.errors import BadRequest, BridgeError, Conflict, NotFound, RetryLater
 from shared.models import Device, Location, Source
 
 if TYPE_CHECKING:
-    from shared.pipeline import RunReport
-    from shared.runtime import Runtime
+    from shared.pipeline import Pipeline, RunReport
+    from shared.store import DeliveryRepository, Repository
 
 logger = logging.getLogger(__name__)
 
 
-def device_or_404(runtime: Runtime, device_id: str) -> Device:
-    device = runtime.store.devices.get(device_id)
-    if device is None:
-        raise NotFound(f"unknown device: {device_id}")
-    return device
+class LocationSource(Protocol):
+    """A vendor whose devices the bridge can ask for their positions (pull)."""
+
+    source: Source
+
+    def fetch(self, device: Device) -> list[Location]:
+        """The device's current positions, oldest first or in any order; may be empty, never
+        raises for "nothing new". It may hold other devices' positions too (`Location.id`
+        names each one's device): a locate that answered for several at once."""
+        ...
 
 
-def sync_device(runtime: Runtime, device_id: str, *, force: bool = False) -> RunReport:
-    """Fetch the device's positions from its source and push what is new.
+class MovementTracker(Protocol):
+    """Told of every locate before any of its positions is delivered (smart tracking)."""
 
-    The outbox is drained even when the source cannot fetch the device (none for its vendor,
-    the vendor down, no credentials): what waits for Traccar never depends on the vendor. The
-    vendor's error is raised after the drain, so the caller still sees the run failed.
-    """
-    device = device_or_404(runtime, device_id)
-    source = runtime.sources.get(device.source)
-    if source is None:
-        logger.warning(
-            "no source can fetch this device; draining its outbox only",
-            extra={"device_id": device.id, "source": device.source.value},
-        )
-        return runtime.pipeline.run(device, list, force=force)
-    failures: list[BridgeError] = []
+    def observe(self, device_id: str, located: list[Location]) -> None: ...
 
-    def fetch() -> list[Location]:
+
+class Sync:
+    """Each device's pipeline, fed by its source, a webhook or the API."""
+
+    def __init__(
+        self,
+        *,
+        devices: Repository[Device],
+        delivery: DeliveryRepository,
+        pipeline: Callable[[], Pipeline],
+        sources: Mapping[Source, LocationSource],
+        trackers: Mapping[Source, MovementTracker],
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._devices = devices
+        self._delivery = delivery
+        # A callable: the pipeline's module (and Traccar's client) loads when a run starts,
+        # so a cold instance answering "unknown device" never imports it.
+        self._pipeline = pipeline
+        self._sources = sources
+        self._trackers = trackers
+        self._sleep = sleep
+
+    @property
+    def pipeline(self) -> Pipeline:
+        return self._pipeline()
+
+    def device_or_404(self, device_id: str) -> Device:
+        device = self._devices.get(device_id)
+        if device is None:
+            raise NotFound(f"unknown device: {device_id}")
+        return device
+
+    def sync_device(self, device_id: str, *, force: bool = False) -> RunReport:
+        """Fetch the device's positions from its source and push what is new.
+
+        The outbox is drained even when the source cannot fetch the device (none for its
+        vendor, the vendor down, no credentials): what waits for Traccar never depends on the
+        vendor. The vendor's error is raised after the drain, so the caller still sees the run
+        failed.
+        """
+        device = self.device_or_404(device_id)
+        source = self._sources.get(device.source)
+        if source is None:
+            logger.warning(
+                "no source can fetch this device; draining its outbox only",
+                extra={"device_id": device.id, "source": device.source.value},
+            )
+            return self.pipeline.run(device, list, force=force)
+        failures: list[BridgeError] = []
+        others: dict[str, list[Location]] = {}
+
+        def fetch() -> list[Location]:
+            try:
+                found = source.fetch(device)
+            except BridgeError as exc:
+                failures.append(exc)
+                return []
+            own = self._split(device, found, others)
+            # Before any delivery: a tracker compares with the newest position delivered.
+            tracker = self._trackers.get(device.source)
+            if tracker is not None:
+                for located_id, located in ((device.id, own), *others.items()):
+                    tracker.observe(located_id, located)
+            return own
+
+        report = self.pipeline.run(device, fetch, force=force)
+        for other_id, locations in others.items():
+            self._deliver_other(other_id, locations)
+        if failures:
+            logger.warning(
+                "the source failed; the outbox was drained anyway",
+                extra={"device_id": device.id, "error": failures[0].message,
+                       "pushed": report.result.pushed},
+            )  # fmt: skip
+            raise failures[0]
+        return report
+
+    @staticmethod
+    def _split(
+        device: Device, found: list[Location], others: dict[str, list[Location]]
+    ) -> list[Location]:
+        """The device's own positions; the others' go into `others`, by device id."""
+        own = []
+        for location in found:
+            if location.id == device.id:
+                own.append(location)
+            else:
+                others.setdefault(location.id, []).append(location)
+        return own
+
+    def _deliver_other(self, device_id: str, locations: list[Location]) -> None:
+        """A device located with another: its positions through its own pipeline run; one that
+        is busy is skipped (its next locate brings them again)."""
+        other = self._devices.get(device_id)
+        if other is None:
+            logger.warning("positions of an unknown device dropped", extra={"device_id": device_id})
+            return
         try:
-            return source.fetch(device)
-        except BridgeError as exc:
-            failures.append(exc)
-            return []
+            report = self.pipeline.run(other, lambda: locations)
+        except (RetryLater, Conflict) as exc:
+            logger.warning(
+                "a device located in the same session is busy; its positions come next time",
+                extra={"device_id": device_id, "reason": exc.message},
+            )
+            return
+        logger.info(
+            "delivered positions of a device located in the same session",
+            extra={"device_id": device_id, **report.result.model_dump()},
+        )
 
-    report = runtime.pipeline.run(device, fetch, force=force)
-    if failures:
-        logger.warning(
-            "the source failed; the outbox was drained anyway",
-            extra={"device_id": device.id, "error": failures[0].message,
-                   "pushed": report.result.pushed},
-        )  # fmt: skip
-        raise failures[0]
-    return report
+    def scheduled_sync(self, device_id: str, *, jitter_seconds: int) -> RunReport:
+        """A scheduler job's run: cron fires on the minute, so the jitter is applied here."""
+        if jitter_seconds:
+            self._sleep(random.uniform(0, jitter_seconds))  # noqa: S311 - spreading load
+        return self.sync_device(device_id)
 
+    def push_locations(self, device: Device, locations: list[Location]) -> RunReport:
+        """Push given positions (the API's `?single`) through the same pipeline as a run."""
+        return self.pipeline.run(device, lambda: locations, force=True)
 
-def scheduled_sync(
-    runtime: Runtime,
-    device_id: str,
-    *,
-    jitter_seconds: int,
-    sleep: Callable[[float], None] = time.sleep,
-) -> RunReport:
-    """A scheduler job's run: cron fires on the minute, so the jitter is applied here."""
-    if jitter_seconds:
-        sleep(random.uniform(0, jitter_seconds))  # noqa: S311 - spreading load, not crypto
-    return sync_device(runtime, device_id)
+    def push_single(self, device_id: str, location: Location) -> RunReport:
+        """Push one given position now (`PUT /traccar/devices/<id>/locations?single`).
 
+        A device the bridge has not seen yet is pushed under its own id, so a user can replay a
+        position for any device Traccar knows.
+        """
+        if location.id != device_id:
+            raise BadRequest(f"id: the location's id {location.id!r} is not {device_id!r}")
+        device = self._devices.get(device_id) or Device(
+            id=device_id,
+            source=location.source or Source.GOOGLE,
+            name=device_id,
+            traccar_unique_id=device_id,
+        )
+        return self.push_locations(device, [location])
 
-def push_locations(runtime: Runtime, device: Device, locations: list[Location]) -> RunReport:
-    """Push given positions (the API's `?single`) through the same pipeline as a sync run."""
-    return runtime.pipeline.run(device, lambda: locations, force=True)
+    def latest_locations(self) -> list[Location]:
+        """The newest delivered position of every device."""
+        return [s.last_location for s in self._delivery.states() if s.last_location]
 
+    def newest_delivered(self, device_id: str) -> Location | None:
+        return self._delivery.state(device_id).last_location
 
-def push_single(runtime: Runtime, device_id: str, location: Location) -> RunReport:
-    """Push one given position now (`PUT /traccar/devices/<id>/locations?single`).
+    def undelivered(self, locations: list[Location]) -> list[Location]:
+        """The given positions Traccar has not accepted yet (the seed's `?filter=`)."""
+        from shared.pipeline import is_delivered
 
-    A device the bridge has not seen yet is pushed under its own id, so a user can replay a
-    position for any device Traccar knows.
-    """
-    if location.id != device_id:
-        raise BadRequest(f"id: the location's id {location.id!r} is not {device_id!r}")
-    device = runtime.store.devices.get(device_id) or Device(
-        id=device_id,
-        source=location.source or Source.GOOGLE,
-        name=device_id,
-        traccar_unique_id=device_id,
-    )
-    return push_locations(runtime, device, [location])
+        states = {
+            device_id: self._delivery.state(device_id)
+            for device_id in {location.id for location in locations}
+        }
+        return [loc for loc in locations if not is_delivered(states[loc.id], loc)]
 
-
-def latest_locations(runtime: Runtime) -> list[Location]:
-    """The newest delivered position of every device."""
-    return [s.last_location for s in runtime.store.delivery.states() if s.last_location]
-
-
-def undelivered(runtime: Runtime, locations: list[Location]) -> list[Location]:
-    """The given positions Traccar has not accepted yet (the seed's `?filter=`)."""
-    from shared.pipeline import is_delivered
-
-    states = {
-        device_id: runtime.store.delivery.state(device_id)
-        for device_id in {location.id for location in locations}
-    }
-    return [loc for loc in locations if not is_delivered(states[loc.id], loc)]
+    def mark_delivered(self, location: Location) -> str:
+        return self.pipeline.mark_delivered(location)
 
 
-def mark_delivered(runtime: Runtime, location: Location) -> str:
-    return runtime.pipeline.mark_delivered(location)
+__all__ = ["LocationSource", "MovementTracker", "Sync"]

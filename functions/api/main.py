@@ -21,6 +21,7 @@ from shared.errors import BridgeError, Conflict, NotFound
 from shared.logs import configure_logging
 from shared.models import Location, Model
 from shared.runtime import freeze_loaded_objects, get_runtime
+from shared.services import ServiceSpec
 from shared.web import (
     check_bearer,
     create_app,
@@ -112,34 +113,26 @@ def openapi() -> tuple[flask.Response, int]:
 
 @app.get("/services")
 def list_services() -> tuple[flask.Response, int]:
-    from shared import services
-
-    return _json([v.model_dump(mode="json") for v in services.list_services(get_runtime())])
+    return _json([v.model_dump(mode="json") for v in get_runtime().services.list()])
 
 
 @app.get("/devices/<device_id>/services")
 def get_service(device_id: str) -> tuple[flask.Response, int]:
-    from shared import services
-
     runtime = get_runtime()
-    service = services.get_service(runtime, device_id)
-    return _json(services.view(runtime, service).model_dump(mode="json"))
+    service = runtime.services.get(device_id)
+    return _json(runtime.services.view(service).model_dump(mode="json"))
 
 
 @app.put("/devices/<device_id>/services")
 def put_service(device_id: str) -> tuple[flask.Response, int]:
-    from shared import services
-
-    spec = parse_json(flask.request, services.ServiceSpec)
-    service, created = services.upsert_service(get_runtime(), device_id, spec)
+    spec = parse_json(flask.request, ServiceSpec)
+    service, created = get_runtime().services.upsert(device_id, spec)
     return _json(service.model_dump(mode="json"), 201 if created else 200)
 
 
 @app.delete("/devices/<device_id>/services")
 def delete_service(device_id: str) -> tuple[flask.Response, int]:
-    from shared import services
-
-    if not services.delete_service(get_runtime(), device_id):
+    if not get_runtime().services.delete(device_id):
         raise NotFound(f"no sync service for device {device_id}")
     return _json({"status": "deleted", "id": device_id})
 
@@ -149,24 +142,18 @@ def delete_service(device_id: str) -> tuple[flask.Response, int]:
 
 @app.get("/excluded-devices")
 def list_excluded() -> tuple[flask.Response, int]:
-    from shared import services
-
-    return _json([e.model_dump(mode="json") for e in services.list_excluded(get_runtime())])
+    return _json([e.model_dump(mode="json") for e in get_runtime().services.excluded()])
 
 
 @app.put("/excluded-devices/<device_id>")
 def exclude_device(device_id: str) -> tuple[flask.Response, int]:
-    from shared import services
-
-    excluded, created = services.exclude_device(get_runtime(), device_id)
+    excluded, created = get_runtime().services.exclude(device_id)
     return _json(excluded.model_dump(mode="json"), 201 if created else 200)
 
 
 @app.delete("/excluded-devices/<device_id>")
 def include_device(device_id: str) -> tuple[flask.Response, int]:
-    from shared import services
-
-    services.include_device(get_runtime(), device_id)
+    get_runtime().services.include(device_id)
     return _json({"status": "deleted", "id": device_id})
 
 
@@ -175,37 +162,31 @@ def include_device(device_id: str) -> tuple[flask.Response, int]:
 
 @app.get("/locations")
 def get_locations() -> tuple[flask.Response, int]:
-    from shared import sync
-
     query = parse_query(flask.request, LocationsQuery)
     runtime = get_runtime()
     if query.filter is not None:
         candidates = parse_json_text(query.filter, _locations_adapter(), "filter")
-        found = sync.undelivered(runtime, candidates)
+        found = runtime.sync.undelivered(candidates)
     else:
-        found = sync.latest_locations(runtime)
+        found = runtime.sync.latest_locations()
     return _json([location.model_dump(mode="json", exclude_none=True) for location in found])
 
 
 @app.post("/locations")
 def post_location() -> tuple[flask.Response, int]:
-    from shared import sync
-
     location = parse_json(flask.request, Location)
-    fingerprint = sync.mark_delivered(get_runtime(), location)
+    fingerprint = get_runtime().sync.mark_delivered(location)
     return _json({"status": "saved", "hash": fingerprint}, 201)
 
 
 @app.put("/traccar/devices/<device_id>/locations")
 def push_locations(device_id: str) -> tuple[flask.Response, int]:
-    from shared import sync
-
     runtime = get_runtime()
     if "single" in flask.request.args:
         location = parse_json(flask.request, Location)
-        report = sync.push_single(runtime, device_id, location)
+        report = runtime.sync.push_single(device_id, location)
     else:
-        report = sync.sync_device(runtime, device_id, force=True)
+        report = runtime.sync.sync_device(device_id, force=True)
     return _json(_location_reports(report))
 
 

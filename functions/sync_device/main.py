@@ -10,7 +10,6 @@ import flask
 import functions_framework
 from pydantic import Field
 
-from shared import sync
 from shared.logs import configure_logging
 from shared.models import MAX_JITTER_SECONDS, Model
 from shared.runtime import freeze_loaded_objects, get_runtime
@@ -28,7 +27,7 @@ class SyncRequest(Model):
 @app.post("/")
 def run_sync() -> flask.Response:
     body = parse_json(flask.request, SyncRequest)
-    report = sync.scheduled_sync(get_runtime(), body.device_id, jitter_seconds=body.jitter_seconds)
+    report = get_runtime().sync.scheduled_sync(body.device_id, jitter_seconds=body.jitter_seconds)
     return flask.jsonify(report.result.model_dump())
 
 

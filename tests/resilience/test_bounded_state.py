@@ -16,7 +16,7 @@ import requests
 from shared.models import Device, DeviceState, Location, Source
 from shared.pipeline import DEDUP_WINDOW, DELIVERED_CAP, Pipeline, prune_delivered
 from shared.runtime import Runtime
-from shared.store import MAX_FIELD_CHANGES
+from shared.store.delivery import MAX_FIELD_CHANGES
 from shared.traccar import OsmAndClient
 from tests.conftest import Clock
 from tests.fakes.osmand import OsmAndServer

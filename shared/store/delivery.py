@@ -1,0 +1,256 @@
+"""A device's delivery state: its lease, delivered fingerprints, outbox and push log."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from shared.errors import BadRequest, Conflict, RetryLater
+from shared.models import DeviceState, OutboxEntry, PushLogEntry
+from shared.store.claims import StaleRead, Writes, stale_errors, unchanged_since
+from shared.store.options import reads, writes
+from shared.store.repository import Versioned, document_id
+
+if TYPE_CHECKING:
+    from google.cloud import firestore
+
+# Beyond this many fingerprints changed in one run, the final write replaces the whole map
+# rather than listing each change in its update mask.
+MAX_FIELD_CHANGES = 500
+
+
+class Lease:
+    """A run's hold on a device's state: the version of the document it wrote when taking it,
+    and the fingerprints that version held (the final write sends only what changed)."""
+
+    def __init__(
+        self,
+        device_id: str,
+        owner: str,
+        update_time: datetime,
+        delivered: dict[str, int] | None = None,
+    ) -> None:
+        self.device_id = device_id
+        self.owner = owner
+        self.update_time = update_time
+        self.delivered = delivered or {}
+
+
+class DeliveryRepository:
+    """Where a sync run keeps its bookkeeping: `device_state`, `outbox` and `push_log`.
+
+    A run costs, whatever the history: one read of the state (taking the lease), one query of
+    the outbox only when the state says it holds something, one write for the lease and one
+    batch (the new state and one push-log document per attempt) at the end. A webhook's run
+    reads the state with the webhook's own documents and writes the lease with its records
+    (`acquire`'s `read` and `along`): the webhook and its run share one read and one commit.
+    """
+
+    def __init__(self, client: firestore.Client) -> None:
+        self._client = client
+        self._states = client.collection("device_state")
+        self._outbox = client.collection("outbox")
+        self._push_log = client.collection("push_log")
+
+    def state_ref(self, device_id: str) -> firestore.DocumentReference:
+        """The device's state document, for a caller that reads it with its own documents."""
+        return self._states.document(document_id(device_id))
+
+    def state(self, device_id: str) -> DeviceState:
+        snapshot = self.state_ref(device_id).get(**reads())
+        if not snapshot.exists:
+            return DeviceState(id=device_id)
+        return DeviceState.model_validate(snapshot.to_dict())
+
+    def states(self) -> list[DeviceState]:
+        return [DeviceState.model_validate(s.to_dict()) for s in self._states.stream(**reads())]
+
+    def acquire(
+        self,
+        device_id: str,
+        owner: str,
+        *,
+        now: datetime,
+        until: datetime,
+        read: Versioned[DeviceState] | None = None,
+        along: Writes | None = None,
+    ) -> tuple[DeviceState, Lease]:
+        """Take the device's lease, or `RetryLater` while another run holds it.
+
+        Optimistic: read the state, then write it back on condition that nobody wrote it in
+        between (`last_update_time`, or `create` for a first run). Two runs racing for a
+        free lease: exactly one write succeeds.
+
+        `read` is the state as the caller read it (with its own documents, in one round trip);
+        `along` adds the caller's writes to the lease's commit, all applied or none. Their
+        preconditions failing is `StaleRead`: the caller reads again and retries.
+        """
+        ref = self.state_ref(device_id)
+        if read is None:
+            read = Versioned.of(ref.get(**reads()), DeviceState)
+        # A competing run may write between this read and our conditional write below.
+        state = read.value or DeviceState(id=device_id)  # pragma: SYNCPOINT lease
+        if state.lease_owner and state.lease_until and state.lease_until > now:
+            raise _busy(device_id, state.lease_until, now)
+        state = state.model_copy(update={"lease_owner": owner, "lease_until": until})
+        batch = self._client.batch()
+        if read.update_time is not None:
+            # The lease fields only: re-sending the whole state (up to DELIVERED_CAP
+            # fingerprints) cost more than the rest of the run.
+            lease = {"lease_owner": owner, "lease_until": until}
+            batch.update(ref, lease, option=unchanged_since(read.update_time))
+        else:
+            batch.create(ref, state.model_dump(mode="python"))
+        if along is not None:
+            along(batch)
+        try:
+            update_time = batch.commit(**writes())[0].update_time  # the lease's, added first
+        except stale_errors():
+            # Another run took the lease first, a write of `along` found its document changed,
+            # or this commit was retried after its first attempt landed and the reply was lost:
+            # then the lease (and all that came with it) is this run's already.
+            taken = ref.get(**reads())
+            if taken.exists and (taken.to_dict() or {}).get("lease_owner") == owner:
+                update_time = taken.update_time
+            elif along is not None:
+                raise StaleRead(
+                    f"the sync state of {device_id} or a document written with its "
+                    "lease changed since it was read"
+                ) from None
+            else:
+                raise _busy(device_id, until, now) from None
+        return state, Lease(device_id, owner, update_time, state.delivered)
+
+    def release(self, lease: Lease, state: DeviceState) -> None:
+        """Give the lease back without other changes (a run that failed before pushing)."""
+        from google.api_core.exceptions import FailedPrecondition
+
+        ref = self.state_ref(lease.device_id)
+        data = state.model_copy(update={"lease_owner": None, "lease_until": None})
+        option = unchanged_since(lease.update_time)
+        # FailedPrecondition: the lease had expired and another run took it; nothing to undo.
+        with contextlib.suppress(FailedPrecondition):
+            ref.update(data.model_dump(mode="python"), option=option, **writes())
+
+    def outbox(self, device_id: str) -> list[OutboxEntry]:
+        """The device's waiting positions, oldest position first."""
+        from google.cloud.firestore import FieldFilter
+
+        query = self._outbox.where(filter=FieldFilter("device_id", "==", device_id)).order_by(
+            "location.timestamp"
+        )
+        return [
+            OutboxEntry.model_validate(snapshot.to_dict()) for snapshot in query.stream(**reads())
+        ]
+
+    def commit(
+        self,
+        lease: Lease,
+        state: DeviceState,
+        *,
+        outbox_put: list[OutboxEntry],
+        outbox_delete: list[str],
+        push_log: list[PushLogEntry],
+        along: Writes | None = None,
+    ) -> None:
+        """Write a run's outcome at once; fails (`Conflict`) if the lease was lost meanwhile.
+
+        `along` adds the caller's writes (a webhook marking its claim done), applied with the
+        outcome or not at all."""
+        from google.api_core.exceptions import FailedPrecondition, NotFound
+
+        batch = self._client.batch()
+        released = state.model_copy(update={"lease_owner": None, "lease_until": None})
+        ref = self.state_ref(lease.device_id)
+        batch.update(
+            ref,
+            _state_changes(released, lease.delivered),
+            option=unchanged_since(lease.update_time),
+        )
+        for entry in outbox_put:
+            batch.set(self._outbox.document(document_id(entry.id)), entry.model_dump(mode="python"))
+        for entry_id in outbox_delete:
+            batch.delete(self._outbox.document(document_id(entry_id)))
+        for log in push_log:
+            batch.set(self._push_log.document(), log.model_dump(mode="python"))
+        if along is not None:
+            along(batch)
+        try:
+            batch.commit(**writes())
+        except (FailedPrecondition, NotFound):
+            stored = ref.get(**reads())
+            if not stored.exists:
+                raise Conflict(
+                    f"the sync state of {lease.device_id} vanished during the run (was the "
+                    "database reset?); what was pushed is pushed again by the next run"
+                ) from None
+            # A retried commit whose first attempt landed (the reply was lost) finds the state
+            # changed by itself: the run is done. Anything else means the lease was lost.
+            if not _written(stored, released):
+                raise Conflict(
+                    f"the sync lease of {lease.device_id} expired before the run ended"
+                ) from None
+
+    def push_log(
+        self, *, device_id: str | None, limit: int, start_after: str | None = None
+    ) -> tuple[list[PushLogEntry], str | None]:
+        """Newest attempts first; returns the page and the cursor of the next one (or None)."""
+        from google.cloud import firestore
+
+        query = self._push_log
+        if device_id is not None:
+            # A filter value longer than Firestore indexes (1500 bytes) is refused by the
+            # server (a 500 here); any device id is a document id, so it is checked as one.
+            query = query.where(
+                filter=firestore.FieldFilter("device_id", "==", document_id(device_id))
+            )
+        query = query.order_by("attempted_at", direction=firestore.Query.DESCENDING)
+        if start_after is not None:
+            cursor = self._push_log.document(document_id(start_after)).get(**reads())
+            if not cursor.exists:
+                raise BadRequest(f"unknown cursor: {start_after!r}")
+            query = query.start_after(cursor)
+        snapshots = list(query.limit(limit + 1).stream(**reads()))
+        page = snapshots[:limit]
+        next_cursor = page[-1].id if len(snapshots) > limit else None
+        return [PushLogEntry.model_validate(s.to_dict()) for s in page], next_cursor
+
+
+def _state_changes(state: DeviceState, stored: dict[str, int]) -> dict[str, object]:
+    """The update turning a state document that holds `stored` fingerprints into `state`.
+
+    Every field but `delivered` is sent whole; of `delivered`, only the fingerprints added or
+    pruned, as field paths (a run changes a handful of the up to `DELIVERED_CAP`): encoding
+    and indexing the whole map on every run made a run's time grow with the history. A large
+    change (a window pruned at once) replaces the map, keeping the update mask small.
+    """
+    from google.cloud.firestore import DELETE_FIELD
+    from google.cloud.firestore_v1.field_path import FieldPath
+
+    data: dict[str, object] = state.model_dump(mode="python", exclude={"delivered"})
+    added = {fp: ts for fp, ts in state.delivered.items() if stored.get(fp) != ts}
+    pruned = stored.keys() - state.delivered.keys()
+    if len(added) + len(pruned) > MAX_FIELD_CHANGES:
+        data["delivered"] = state.delivered
+        return data
+    for fingerprint, timestamp in added.items():
+        data[FieldPath("delivered", fingerprint).to_api_repr()] = timestamp
+    for fingerprint in pruned:
+        data[FieldPath("delivered", fingerprint).to_api_repr()] = DELETE_FIELD
+    return data
+
+
+def _written(snapshot: firestore.DocumentSnapshot, state: DeviceState) -> bool:
+    """Whether the stored state is `state` as a run's final write left it."""
+    stored = DeviceState.model_validate(snapshot.to_dict())
+    return (
+        stored.lease_owner is None
+        and stored.last_sync == state.last_sync
+        and stored.delivered == state.delivered
+    )
+
+
+def _busy(device_id: str, until: datetime, now: datetime) -> RetryLater:
+    seconds = max(1, int((until - now).total_seconds()))
+    return RetryLater(f"a sync of {device_id} is running", retry_after=seconds)
