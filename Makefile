@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 include infra/infra.mk
 
-.PHONY: run test lint format venv clean protos
+.PHONY: run test lint typecheck format venv clean protos
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,8 +20,8 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/python -m devtools.run
 
-## Lint and test everything (needs Java 17 and the Firestore emulator; see README).
-test: $(STAMP) lint infra-check
+## Lint, type-check and test everything (needs Java 17 and the Firestore emulator; see README).
+test: $(STAMP) lint typecheck infra-check
 	@$(BIN)/python -m pytest; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests: failing" >&2; fi; \
 	exit $$status
@@ -29,6 +29,10 @@ test: $(STAMP) lint infra-check
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+## Type-check shared/, functions/ and devtools/ (settings in pyproject.toml's [tool.mypy]).
+typecheck: $(STAMP)
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

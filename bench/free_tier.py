@@ -17,7 +17,7 @@ The day: credentials uploaded, then the first `refresh_devices` run finds the tr
 auto-registers a sync service each (its Cloud Scheduler job, `AUTO_REGISTER_TIMER` and `_DELTA`
 from infra/terraform/variables.tf) and one warm-up round runs; none of that is counted. Then
 `--hours` of simulated time, counted: every ten minutes each job's call, one after another in a
-shuffled order (`sync.scheduled_sync`, what `sync_device` runs; `max_instance_count = 1` and a
+shuffled order (`Sync.scheduled_sync`, what `sync_device` runs; `max_instance_count = 1` and a
 concurrency of 1 serialise them in the cloud), and every hour the `refresh_devices` run (the
 calls `functions/refresh_devices/main.py` makes). The Google source's clock advances ten
 minutes per round, so its due-device choice, FCM lease memory and access-token expiry behave
@@ -27,7 +27,7 @@ before (already delivered).
 Scaled to a day: each job's calls per day from its cron schedule (the jobs stored in the Cloud
 Scheduler fake) and the refresh job's from infra/terraform; the counted use per round and per
 refresh times those. Billed function time: each call's measured time plus the jitter sleep
-`scheduled_sync` chose (slept here through its `sleep` argument, not waited), rounded up to
+`Sync.scheduled_sync` chose (slept here through its `sleep` argument, not waited), rounded up to
 100 ms as Cloud Run bills, plus `COLD_START_SECONDS` per hourly refresh (an instance idle for
 an hour has stopped); vCPU and memory from the functions' `available_memory` in
 infra/terraform/functions.tf and Cloud Run's default vCPU for it. Firestore storage at steady
@@ -56,7 +56,6 @@ from google.cloud import firestore
 
 from bench.common import PROJECT, Section, Services, services
 from bench.fcm_session import ANSWER_DELAY, NOVA_LATENCY, google_account
-from shared import sync
 from shared.config import load_settings
 from shared.errors import BridgeError
 from shared.models import Source, utc_now
@@ -353,9 +352,7 @@ def refresh_run(bridge: Bridge) -> float:
 def sync_run(bridge: Bridge, device_id: str, jitter_seconds: int) -> float:
     """One scheduled `sync_device` call; the jitter it chose is recorded, not waited."""
     slept: list[float] = []
-    sync.scheduled_sync(
-        bridge.runtime, device_id, jitter_seconds=jitter_seconds, sleep=slept.append
-    )
+    bridge.runtime.sync.scheduled_sync(device_id, jitter_seconds=jitter_seconds, sleep=slept.append)
     return sum(slept)
 
 

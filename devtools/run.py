@@ -104,7 +104,7 @@ def main() -> int:
         for entry in started:
             wait_until_listening(urls[entry.name] + "/health", entry.process)
         loop = subprocess.Popen(
-            [sys.executable, "-m", "shared.scheduler"], cwd=ROOT, env=env, start_new_session=True
+            [sys.executable, "-m", "devtools.scheduler"], cwd=ROOT, env=env, start_new_session=True
         )
         started.append(Started("scheduler loop", loop))
 

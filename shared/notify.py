@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import ConfigDict, Field, SecretStr
 
-from shared.config import Settings
 from shared.logs import register_secret
 from shared.models import Model
 
@@ -47,7 +46,7 @@ DEFAULT_SMTP_TIMEOUT = 15.0
 
 
 class NotifierConfig(Model):
-    """The SMTP settings a `Notifier` needs; `from_settings` reads them from `Settings`."""
+    """The SMTP settings a `Notifier` needs (`shared.runtime.notifier_config` maps `Settings`)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -59,18 +58,6 @@ class NotifierConfig(Model):
     recipients: tuple[str, ...] = ()
     use_ssl: bool = False
     timeout: float = Field(DEFAULT_SMTP_TIMEOUT, gt=0)
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> NotifierConfig:
-        return cls(
-            host=settings.notify_smtp_host.strip(),
-            port=settings.notify_smtp_port,
-            user=settings.notify_smtp_user,
-            password=settings.notify_smtp_pass,
-            sender=settings.notify_sender,
-            recipients=tuple(settings.notify_recipients),
-            use_ssl=settings.notify_smtp_ssl,
-        )
 
     @property
     def enabled(self) -> bool:
@@ -107,12 +94,6 @@ class Notifier:
         self._ssl_context = ssl_context
         # Belt and braces: should a server echo the password in an error, the logs still mask it.
         register_secret(config.password.get_secret_value())
-
-    @classmethod
-    def from_settings(
-        cls, settings: Settings, *, ssl_context: ssl.SSLContext | None = None
-    ) -> Notifier:
-        return cls(NotifierConfig.from_settings(settings), ssl_context=ssl_context)
 
     @property
     def enabled(self) -> bool:
@@ -329,7 +310,7 @@ def _describe(exc: OSError | ValueError | _Refused, config: NotifierConfig) -> s
     if isinstance(exc, OSError):
         return f"cannot reach {where}: {exc.strerror or exc}"
     # What is left are ValueErrors (ssl's certificate error above is one too, hence this order).
-    if isinstance(exc, UnicodeError):
+    if isinstance(exc, UnicodeEncodeError | UnicodeDecodeError):
         # smtplib encodes logins as ASCII.
         return (
             f"cannot send non-ASCII text to {where} ({exc.reason}): NOTIFY_SMTP_USER and "

@@ -260,12 +260,12 @@ class _Run:
     def deliver(
         self, fetched: list[Location], outbox: list[OutboxEntry], *, force: bool
     ) -> RunReport:
-        waiting = {}
-        for entry in outbox:
-            if entry.parked and not force:
+        waiting: dict[str, OutboxEntry] = {}
+        for waited in outbox:
+            if waited.parked and not force:
                 self.parked += 1  # stays as it is
             else:
-                waiting[entry.fingerprint] = entry
+                waiting[waited.fingerprint] = waited
         new: dict[str, Location] = {}
         for location in fetched:
             fingerprint = location.fingerprint()
@@ -284,7 +284,7 @@ class _Run:
         if outbox and not force and retry_at is not None and retry_at > self.now:
             blocked_by = f"Traccar refused earlier; next attempt at {iso(retry_at)}"
         report = RunReport(SyncResult(fetched=len(fetched), new=len(new)))
-        suspect: tuple[str, Location, OutboxEntry, str] | None = None
+        suspect: tuple[str, Location, OutboxEntry | None, str] | None = None
         for index, (_, _, fingerprint, location, entry) in enumerate(queue):
             if blocked_by is not None:
                 self._wait(fingerprint, location, entry, blocked_by, attempted=False)
@@ -308,7 +308,7 @@ class _Run:
             report.locations.append(LocationReport(location, "error", error))
             worn_out = entry is not None and entry.attempts + 1 >= PARK_AFTER_ATTEMPTS
             if suspect is None and worn_out and index + 1 < len(queue):
-                suspect = (fingerprint, location, entry, error)  # type: ignore[assignment]
+                suspect = (fingerprint, location, entry, error)
                 continue  # try the next one before blaming this one
             self.failed = True
             blocked_by = error
@@ -319,7 +319,10 @@ class _Run:
         report.result.outbox = self.waiting + self.parked + self.parked_unseen
         return report
 
-    def _park(self, fingerprint: str, location: Location, entry: OutboxEntry, error: str) -> None:
+    def _park(
+        self, fingerprint: str, location: Location, entry: OutboxEntry | None, error: str
+    ) -> None:
+        assert entry is not None  # only what waited in the outbox is parked (`worn_out`)
         logger.error(
             "Traccar keeps refusing a position while accepting later ones: parked",
             extra={"device_id": self.device.id, "timestamp": location.timestamp, "error": error},

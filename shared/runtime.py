@@ -8,7 +8,8 @@ function never imports a Google client it does not use.
 This is the only module that wires things: library classes take what they use as keyword-only
 arguments (a repository, the HTTP session, a secret reader, plain settings values), and only
 `functions/`, `devtools/` and `bench/` import this module (`tests/unit/test_layers.py`).
-Tests build a `Runtime` with their own settings and clients (the emulator's, an in-process gRPC fake's).
+Tests build a `Runtime` with their own settings and clients (the emulator's, an in-process
+gRPC fake's).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     import requests
     from google.cloud import firestore
 
-    from shared.notify import Notifier
+    from shared.notify import Notifier, NotifierConfig
     from shared.pipeline import Pipeline
     from shared.scheduler import JobScheduler
     from shared.secrets import CachedSecrets, SecretStore
@@ -153,9 +154,9 @@ class Runtime:
 
     @functools.cached_property
     def notifier(self) -> Notifier:
-        from shared.notify import Notifier, NotifierConfig
+        from shared.notify import Notifier
 
-        return Notifier(NotifierConfig.from_settings(self.settings))
+        return Notifier(notifier_config(self.settings))
 
     @functools.cached_property
     def services(self) -> Services:
@@ -250,6 +251,21 @@ class LazyMapping(Mapping[K, V]):
 
     def __len__(self) -> int:
         return len(self._factories)
+
+
+def notifier_config(settings: Settings) -> NotifierConfig:
+    """The SMTP part of the settings, as the `Notifier` takes it."""
+    from shared.notify import NotifierConfig
+
+    return NotifierConfig(
+        host=settings.notify_smtp_host.strip(),
+        port=settings.notify_smtp_port,
+        user=settings.notify_smtp_user,
+        password=settings.notify_smtp_pass,
+        sender=settings.notify_sender,
+        recipients=tuple(settings.notify_recipients),
+        use_ssl=settings.notify_smtp_ssl,
+    )
 
 
 @functools.cache

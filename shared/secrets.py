@@ -177,9 +177,10 @@ class SecretManagerStore:
 
     def add_version(self, name: str, value: str) -> str:
         from google.api_core.exceptions import NotFound
+        from google.cloud import secretmanager  # loaded already: the client is one of its own
 
         register_secret(value)
-        payload = {"data": value.encode("utf-8")}
+        payload = secretmanager.SecretPayload(data=value.encode("utf-8"))
         try:
             version = self._client.add_secret_version(
                 parent=self._secret_path(name), payload=payload, timeout=DEFAULT_GOOGLE_TIMEOUT
@@ -193,13 +194,18 @@ class SecretManagerStore:
 
     def _create_secret(self, name: str) -> None:
         from google.api_core.exceptions import AlreadyExists
+        from google.cloud import secretmanager  # loaded already: the client is one of its own
 
         # AlreadyExists: created meanwhile by a concurrent writer, just as good.
         with contextlib.suppress(AlreadyExists):
             self._client.create_secret(
                 parent=f"projects/{self._project}",
                 secret_id=check_secret_name(name),
-                secret={"replication": {"automatic": {}}},
+                secret=secretmanager.Secret(
+                    replication=secretmanager.Replication(
+                        automatic=secretmanager.Replication.Automatic()
+                    )
+                ),
                 timeout=DEFAULT_GOOGLE_TIMEOUT,
             )
 

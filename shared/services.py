@@ -91,7 +91,7 @@ class Services:
     def view(self, service: Service) -> ServiceView:
         return _view(service, self._delivery.state(service.id))
 
-    def list(self) -> list[ServiceView]:
+    def views(self) -> list[ServiceView]:
         states = {state.id: state for state in self._delivery.states()}
         return [_view(service, states.get(service.id)) for service in self._services.list()]
 

@@ -165,7 +165,9 @@ def osmand_params(location: Location, unique_id: str) -> list[tuple[str, str]]:
     # A non-finite number would be spelled "nan"/"inf", which Traccar cannot parse: it would
     # close the connection on every retry and the position would never get through. A missing
     # value is what NaN means here, so it is left out.
-    params.extend((key, _number(value)) for key, value in optional if _is_finite(value))
+    params.extend(
+        (key, _number(value)) for key, value in optional if value is not None and _is_finite(value)
+    )
     params.extend(_attribute_params(location.attributes))
     return params
 
@@ -329,7 +331,8 @@ class TraccarApi:
         # case-insensitive database collation (MySQL) matches "ABC" to "abc", so that counts.
         exact = [device for device in devices if device.uniqueId == unique_id]
         loose = [device for device in devices if device.uniqueId.casefold() == unique_id.casefold()]
-        return (exact or loose or [None])[0]
+        found = exact or loose
+        return found[0] if found else None
 
     def create_device(self, unique_id: str, name: str) -> TraccarDevice:
         # Traccar stores whatever name it gets; an empty one shows as a blank line in its UI.

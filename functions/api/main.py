@@ -113,7 +113,7 @@ def openapi() -> tuple[flask.Response, int]:
 
 @app.get("/services")
 def list_services() -> tuple[flask.Response, int]:
-    return _json([v.model_dump(mode="json") for v in get_runtime().services.list()])
+    return _json([v.model_dump(mode="json") for v in get_runtime().services.views()])
 
 
 @app.get("/devices/<device_id>/services")
@@ -340,9 +340,7 @@ def tlink_device_history(user_id: str, device_id: str) -> tuple[flask.Response, 
 
 @app.post("/notify/test")
 def notify_test() -> tuple[flask.Response, int]:
-    from shared.notify import Notifier
-
-    result = Notifier.from_settings(get_runtime().settings).test()
+    result = get_runtime().notifier.test()
     if result.status == "disabled":
         raise Conflict("notifications are disabled: set NOTIFY_SMTP_HOST and NOTIFY_EMAIL_TO")
     if result.status == "failed":

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 from shared.errors import RetryLater
-from shared.store.options import reads, writes
+from shared.store import options
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -95,11 +95,11 @@ def commit_if_unchanged(
     batch = client.batch()
     writes(batch)
     try:
-        batch.commit(**writes())
+        batch.commit(**options.writes())
     except stale_errors() as exc:
-        if claim is not None and _owned(claim[0].get(**reads()), claim[1]):
+        if claim is not None and _owned(claim[0].get(**options.reads()), claim[1]):
             return
-        raise StaleRead(f"written meanwhile: {exc.message}") from None
+        raise StaleRead(f"written meanwhile: {getattr(exc, 'message', exc)}") from None
 
 
 def release_claim(ref: firestore.DocumentReference, owner: str) -> None:
@@ -108,10 +108,10 @@ def release_claim(ref: firestore.DocumentReference, owner: str) -> None:
     A claim of a concurrent copy of the delivery (another owner) stays: deleting it would let a
     third copy push the position again. Read first, then deleted on condition it did not change.
     """
-    snapshot = ref.get(**reads())
+    snapshot = ref.get(**options.reads())
     if _owned(snapshot, owner):
         with contextlib.suppress(*stale_errors()):
-            ref.delete(option=unchanged_since(snapshot.update_time), **writes())
+            ref.delete(option=unchanged_since(snapshot.update_time), **options.writes())
 
 
 def _owned(snapshot: firestore.DocumentSnapshot, owner: str) -> bool:

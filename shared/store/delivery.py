@@ -198,7 +198,7 @@ class DeliveryRepository:
         """Newest attempts first; returns the page and the cursor of the next one (or None)."""
         from google.cloud import firestore
 
-        query = self._push_log
+        query: firestore.Query | firestore.CollectionReference = self._push_log
         if device_id is not None:
             # A filter value longer than Firestore indexes (1500 bytes) is refused by the
             # server (a 500 here); any device id is a document id, so it is checked as one.

@@ -61,7 +61,9 @@ def read_all(
     client: firestore.Client, refs: Sequence[firestore.DocumentReference]
 ) -> list[firestore.DocumentSnapshot]:
     """The snapshots of `refs`, in their order, read in one BatchGetDocuments round trip."""
-    found = {snapshot.reference.path: snapshot for snapshot in client.get_all(refs, **reads())}
+    found = {
+        snapshot.reference.path: snapshot for snapshot in client.get_all(list(refs), **reads())
+    }
     return [found[ref.path] for ref in refs]
 
 

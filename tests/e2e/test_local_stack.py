@@ -202,7 +202,7 @@ def test_runner_serves_the_api_and_sigterm_leaves_no_process_behind(
         assert any("CloudFirestore" in command for command in commands), commands  # the JVM
         for name in FUNCTIONS:
             assert any(f"--target={name}" in command for command in commands), commands
-        assert any("shared.scheduler" in command for command in commands), commands
+        assert any("devtools.scheduler" in command for command in commands), commands
 
         runner.process.send_signal(signal.SIGTERM)
         assert runner.process.wait(timeout=STOP_TIMEOUT) == 0, runner.output

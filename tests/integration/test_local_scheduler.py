@@ -16,9 +16,10 @@ from google.cloud import firestore
 from test_utils.retry import RetryResult
 
 from devtools.emulator import free_port
+from devtools.scheduler import REFRESH_INTERVAL, LocalLoop, next_delay
 from shared.errors import NotFound
 from shared.models import LocalJob
-from shared.scheduler import REFRESH_INTERVAL, LocalJobs, LocalLoop, job_id_for, next_delay
+from shared.scheduler import LocalJobs, job_id_for
 from shared.store import Repository, Store
 
 T0 = datetime(2026, 5, 1, 8, 0, 0, tzinfo=UTC)
@@ -347,7 +348,7 @@ def test_unreachable_sync_url_does_not_break_the_tick(
         jobs_repository, session, clock, sync_url=refused, refresh_url=recorder.url + "/refresh"
     )
 
-    with caplog.at_level(logging.WARNING, logger="shared.scheduler"):
+    with caplog.at_level(logging.WARNING, logger="devtools.scheduler"):
         ran = loop.tick()
 
     assert sorted(ran) == ["tracker-1", "tracker-2"]

@@ -16,6 +16,7 @@ import pytest
 
 from shared.config import Settings, load_settings
 from shared.notify import Notifier, NotifierConfig, NotifyResult
+from shared.runtime import notifier_config
 from tests.fakes.smtp import SilentServer, SmtpServer, free_port
 
 SENDER = "bridge@example.com"
@@ -75,7 +76,7 @@ def test_notifications_are_disabled_without_host_or_recipient(
     }
     settings = notify_settings(**(complete | missing))
     before = len(plain_server.messages)
-    notifier = Notifier.from_settings(settings)
+    notifier = Notifier(notifier_config(settings))
 
     result = notifier.test()
 
@@ -93,7 +94,7 @@ def test_plain_send_delivers_subject_body_and_sender_to_every_recipient() -> Non
             notify_email_to=" owner@example.com, , second@example.org ",
         )
 
-        result = Notifier.from_settings(settings).send("Hello", "First line\nSecond line\n")
+        result = Notifier(notifier_config(settings)).send("Hello", "First line\nSecond line\n")
 
         assert result.status == "sent", result.error
         assert result.recipients == ["owner@example.com", "second@example.org"]
@@ -110,7 +111,7 @@ def test_plain_send_delivers_subject_body_and_sender_to_every_recipient() -> Non
 
 
 def test_sender_defaults_to_the_smtp_user() -> None:
-    config = NotifierConfig.from_settings(
+    config = notifier_config(
         notify_settings(notify_smtp_host="smtp.example.com", notify_smtp_user=USER + "@x.org")
     )
 
@@ -127,7 +128,7 @@ def test_starttls_login_with_the_right_password_sends_over_tls() -> None:
             notify_email_from=SENDER,
             notify_email_to=RECIPIENT,
         )
-        notifier = Notifier.from_settings(settings, ssl_context=server.client_context())
+        notifier = Notifier(notifier_config(settings), ssl_context=server.client_context())
 
         result = notifier.test()
 

@@ -17,7 +17,6 @@ from shared.pipeline import BACKOFF_BASE, DELIVERED_CAP, PARK_AFTER_ATTEMPTS, Pi
 from shared.runtime import Runtime
 from shared.secrets import LocalSecretStore
 from shared.store import Store
-from shared.sync import sync_device, undelivered
 from shared.traccar import OsmAndClient
 from tests.conftest import Clock, make_settings
 from tests.fakes.firestore_counter import CountingClient, Counts
@@ -83,7 +82,7 @@ def test_a_refused_position_is_not_recorded_and_waits_in_the_outbox(
     assert osmand.positions == []
     assert [item.status for item in report.locations] == ["error", "queued"]
     assert (report.result.failed, report.result.outbox) == (1, 2)
-    assert undelivered(runtime, batch) == batch
+    assert runtime.sync.undelivered(batch) == batch
     outbox = runtime.store.delivery.outbox("abc123")
     assert [entry.location for entry in outbox] == sorted(batch, key=lambda loc: loc.timestamp)
     assert outbox[0].attempts == 1 and "503" in outbox[0].last_error
@@ -348,7 +347,7 @@ def test_sync_device_drains_the_outbox_even_without_a_source(
     runtime_osmand.pipeline.run(DEVICE, fixed(positions(clock, 10)))
     osmand.reset()
 
-    report = sync_device(runtime_osmand, "abc123", force=True)
+    report = runtime_osmand.sync.sync_device("abc123", force=True)
 
     assert report.result.pushed == 1 and len(osmand.positions) == 1
 
@@ -430,7 +429,7 @@ def test_a_failing_source_does_not_hold_back_what_waits_for_traccar(
     osmand.reset()
 
     with pytest.raises(BridgeError, match="vendor unreachable"):
-        sync_device(vendor_down, "tl-1", force=True)
+        vendor_down.sync.sync_device("tl-1", force=True)
 
     assert [p.unique_id for p in osmand.positions] == ["tl-1"]
     assert vendor_down.store.delivery.state("tl-1").outbox_count == 0

@@ -20,7 +20,6 @@ from shared.models import Device, Location, Source
 from shared.pipeline import BACKOFF_BASE, LEASE_DURATION, Pipeline
 from shared.runtime import Runtime
 from shared.store import DeliveryRepository
-from shared.sync import undelivered
 from shared.traccar import OsmAndClient
 from tests.conftest import PROJECT, Clock, make_settings
 from tests.fakes.osmand import OsmAndServer
@@ -87,7 +86,7 @@ def test_a_transient_unavailable_on_a_call_of_the_run_is_retried_and_nothing_is_
     assert client.faults.failed == [rpc, rpc] and client.faults.pending == 0
     assert report.result.pushed == 3 and report.result.outbox == 0
     assert arrived(osmand) == sorted(loc.timestamp for loc in waiting + fresh)
-    assert undelivered(runtime, waiting + fresh) == []
+    assert runtime.sync.undelivered(waiting + fresh) == []
 
 
 @pytest.mark.parametrize("history", ["first run", "later run"])
@@ -118,7 +117,7 @@ def test_a_lost_reply_to_the_final_write_still_reports_the_run_as_done(
 
     assert client.faults.failed == ["Commit"]
     assert report.result.pushed == 2
-    assert undelivered(runtime, fresh) == []
+    assert runtime.sync.undelivered(fresh) == []
     clock.advance(60)
     assert pipeline.run(DEVICE, lambda: fresh).result.pushed == 0
     assert arrived(osmand) == [loc.timestamp for loc in fresh]
@@ -134,9 +133,9 @@ def test_a_final_write_that_fails_for_good_leaves_nothing_recorded_and_the_next_
     with pytest.raises(GoogleAPICallError):
         pipeline.run(DEVICE, lambda: fresh)
 
-    assert undelivered(runtime, fresh) == fresh  # pushed, but nothing recorded as delivered
+    assert runtime.sync.undelivered(fresh) == fresh  # pushed, but nothing recorded as delivered
     clock.advance(LEASE_DURATION.total_seconds())  # the crashed run's lease runs out
     report = pipeline.run(DEVICE, lambda: fresh)
-    assert report.result.pushed == 2 and undelivered(runtime, fresh) == []
+    assert report.result.pushed == 2 and runtime.sync.undelivered(fresh) == []
     # At least once: the positions went out twice, each time in order, none lost.
     assert arrived(osmand) == [loc.timestamp for loc in fresh] * 2
