@@ -39,11 +39,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.common import PROJECT, Section, Services, median, services
-from shared import sync
 from shared.config import load_settings
 from shared.models import Device, Source
 from shared.runtime import Runtime
-from shared.services import ServiceSpec, upsert_service
+from shared.services import ServiceSpec
 from tests.fakes.nova import FakeGoogle
 from tests.fakes.osmand import OsmAndServer
 from tests.unit.google.encryptor import LAST_KNOWN, Report
@@ -109,7 +108,7 @@ def register(runtime: Runtime, google: FakeGoogle, count: int) -> None:
             Device(id=canonic, source=Source.GOOGLE, name=fake.tracker.name,
                    traccar_unique_id=canonic)
         )  # fmt: skip
-        upsert_service(runtime, canonic, ServiceSpec(timer=TIMER, delta=5))
+        runtime.services.upsert(canonic, ServiceSpec(timer=TIMER, delta=5))
 
 
 def timed_run(local: Services, runtime: Runtime, google: FakeGoogle, count: int) -> RunTimes:
@@ -117,7 +116,7 @@ def timed_run(local: Services, runtime: Runtime, google: FakeGoogle, count: int)
     register(runtime, google, count)
     logins, locates = len(google.mcs.logins), len(google.nova.locates)
     started = time.monotonic()
-    report = sync.sync_device(runtime, LOCATED)
+    report = runtime.sync.sync_device(LOCATED)
     total = time.monotonic() - started
     new_locates = google.nova.locates[locates:]
     if len(new_locates) != count or len(google.mcs.logins) != logins + 1:

@@ -63,8 +63,6 @@ from shared.pipeline import DEDUP_WINDOW, DELIVERED_CAP
 from shared.runtime import Runtime
 from shared.scheduler import JOB_RETRY_COUNT, CloudSchedulerJobs
 from shared.secrets import SecretManagerStore
-from shared.sources.google import refresh as google_refresh
-from shared.sources.google.source import GoogleSource
 from shared.sources.smartcar.tokens import refresh_expiring_tokens
 from tests.fakes.cloud_scheduler import FakeCloudScheduler
 from tests.fakes.firestore_counter import CountingClient, Counts
@@ -341,9 +339,7 @@ def measured(bridge: Bridge, call: Any, *, extra_billed: float = 0.0) -> Use:
 def refresh_run(bridge: Bridge) -> float:
     """What `functions/refresh_devices/main.py` does for one request."""
     runtime = bridge.runtime
-    source = runtime.sources[Source.GOOGLE]
-    assert isinstance(source, GoogleSource)
-    google_refresh.refresh(runtime, source)
+    runtime.google.refresh.refresh()
     refresh_expiring_tokens(runtime)
     runtime.store.devices.count()
     return 0.0
@@ -431,7 +427,8 @@ def deployed(
             sources=sources,
         )
         clock = Clock(utc_now())
-        sources[Source.GOOGLE] = GoogleSource(runtime, clock=clock)
+        runtime.google = runtime.google_stack(clock=clock)
+        sources[Source.GOOGLE] = runtime.google.source
         google.store_secrets(runtime.secrets)
         yield Bridge(runtime, counts, secret_manager, scheduler, google, clock)
 

@@ -145,13 +145,12 @@ class Floor:
 def receive_in_process(runtime: Runtime, path: str, delivery: Delivery) -> None:
     """One delivery through the receiver the `webhooks` route calls, in this process."""
     from shared.sources.smartcar import webhook as smartcar
-    from shared.sources.tlink import webhook as tlink
 
     body, headers = delivery
     if path == "/smartcar":
         smartcar.receive(runtime, body, headers["SC-Signature"])
     else:
-        tlink.receive(runtime, body, signature_header=None, path_token=None)
+        runtime.tlink.webhook.receive(body, signature_header=None, path_token=None)
 
 
 def round_trips(

@@ -8,8 +8,8 @@
     ├── NotFound                404
     ├── Conflict                409
     ├── PayloadTooLarge         413
-    ├── RetryLater              429, with `retry_after` seconds
-    └── Unavailable             503, e.g. Google credentials expired (`auth_required`)
+    └── RetryLater              429, with `retry_after` seconds (a Retry-After header)
+        └── Unavailable         503, a transient failure the caller retries (Retry-After too)
 
 Messages never carry secret values: they are shown to callers and written to logs.
 """
@@ -61,5 +61,7 @@ class RetryLater(BridgeError):
         self.retry_after = retry_after
 
 
-class Unavailable(BridgeError):
+class Unavailable(RetryLater):
+    """A transient failure (Firestore, the pipeline): 503 with Retry-After, nothing recorded."""
+
     status = 503

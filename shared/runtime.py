@@ -207,9 +207,103 @@ class Runtime:
     # --- the vendors: each stack built, and its modules imported, on first use --------------
 
     # @@google@@
+    if TYPE_CHECKING:
+        from datetime import datetime
+
     @functools.cached_property
     def google(self) -> GoogleStack:
-        raise NotImplementedError
+        return self.google_stack()
+
+    def google_stack(self, *, clock: Callable[[], datetime] | None = None) -> GoogleStack:
+        """A Google stack over this runtime's parts; `clock` is a test's or a benchmark's (the
+        instance's own stack, `google`, reads the system clock)."""
+        # Cold start: the Google modules load with the first Google request, never for /health.
+        from shared.models import utc_now
+        from shared.sources.google.account import GoogleAccount
+        from shared.sources.google.auth import TokenProvider
+        from shared.sources.google.expiry import GoogleExpiry
+        from shared.sources.google.lease import FcmLeases
+        from shared.sources.google.nova import NovaClient
+        from shared.sources.google.refresh import GoogleRefresh
+        from shared.sources.google.smart_tracking import SmartTracker
+        from shared.sources.google.source import GoogleSource
+        from shared.sources.google.stack import GoogleStack
+        from shared.store.google import GoogleDocuments
+
+        now = clock or utc_now
+        store, settings = self.store, self.settings
+        documents = GoogleDocuments(store.client)
+
+        # The scheduler's client is made when a job is paused, resumed or retimed, and the
+        # notifier's module loads when an email is due, not when a Google sync or a refresh with
+        # nothing to do starts: the parts take those two as callables.
+        def services() -> Services:
+            return self.services
+
+        def notifier() -> Notifier:
+            return self.notifier
+
+        tokens = TokenProvider(
+            cache=documents.token, auth_url=str(settings.google_auth_url), clock=now
+        )
+        expiry = GoogleExpiry(
+            auth=documents.auth,
+            secrets=self.secrets,
+            secret_name=settings.google_secret_name,
+            tokens=tokens,
+            services=services,
+            notifier=notifier,
+        )
+        account = GoogleAccount(
+            secrets=self.secrets,
+            secret_name=settings.google_secret_name,
+            tokens=tokens,
+            nova=NovaClient(self.http_session, str(settings.google_nova_url)),
+            expiry=expiry,
+            credentials_state=documents.credentials,
+            auth=documents.auth,
+            clock=now,
+        )
+        smart_tracking = SmartTracker(
+            states=documents.smart_tracking,
+            delivery=store.delivery,
+            services=services,
+            enabled=settings.smart_tracking_enabled,
+            distance=settings.smart_tracking_distance,
+            duration=settings.smart_tracking_duration,
+            timer=settings.smart_tracking_timer,
+            delta=settings.smart_tracking_delta,
+            clock=now,
+        )
+        return GoogleStack(
+            source=GoogleSource(
+                account=account,
+                leases=FcmLeases(document=documents.fcm_lease),
+                devices=store.devices,
+                services=store.services,
+                mcs_host=settings.google_mcs_host,
+                mcs_port=settings.google_mcs_port,
+                fcm_timeout=settings.fcm_timeout,
+                clock=now,
+            ),
+            account=account,
+            smart_tracking=smart_tracking,
+            refresh=GoogleRefresh(
+                account=account,
+                smart_tracking=smart_tracking,
+                auth=documents.auth,
+                devices=store.devices,
+                state=documents.refresh,
+                services=services,
+                notifier=notifier,
+                auto_register=settings.auto_register_services,
+                auto_register_timer=settings.auto_register_timer,
+                auto_register_delta=settings.auto_register_delta,
+            ),
+            expiry=expiry,
+            devices=store.devices,
+            delivery=store.delivery,
+        )
 
     # @@smartcar@@
     @functools.cached_property
@@ -219,7 +313,45 @@ class Runtime:
     # @@tlink@@
     @functools.cached_property
     def tlink(self) -> TlinkStack:
-        raise NotImplementedError
+        # Cold start: the TLINK modules load with the first TLINK request, never for /health.
+        from zoneinfo import ZoneInfo
+
+        from shared.sources.tlink.source import TlinkSource
+        from shared.sources.tlink.stack import TlinkStack
+        from shared.sources.tlink.views import TlinkViews
+        from shared.sources.tlink.webhook import PathTokenCheck, SignatureCheck, TlinkWebhook
+        from shared.store.tlink import TlinkRepository
+
+        store, settings = self.store, self.settings
+        repository = TlinkRepository(store.client)
+        source = TlinkSource(
+            repository=repository,
+            secrets=self.secrets,
+            cached_secrets=self.cached_secrets,
+            http_session=self.http_session,
+            state=store.state,
+            api_url=str(settings.tlink_api_url),
+            credentials_secret=settings.tlink_credentials_secret,
+            time_zone=settings.tlink_time_zone,
+            reading_retention=timedelta(days=settings.tlink_reading_retention_days),
+        )
+        webhook = TlinkWebhook(
+            source=source,
+            delivery=store.delivery,
+            pipeline=lambda: self.pipeline,
+            path_token=PathTokenCheck(
+                source=source,
+                required=settings.tlink_require_path_token,
+                secret_name=settings.tlink_path_token_secret,
+            ),
+            signature=SignatureCheck(
+                source=source,
+                required=settings.tlink_require_signature,
+                secret_name=settings.tlink_webhook_secret_name,
+            ),
+        )
+        views = TlinkViews(repository, ZoneInfo(settings.tlink_time_zone))
+        return TlinkStack(source=source, webhook=webhook, views=views)
 
     # @@end-vendors@@
 

@@ -209,19 +209,14 @@ def push_log() -> tuple[flask.Response, int]:
 
 @app.get("/devices")
 def list_devices() -> tuple[flask.Response, int]:
-    from shared.sources.google import refresh as google_refresh
-    from shared.sources.google.source import google_source
-
     runtime = get_runtime()
-    google_refresh.refresh_for_listing(runtime, google_source(runtime))
+    runtime.google.refresh.refresh_for_listing()
     return _json([device.model_dump(mode="json") for device in runtime.store.devices.list()])
 
 
 @app.get("/devices/<device_id>/locations")
 def device_locations(device_id: str) -> tuple[flask.Response, int]:
-    from shared.sources.google.source import fresh_locations
-
-    found = fresh_locations(get_runtime(), device_id)
+    found = get_runtime().google.fresh_locations(device_id)
     if "last" in flask.request.args:
         if not found:
             raise NotFound(f"no location for device {device_id}")
@@ -233,10 +228,9 @@ def device_locations(device_id: str) -> tuple[flask.Response, int]:
 def put_google_secrets() -> tuple[flask.Response, int]:
     from shared.sources.google import account as google_account
     from shared.sources.google import credentials as google_credentials
-    from shared.sources.google.source import google_source
 
     upload = parse_json(flask.request, google_credentials.GoogleSecretsUpload)
-    restarted = google_account.upload_secrets(google_source(get_runtime()).account, upload)
+    restarted = get_runtime().google.account.upload_secrets(upload)
     return _json(google_account.CredentialsUploaded(services_restarted=restarted).model_dump())
 
 
@@ -244,20 +238,15 @@ def put_google_secrets() -> tuple[flask.Response, int]:
 def put_google_aas_token() -> tuple[flask.Response, int]:
     from shared.sources.google import account as google_account
     from shared.sources.google import credentials as google_credentials
-    from shared.sources.google.source import google_source
 
     body = parse_json(flask.request, google_credentials.AasTokenUpload)
-    account = google_source(get_runtime()).account
-    restarted = google_account.replace_aas_token(account, body.aas_token)
+    restarted = get_runtime().google.account.replace_aas_token(body.aas_token)
     return _json(google_account.CredentialsUploaded(services_restarted=restarted).model_dump())
 
 
 @app.post("/auth/token-status")
 def google_token_status() -> tuple[flask.Response, int]:
-    from shared.sources.google import account as google_account
-    from shared.sources.google.source import google_source
-
-    status = google_account.token_status(google_source(get_runtime()).account)
+    status = get_runtime().google.account.token_status()
     return _json(status.model_dump(mode="json"))
 
 
@@ -313,28 +302,24 @@ def _tlink_device(device_id: str) -> int:
 @app.get("/tlink/users/<user_id>/devices")
 def tlink_user_devices(user_id: str) -> tuple[flask.Response, int]:
     from shared.sources.tlink import views as tlink_views
-    from shared.sources.tlink.source import tlink_source
 
     query = parse_query(flask.request, tlink_views.DevicesQuery)
-    page = tlink_source(get_runtime()).views.user_devices(user_id, query)
+    page = get_runtime().tlink.views.user_devices(user_id, query)
     return _json(page.model_dump(mode="json"))
 
 
 @app.get("/tlink/users/<user_id>/devices/<device_id>/latest")
 def tlink_device_latest(user_id: str, device_id: str) -> tuple[flask.Response, int]:
-    from shared.sources.tlink.source import tlink_source
-
-    view = tlink_source(get_runtime()).views.latest(user_id, _tlink_device(device_id))
+    view = get_runtime().tlink.views.latest(user_id, _tlink_device(device_id))
     return _json(view.model_dump(mode="json"))
 
 
 @app.get("/tlink/users/<user_id>/devices/<device_id>/history")
 def tlink_device_history(user_id: str, device_id: str) -> tuple[flask.Response, int]:
     from shared.sources.tlink import views as tlink_views
-    from shared.sources.tlink.source import tlink_source
 
     query = parse_query(flask.request, tlink_views.HistoryQuery)
-    view = tlink_source(get_runtime()).views.history(user_id, _tlink_device(device_id), query)
+    view = get_runtime().tlink.views.history(user_id, _tlink_device(device_id), query)
     return _json(view.model_dump(mode="json"))
 
 

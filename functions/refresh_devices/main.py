@@ -13,8 +13,6 @@ import functions_framework
 
 from shared.logs import configure_logging
 from shared.runtime import freeze_loaded_objects, get_runtime
-from shared.sources.google import refresh as google_refresh
-from shared.sources.google.source import google_source
 from shared.sources.smartcar.tokens import refresh_expiring_tokens
 from shared.web import create_app, dispatch
 
@@ -26,7 +24,7 @@ app = create_app(__name__)
 def refresh() -> flask.Response:
     runtime = get_runtime()
     reports = [
-        google_refresh.refresh(runtime, google_source(runtime)),
+        runtime.google.refresh.refresh(),
         refresh_expiring_tokens(runtime),
     ]
     return flask.jsonify(

@@ -48,8 +48,7 @@ def tlink_push(token: str | None = None) -> flask.Response:
     from shared.runtime import get_runtime
     from shared.sources.tlink import webhook as tlink_webhook
 
-    answer = tlink_webhook.receive(
-        get_runtime(),
+    answer = get_runtime().tlink.webhook.receive(
         flask.request.get_data(cache=True),
         signature_header=flask.request.headers.get(tlink_webhook.SIGNATURE_HEADER),
         path_token=token,

@@ -50,7 +50,7 @@ locals {
       ]
     }
     # GET /tlink/users/<userId>/devices: a user's devices by device id, and their count, with
-    # or without a deviceId filter (shared/sources/tlink/store.py user_devices).
+    # or without a deviceId filter (shared/store/tlink.py user_devices).
     tlink_devices_by_user = {
       collection = "tlink_devices"
       fields = [

@@ -11,6 +11,7 @@ import pytest
 from shared.sources.google.auth import TokenProvider, TokenRejected
 from shared.sources.google.credentials import GoogleSecrets
 from shared.sources.google.errors import AuthFailed, CredentialsMissing
+from shared.store.google import TokenCache
 from tests.conftest import Clock
 from tests.fakes.google_auth import FakeGoogleAuth
 
@@ -46,9 +47,10 @@ def auth() -> Iterator[FakeGoogleAuth]:
 
 
 def provider(firestore_client, auth: FakeGoogleAuth, clock: Clock | None = None) -> TokenProvider:
+    cache = TokenCache(firestore_client)
     if clock is None:
-        return TokenProvider(firestore_client, auth.auth_url)
-    return TokenProvider(firestore_client, auth.auth_url, clock=clock)
+        return TokenProvider(cache=cache, auth_url=auth.auth_url)
+    return TokenProvider(cache=cache, auth_url=auth.auth_url, clock=clock)
 
 
 def test_a_token_is_fetched_once_and_reused_by_other_instances(

@@ -17,12 +17,9 @@ from shared import service_status
 from shared.errors import BridgeError
 from shared.models import Device, Source
 from shared.runtime import Runtime
-from shared.services import ServiceSpec, upsert_service
-from shared.sources.google.account import GoogleAccount, replace_aas_token, upload_secrets
+from shared.services import ServiceSpec
 from shared.sources.google.credentials import GoogleSecretsUpload
 from shared.sources.google.errors import AuthExpired, AuthFailed, CredentialsMissing
-from shared.sources.google.expiry import expire
-from shared.sources.google.source import GoogleSource
 from tests.conftest import make_settings
 from tests.fakes.nova import FakeGoogle
 from tests.fakes.smtp import SmtpServer
@@ -59,9 +56,9 @@ def runtime(tmp_path: Path, firestore_client, google: FakeGoogle, smtp: SmtpServ
             Device(id=tracker.tracker.canonic_id, source=Source.GOOGLE, name=tracker.tracker.name,
                    traccar_unique_id=tracker.tracker.canonic_id)
         )  # fmt: skip
-        upsert_service(runtime, tracker.tracker.canonic_id, ServiceSpec(timer=600, delta=5))
+        runtime.services.upsert(tracker.tracker.canonic_id, ServiceSpec(timer=600, delta=5))
     store.devices.put(Device(id="tlink-7", source=Source.TLINK, traccar_unique_id="tlink-7"))
-    upsert_service(runtime, "tlink-7", ServiceSpec(timer=600))
+    runtime.services.upsert("tlink-7", ServiceSpec(timer=600))
     return runtime
 
 
@@ -81,7 +78,7 @@ def test_concurrent_refusals_run_the_expiry_handling_exactly_once(
 
     def run() -> None:
         # Each thread is another function instance: its own account, token cache and clients.
-        account = GoogleAccount(runtime)
+        account = runtime.google_stack().account
         try:
             account.access_token(account.credentials())
         except BridgeError as exc:
@@ -114,7 +111,7 @@ def test_a_sync_after_the_expiry_never_calls_google_and_only_drains_the_outbox(
     runtime: Runtime, google: FakeGoogle
 ) -> None:
     google.auth.revoke()
-    source = GoogleSource(runtime)
+    source = runtime.google.source
     device = runtime.store.devices.get("canonic-0")
     with pytest.raises(AuthExpired):
         source.fetch(device)
@@ -133,13 +130,13 @@ def test_uploading_credentials_resumes_the_paused_jobs_and_clears_the_state(
     runtime: Runtime, google: FakeGoogle
 ) -> None:
     google.auth.revoke()
-    account = GoogleAccount(runtime)
+    account = runtime.google.account
     with pytest.raises(AuthExpired):
         account.access_token(account.credentials())
     google.aas_token = "aas_et/a-fresh-one"
     google.auth.add_account(google.username, google.aas_token, google.identity.android_id)
 
-    restarted = upload_secrets(account, GoogleSecretsUpload.model_validate(google.secrets()))
+    restarted = account.upload_secrets(GoogleSecretsUpload.model_validate(google.secrets()))
 
     assert restarted == 2
     assert paused_jobs(runtime) == {"canonic-0": False, "canonic-1": False, "tlink-7": False}
@@ -152,12 +149,12 @@ def test_a_new_aas_token_alone_brings_the_account_back(
     runtime: Runtime, google: FakeGoogle, smtp: SmtpServer
 ) -> None:
     google.auth.revoke()
-    account = GoogleAccount(runtime)
+    account = runtime.google.account
     with pytest.raises(AuthExpired):
         account.list_devices()
     google.auth.add_account(google.username, "aas_et/new", google.identity.android_id)
 
-    restarted = replace_aas_token(account, "aas_et/new")
+    restarted = account.replace_aas_token("aas_et/new")
 
     assert restarted == 2
     assert stored(runtime) == {**google.secrets(), "aas_token": "aas_et/new"}
@@ -168,11 +165,11 @@ def test_a_new_aas_token_alone_brings_the_account_back(
 def test_a_refusal_of_credentials_replaced_meanwhile_changes_nothing(
     runtime: Runtime, google: FakeGoogle, smtp: SmtpServer
 ) -> None:
-    account = GoogleAccount(runtime)
+    account = runtime.google.account
     old = account.credentials()
-    replace_aas_token(account, "aas_et/uploaded-while-the-old-one-was-refused")
+    account.replace_aas_token("aas_et/uploaded-while-the-old-one-was-refused")
 
-    outcome = expire(runtime, old, "BadAuthentication", account.tokens)
+    outcome = runtime.google.expiry.expire(old, "BadAuthentication")
 
     assert isinstance(outcome, AuthFailed)
     assert runtime.store.state.auth().status == "ok"
@@ -183,7 +180,7 @@ def test_a_refusal_of_credentials_replaced_meanwhile_changes_nothing(
 
 def test_needs_browser_is_an_expiry_too(runtime: Runtime, google: FakeGoogle) -> None:
     google.auth.needs_browser()
-    account = GoogleAccount(runtime)
+    account = runtime.google.account
 
     with pytest.raises(AuthExpired, match="NeedsBrowser"):
         account.list_devices()

@@ -13,10 +13,7 @@ import pytest
 from shared.config import get_settings
 from shared.models import AuthState, Device, ExcludedDevice, Source
 from shared.runtime import Runtime, get_runtime
-from shared.sources.google.account import upload_secrets
 from shared.sources.google.credentials import GoogleSecretsUpload
-from shared.sources.google.refresh import refresh
-from shared.sources.google.source import GoogleSource
 from tests.conftest import PROJECT, Clock, make_settings
 from tests.fakes.nova import FakeGoogle
 from tests.fakes.smtp import SmtpServer
@@ -65,7 +62,7 @@ def subjects(smtp: SmtpServer) -> list[str]:
 def test_the_first_refresh_stores_the_devices_and_registers_them_without_new_device_mails(
     runtime: Runtime, google: FakeGoogle, smtp: SmtpServer, clock: Clock
 ) -> None:
-    report = refresh(runtime, GoogleSource(runtime, clock=clock))
+    report = runtime.google_stack(clock=clock).refresh.refresh()
 
     assert (report.status, report.devices) == ("ok", 2)
     assert report.new == ["canonic-0", "canonic-1"]
@@ -90,13 +87,13 @@ def test_the_first_refresh_stores_the_devices_and_registers_them_without_new_dev
 def test_a_device_added_later_is_announced_and_registered_once(
     runtime: Runtime, google: FakeGoogle, smtp: SmtpServer, clock: Clock
 ) -> None:
-    source = GoogleSource(runtime, clock=clock)
-    refresh(runtime, source)
+    google_stack = runtime.google_stack(clock=clock)
+    google_stack.refresh.refresh()
     google.add_tracker("canonic-new", "Bike")
     clock.advance(3600)
 
-    report = refresh(runtime, source)
-    again = refresh(runtime, source)
+    report = google_stack.refresh.refresh()
+    again = google_stack.refresh.refresh()
 
     assert report.new == ["canonic-new"] and report.auto_registered == ["canonic-new"]
     assert again.new == [] and again.auto_registered == []
@@ -112,11 +109,11 @@ def test_excluded_devices_are_not_registered_and_registration_can_be_off(
     google.store_secrets(runtime.secrets)
     runtime.store.excluded_devices.put(ExcludedDevice(id="canonic-0"))
 
-    assert refresh(runtime, GoogleSource(runtime)).auto_registered == ["canonic-1"]
+    assert runtime.google_stack().refresh.refresh().auto_registered == ["canonic-1"]
 
     off = make_runtime(tmp_path, firestore_client, google, smtp, auto_register_services=False)
     google.add_tracker("canonic-2", "Wallet")
-    assert refresh(off, GoogleSource(off)).auto_registered == []
+    assert off.google_stack().refresh.refresh().auto_registered == []
     assert runtime.store.services.get("canonic-2") is None
 
 
@@ -127,15 +124,15 @@ def test_fcm_expiry_within_a_day_is_emailed_once_across_runs(
         runtime.settings.secrets_dir.parent, runtime.store.client, google, smtp,
         auto_register_services=False,
     )  # fmt: skip
-    source = GoogleSource(runtime, clock=clock)
+    google_stack = runtime.google_stack(clock=clock)
     google.identity.installation_expires_in = 30 * 3600
-    upload_secrets(source.account, GoogleSecretsUpload.model_validate(google.secrets()))
+    google_stack.account.upload_secrets(GoogleSecretsUpload.model_validate(google.secrets()))
 
-    assert refresh(runtime, source).fcm_expiry_notified is False  # 30 h left
+    assert google_stack.refresh.refresh().fcm_expiry_notified is False  # 30 h left
     clock.advance(7 * 3600)
-    first = refresh(runtime, source)
+    first = google_stack.refresh.refresh()
     clock.advance(3600)
-    second = refresh(runtime, GoogleSource(runtime, clock=clock))  # another instance
+    second = runtime.google_stack(clock=clock).refresh.refresh()  # another instance
 
     assert (first.fcm_expiry_notified, second.fcm_expiry_notified) == (True, False)
     assert subjects(smtp) == ["FCM token expiring soon"]
@@ -143,8 +140,8 @@ def test_fcm_expiry_within_a_day_is_emailed_once_across_runs(
     # New credentials with a new installation token: a new expiry, watched again.
     google.identity.installation_token = "another-installation-token"
     google.identity.installation_expires_in = 3600
-    upload_secrets(source.account, GoogleSecretsUpload.model_validate(google.secrets()))
-    assert refresh(runtime, source).fcm_expiry_notified is True
+    google_stack.account.upload_secrets(GoogleSecretsUpload.model_validate(google.secrets()))
+    assert google_stack.refresh.refresh().fcm_expiry_notified is True
     assert len(smtp.messages) == 2
 
 
@@ -153,10 +150,10 @@ def test_google_is_not_called_without_credentials_or_when_they_expired(
 ) -> None:
     runtime = make_runtime(tmp_path, firestore_client, google, smtp)
 
-    missing = refresh(runtime, GoogleSource(runtime))
+    missing = runtime.google_stack().refresh.refresh()
     google.store_secrets(runtime.secrets)
     runtime.store.state.put("auth", AuthState(status="auth_required", reason="test"))
-    expired = refresh(runtime, GoogleSource(runtime))
+    expired = runtime.google_stack().refresh.refresh()
 
     assert missing.status == "skipped" and "PUT /auth/secrets" in missing.reason
     assert expired.status == "skipped" and "auth_required" in expired.reason
@@ -169,7 +166,7 @@ def test_a_refusal_during_the_refresh_is_reported_as_auth_required(
 ) -> None:
     google.auth.revoke()
 
-    report = refresh(runtime, GoogleSource(runtime))
+    report = runtime.google_stack().refresh.refresh()
 
     assert report.status == "auth_required" and "BadAuthentication" in report.reason
     assert subjects(smtp) == ["Google credentials expired - action required"]
@@ -211,8 +208,8 @@ def test_the_refresh_devices_function_answers_the_google_report(
 def test_smart_tracking_that_outlived_its_device_runs_ends_with_the_refresh(
     tmp_path: Path, firestore_client, google: FakeGoogle, smtp: SmtpServer, clock: Clock
 ) -> None:
-    from shared.sources.google.smart_tracking import SmartTrackingState
     from shared.store import Repository
+    from shared.store.google import SmartTrackingState
 
     runtime = make_runtime(tmp_path, firestore_client, google, smtp, smart_tracking_enabled=True)
     states = Repository(firestore_client, "smart_tracking", SmartTrackingState)
@@ -221,6 +218,6 @@ def test_smart_tracking_that_outlived_its_device_runs_ends_with_the_refresh(
                            original_timer=600, original_delta=5)
     )  # fmt: skip
 
-    report = refresh(runtime, GoogleSource(runtime, clock=clock))
+    report = runtime.google_stack(clock=clock).refresh.refresh()
 
     assert report.smart_tracking_ended == ["gone"] and states.list() == []

@@ -11,9 +11,8 @@ import pytest
 
 from shared.models import Device, Location, Source
 from shared.runtime import Runtime
-from shared.services import ServiceSpec, upsert_service
+from shared.services import ServiceSpec
 from shared.sources.google.smart_tracking import SmartTracker, distance_m
-from shared.sources.google.source import GoogleSource
 from tests.conftest import Clock, make_settings
 from tests.fakes.nova import FakeGoogle
 from tests.fakes.osmand import OsmAndServer
@@ -33,6 +32,10 @@ def job(runtime: Runtime) -> tuple[int, int]:
     return local.timer, local.delta
 
 
+def smart_tracker(runtime: Runtime, clock: Clock) -> SmartTracker:
+    return runtime.google_stack(clock=clock).smart_tracking
+
+
 @pytest.fixture
 def runtime(tmp_path: Path, firestore_client) -> Runtime:
     settings = make_settings(
@@ -45,7 +48,7 @@ def runtime(tmp_path: Path, firestore_client) -> Runtime:
     )
     runtime = Runtime(settings, firestore_client=firestore_client)
     runtime.store.devices.put(Device(id=DEVICE, source=Source.GOOGLE, traccar_unique_id=DEVICE))
-    upsert_service(runtime, DEVICE, ServiceSpec(timer=600, delta=5))
+    runtime.services.upsert(DEVICE, ServiceSpec(timer=600, delta=5))
     runtime.pipeline.mark_delivered(at(*HOME, T0))  # the newest delivered position
     return runtime
 
@@ -59,7 +62,7 @@ def test_haversine_distance_is_the_great_circle_distance() -> None:
 def test_a_move_beyond_the_distance_switches_the_job_for_the_duration(
     runtime: Runtime, clock: Clock
 ) -> None:
-    tracker = SmartTracker(runtime, clock=clock)
+    tracker = smart_tracker(runtime, clock)
 
     tracker.observe(DEVICE, [at(48.8566, 2.3522 + 0.002, T0 + 60)])  # ~146 m east
 
@@ -71,7 +74,7 @@ def test_a_move_beyond_the_distance_switches_the_job_for_the_duration(
 def test_a_move_within_the_distance_or_an_older_report_changes_nothing(
     runtime: Runtime, clock: Clock
 ) -> None:
-    tracker = SmartTracker(runtime, clock=clock)
+    tracker = smart_tracker(runtime, clock)
 
     tracker.observe(DEVICE, [at(48.8566, 2.3522 + 0.001, T0 + 60)])  # ~73 m
     tracker.observe(DEVICE, [at(45.0, 5.0, T0 - 60)])  # far, but older than what was delivered
@@ -83,7 +86,7 @@ def test_a_move_within_the_distance_or_an_older_report_changes_nothing(
 def test_further_moves_extend_it_and_the_first_run_after_the_end_restores_the_job(
     runtime: Runtime, clock: Clock
 ) -> None:
-    tracker = SmartTracker(runtime, clock=clock)
+    tracker = smart_tracker(runtime, clock)
     far = at(48.87, 2.3522, T0 + 60)  # ~1.5 km north
     tracker.observe(DEVICE, [far])
     clock.advance(600)
@@ -99,9 +102,9 @@ def test_further_moves_extend_it_and_the_first_run_after_the_end_restores_the_jo
 
 
 def test_the_job_returns_to_what_the_user_set_meanwhile(runtime: Runtime, clock: Clock) -> None:
-    tracker = SmartTracker(runtime, clock=clock)
+    tracker = smart_tracker(runtime, clock)
     tracker.observe(DEVICE, [at(48.87, 2.3522, T0 + 60)])
-    upsert_service(runtime, DEVICE, ServiceSpec(timer=1200, delta=30))
+    runtime.services.upsert(DEVICE, ServiceSpec(timer=1200, delta=30))
     clock.advance(901)
 
     assert tracker.sweep() == [DEVICE]
@@ -112,7 +115,7 @@ def test_a_device_without_an_active_service_is_not_sped_up(runtime: Runtime, clo
     service = runtime.store.services.get(DEVICE)
     runtime.store.services.put(service.model_copy(update={"paused": True}))
 
-    SmartTracker(runtime, clock=clock).observe(DEVICE, [at(48.87, 2.3522, T0 + 60)])
+    smart_tracker(runtime, clock).observe(DEVICE, [at(48.87, 2.3522, T0 + 60)])
 
     assert job(runtime) == (600, 5)
 
@@ -122,10 +125,10 @@ def test_smart_tracking_is_off_unless_enabled(
 ) -> None:
     runtime = Runtime(make_settings(tmp_path), firestore_client=firestore_client)
     runtime.store.devices.put(Device(id=DEVICE, source=Source.GOOGLE, traccar_unique_id=DEVICE))
-    upsert_service(runtime, DEVICE, ServiceSpec(timer=600, delta=5))
+    runtime.services.upsert(DEVICE, ServiceSpec(timer=600, delta=5))
     runtime.pipeline.mark_delivered(at(*HOME, T0))
 
-    SmartTracker(runtime, clock=clock).observe(DEVICE, [at(48.87, 2.3522, T0 + 60)])
+    smart_tracker(runtime, clock).observe(DEVICE, [at(48.87, 2.3522, T0 + 60)])
 
     assert job(runtime) == (600, 5)
 
@@ -148,14 +151,13 @@ def test_a_sync_that_finds_the_tracker_moved_switches_its_job(
         runtime = Runtime(settings, firestore_client=firestore_client)
         google.store_secrets(runtime.secrets)
         runtime.store.devices.put(Device(id=DEVICE, source=Source.GOOGLE, traccar_unique_id=DEVICE))
-        upsert_service(runtime, DEVICE, ServiceSpec(timer=600, delta=5))
+        runtime.services.upsert(DEVICE, ServiceSpec(timer=600, delta=5))
         runtime.pipeline.mark_delivered(at(*HOME, T0))
         google.trackers[0].recent = Report("own", timestamp=T0 + 600, latitude=48.87,
                                            longitude=2.3522)  # fmt: skip
-        source = GoogleSource(runtime, clock=clock)
-        device = runtime.store.devices.get(DEVICE)
+        runtime.google = runtime.google_stack(clock=clock)
 
-        report = runtime.pipeline.run(device, lambda: source.fetch(device))
+        report = runtime.sync.sync_device(DEVICE)
 
     assert report.result.pushed == 1
     assert job(runtime) == (60, 10)
@@ -180,13 +182,12 @@ def test_a_companion_located_in_the_same_session_is_smart_tracked_too(
             runtime.store.devices.put(
                 Device(id=canonic, source=Source.GOOGLE, traccar_unique_id=canonic)
             )
-            upsert_service(runtime, canonic, ServiceSpec(timer=600, delta=5))
+            runtime.services.upsert(canonic, ServiceSpec(timer=600, delta=5))
             runtime.pipeline.mark_delivered(at(*HOME, T0).model_copy(update={"id": canonic}))
             fake.recent = Report("own", timestamp=T0 + 600, latitude=48.87, longitude=2.3522)
-        source = GoogleSource(runtime, clock=clock)
-        device = runtime.store.devices.get("canonic-0")
+        runtime.google = runtime.google_stack(clock=clock)
 
-        runtime.pipeline.run(device, lambda: source.fetch(device))
+        runtime.sync.sync_device("canonic-0")
 
     jobs = {job.device_id: (job.timer, job.delta) for job in runtime.store.local_jobs.list()}
     assert jobs == {"canonic-0": (60, 10), "canonic-1": (60, 10)}

@@ -14,15 +14,14 @@ from pathlib import Path
 import functions_framework
 import pytest
 
-from shared import sync
 from shared.config import get_settings
 from shared.errors import RetryLater
 from shared.models import Device, Source
 from shared.runtime import Runtime, get_runtime
-from shared.services import ServiceSpec, upsert_service
+from shared.services import ServiceSpec
 from shared.sources.google.errors import DecryptionError, FcmError
 from shared.sources.google.lease import FcmLeases
-from shared.sources.google.source import GoogleSource
+from shared.store.google import LeaseDocument
 from tests.conftest import PROJECT, Clock, make_settings
 from tests.fakes.nova import FakeGoogle
 from tests.fakes.osmand import OsmAndServer
@@ -64,7 +63,7 @@ def make_runtime(tmp_path: Path, firestore_client, google: FakeGoogle, traccar: 
             Device(id=canonic, source=Source.GOOGLE, name=tracker.tracker.name,
                    traccar_unique_id=canonic)
         )  # fmt: skip
-        upsert_service(runtime, canonic, ServiceSpec(timer=600, delta=5))
+        runtime.services.upsert(canonic, ServiceSpec(timer=600, delta=5))
     return runtime
 
 
@@ -92,7 +91,7 @@ def test_a_scheduled_sync_pushes_the_decrypted_positions_and_never_a_semantic_on
         Report("semantic", timestamp=T0 - 300, place="Home"),
     ]  # fmt: skip
 
-    report = sync.sync_device(runtime, "canonic-0")
+    report = runtime.sync.sync_device("canonic-0")
 
     assert report.result.pushed == 2
     assert [r.location.loc_status for r in report.locations] == ["AGGREGATED", "LAST_KNOWN"]
@@ -108,7 +107,7 @@ def test_a_scheduled_sync_pushes_the_decrypted_positions_and_never_a_semantic_on
 def test_one_fcm_session_locates_every_due_google_device(
     runtime: Runtime, google: FakeGoogle, traccar: OsmAndServer
 ) -> None:
-    first = sync.sync_device(runtime, "canonic-0")
+    first = runtime.sync.sync_device("canonic-0")
 
     assert first.result.pushed == 1
     assert len(google.mcs.logins) == 1
@@ -120,7 +119,7 @@ def test_one_fcm_session_locates_every_due_google_device(
     assert runtime.store.delivery.state("canonic-2").last_location.lat == 50.85
 
     # Their own scheduled runs of the same minute do not locate again.
-    second = sync.sync_device(runtime, "canonic-1")
+    second = runtime.sync.sync_device("canonic-1")
     assert second.result.fetched == 0 and second.result.pushed == 0
     assert len(google.mcs.logins) == 1 and len(google.nova.locates) == 3
 
@@ -129,8 +128,8 @@ def test_devices_not_due_soon_stay_out_of_the_session(
     tmp_path: Path, firestore_client, google: FakeGoogle, traccar: OsmAndServer, clock: Clock
 ) -> None:
     runtime = make_runtime(tmp_path, firestore_client, google, traccar)
-    upsert_service(runtime, "canonic-2", ServiceSpec(timer=3600))
-    source = GoogleSource(runtime, clock=clock)
+    runtime.services.upsert("canonic-2", ServiceSpec(timer=3600))
+    source = runtime.google_stack(clock=clock).source
 
     source.fetch(runtime.store.devices.get("canonic-0"))  # all three located at t0
     clock.advance(600 - 50)  # timer 600: canonic-1 is due within a minute, canonic-2 is not
@@ -147,7 +146,7 @@ def test_paused_and_unserviced_devices_are_not_located_with_the_batch(
     service = runtime.store.services.get("canonic-2")
     runtime.store.services.put(service.model_copy(update={"paused": True}))
 
-    sync.sync_device(runtime, "canonic-0")
+    runtime.sync.sync_device("canonic-0")
 
     assert [locate.canonic_id for locate in google.nova.locates] == ["canonic-0"]
 
@@ -158,12 +157,12 @@ def test_a_run_finding_the_fcm_lease_held_is_told_to_retry_later(
     from shared.models import utc_now
 
     now = utc_now()
-    FcmLeases(runtime.store.client).acquire(
+    FcmLeases(document=LeaseDocument(runtime.store.client)).acquire(
         "another-run", now=now, until=now + timedelta(seconds=90)
     )
 
     with pytest.raises(RetryLater) as caught:
-        sync.sync_device(runtime, "canonic-0")
+        runtime.sync.sync_device("canonic-0")
 
     assert caught.value.status == 429 and caught.value.retry_after > 0
     assert google.mcs.logins == [] and google.nova.locates == []
@@ -177,7 +176,7 @@ def test_sync_device_answers_429_with_retry_after_while_a_locate_runs(
     from shared.models import utc_now
 
     now = utc_now()
-    FcmLeases(runtime.store.client).acquire(
+    FcmLeases(document=LeaseDocument(runtime.store.client)).acquire(
         "another-run", now=now, until=now + timedelta(seconds=90)
     )
     settings = runtime.settings
@@ -208,7 +207,7 @@ def test_a_device_that_does_not_answer_fails_with_an_error_naming_it(
     google.trackers[0].answers = False
 
     with pytest.raises(FcmError, match="device canonic-0: no answer from Google within 2 s"):
-        sync.sync_device(runtime, "canonic-0")
+        runtime.sync.sync_device("canonic-0")
 
     # The companions that did answer are delivered all the same.
     assert sorted(pushed(traccar)) == ["canonic-1", "canonic-2"]
@@ -221,7 +220,7 @@ def test_a_wrong_owner_key_fails_the_run_with_an_error_naming_the_device(
     google.store_secrets(runtime.secrets)
 
     with pytest.raises(DecryptionError, match="device canonic-0: ") as caught:
-        sync.sync_device(runtime, "canonic-0")
+        runtime.sync.sync_device("canonic-0")
 
     assert caught.value.device == "canonic-0"
     assert traccar.positions == []

@@ -17,7 +17,6 @@ import pytest
 import requests
 from google.cloud import firestore
 
-from shared import sync
 from shared.config import Settings
 from shared.errors import Conflict
 from shared.models import Device, Source
@@ -29,7 +28,6 @@ from shared.sources.tlink.client import (
     TlinkConnectionError,
 )
 from shared.sources.tlink.models import Credentials
-from shared.sources.tlink.source import tlink_source
 from shared.store import Store
 from tests.conftest import Clock, make_settings
 from tests.fakes.osmand import OsmAndServer
@@ -84,7 +82,7 @@ def readings(client: firestore.Client) -> list[str]:
 def test_sync_device_pulls_stores_and_pushes_a_tlink_device(
     runtime: Runtime, tlink: FakeTlink, osmand: OsmAndServer, firestore_client: firestore.Client
 ) -> None:
-    report = sync.sync_device(runtime, "tlink-2864")
+    report = runtime.sync.sync_device("tlink-2864")
 
     assert (report.result.fetched, report.result.pushed) == (1, 1)
     [position] = osmand.positions
@@ -103,9 +101,9 @@ def test_sync_device_pulls_stores_and_pushes_a_tlink_device(
 def test_an_unchanged_device_is_not_pushed_again_and_the_token_is_reused(
     runtime: Runtime, tlink: FakeTlink, osmand: OsmAndServer, firestore_client: firestore.Client
 ) -> None:
-    sync.sync_device(runtime, "tlink-2864")
+    runtime.sync.sync_device("tlink-2864")
 
-    again = sync.sync_device(runtime, "tlink-2864")
+    again = runtime.sync.sync_device("tlink-2864")
 
     assert again.result.pushed == 0 and len(osmand.positions) == 1
     assert len(readings(firestore_client)) == 2
@@ -115,11 +113,11 @@ def test_an_unchanged_device_is_not_pushed_again_and_the_token_is_reused(
 def test_an_expired_token_is_refreshed_and_the_call_retried(
     runtime: Runtime, tlink: FakeTlink, osmand: OsmAndServer
 ) -> None:
-    sync.sync_device(runtime, "tlink-2864")
+    runtime.sync.sync_device("tlink-2864")
     tlink.expire_access_tokens()
     tlink.set_devices("385", [cold_room("6.5", "2019-05-10 14:26:21")])
 
-    report = sync.sync_device(runtime, "tlink-2864")
+    report = runtime.sync.sync_device("tlink-2864")
 
     assert report.result.pushed == 1
     assert tlink.grants == ["password", "refresh_token"]
@@ -129,12 +127,12 @@ def test_an_expired_token_is_refreshed_and_the_call_retried(
 def test_a_refused_refresh_token_falls_back_to_the_password_grant(
     runtime: Runtime, tlink: FakeTlink, osmand: OsmAndServer
 ) -> None:
-    sync.sync_device(runtime, "tlink-2864")
+    runtime.sync.sync_device("tlink-2864")
     tlink.expire_access_tokens()
     tlink.revoke_refresh_tokens()
     tlink.set_devices("385", [cold_room("6.5", "2019-05-10 14:26:21")])
 
-    report = sync.sync_device(runtime, "tlink-2864")
+    report = runtime.sync.sync_device("tlink-2864")
 
     assert report.result.pushed == 1
     assert tlink.grants == ["password", "refresh_token", "password"]
@@ -147,11 +145,11 @@ def test_a_new_instance_reuses_the_token_another_one_stored(
     firestore_client: firestore.Client,
     tmp_path: Path,
 ) -> None:
-    sync.sync_device(runtime, "tlink-2864")
+    runtime.sync.sync_device("tlink-2864")
     cold = Runtime(settings_for(tmp_path, tlink, osmand), firestore_client=firestore_client)
 
     tlink.set_devices("385", [cold_room("6.5", "2019-05-10 14:26:21")])
-    sync.sync_device(cold, "tlink-2864")
+    cold.sync.sync_device("tlink-2864")
 
     assert tlink.grants == ["password"] and len(osmand.positions) == 2
     stored = firestore_client.document("state/tlink_token").get().to_dict()
@@ -204,7 +202,7 @@ def test_discover_records_every_device_of_the_user(
 ) -> None:
     tlink.add_device("385", {"id": 9, "deviceName": "Greenhouse"})
 
-    found = tlink_source(runtime).discover()
+    found = runtime.tlink.source.discover()
 
     assert sorted(device.id for device in found) == ["tlink-2864", "tlink-9"]
     device = firestore_client.document("tlink_devices/9").get().to_dict()
@@ -216,14 +214,14 @@ def test_a_push_binding_is_used_when_the_credentials_name_no_user(
 ) -> None:
     runtime.secrets.add_version("tlink-credentials", json.dumps(tlink.credentials()))
     tlink.set_devices("777", [cold_room()])
-    source = tlink_source(runtime)
+    source = runtime.tlink.source
     with pytest.raises(Conflict, match="no TLINK user is bound to tlink-2864"):
         source.fetch(DEVICE)
 
     from shared.sources.tlink.ingest import DeviceReport
 
     source.ingestion.apply(DeviceReport(device_id=2864, origin="push", time=None, user_id="777"))
-    sync.sync_device(runtime, "tlink-2864")
+    runtime.sync.sync_device("tlink-2864")
 
     assert tlink.api_calls[-1]["userId"] == 777 and len(osmand.positions) == 1
 
@@ -237,14 +235,14 @@ def test_wrong_credentials_are_an_auth_error_that_shows_no_secret(
     )
 
     with pytest.raises(TlinkAuthError) as refused:
-        sync.sync_device(runtime, "tlink-2864")
+        runtime.sync.sync_device("tlink-2864")
 
     assert refused.value.status == 503
     assert "password grant" in refused.value.message
     assert "wrong-password-1234" not in refused.value.message
     # The failed run gave its lease back: the next run is not "busy".
     runtime.secrets.add_version("tlink-credentials", json.dumps(tlink.credentials(userId="385")))
-    assert sync.sync_device(runtime, "tlink-2864").result.pushed == 1
+    assert runtime.sync.sync_device("tlink-2864").result.pushed == 1
 
 
 def test_missing_credentials_say_which_secret_to_fill(runtime: Runtime, tmp_path: Path) -> None:
@@ -252,7 +250,7 @@ def test_missing_credentials_say_which_secret_to_fill(runtime: Runtime, tmp_path
     bare = Runtime(settings, firestore_client=runtime.firestore_client)
 
     with pytest.raises(TlinkAuthError, match="secret nothing-here"):
-        tlink_source(bare).fetch(DEVICE)
+        bare.tlink.source.fetch(DEVICE)
 
 
 def test_an_unreachable_tlink_is_a_connection_error_without_the_url(
@@ -261,18 +259,18 @@ def test_an_unreachable_tlink_is_a_connection_error_without_the_url(
     tlink.stop()
 
     with pytest.raises(TlinkConnectionError) as failed:
-        sync.sync_device(runtime, "tlink-2864")
+        runtime.sync.sync_device("tlink-2864")
 
     assert failed.value.status == 503
     assert tlink.password not in failed.value.message and "oauth" not in failed.value.message
 
 
 def test_a_token_tlink_keeps_refusing_is_an_auth_error(runtime: Runtime, tlink: FakeTlink) -> None:
-    sync.sync_device(runtime, "tlink-2864")
+    runtime.sync.sync_device("tlink-2864")
     tlink.refuse_every_token()
 
     with pytest.raises(TlinkAuthError, match="freshly issued"):
-        sync.sync_device(runtime, "tlink-2864")
+        runtime.sync.sync_device("tlink-2864")
 
     assert tlink.grants == ["password", "refresh_token"]
 
@@ -280,10 +278,10 @@ def test_a_token_tlink_keeps_refusing_is_an_auth_error(runtime: Runtime, tlink: 
 def test_a_failed_page_is_a_response_error(runtime: Runtime, tlink: FakeTlink) -> None:
     from shared.sources.tlink.client import TlinkResponseError
 
-    tlink_source(runtime).client.access_token()  # the token first, then the call fails
+    runtime.tlink.source.client.access_token()  # the token first, then the call fails
     tlink.respond_with(500, times=1)
 
     with pytest.raises(TlinkResponseError, match="HTTP 500"):
-        sync.sync_device(runtime, "tlink-2864")
+        runtime.sync.sync_device("tlink-2864")
 
-    assert sync.sync_device(runtime, "tlink-2864").result.pushed == 1
+    assert runtime.sync.sync_device("tlink-2864").result.pushed == 1

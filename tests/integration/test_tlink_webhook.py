@@ -185,9 +185,8 @@ def test_a_push_for_a_device_placed_by_the_pull_api_is_pushed_there_with_names(
 ) -> None:
     from shared.sources.tlink.ingest import report_from_api
     from shared.sources.tlink.models import ApiDevice
-    from shared.sources.tlink.source import tlink_source
 
-    source = tlink_source(get_runtime())
+    source = get_runtime().tlink.source
     pulled = ApiDevice.model_validate(
         {"id": 2864, "deviceName": "Cold room", "lat": "48.8566", "lng": "2.3522",
          "sensorsList": [{"id": 11922, "sensorName": "Temperature", "sensorTypeId": 1,

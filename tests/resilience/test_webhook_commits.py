@@ -112,7 +112,9 @@ def deliver(
     if vendor == "smartcar":
         signature = hmac.new(TOKEN.encode(), raw, hashlib.sha256).hexdigest()
         return smartcar.receive(runtime, raw, signature, sleep=sleep).body
-    return tlink.receive(runtime, raw, signature_header=None, path_token=None, sleep=sleep).body()
+    return runtime.tlink.webhook.receive(
+        raw, signature_header=None, path_token=None, sleep=sleep
+    ).body()
 
 
 def tlink_push() -> bytes:
@@ -272,8 +274,8 @@ def test_a_sync_run_taking_the_lease_between_read_and_commit_leaves_nothing_writ
         answer = deliver(runtime, vendor, raw)
     else:
         # TLINK's receiver waits a moment for a busy device: the run ends meanwhile.
-        answer = tlink.receive(
-            runtime, raw, signature_header=None, path_token=None, sleep=sync_run_ends
+        answer = runtime.tlink.webhook.receive(
+            raw, signature_header=None, path_token=None, sleep=sync_run_ends
         ).body()
 
     assert pushed(answer)

@@ -9,7 +9,11 @@ Modules:
   of the bridge, and the credential routes);
 - `nova` (device list, locate action), `fcm` (one MCS session through firebase-messaging),
   `lease` (one session at a time), `source` (`GoogleSource`, what `sync_device` calls);
-- `refresh` (the hourly device refresh), `smart_tracking`.
+- `refresh` (the hourly device refresh), `smart_tracking`;
+- `stack` (`GoogleStack`: the parts the composition root builds, for the callers).
+
+Google's Firestore documents are `shared.store.google`'s; each part takes what it uses as
+keyword-only arguments (repositories, the HTTP session, the secrets, plain settings values).
 
 `python -m shared.sources.google decode` checks the decoding against independent data. Heavy
 libraries (protobuf, gpsoauth, firebase-messaging, the crypto stack) are imported where used,

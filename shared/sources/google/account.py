@@ -1,10 +1,10 @@
 """The Google account as the rest of the bridge sees it: credentials, tokens, the device list.
 
-`GoogleAccount` (one per function instance, held by `GoogleSource`) reads the stored
+`GoogleAccount` (one per function instance, built by the runtime's Google stack) reads the stored
 credentials, gets access tokens (running the expiry handling when Google refuses the AAS
 token) and calls Nova with a token, fetching a fresh one once when Nova answers 401.
 
-The credential routes of the API are here too: `upload_secrets` (`PUT /auth/secrets`),
+The credential routes of the API are its methods too: `upload_secrets` (`PUT /auth/secrets`),
 `replace_aas_token` (`PUT /auth/aas-token`) and `token_status` (`POST /auth/token-status`).
 None of them returns or logs a secret: the secrets adapter registers every value it stores for
 log redaction, and the answers carry states and times only.
@@ -21,8 +21,6 @@ from shared.errors import Conflict
 from shared.models import Model, utc_now
 from shared.sources.google.auth import TokenProvider, TokenRejected
 from shared.sources.google.credentials import (
-    CREDENTIALS_STATE,
-    CredentialsState,
     GoogleSecrets,
     GoogleSecretsUpload,
     fcm_installation_expiry,
@@ -30,13 +28,13 @@ from shared.sources.google.credentials import (
     write_secrets,
 )
 from shared.sources.google.errors import CredentialsMissing
-from shared.sources.google.expiry import expire, restore
 from shared.sources.google.nova import GoogleDevice, NovaClient, NovaUnauthorized
+from shared.store.google import CredentialsState
 
 if TYPE_CHECKING:
-    from google.api_core.retry import Retry
-
-    from shared.runtime import Runtime
+    from shared.secrets import SecretStore
+    from shared.sources.google.expiry import GoogleExpiry
+    from shared.store.google import AuthMark, CredentialsStateDocument
 
 logger = logging.getLogger(__name__)
 
@@ -47,30 +45,34 @@ FCM_EXPIRY_WARNING_SECONDS = 24 * 3600
 class GoogleAccount:
     def __init__(
         self,
-        runtime: Runtime,
         *,
+        secrets: SecretStore,
+        secret_name: str,
+        tokens: TokenProvider,
+        nova: NovaClient,
+        expiry: GoogleExpiry,
+        credentials_state: CredentialsStateDocument,
+        auth: AuthMark,
         clock: Callable[[], datetime] = utc_now,
-        nova_retry: Retry | None = None,
     ) -> None:
-        settings = runtime.settings
-        self.runtime = runtime
+        self._secrets = secrets
+        self._secret_name = secret_name
+        self.tokens = tokens
+        self.nova = nova
+        self._expiry = expiry
+        self._credentials_state = credentials_state
+        self._auth = auth
         self.clock = clock
-        self.tokens = TokenProvider(
-            runtime.store.client, str(settings.google_auth_url), clock=clock
-        )
-        self.nova = NovaClient(
-            runtime.http_session, str(settings.google_nova_url), retry=nova_retry
-        )
 
     def credentials(self) -> GoogleSecrets:
         """The stored credentials (`CredentialsMissing` if none)."""
-        return read_secrets(self.runtime.secrets, self.runtime.settings.google_secret_name)
+        return read_secrets(self._secrets, self._secret_name)
 
     def access_token(self, credentials: GoogleSecrets) -> str:
         try:
             return self.tokens.token(credentials)
         except TokenRejected as exc:
-            raise expire(self.runtime, credentials, exc.error, self.tokens) from None
+            raise self._expiry.expire(credentials, exc.error) from None
 
     def with_token(self, credentials: GoogleSecrets, call: Callable[[str], T]) -> T:
         """`call(token)`; after a 401, once more with a fresh token."""
@@ -85,58 +87,94 @@ class GoogleAccount:
         return self.with_token(self.credentials(), self.nova.list_devices)
 
     def credentials_state(self) -> CredentialsState:
-        return self.runtime.store.state.get(CREDENTIALS_STATE, CredentialsState) or (
-            CredentialsState()
-        )
+        return self._credentials_state.get()
 
     def fcm_expiry(self, credentials: GoogleSecrets) -> datetime | None:
         state = self.credentials_state()
         return state.fcm_expires_at or fcm_installation_expiry(credentials, state.uploaded_at)
 
+    def claim_fcm_expiry_notice(self, expires_at: datetime) -> bool:
+        """True for the one run that is to send the email about `expires_at`."""
+        return self._credentials_state.claim_fcm_expiry_notice(expires_at)
 
-# --- the credential routes ------------------------------------------------------------------
+    # --- the credential routes --------------------------------------------------------------
 
+    def upload_secrets(self, upload: GoogleSecretsUpload) -> int:
+        """Store a whole secrets.json; returns how many paused sync jobs resumed."""
+        write_secrets(self._secrets, self._secret_name, upload)
+        now = self.clock()
+        previous = self.credentials_state()
+        expires_at = fcm_installation_expiry(upload, now)
+        self._credentials_state.put(
+            CredentialsState(
+                uploaded_at=now,
+                fcm_expires_at=expires_at,
+                # Same installation token: the email about its expiry was sent already.
+                fcm_expiry_notified_for=previous.fcm_expiry_notified_for
+                if previous.fcm_expiry_notified_for == expires_at
+                else None,
+            )
+        )
+        self.tokens.invalidate()
+        restarted = self._expiry.restore()
+        logger.info("Google credentials uploaded", extra={"services_restarted": restarted})
+        return restarted
 
-def upload_secrets(account: GoogleAccount, upload: GoogleSecretsUpload) -> int:
-    """Store a whole secrets.json; returns how many paused sync jobs resumed."""
-    runtime = account.runtime
-    write_secrets(runtime.secrets, runtime.settings.google_secret_name, upload)
-    now = account.clock()
-    previous = account.credentials_state()
-    expires_at = fcm_installation_expiry(upload, now)
-    runtime.store.state.put(
-        CREDENTIALS_STATE,
-        CredentialsState(
-            uploaded_at=now,
-            fcm_expires_at=expires_at,
-            # Same installation token: the email about its expiry was sent already.
-            fcm_expiry_notified_for=previous.fcm_expiry_notified_for
-            if previous.fcm_expiry_notified_for == expires_at
-            else None,
-        ),
-    )
-    account.tokens.invalidate()
-    restarted = restore(runtime)
-    logger.info("Google credentials uploaded", extra={"services_restarted": restarted})
-    return restarted
+    def replace_aas_token(self, aas_token: str) -> int:
+        """Replace only the stored `aas_token`; returns how many paused sync jobs resumed."""
+        try:
+            current = self.credentials()
+        except CredentialsMissing:
+            raise Conflict(
+                "no Google credentials stored to put the token in: upload the whole "
+                "secrets.json with PUT /auth/secrets"
+            ) from None
+        updated = current.model_copy(update={"aas_token": aas_token})
+        write_secrets(self._secrets, self._secret_name, updated)
+        self.tokens.invalidate()
+        restarted = self._expiry.restore()
+        logger.info("Google AAS token replaced", extra={"services_restarted": restarted})
+        return restarted
 
-
-def replace_aas_token(account: GoogleAccount, aas_token: str) -> int:
-    """Replace only the stored `aas_token`; returns how many paused sync jobs resumed."""
-    runtime = account.runtime
-    try:
-        current = account.credentials()
-    except CredentialsMissing:
-        raise Conflict(
-            "no Google credentials stored to put the token in: upload the whole secrets.json "
-            "with PUT /auth/secrets"
-        ) from None
-    updated = current.model_copy(update={"aas_token": aas_token})
-    write_secrets(runtime.secrets, runtime.settings.google_secret_name, updated)
-    account.tokens.invalidate()
-    restarted = restore(runtime)
-    logger.info("Google AAS token replaced", extra={"services_restarted": restarted})
-    return restarted
+    def token_status(self) -> TokenStatus:
+        """`POST /auth/token-status`: presence, age and expiry of the credentials, no value."""
+        now = self.clock()
+        auth = self._auth.get()
+        try:
+            credentials: GoogleSecrets | None = self.credentials()
+        except CredentialsMissing:
+            credentials = None
+        state = self.credentials_state()
+        cached = self.tokens.cached()
+        access = AccessTokenView(cached=False)
+        if cached is not None:
+            access = AccessTokenView(
+                cached=True,
+                obtained_at=cached.obtained_at,
+                expires_at=cached.expires_at,
+                age_seconds=int((now - cached.obtained_at).total_seconds()),
+                valid=cached.expires_at > now,
+            )
+        fcm = FcmInstallationView()
+        expires_at = self.fcm_expiry(credentials) if credentials is not None else None
+        if expires_at is not None:
+            left = int((expires_at - now).total_seconds())
+            fcm = FcmInstallationView(
+                expires_at=expires_at,
+                expires_in_seconds=left,
+                expiring_soon=left <= FCM_EXPIRY_WARNING_SECONDS,
+            )
+        return TokenStatus(
+            credentials=CredentialsView(
+                stored=credentials is not None,
+                aas_token_present=credentials is not None and credentials.aas_token is not None,
+                auth_status=auth.status,
+                auth_reason=auth.reason or None,
+                uploaded_at=state.uploaded_at,
+            ),
+            access_token=access,
+            fcm_installation=fcm,
+        )
 
 
 class CredentialsUploaded(Model):
@@ -174,44 +212,3 @@ class TokenStatus(Model):
     credentials: CredentialsView
     access_token: AccessTokenView
     fcm_installation: FcmInstallationView
-
-
-def token_status(account: GoogleAccount) -> TokenStatus:
-    runtime = account.runtime
-    now = account.clock()
-    auth = runtime.store.state.auth()
-    try:
-        credentials: GoogleSecrets | None = account.credentials()
-    except CredentialsMissing:
-        credentials = None
-    state = account.credentials_state()
-    cached = account.tokens.cached()
-    access = AccessTokenView(cached=False)
-    if cached is not None:
-        access = AccessTokenView(
-            cached=True,
-            obtained_at=cached.obtained_at,
-            expires_at=cached.expires_at,
-            age_seconds=int((now - cached.obtained_at).total_seconds()),
-            valid=cached.expires_at > now,
-        )
-    fcm = FcmInstallationView()
-    expires_at = account.fcm_expiry(credentials) if credentials is not None else None
-    if expires_at is not None:
-        left = int((expires_at - now).total_seconds())
-        fcm = FcmInstallationView(
-            expires_at=expires_at,
-            expires_in_seconds=left,
-            expiring_soon=left <= FCM_EXPIRY_WARNING_SECONDS,
-        )
-    return TokenStatus(
-        credentials=CredentialsView(
-            stored=credentials is not None,
-            aas_token_present=credentials is not None and credentials.aas_token is not None,
-            auth_status=auth.status,
-            auth_reason=auth.reason or None,
-            uploaded_at=state.uploaded_at,
-        ),
-        access_token=access,
-        fcm_installation=fcm,
-    )

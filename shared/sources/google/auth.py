@@ -33,15 +33,16 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from pydantic import AwareDatetime
+import requests
 
 from shared.logs import register_secret
-from shared.models import Document, utc_now
+from shared.models import utc_now
 from shared.sources.google.credentials import GoogleSecrets, require_aas_token
 from shared.sources.google.errors import AuthFailed
+from shared.store.google import CachedToken
 
 if TYPE_CHECKING:
-    from google.cloud import firestore
+    from shared.store.google import TokenCache
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,6 @@ DEFAULT_TOKEN_LIFETIME = timedelta(hours=1)  # when the answer says nothing abou
 REFRESH_MARGIN = timedelta(minutes=5)
 # The AAS token is dead: a human must make a new one (SPEC.md, "Google credentials expiring").
 EXPIRY_ERRORS = frozenset({"BadAuthentication", "NeedsBrowser"})
-TOKEN_STATE = "google_token"  # noqa: S105 - a document name
 
 _gpsoauth_lock = threading.Lock()
 
@@ -64,15 +64,6 @@ class TokenRejected(Exception):
     def __init__(self, error: str) -> None:
         super().__init__(f"Google refused the AAS token: {error}")
         self.error = error
-
-
-class CachedToken(Document):
-    """`state/google_token`: the current access token and what it was made from."""
-
-    token: str
-    obtained_at: AwareDatetime
-    expires_at: AwareDatetime
-    credentials_digest: str
 
 
 def credentials_digest(credentials: GoogleSecrets) -> str:
@@ -137,12 +128,12 @@ class TokenProvider:
 
     def __init__(
         self,
-        client: firestore.Client,
-        auth_url: str,
         *,
+        cache: TokenCache,
+        auth_url: str,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
-        self._ref = client.collection("state").document(TOKEN_STATE)
+        self._cache = cache
         self._auth_url = auth_url
         self._clock = clock
         self._memory: CachedToken | None = None
@@ -161,11 +152,10 @@ class TokenProvider:
         with self._lock:
             if self._usable(self._memory, digest):
                 return self._memory.token  # type: ignore[union-attr]
-            snapshot = self._ref.get()
-            stored = CachedToken.model_validate(snapshot.to_dict()) if snapshot.exists else None
+            stored = self._cache.get()
             if not self._usable(stored, digest):
                 stored = self._fetch(credentials, digest)
-                self._ref.set(stored.model_dump(mode="python"))
+                self._cache.put(stored)
             register_secret(stored.token)  # type: ignore[union-attr]
             self._memory = stored
             return stored.token  # type: ignore[union-attr]
@@ -174,16 +164,13 @@ class TokenProvider:
         """Forget the token (Nova refused it, or the credentials changed)."""
         with self._lock:
             self._memory = None
-            self._ref.delete()
+            self._cache.delete()
 
     def cached(self) -> CachedToken | None:
         """The cached token's record (for the token status route; never shown as such)."""
-        snapshot = self._ref.get()
-        return CachedToken.model_validate(snapshot.to_dict()) if snapshot.exists else None
+        return self._cache.get()
 
     def _fetch(self, credentials: GoogleSecrets, digest: str) -> CachedToken:
-        import requests
-
         aas_token = require_aas_token(credentials)
         now = self._clock()
         try:

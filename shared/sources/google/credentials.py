@@ -26,7 +26,6 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import (
-    AwareDatetime,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -34,7 +33,7 @@ from pydantic import (
     ValidationError,
 )
 
-from shared.models import Document, Model, utc_now
+from shared.models import Model, utc_now
 from shared.secrets import SecretNotFound, SecretStore
 from shared.sources.google.errors import CredentialsMissing
 
@@ -152,18 +151,6 @@ class AasTokenUpload(Model):
     model_config = ConfigDict(extra="forbid")
 
     aas_token: NonEmpty
-
-
-class CredentialsState(Document):
-    """`state/google_credentials`: when the credentials were uploaded, FCM expiry, its notice."""
-
-    uploaded_at: AwareDatetime | None = None
-    fcm_expires_at: AwareDatetime | None = None
-    # The expiry an "expiring soon" email was sent for: one email per installation token.
-    fcm_expiry_notified_for: AwareDatetime | None = None
-
-
-CREDENTIALS_STATE = "google_credentials"
 
 
 def read_secrets(store: SecretStore, name: str) -> GoogleSecrets:

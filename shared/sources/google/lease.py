@@ -20,28 +20,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from pydantic import AwareDatetime, Field
-
 from shared.errors import RetryLater
-from shared.models import Document
+from shared.store.google import FcmLease
 
 if TYPE_CHECKING:
-    from google.cloud import firestore
+    from shared.store.google import LeaseDocument
 
 logger = logging.getLogger(__name__)
 
-LEASE_DOCUMENT = "fcm_lease"
 # Entries older than this are dropped: no timer is longer than a day.
 LOCATED_MEMORY = timedelta(days=2)
-
-
-class FcmLease(Document):
-    owner: str | None = None
-    until: AwareDatetime | None = None
-    located: dict[str, AwareDatetime] = Field(default_factory=dict)
-
-    def held(self, now: datetime) -> bool:
-        return bool(self.owner and self.until and self.until > now)
 
 
 @dataclass(frozen=True)
@@ -52,13 +40,11 @@ class LeaseHold:
 
 
 class FcmLeases:
-    def __init__(self, client: firestore.Client) -> None:
-        self._client = client
-        self._ref = client.collection("state").document(LEASE_DOCUMENT)
+    def __init__(self, *, document: LeaseDocument) -> None:
+        self._document = document
 
     def read(self) -> FcmLease:
-        snapshot = self._ref.get()
-        return FcmLease.model_validate(snapshot.to_dict()) if snapshot.exists else FcmLease()
+        return self._document.read().value or FcmLease()
 
     def acquire(
         self,
@@ -73,10 +59,8 @@ class FcmLeases:
 
         `RetryLater` while another run holds it.
         """
-        from google.api_core.exceptions import AlreadyExists, FailedPrecondition
-
-        snapshot = self._ref.get()
-        lease = FcmLease.model_validate(snapshot.to_dict()) if snapshot.exists else FcmLease()
+        read = self._document.read()
+        lease = read.value or FcmLease()
         if skip_device is not None:
             located = lease.located.get(skip_device)
             if located is not None and now - located < skip_within:
@@ -84,33 +68,22 @@ class FcmLeases:
         if lease.held(now):
             raise _busy(lease.until, now)  # type: ignore[arg-type]
         taken = lease.model_copy(update={"owner": owner, "until": until})
-        data = taken.model_dump(mode="python")
-        try:
-            if snapshot.exists:
-                option = self._client.write_option(last_update_time=snapshot.update_time)
-                result = self._ref.update(data, option=option)
-            else:
-                result = self._ref.create(data)
-        except (AlreadyExists, FailedPrecondition):
-            raise _busy(until, now) from None
-        return LeaseHold(owner, taken, result.update_time)
+        update_time = self._document.write_if_unchanged(taken, read.update_time)
+        if update_time is None:
+            raise _busy(until, now)
+        return LeaseHold(owner, taken, update_time)
 
     def release(
         self, hold: LeaseHold, *, now: datetime, located: dict[str, datetime] | None = None
     ) -> None:
         """Give the lease back, remembering which devices were located (and when)."""
-        from google.api_core.exceptions import FailedPrecondition
-
         merged = {
             device: moment
             for device, moment in {**hold.lease.located, **(located or {})}.items()
             if now - moment < LOCATED_MEMORY
         }
         released = FcmLease(owner=None, until=None, located=merged)
-        option = self._client.write_option(last_update_time=hold.update_time)
-        try:
-            self._ref.update(released.model_dump(mode="python"), option=option)
-        except FailedPrecondition:
+        if self._document.write_if_unchanged(released, hold.update_time) is None:
             # It expired and another run took it meanwhile: its record wins.
             logger.warning("the FCM lease expired before the session ended")
 

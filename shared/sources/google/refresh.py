@@ -14,36 +14,32 @@ is new and an email per tracker would be noise.
 - smart tracking's end for devices whose runs stopped.
 
 Google is not called at all when no credentials are stored or `state/auth` says
-`auth_required`; the report says why. The notifier and the services module are imported where
-an email or a registration is due: a cold run with nothing to do loads neither.
+`auth_required`; the report says why. The sync services (and the scheduler's client) are made
+where a registration is due: a cold run with nothing to do makes neither.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from shared.errors import Conflict, Forbidden
-from shared.models import Device, Document, Model, Source
+from shared.models import Device, Model, Source
 from shared.sources.google.account import FCM_EXPIRY_WARNING_SECONDS
-from shared.sources.google.credentials import CREDENTIALS_STATE
 from shared.sources.google.errors import AuthExpired, CredentialsMissing, GoogleSourceError
+from shared.store.google import RefreshState
 
 if TYPE_CHECKING:
-    from shared.runtime import Runtime
-    from shared.sources.google.source import GoogleSource
+    from shared.notify import Notifier
+    from shared.services import Services
+    from shared.sources.google.account import GoogleAccount
+    from shared.sources.google.smart_tracking import SmartTracker
+    from shared.store import Repository
+    from shared.store.google import AuthMark, RefreshDocument
 
 logger = logging.getLogger(__name__)
-
-REFRESH_STATE = "google_refresh"
-
-
-class RefreshState(Document):
-    """`state/google_refresh`: whether the first refresh (no new-device emails) happened."""
-
-    first_run_done: bool = False
 
 
 class RefreshReport(Model):
@@ -57,141 +53,131 @@ class RefreshReport(Model):
     smart_tracking_ended: list[str] = Field(default_factory=list)
 
 
-def skip_reason(runtime: Runtime, google: GoogleSource) -> str | None:
-    """Why Google must not be called now, or None."""
-    if runtime.store.state.auth().status == "auth_required":
-        return "Google credentials expired (auth_required): upload new ones"
-    try:
-        google.account.credentials()
-    except CredentialsMissing as exc:
-        return exc.message
-    return None
+class GoogleRefresh:
+    """The hourly refresh (`refresh`) and the API's device listing (`refresh_for_listing`).
 
+    `services` and `notifier` are called when a registration or an email is due: a refresh
+    with nothing to do makes neither (nor loads their modules).
+    """
 
-def refresh_device_list(runtime: Runtime, google: GoogleSource) -> tuple[int, list[str]]:
-    """Store the account's trackers; returns how many there are and the new ones' ids."""
-    listed = google.account.list_devices()
-    now = google.account.clock()
-    store = runtime.store
-    known = {device.id: device for device in store.devices.list()}
-    new = []
-    for found in listed:
-        existing = known.get(found.id)
-        if existing is None:
-            new.append(found.id)
-        store.devices.put(
-            Device(
-                id=found.id,
-                source=Source.GOOGLE,
-                name=found.name,
-                traccar_unique_id=existing.traccar_unique_id if existing else found.id,
-                model=found.model,
-                first_seen=existing.first_seen if existing else now,
-                last_seen=now,
-            )
-        )
-    state = store.state.get(REFRESH_STATE, RefreshState) or RefreshState()
-    if state.first_run_done:
-        from shared.notify import Notifier
+    def __init__(
+        self,
+        *,
+        account: GoogleAccount,
+        smart_tracking: SmartTracker,
+        auth: AuthMark,
+        devices: Repository[Device],
+        state: RefreshDocument,
+        services: Callable[[], Services],
+        notifier: Callable[[], Notifier],
+        auto_register: bool,
+        auto_register_timer: int,
+        auto_register_delta: int,
+    ) -> None:
+        self._account = account
+        self._smart_tracking = smart_tracking
+        self._auth = auth
+        self._devices = devices
+        self._state = state
+        self._services = services
+        self._notifier = notifier
+        self._auto_register = auto_register
+        self._auto_register_timer = auto_register_timer
+        self._auto_register_delta = auto_register_delta
 
-        notifier = Notifier.from_settings(runtime.settings)
-        names = {found.id: found.name for found in listed}
-        for device_id in new:
-            notifier.new_device(names[device_id], device_id, Source.GOOGLE.value)
-    else:
-        store.state.put(REFRESH_STATE, RefreshState(first_run_done=True))
-    if new:
-        logger.info("new Google devices", extra={"devices": new})
-    return len(listed), new
-
-
-def _auto_register(runtime: Runtime) -> list[str]:
-    settings = runtime.settings
-    if not settings.auto_register_services:
-        return []
-    from shared.notify import Notifier
-    from shared.services import ServiceSpec, upsert_service
-
-    store = runtime.store
-    excluded = {e.id for e in store.excluded_devices.list()}
-    served = {s.id for s in store.services.list()}
-    spec = ServiceSpec(timer=settings.auto_register_timer, delta=settings.auto_register_delta)
-    notifier = Notifier.from_settings(settings)
-    registered = []
-    for device in store.devices.list():
-        if device.source != Source.GOOGLE or device.id in excluded or device.id in served:
-            continue
+    def skip_reason(self) -> str | None:
+        """Why Google must not be called now, or None."""
+        if self._auth.get().status == "auth_required":
+            return "Google credentials expired (auth_required): upload new ones"
         try:
-            _, created = upsert_service(runtime, device.id, spec)
-        except (Forbidden, Conflict) as exc:
-            # Excluded or registered meanwhile by a concurrent run or user.
-            logger.info("not auto-registered: %s", exc.message, extra={"device_id": device.id})
-            continue
-        if created:
-            registered.append(device.id)
-            notifier.device_auto_registered(device.name, device.id, spec.timer, spec.delta)
-    return registered
+            self._account.credentials()
+        except CredentialsMissing as exc:
+            return exc.message
+        return None
 
+    def refresh_device_list(self) -> tuple[int, list[str]]:
+        """Store the account's trackers; returns how many there are and the new ones' ids."""
+        listed = self._account.list_devices()
+        now = self._account.clock()
+        known = {device.id: device for device in self._devices.list()}
+        new = []
+        for found in listed:
+            existing = known.get(found.id)
+            if existing is None:
+                new.append(found.id)
+            self._devices.put(
+                Device(
+                    id=found.id,
+                    source=Source.GOOGLE,
+                    name=found.name,
+                    traccar_unique_id=existing.traccar_unique_id if existing else found.id,
+                    model=found.model,
+                    first_seen=existing.first_seen if existing else now,
+                    last_seen=now,
+                )
+            )
+        if self._state.get().first_run_done:
+            names = {found.id: found.name for found in listed}
+            for device_id in new:
+                self._notifier().new_device(names[device_id], device_id, Source.GOOGLE.value)
+        else:
+            self._state.put(RefreshState(first_run_done=True))
+        if new:
+            logger.info("new Google devices", extra={"devices": new})
+        return len(listed), new
 
-def _watch_fcm_expiry(runtime: Runtime, google: GoogleSource) -> bool:
-    """Email once when the FCM installation token expires within 24 h; True if sent now."""
-    from google.cloud import firestore
+    def _register(self) -> list[str]:
+        if not self._auto_register:
+            return []
+        # Cold start: the services module (its models, 2 ms measured) loads only when a
+        # registration is due, not with every Google sync that builds this stack.
+        from shared.services import ServiceSpec
 
-    account = google.account
-    expires_at = account.fcm_expiry(account.credentials())
-    now = account.clock()
-    if expires_at is None or (expires_at - now).total_seconds() > FCM_EXPIRY_WARNING_SECONDS:
-        return False
-    client = runtime.store.client
-    ref = client.collection("state").document(CREDENTIALS_STATE)
+        spec = ServiceSpec(timer=self._auto_register_timer, delta=self._auto_register_delta)
+        return self._services().auto_register(Source.GOOGLE, spec)
 
-    @firestore.transactional
-    def claim(transaction: firestore.Transaction) -> bool:
-        # One email per expiry, even with two runs at once: the first to write it wins.
-        snapshot = ref.get(transaction=transaction)
-        data = snapshot.to_dict() if snapshot.exists else {}
-        if data.get("fcm_expiry_notified_for") == expires_at:
+    def _watch_fcm_expiry(self) -> bool:
+        """Email once when the FCM installation token expires within 24 h; True if sent now."""
+        account = self._account
+        expires_at = account.fcm_expiry(account.credentials())
+        now = account.clock()
+        if expires_at is None or (expires_at - now).total_seconds() > FCM_EXPIRY_WARNING_SECONDS:
             return False
-        transaction.set(ref, {**data, "fcm_expiry_notified_for": expires_at})
+        if not account.claim_fcm_expiry_notice(expires_at):
+            return False
+        self._notifier().fcm_token_expiring(expires_at)
         return True
 
-    if not claim(client.transaction()):
-        return False
-    from shared.notify import Notifier
+    def refresh(self) -> RefreshReport:
+        """The hourly run for the Google account (see the module docstring)."""
+        ended = self._smart_tracking.sweep()
+        reason = self.skip_reason()
+        if reason is not None:
+            logger.info("Google refresh skipped: %s", reason)
+            return RefreshReport(status="skipped", reason=reason, smart_tracking_ended=ended)
+        try:
+            count, new = self.refresh_device_list()
+        except AuthExpired as exc:
+            return RefreshReport(
+                status="auth_required", reason=exc.message, smart_tracking_ended=ended
+            )
+        except GoogleSourceError as exc:
+            logger.warning("Google refresh failed: %s", exc.message)
+            return RefreshReport(status="error", reason=exc.message, smart_tracking_ended=ended)
+        return RefreshReport(
+            status="ok",
+            devices=count,
+            new=new,
+            auto_registered=self._register(),
+            fcm_expiry_notified=self._watch_fcm_expiry(),
+            smart_tracking_ended=ended,
+        )
 
-    Notifier.from_settings(runtime.settings).fcm_token_expiring(expires_at)
-    return True
-
-
-def refresh(runtime: Runtime, google: GoogleSource) -> RefreshReport:
-    """The hourly run for the Google account (see the module docstring)."""
-    ended = google.smart_tracking.sweep()
-    reason = skip_reason(runtime, google)
-    if reason is not None:
-        logger.info("Google refresh skipped: %s", reason)
-        return RefreshReport(status="skipped", reason=reason, smart_tracking_ended=ended)
-    try:
-        count, new = refresh_device_list(runtime, google)
-    except AuthExpired as exc:
-        return RefreshReport(status="auth_required", reason=exc.message, smart_tracking_ended=ended)
-    except GoogleSourceError as exc:
-        logger.warning("Google refresh failed: %s", exc.message)
-        return RefreshReport(status="error", reason=exc.message, smart_tracking_ended=ended)
-    return RefreshReport(
-        status="ok",
-        devices=count,
-        new=new,
-        auto_registered=_auto_register(runtime),
-        fcm_expiry_notified=_watch_fcm_expiry(runtime, google),
-        smart_tracking_ended=ended,
-    )
-
-
-def refresh_for_listing(runtime: Runtime, google: GoogleSource) -> None:
-    """`GET /devices` refreshes the Google list first; a failure leaves the stored list."""
-    if skip_reason(runtime, google) is not None:
-        return
-    try:
-        refresh_device_list(runtime, google)
-    except GoogleSourceError as exc:
-        logger.warning("Google device list not refreshed: %s", exc.message)
+    def refresh_for_listing(self) -> None:
+        """`GET /devices` refreshes the Google list first; a failure leaves the stored list."""
+        if self.skip_reason() is not None:
+            return
+        try:
+            self.refresh_device_list()
+        except GoogleSourceError as exc:
+            logger.warning("Google device list not refreshed: %s", exc.message)

@@ -20,25 +20,17 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from pydantic import AwareDatetime, Field
-
-from shared.models import Document, Location, utc_now
-from shared.store import Repository
+from shared.errors import NotFound
+from shared.models import Location, utc_now
+from shared.store.google import SmartTrackingState
 
 if TYPE_CHECKING:
-    from shared.runtime import Runtime
+    from shared.services import Services
+    from shared.store import DeliveryRepository, Repository
 
 logger = logging.getLogger(__name__)
 
 EARTH_RADIUS_M = 6_371_008.8  # mean radius (IUGG)
-
-
-class SmartTrackingState(Document):
-    id: str = Field(min_length=1)
-    until: AwareDatetime
-    since: AwareDatetime
-    original_timer: int
-    original_delta: int
 
 
 def distance_m(a: Location, b: Location) -> float:
@@ -51,15 +43,34 @@ def distance_m(a: Location, b: Location) -> float:
 
 
 class SmartTracker:
-    def __init__(self, runtime: Runtime, *, clock: Callable[[], datetime] = utc_now) -> None:
-        self._runtime = runtime
-        self._settings = runtime.settings
-        self._clock = clock
-        self._states = Repository(runtime.store.client, "smart_tracking", SmartTrackingState)
+    """Told of every Google locate before delivery (`shared.sync.MovementTracker`).
 
-    @property
-    def enabled(self) -> bool:
-        return self._settings.smart_tracking_enabled
+    `services` is called only when a job is to be retimed or restored: the scheduler's client
+    is made then, not on every sync of a tracker that did not move.
+    """
+
+    def __init__(
+        self,
+        *,
+        states: Repository[SmartTrackingState],
+        delivery: DeliveryRepository,
+        services: Callable[[], Services],
+        enabled: bool,
+        distance: float,
+        duration: int,
+        timer: int,
+        delta: int,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._states = states
+        self._delivery = delivery
+        self._services = services
+        self.enabled = enabled
+        self._distance = distance
+        self._duration = duration
+        self._timer = timer
+        self._delta = delta
+        self._clock = clock
 
     def observe(self, device_id: str, located: list[Location]) -> None:
         """A locate of `device_id` found `located`: start, extend or end smart tracking."""
@@ -73,24 +84,23 @@ class SmartTracker:
         if not located:
             return
         newest = max(located, key=lambda location: location.timestamp)
-        delivered = self._runtime.store.delivery.state(device_id).last_location
+        delivered = self._delivery.state(device_id).last_location
         if delivered is None or newest.timestamp <= delivered.timestamp:
             return
         moved = distance_m(delivered, newest)
-        if moved <= self._settings.smart_tracking_distance:
+        if moved <= self._distance:
             return
-        until = now + timedelta(seconds=self._settings.smart_tracking_duration)
+        until = now + timedelta(seconds=self._duration)
         if state is not None:
             self._states.put(state.model_copy(update={"until": until}))
             return
-        service = self._runtime.store.services.get(device_id)
-        if service is None or service.paused:
+        services = self._services()
+        try:
+            service = services.get(device_id)
+        except NotFound:
             return
-        self._runtime.scheduler.upsert(
-            device_id,
-            timer=self._settings.smart_tracking_timer,
-            delta=self._settings.smart_tracking_delta,
-        )
+        if service.paused or not services.retime(device_id, timer=self._timer, delta=self._delta):
+            return
         self._states.put(
             SmartTrackingState(
                 id=device_id,
@@ -116,9 +126,7 @@ class SmartTracker:
         return [state.id for state in ended]
 
     def _restore(self, state: SmartTrackingState) -> None:
-        service = self._runtime.store.services.get(state.id)
-        if service is not None:
-            # The service's own values: the user may have changed them meanwhile.
-            self._runtime.scheduler.upsert(state.id, timer=service.timer, delta=service.delta)
+        # The service's own values: the user may have changed them meanwhile.
+        self._services().restore_timer(state.id)
         self._states.delete(state.id)
         logger.info("smart tracking off", extra={"device_id": state.id})

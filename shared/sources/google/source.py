@@ -1,4 +1,4 @@
-"""The Google source: locate trackers over Nova and FCM, decrypt their reports, feed the pipeline.
+"""The Google source: locate trackers over Nova and FCM, decrypt their reports, return positions.
 
 `GoogleSource.fetch(device)` is what `sync_device` calls for a Google tracker, inside the
 device's pipeline lease:
@@ -15,10 +15,11 @@ device's pipeline lease:
 4. gets an access token (before logging in to MCS, so a refused AAS token ends the run before
    any session), logs in, sends one locate per device, collects the answers (`fcm`);
 5. gives the lease back, remembering who was located;
-6. decrypts each answer with the owner key; runs smart tracking for each located device
-   (against its newest delivered position, so before any delivery); pushes each companion's
-   positions through the pipeline (its own lease; one that is busy is skipped: its next locate
-   brings them again); returns the device's own positions.
+6. decrypts each answer with the owner key and returns the device's own positions with every
+   companion's (each `Location.id` names its device). `shared.sync` tells smart tracking of
+   each located device before any delivery, and runs each companion's pipeline after the
+   device's own (its own lease; one that is busy is skipped: its next locate brings them
+   again). A companion without positions is only logged; the device's own failure is raised.
 
 A device that does not answer within `FCM_TIMEOUT` fails its run with a clear error
 (`FcmError`, 504); a wrong owner key fails it with a `DecryptionError` naming the device.
@@ -38,19 +39,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from shared.errors import BridgeError, ConfigError, Conflict, NotFound, RetryLater
-from shared.models import Device, Location, Source, utc_now
-from shared.sources.google.account import GoogleAccount
+from shared.errors import BridgeError
+from shared.models import Device, Location, Service, Source, utc_now
 from shared.sources.google.credentials import GoogleSecrets, require_aas_token
 from shared.sources.google.errors import CredentialsMissing, FcmError, GoogleSourceError
-from shared.sources.google.smart_tracking import SmartTracker
 
 if TYPE_CHECKING:
-    from google.api_core.retry import Retry
-
-    from shared.runtime import Runtime
+    from shared.sources.google.account import GoogleAccount
     from shared.sources.google.fcm import McsEndpoint
     from shared.sources.google.lease import FcmLeases, LeaseHold
+    from shared.store import Repository
 
 logger = logging.getLogger(__name__)
 
@@ -80,35 +78,37 @@ class GoogleSource:
 
     def __init__(
         self,
-        runtime: Runtime,
         *,
+        account: GoogleAccount,
+        leases: FcmLeases,
+        devices: Repository[Device],
+        services: Repository[Service],
+        mcs_host: str,
+        mcs_port: int,
+        fcm_timeout: float,
         clock: Callable[[], datetime] = utc_now,
-        nova_retry: Retry | None = None,
     ) -> None:
-        self._runtime = runtime
+        self.account = account
+        self._leases = leases
+        self._devices = devices
+        self._services = services
+        self._mcs_host = mcs_host
+        self._mcs_port = mcs_port
+        self._timeout = float(fcm_timeout)
         self._clock = clock
-        self.account = GoogleAccount(runtime, clock=clock, nova_retry=nova_retry)
-        self.smart_tracking = SmartTracker(runtime, clock=clock)
-        self._timeout = float(runtime.settings.fcm_timeout)
 
-    # The FCM session and its lease load with the first locate: the hourly refresh and the
-    # credential routes never need them.
+    # Cold start: the FCM module (asyncio, and the session's code) loads with the first locate;
+    # the hourly refresh and the credential routes never need it.
     @functools.cached_property
     def _endpoint(self) -> McsEndpoint:
         from shared.sources.google.fcm import McsEndpoint
 
-        settings = self._runtime.settings
-        return McsEndpoint(settings.google_mcs_host, settings.google_mcs_port)
-
-    @functools.cached_property
-    def _leases(self) -> FcmLeases:
-        from shared.sources.google.lease import FcmLeases
-
-        return FcmLeases(self._runtime.store.client)
+        return McsEndpoint(self._mcs_host, self._mcs_port)
 
     # --- the pipeline's source -------------------------------------------------------------
 
     def fetch(self, device: Device) -> list[Location]:
+        """The device's positions and those of the companions located with it."""
         try:
             credentials = self.account.credentials()
             require_aas_token(credentials)
@@ -141,46 +141,22 @@ class GoogleSource:
         finally:
             located = dict.fromkeys(results.locations, now) if results is not None else {}
             self._leases.release(hold, now=self._clock(), located=located)
-        return self._deliver(device, companions, results)
-
-    def _deliver(
-        self, device: Device, companions: list[Device], results: LocateResults
-    ) -> list[Location]:
-        # Before any delivery: smart tracking compares with the newest position delivered so far.
-        for located in (device, *companions):
-            if located.id in results.locations:
-                self.smart_tracking.observe(located.id, results.locations[located.id])
+        found = list(results.of(device))
         for companion in companions:
-            self._deliver_companion(companion, results)
-        return results.of(device)
-
-    def _deliver_companion(self, companion: Device, results: LocateResults) -> None:
-        if companion.id in results.errors:
-            logger.warning(
-                "a device located in the same session has no positions: %s",
-                results.errors[companion.id].message,
-                extra={"device_id": companion.id},
-            )
-            return
-        locations = results.locations[companion.id]
-        try:
-            report = self._runtime.pipeline.run(companion, lambda: locations)
-        except (RetryLater, Conflict) as exc:
-            logger.warning(
-                "a device located in the same session is busy; its positions come next time",
-                extra={"device_id": companion.id, "reason": exc.message},
-            )
-            return
-        logger.info(
-            "delivered positions of a device located in the same session",
-            extra={"device_id": companion.id, **report.result.model_dump()},
-        )
+            if companion.id in results.errors:
+                logger.warning(
+                    "a device located in the same session has no positions: %s",
+                    results.errors[companion.id].message,
+                    extra={"device_id": companion.id},
+                )
+                continue
+            found.extend(results.locations[companion.id])
+        return found
 
     def _due_companions(self, device: Device, hold: LeaseHold, now: datetime) -> list[Device]:
-        store = self._runtime.store
-        services = {s.id: s for s in store.services.list() if not s.paused}
+        services = {s.id: s for s in self._services.list() if not s.paused}
         due = []
-        for other in store.devices.list():
+        for other in self._devices.list():
             service = services.get(other.id)
             if other.id == device.id or other.source != Source.GOOGLE or service is None:
                 continue
@@ -211,6 +187,7 @@ class GoogleSource:
     # --- one session -------------------------------------------------------------------------
 
     def _locate(self, credentials: GoogleSecrets, devices: Sequence[Device]) -> LocateResults:
+        # Cold start: firebase-messaging's session code loads only when a tracker is located.
         from shared.sources.google.fcm import run_session
 
         # Refused credentials end the run here, before any MCS session.
@@ -266,25 +243,3 @@ class GoogleSource:
                         extra={"device_id": device.id, "places": len(decoded.semantic)},
                     )
         return results
-
-
-def google_source(runtime: Runtime) -> GoogleSource:
-    """The instance's Google source, as `runtime.sources` holds it."""
-    source = runtime.sources.get(Source.GOOGLE)
-    if not isinstance(source, GoogleSource):
-        raise ConfigError("runtime.sources has no GoogleSource for Source.GOOGLE")
-    return source
-
-
-def fresh_locations(runtime: Runtime, device_id: str) -> list[Location]:
-    """`GET /devices/<id>/locations`: a Google tracker is located now (nothing is pushed);
-    another device shows its newest delivered position. Oldest first."""
-    device = runtime.store.devices.get(device_id)
-    if device is None:
-        raise NotFound(f"unknown device: {device_id}")
-    if device.source == Source.GOOGLE:
-        found = google_source(runtime).locate_now(device)
-    else:
-        newest = runtime.store.delivery.state(device_id).last_location
-        found = [newest] if newest is not None else []
-    return sorted(found, key=lambda location: location.timestamp)

@@ -1,7 +1,7 @@
 """One ingestion for pushes and pulls: TLINK data → stored readings → a Location when placed.
 
 A push (`PushBody`) or a device of the pull API (`ApiDevice`) becomes a `DeviceReport`; then
-`Ingestion.apply` stores it in one batch (see `shared.sources.tlink.store`) and answers the
+`Ingestion.apply` stores it in one batch (see `shared.store.tlink`) and answers the
 `Location` to send to Traccar, or None when the device's position is unknown. A push is
 `Ingestion.prepare`d on what its receiver read, and committed by the receiver (with the lease
 when there is a position to push).
@@ -45,8 +45,8 @@ from shared.sources.tlink.models import (
     TlinkEvent,
     TlinkReading,
 )
-from shared.sources.tlink.store import Loaded, TlinkRepository
 from shared.store import Writes
+from shared.store.tlink import Loaded, TlinkRepository
 
 logger = logging.getLogger(__name__)
 

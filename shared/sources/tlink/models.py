@@ -19,10 +19,9 @@ import math
 from datetime import datetime, time
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from shared.models import Document
-from shared.store import ClaimStatus
+from shared.store.tlink import CachedToken, SensorState, TlinkDevice, TlinkEvent, TlinkReading
 
 MAX_SENSORS_PER_PUSH = 400  # one push is one Firestore batch; far more than a device carries
 TLINK_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -183,77 +182,6 @@ class Credentials(BaseModel):
     userId: VendorText = None
 
 
-# --- Firestore documents -------------------------------------------------------------------
+# --- Firestore documents: in `shared.store.tlink`, named here too -------------------------
 
-
-class SensorState(Document):
-    """The latest value of one sensor, inside its device's document."""
-
-    sensor_id: int
-    type_id: int | None = None
-    name: str | None = None  # from the pull API; pushes carry no names
-    unit: str | None = None
-    value: str | None = None
-    re_val: str | None = None
-    is_alarm: str | None = None
-    is_line: str | None = None
-    time: AwareDatetime | None = None
-
-
-class TlinkDevice(Document):
-    """`tlink_devices/<deviceId>`: a TLINK device, its user and its sensors' latest values."""
-
-    id: str = Field(min_length=1)
-    device_id: int
-    user_id: str | None = None
-    parent_user_id: str | None = None
-    name: str = ""
-    # The device's position as the pull API reports it (often a fixed, configured place).
-    lat: float | None = None
-    lng: float | None = None
-    last_push: AwareDatetime | None = None
-    last_pull: AwareDatetime | None = None
-    sensors: dict[str, SensorState] = Field(default_factory=dict)
-
-
-class TlinkReading(Document):
-    """`tlink_readings/<deviceId>_<sensorId>_<epoch>`: one sensor value at one time."""
-
-    id: str = Field(min_length=1)
-    device_id: int
-    sensor_id: int
-    type_id: int | None = None
-    user_id: str | None = None
-    time: AwareDatetime
-    value: str | None = None
-    re_val: str | None = None
-    is_alarm: str | None = None
-    origin: str  # "push" | "api"
-    expire_at: AwareDatetime
-
-
-class TlinkEvent(Document):
-    """`webhook_events/tlink-<sha256>`: a push already processed (redeliveries are no-ops).
-
-    `owner` is the processing that wrote it: a commit retried after its reply was lost finds
-    its own event (done, not a redelivery), and a failing processing deletes its own only.
-    Events written before owners existed have "" (a redelivery, whoever asks). `status` is
-    "pending" while the push's position is on its way (event and lease written, outcome not
-    yet): a redelivery then waits, or takes the event over once the lease has ended."""
-
-    id: str = Field(min_length=1)
-    owner: str = ""
-    status: ClaimStatus = "done"
-    source: str = "tlink"
-    device_id: int
-    received_at: AwareDatetime
-    expire_at: AwareDatetime
-
-
-class CachedToken(Document):
-    """`state/tlink_token`: the current access token, shared by the instances until it expires."""
-
-    access_token: str
-    expires_at: AwareDatetime
-    obtained_at: AwareDatetime
-    grant: str
+__all__ = ["CachedToken", "SensorState", "TlinkDevice", "TlinkEvent", "TlinkReading"]

@@ -1,88 +1,78 @@
 """The TLINK source of one instance: pulls for `sync_device`, and the pieces pushes share.
 
-`runtime.sources[Source.TLINK]` is a `TlinkSource`. `fetch(device)` pulls the device from
-`getDeviceSensorDatas` (its bound user, else the credentials' `userId`) and feeds each answer
-through the same ingestion as a push; the pipeline then pushes the Locations. `discover()`
-pulls every device of a user, page after page, and records them (for a device refresh).
-Everything is built on first use: a webhooks instance never builds the API client.
+`TlinkStack.source` (`runtime.sources[Source.TLINK]`) is a `TlinkSource`. `fetch(device)` pulls
+the device from `getDeviceSensorDatas` (its bound user, else the credentials' `userId`) and
+feeds each answer through the same ingestion as a push; the pipeline then pushes the
+Locations. `discover()` pulls every device of a user, page after page, and records them.
+The API client is built on first pull: a webhooks instance never builds it.
 """
 
 from __future__ import annotations
 
 import functools
-import threading
-import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+import requests
 from pydantic import ValidationError
 
 from shared.errors import ConfigError, Conflict
 from shared.models import Device, Location, Source, utc_now
-from shared.secrets import SecretNotFound
+from shared.secrets import CachedSecrets, SecretNotFound, SecretStore
 from shared.sources.tlink.client import TlinkAuthError, TlinkClient
 from shared.sources.tlink.ingest import Ingestion, report_from_api, tlink_device_id
 from shared.sources.tlink.models import Credentials
-from shared.sources.tlink.store import TlinkRepository
-from shared.sources.tlink.views import TlinkViews
-
-if TYPE_CHECKING:
-    from shared.runtime import Runtime
+from shared.store import StateRepository
+from shared.store.tlink import TlinkRepository
 
 SECRET_CACHE_SECONDS = 60.0  # a rotated webhook secret is picked up within a minute
-
-
-def tlink_source(runtime: Runtime) -> TlinkSource:
-    """The instance's TLINK source, as `runtime.sources` holds it."""
-    source = runtime.sources.get(Source.TLINK)
-    if not isinstance(source, TlinkSource):
-        raise ConfigError("runtime.sources has no TlinkSource for Source.TLINK")
-    return source
 
 
 class TlinkSource:
     source = Source.TLINK
 
-    def __init__(self, runtime: Runtime, *, clock: Callable[[], datetime] = utc_now) -> None:
-        self._runtime = runtime
+    def __init__(
+        self,
+        *,
+        repository: TlinkRepository,
+        secrets: SecretStore,
+        cached_secrets: CachedSecrets,
+        http_session: requests.Session,
+        state: StateRepository,
+        api_url: str,
+        credentials_secret: str,
+        time_zone: str,
+        reading_retention: timedelta,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.repository = repository
+        self._secrets = secrets
+        self._cached_secrets = cached_secrets
+        self._http_session = http_session
+        self._state = state
+        self._api_url = api_url
+        self._credentials_secret = credentials_secret
+        self.zone = ZoneInfo(time_zone)
         self._clock = clock
-        self._secrets: dict[str, tuple[str, float]] = {}
-        self._secrets_lock = threading.Lock()
-
-    @property
-    def zone(self) -> ZoneInfo:
-        return ZoneInfo(self._runtime.settings.tlink_time_zone)
-
-    @functools.cached_property
-    def repository(self) -> TlinkRepository:
-        return TlinkRepository(self._runtime.firestore_client)
-
-    @functools.cached_property
-    def ingestion(self) -> Ingestion:
-        retention = timedelta(days=self._runtime.settings.tlink_reading_retention_days)
-        return Ingestion(self.repository, retention=retention, clock=self._clock)
-
-    @functools.cached_property
-    def views(self) -> TlinkViews:
-        return TlinkViews(self.repository, self.zone)
+        self.ingestion = Ingestion(repository, retention=reading_retention, clock=clock)
 
     @functools.cached_property
     def client(self) -> TlinkClient:
+        """Built on first pull: a webhooks instance never builds it."""
         return TlinkClient(
-            self._runtime.http_session,
-            str(self._runtime.settings.tlink_api_url),
+            self._http_session,
+            self._api_url,
             credentials=self.credentials,
-            state=self._runtime.store.state,
+            state=self._state,
             clock=self._clock,
         )
 
     def credentials(self) -> Credentials:
         """The pull credentials, read from the secrets backend (the client keeps its copy)."""
-        name = self._runtime.settings.tlink_credentials_secret
+        name = self._credentials_secret
         try:
-            return Credentials.model_validate_json(self._runtime.secrets.read(name))
+            return Credentials.model_validate_json(self._secrets.read(name))
         except SecretNotFound:
             raise TlinkAuthError(f"no TLINK credentials: store them in secret {name}") from None
         except ValidationError as exc:
@@ -93,15 +83,7 @@ class TlinkSource:
 
     def secret(self, name: str) -> str:
         """A secret's value, cached for `SECRET_CACHE_SECONDS` (one read per minute at most)."""
-        now = time.monotonic()
-        with self._secrets_lock:
-            cached = self._secrets.get(name)
-            if cached is not None and now - cached[1] < SECRET_CACHE_SECONDS:
-                return cached[0]
-        value = self._runtime.secrets.read(name)
-        with self._secrets_lock:
-            self._secrets[name] = (value, now)
-        return value
+        return self._cached_secrets.read(name, max_age=SECRET_CACHE_SECONDS)
 
     def required_secret(self, name: str, setting: str) -> str:
         """A secret a setting turned on; its absence is a configuration error (500)."""
@@ -123,7 +105,7 @@ class TlinkSource:
         if not user_id:
             raise Conflict(
                 f"no TLINK user is bound to {device.id}: it binds on its first push, or set "
-                f"userId in secret {self._runtime.settings.tlink_credentials_secret}"
+                f"userId in secret {self._credentials_secret}"
             )
         locations = []
         for found in self.client.device_sensor_datas(user_id, device_id=device_id):
@@ -140,7 +122,7 @@ class TlinkSource:
         if not user:
             raise Conflict(
                 "no TLINK user to discover: pass one or set userId in secret "
-                f"{self._runtime.settings.tlink_credentials_secret}"
+                f"{self._credentials_secret}"
             )
         return [
             self.ingestion.apply(report_from_api(found, user, self.zone)).device

@@ -31,7 +31,7 @@ from shared.sources.tlink.models import (
     TlinkDevice,
     TlinkReading,
 )
-from shared.sources.tlink.store import TlinkRepository
+from shared.store.tlink import TlinkRepository
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100

@@ -41,16 +41,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from google.api_core.exceptions import GoogleAPICallError, RetryError
 from pydantic import ValidationError
 
-from shared.errors import BadRequest, NotFound, RetryLater, Unauthorized
+from shared.errors import BadRequest, NotFound, RetryLater, Unauthorized, Unavailable
 from shared.models import Location, utc_now
-from shared.pipeline import RunReport
-from shared.runtime import Runtime
+from shared.pipeline import Pipeline, RunReport
 from shared.sources.tlink.ingest import DeviceReport, bridge_id, report_from_push
 from shared.sources.tlink.models import PushBody, TlinkEvent
-from shared.sources.tlink.source import TlinkSource, tlink_source
-from shared.store import StaleRead
+from shared.sources.tlink.source import TlinkSource
+from shared.store import DeliveryRepository, StaleRead
 from shared.web import describe_validation_error
 
 logger = logging.getLogger(__name__)
@@ -66,12 +66,6 @@ BUSY_POLL_SECONDS = 0.1
 # up (503: TLINK retries); each lost race means a concurrent writer succeeded.
 WRITE_ATTEMPTS = 5
 UNAVAILABLE_RETRY_AFTER = 30
-
-
-class Unavailable(RetryLater):
-    """A transient failure (Firestore, the pipeline): 503 with Retry-After, nothing recorded."""
-
-    status = 503
 
 
 @dataclass(frozen=True)
@@ -92,15 +86,22 @@ class PushAnswer:
         }
 
 
-def check_path_token(runtime: Runtime, source: TlinkSource, token: str | None) -> None:
-    settings = runtime.settings
-    if not settings.tlink_require_path_token:
-        if token is not None:
+class PathTokenCheck:
+    """`TLINK_REQUIRE_PATH_TOKEN`: the push URL's last segment must be the secret's value."""
+
+    def __init__(self, *, source: TlinkSource, required: bool, secret_name: str) -> None:
+        self._source = source
+        self._required = required
+        self._secret_name = secret_name
+
+    def __call__(self, token: str | None) -> None:
+        if not self._required:
+            if token is not None:
+                raise NotFound("no such route")
+            return
+        expected = self._source.required_secret(self._secret_name, "TLINK_REQUIRE_PATH_TOKEN")
+        if token is None or not hmac.compare_digest(token.encode(), expected.encode()):
             raise NotFound("no such route")
-        return
-    expected = source.required_secret(settings.tlink_path_token_secret, "TLINK_REQUIRE_PATH_TOKEN")
-    if token is None or not hmac.compare_digest(token.encode(), expected.encode()):
-        raise NotFound("no such route")
 
 
 def signature(secret: str, raw: bytes) -> str:
@@ -109,18 +110,25 @@ def signature(secret: str, raw: bytes) -> str:
     return SIGNATURE_PREFIX + digest
 
 
-def check_signature(runtime: Runtime, source: TlinkSource, raw: bytes, header: str | None) -> None:
-    settings = runtime.settings
-    if not settings.tlink_require_signature:
-        return
-    secret = source.required_secret(settings.tlink_webhook_secret_name, "TLINK_REQUIRE_SIGNATURE")
-    presented = (header or "").strip()
-    scheme, _, digest = presented.partition("=")
-    expected = signature(secret, raw)
-    # Lower-cased so an upper-case hex digest still matches; compared in constant time.
-    candidate = f"{scheme.lower()}={digest.lower()}".encode()
-    if not header or not hmac.compare_digest(candidate, expected.encode()):
-        raise Unauthorized(f"missing or wrong {SIGNATURE_HEADER}")
+class SignatureCheck:
+    """`TLINK_REQUIRE_SIGNATURE`: `X-TLink-Signature` must be the body's HMAC under the secret."""
+
+    def __init__(self, *, source: TlinkSource, required: bool, secret_name: str) -> None:
+        self._source = source
+        self._required = required
+        self._secret_name = secret_name
+
+    def __call__(self, raw: bytes, header: str | None) -> None:
+        if not self._required:
+            return
+        secret = self._source.required_secret(self._secret_name, "TLINK_REQUIRE_SIGNATURE")
+        presented = (header or "").strip()
+        scheme, _, digest = presented.partition("=")
+        expected = signature(secret, raw)
+        # Lower-cased so an upper-case hex digest still matches; compared in constant time.
+        candidate = f"{scheme.lower()}={digest.lower()}".encode()
+        if not header or not hmac.compare_digest(candidate, expected.encode()):
+            raise Unauthorized(f"missing or wrong {SIGNATURE_HEADER}")
 
 
 def parse_push(raw: bytes) -> PushBody:
@@ -134,102 +142,118 @@ def parse_push(raw: bytes) -> PushBody:
         raise BadRequest(describe_validation_error(exc)) from None
 
 
-def receive(
-    runtime: Runtime,
-    raw: bytes,
-    *,
-    signature_header: str | None,
-    path_token: str | None,
-    sleep: Callable[[float], None] = time.sleep,
-) -> PushAnswer:
-    """Process one push; see the module docstring for the order and the answers."""
-    source = tlink_source(runtime)
-    check_path_token(runtime, source, path_token)
-    check_signature(runtime, source, raw, signature_header)
-    body = parse_push(raw)
-    report = report_from_push(body, source.zone)
+class TlinkWebhook:
+    """The push receiver: `receive(raw, signature_header=, path_token=)`."""
 
-    now = utc_now()
-    event = TlinkEvent(
-        id="tlink-" + hashlib.sha256(raw).hexdigest(),
-        owner=uuid.uuid4().hex,
-        device_id=body.deviceId,
-        received_at=now,
-        expire_at=now + EVENT_RETENTION,
-    )
-    waited, stale = 0.0, 0
-    while True:
+    def __init__(
+        self,
+        *,
+        source: TlinkSource,
+        delivery: DeliveryRepository,
+        pipeline: Callable[[], Pipeline],
+        path_token: PathTokenCheck,
+        signature: SignatureCheck,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._source = source
+        self._delivery = delivery
+        # A callable: the pipeline (and Traccar's client) is made when a push has a position.
+        self._pipeline = pipeline
+        self._check_path_token = path_token
+        self._check_signature = signature
+        self._sleep = sleep
+
+    def receive(
+        self,
+        raw: bytes,
+        *,
+        signature_header: str | None,
+        path_token: str | None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> PushAnswer:
+        """Process one push; see the module docstring for the order and the answers."""
+        self._check_path_token(path_token)
+        self._check_signature(raw, signature_header)
+        body = parse_push(raw)
+        report = report_from_push(body, self._source.zone)
+        pause = sleep or self._sleep
+
+        now = utc_now()
+        event = TlinkEvent(
+            id="tlink-" + hashlib.sha256(raw).hexdigest(),
+            owner=uuid.uuid4().hex,
+            device_id=body.deviceId,
+            received_at=now,
+            expire_at=now + EVENT_RETENTION,
+        )
+        waited, stale = 0.0, 0
+        while True:
+            try:
+                return self._ingest(report, event)
+            except StaleRead:
+                stale += 1  # nothing was written: read again (a copy's event is found there)
+                if stale >= WRITE_ATTEMPTS:
+                    raise Unavailable(
+                        "the push's documents kept changing; retry later",
+                        retry_after=UNAVAILABLE_RETRY_AFTER,
+                    ) from None
+            except Unavailable:
+                raise  # a failure (503), not a busy device
+            except RetryLater:
+                # Another run holds the device's lease (a concurrent push, usually a few hundred
+                # ms); nothing was written.
+                if waited >= BUSY_WAIT_SECONDS:
+                    raise
+                pause(BUSY_POLL_SECONDS)
+                waited += BUSY_POLL_SECONDS
+
+    def _ingest(self, report: DeviceReport, event: TlinkEvent) -> PushAnswer:
+        """Steps 4 and 5: one read, one commit, the pipeline."""
+        device_id = bridge_id(report.device_id)
         try:
-            return _ingest(runtime, source, report, event)
-        except StaleRead:
-            stale += 1  # nothing was written: read again (a copy's event is found there)
-            if stale >= WRITE_ATTEMPTS:
-                raise Unavailable(
-                    "the push's documents kept changing; retry later",
-                    retry_after=UNAVAILABLE_RETRY_AFTER,
-                ) from None
-        except Unavailable:
-            raise  # a failure (503), not a busy device
+            loaded = self._source.repository.load(
+                report.device_id,
+                device_id,
+                event_id=event.id,
+                state_ref=self._delivery.state_ref(device_id),
+            )
+        except (GoogleAPICallError, RetryError) as exc:
+            logger.exception("TLINK push not stored", extra={"tlink_device_id": report.device_id})
+            raise Unavailable(
+                "the push could not be stored; retry later", retry_after=UNAVAILABLE_RETRY_AFTER
+            ) from exc
+        if loaded.event.value is not None and loaded.event.value.status == "done":
+            logger.info(
+                "TLINK push delivered again; ignored", extra={"tlink_device_id": report.device_id}
+            )
+            return PushAnswer("duplicate", report.device_id)
+        prepared = self._source.ingestion.prepare(report, loaded, event=event)
+        ingested = prepared.ingested
+        location = ingested.location
+        try:
+            if location is None:
+                self._source.repository.commit(prepared.writes, event=event)
+                return PushAnswer("ok", report.device_id, ingested.stored_readings)
+            # The event and the readings go in the lease's commit: one round trip before the push.
+            run = self._pipeline().run(
+                ingested.device,
+                lambda: [location],
+                force=True,
+                read=loaded.state,
+                along=prepared.writes,
+                along_outcome=self._source.repository.event_done(event),
+            )
         except RetryLater:
-            # Another run holds the device's lease (a concurrent push, usually a few hundred
-            # ms); nothing was written.
-            if waited >= BUSY_WAIT_SECONDS:
-                raise
-            sleep(BUSY_POLL_SECONDS)
-            waited += BUSY_POLL_SECONDS
-
-
-def _ingest(
-    runtime: Runtime, source: TlinkSource, report: DeviceReport, event: TlinkEvent
-) -> PushAnswer:
-    """Steps 4 and 5: one read, one commit, the pipeline."""
-    from google.api_core.exceptions import GoogleAPICallError, RetryError
-
-    device_id = bridge_id(report.device_id)
-    try:
-        loaded = source.repository.load(
-            report.device_id,
-            device_id,
-            event_id=event.id,
-            state_ref=runtime.store.delivery.state_ref(device_id),
-        )
-    except (GoogleAPICallError, RetryError) as exc:
-        logger.exception("TLINK push not stored", extra={"tlink_device_id": report.device_id})
-        raise Unavailable(
-            "the push could not be stored; retry later", retry_after=UNAVAILABLE_RETRY_AFTER
-        ) from exc
-    if loaded.event.value is not None and loaded.event.value.status == "done":
-        logger.info(
-            "TLINK push delivered again; ignored", extra={"tlink_device_id": report.device_id}
-        )
-        return PushAnswer("duplicate", report.device_id)
-    prepared = source.ingestion.prepare(report, loaded, event=event)
-    ingested = prepared.ingested
-    location = ingested.location
-    try:
-        if location is None:
-            source.repository.commit(prepared.writes, event=event)
-            return PushAnswer("ok", report.device_id, ingested.stored_readings)
-        # The event and the readings go in the lease's commit: one round trip before the push.
-        run = runtime.pipeline.run(
-            ingested.device,
-            lambda: [location],
-            force=True,
-            read=loaded.state,
-            along=prepared.writes,
-            along_outcome=source.repository.event_done(event),
-        )
-    except RetryLater:
-        raise  # busy, or read again: raised before anything was written
-    except Exception as exc:
-        # Recorded as done, the delivery would never be retried: undo that first.
-        source.repository.release_event(event)
-        logger.exception("TLINK push not stored or not delivered", extra={"event": event.id})
-        raise Unavailable(
-            "the push could not be stored or its position queued; retry later",
-            retry_after=UNAVAILABLE_RETRY_AFTER,
-        ) from exc
-    return PushAnswer("ok", report.device_id, ingested.stored_readings, _outcome(run, location))
+            raise  # busy, or read again: raised before anything was written
+        except Exception as exc:
+            # Recorded as done, the delivery would never be retried: undo that first.
+            self._source.repository.release_event(event)
+            logger.exception("TLINK push not stored or not delivered", extra={"event": event.id})
+            raise Unavailable(
+                "the push could not be stored or its position queued; retry later",
+                retry_after=UNAVAILABLE_RETRY_AFTER,
+            ) from exc
+        return PushAnswer("ok", report.device_id, ingested.stored_readings, _outcome(run, location))
 
 
 def _outcome(report: RunReport, location: Location) -> str:

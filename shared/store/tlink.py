@@ -1,4 +1,4 @@
-"""TLINK's Firestore collections: devices with their latest values, readings, processed pushes.
+"""TLINK's Firestore documents: devices with their latest values, readings, processed pushes.
 
     tlink_devices/<deviceId>                     TlinkDevice (user binding, name, latest per sensor)
     tlink_readings/<deviceId>_<sensorId>_<epoch> TlinkReading (history; the id deduplicates)
@@ -21,23 +21,102 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from shared.models import Device, DeviceState
-from shared.sources.tlink.models import TlinkDevice, TlinkEvent, TlinkReading
-from shared.store import (
-    Versioned,
+from pydantic import AwareDatetime, Field
+
+from shared.models import Device, DeviceState, Document
+from shared.store.claims import (
+    ClaimStatus,
     Writes,
     claim_done,
     commit_if_unchanged,
-    document_id,
-    read_all,
     release_claim,
     write_if_unchanged,
 )
+from shared.store.options import reads
+from shared.store.repository import Versioned, document_id, read_all
 
 if TYPE_CHECKING:
     from google.cloud import firestore
+
+# --- The documents -------------------------------------------------------------------------
+
+
+class SensorState(Document):
+    """The latest value of one sensor, inside its device's document."""
+
+    sensor_id: int
+    type_id: int | None = None
+    name: str | None = None  # from the pull API; pushes carry no names
+    unit: str | None = None
+    value: str | None = None
+    re_val: str | None = None
+    is_alarm: str | None = None
+    is_line: str | None = None
+    time: AwareDatetime | None = None
+
+
+class TlinkDevice(Document):
+    """`tlink_devices/<deviceId>`: a TLINK device, its user and its sensors' latest values."""
+
+    id: str = Field(min_length=1)
+    device_id: int
+    user_id: str | None = None
+    parent_user_id: str | None = None
+    name: str = ""
+    # The device's position as the pull API reports it (often a fixed, configured place).
+    lat: float | None = None
+    lng: float | None = None
+    last_push: AwareDatetime | None = None
+    last_pull: AwareDatetime | None = None
+    sensors: dict[str, SensorState] = Field(default_factory=dict)
+
+
+class TlinkReading(Document):
+    """`tlink_readings/<deviceId>_<sensorId>_<epoch>`: one sensor value at one time."""
+
+    id: str = Field(min_length=1)
+    device_id: int
+    sensor_id: int
+    type_id: int | None = None
+    user_id: str | None = None
+    time: AwareDatetime
+    value: str | None = None
+    re_val: str | None = None
+    is_alarm: str | None = None
+    origin: str  # "push" | "api"
+    expire_at: AwareDatetime
+
+
+class TlinkEvent(Document):
+    """`webhook_events/tlink-<sha256>`: a push already processed (redeliveries are no-ops).
+
+    `owner` is the processing that wrote it: a commit retried after its reply was lost finds
+    its own event (done, not a redelivery), and a failing processing deletes its own only.
+    Events written before owners existed have "" (a redelivery, whoever asks). `status` is
+    "pending" while the push's position is on its way (event and lease written, outcome not
+    yet): a redelivery then waits, or takes the event over once the lease has ended."""
+
+    id: str = Field(min_length=1)
+    owner: str = ""
+    status: ClaimStatus = "done"
+    source: str = "tlink"
+    device_id: int
+    received_at: AwareDatetime
+    expire_at: AwareDatetime
+
+
+class CachedToken(Document):
+    """`state/tlink_token`: the current access token, shared by the instances until it expires."""
+
+    access_token: str
+    expires_at: AwareDatetime
+    obtained_at: AwareDatetime
+    grant: str
+
+
+# --- The repository ------------------------------------------------------------------------
 
 DEVICES = "tlink_devices"
 READINGS = "tlink_readings"
@@ -146,7 +225,7 @@ class TlinkRepository:
         release_claim(self._events.document(document_id(event.id)), event.owner)
 
     def device(self, device_id: int) -> TlinkDevice | None:
-        snapshot = self._devices.document(str(device_id)).get()
+        snapshot = self._devices.document(str(device_id)).get(**reads())
         return TlinkDevice.model_validate(snapshot.to_dict()) if snapshot.exists else None
 
     def _user_query(self, user_id: str, device_id: int | None) -> firestore.Query:
@@ -165,11 +244,12 @@ class TlinkRepository:
         query = self._user_query(user_id, device_id).order_by("device_id")
         return [
             TlinkDevice.model_validate(snapshot.to_dict())
-            for snapshot in query.offset(offset).limit(limit).stream()
+            for snapshot in query.offset(offset).limit(limit).stream(**reads())
         ]
 
     def count_user_devices(self, user_id: str, device_id: int | None) -> int:
-        result = self._user_query(user_id, device_id).count().get()
+        # The stubs type a query's aggregation `get` as one result; it answers a list of lists.
+        result: Any = self._user_query(user_id, device_id).count().get(**reads())
         return int(result[0][0].value)
 
     def history(
@@ -195,5 +275,5 @@ class TlinkRepository:
         query = query.order_by("time", direction=firestore.Query.DESCENDING)
         return [
             TlinkReading.model_validate(snapshot.to_dict())
-            for snapshot in query.offset(offset).limit(limit).stream()
+            for snapshot in query.offset(offset).limit(limit).stream(**reads())
         ]
