@@ -221,9 +221,9 @@ class Runtime:
         from shared.models import utc_now
         from shared.sources.google.account import GoogleAccount
         from shared.sources.google.auth import TokenProvider
+        from shared.sources.google.client import NovaClient
         from shared.sources.google.expiry import GoogleExpiry
         from shared.sources.google.lease import FcmLeases
-        from shared.sources.google.nova import NovaClient
         from shared.sources.google.refresh import GoogleRefresh
         from shared.sources.google.smart_tracking import SmartTracker
         from shared.sources.google.source import GoogleSource

@@ -10,17 +10,15 @@ document is read and written, conditional writes included.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from google.cloud import firestore
 from pydantic import AwareDatetime, Field
 
 from shared.models import AuthState, Document
 from shared.store.claims import stale_errors, unchanged_since
 from shared.store.options import reads, writes
 from shared.store.repository import Repository, Versioned
-
-if TYPE_CHECKING:
-    from google.cloud import firestore
 
 AUTH_STATE = "auth"
 TOKEN_STATE = "google_token"  # noqa: S105 - a document name
@@ -179,9 +177,6 @@ class CredentialsStateDocument:
         One email per expiry, even with two runs at once: the first to write it wins (a
         transaction: its commit fails when the document changed since its read, and is retried).
         """
-        # Cold start: the transactional decorator is the client's own module, loaded already.
-        from google.cloud import firestore
-
         ref = self._ref
 
         @firestore.transactional

@@ -7,8 +7,9 @@ Modules:
 - `credentials` (secrets.json, validated and stored), `auth` (gpsoauth access tokens, cached),
   `expiry` (Google refusing the AAS token, and recovering), `account` (all of that for the rest
   of the bridge, and the credential routes);
-- `nova` (device list, locate action), `fcm` (one MCS session through firebase-messaging),
-  `lease` (one session at a time), `source` (`GoogleSource`, what `sync_device` calls);
+- `client` (the Nova API client: device list, locate action), `fcm` (one MCS session through
+  firebase-messaging), `lease` (one session at a time), `source` (`GoogleSource`, what
+  `sync_device` calls);
 - `refresh` (the hourly device refresh), `smart_tracking`;
 - `stack` (`GoogleStack`: the parts the composition root builds, for the callers).
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 from shared.errors import Conflict
 from shared.models import Model, utc_now
 from shared.sources.google.auth import TokenProvider, TokenRejected
+from shared.sources.google.client import GoogleDevice, NovaClient, NovaUnauthorized
 from shared.sources.google.credentials import (
     GoogleSecrets,
     GoogleSecretsUpload,
@@ -28,7 +29,6 @@ from shared.sources.google.credentials import (
     write_secrets,
 )
 from shared.sources.google.errors import CredentialsMissing
-from shared.sources.google.nova import GoogleDevice, NovaClient, NovaUnauthorized
 from shared.store.google import CredentialsState
 
 if TYPE_CHECKING:

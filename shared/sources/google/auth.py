@@ -76,6 +76,7 @@ def credentials_digest(credentials: GoogleSecrets) -> str:
 
 @functools.cache
 def _timed_adapter() -> type:
+    # Cold start: gpsoauth (and its crypto stack) loads only when a token must be made.
     import gpsoauth
 
     class TimedAuthHTTPAdapter(gpsoauth.AuthHTTPAdapter):  # type: ignore[misc]
@@ -90,7 +91,7 @@ def _timed_adapter() -> type:
 
 
 def _oauth_call(url: str, username: str, aas_token: str, android_id: str) -> dict[str, str]:
-    import gpsoauth
+    import gpsoauth  # cold start: as in `_timed_adapter`
 
     with _gpsoauth_lock:
         saved_url, saved_adapter = gpsoauth.AUTH_URL, gpsoauth.AuthHTTPAdapter

@@ -79,6 +79,7 @@ def device_update_bytes(message: dict[str, Any]) -> bytes | None:
 
 
 def request_uuid_of(update: bytes) -> str | None:
+    # Cold start: protobuf loads with the first answer, not with this module.
     from google.protobuf.message import DecodeError
 
     from shared.sources.google.proto import device_update_pb2
@@ -91,6 +92,7 @@ def request_uuid_of(update: bytes) -> str | None:
 
 
 def _client_class() -> type:
+    # Cold start: firebase-messaging (and its crypto stack) loads with the first session.
     from firebase_messaging import FcmPushClient
 
     class _BridgeFcmClient(FcmPushClient):  # type: ignore[misc]

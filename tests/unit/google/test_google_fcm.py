@@ -20,10 +20,10 @@ import pytest
 import requests
 
 from shared.sources.google import fcm
+from shared.sources.google.client import NovaClient
 from shared.sources.google.credentials import GoogleSecrets
 from shared.sources.google.errors import FcmError, NovaError
 from shared.sources.google.fcm import McsEndpoint, SessionResult, request_uuid_of, run_session
-from shared.sources.google.nova import NovaClient
 from shared.sources.google.proto import device_update_pb2
 from tests.fakes.nova import FCM_PAYLOAD_KEY, FakeGoogle
 from tests.fakes.osmand import HOST

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from shared.sources.google.nova import (
+from shared.sources.google.client import (
     NovaClient,
     NovaError,
     NovaUnauthorized,

@@ -13,14 +13,13 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import datetime
-from typing import TYPE_CHECKING
+
+import requests
+from google.api_core.exceptions import RetryError
+from google.api_core.retry import Retry, if_exception_type
 
 from shared.models import Model
 from shared.sources.google.errors import NovaError
-
-if TYPE_CHECKING:
-    import requests
-    from google.api_core.retry import Retry
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +54,6 @@ class GoogleDevice(Model):
 
 
 def default_retry() -> Retry:
-    from google.api_core.retry import Retry, if_exception_type
-
     return Retry(
         predicate=if_exception_type(NovaUnavailable),
         initial=RETRY_INITIAL,
@@ -82,6 +79,8 @@ class NovaClient:
 
     def list_devices(self, token: str) -> list[GoogleDevice]:
         """The account's trackers (SPOT devices); entries without a canonic id are skipped."""
+        # Cold start: protobuf and our messages load with the first Nova call, not with the
+        # stack (a credential route or a sync without credentials never needs them).
         from google.protobuf.message import DecodeError
 
         from shared.sources.google.proto import device_update_pb2, nova_pb2
@@ -114,6 +113,7 @@ class NovaClient:
         self, token: str, canonic_id: str, *, request_uuid: str, fcm_token: str, now: datetime
     ) -> None:
         """Ask Google to locate the tracker; the answer comes as an FCM push to `fcm_token`."""
+        # Cold start: as in `list_devices`.
         from shared.sources.google.proto import device_update_pb2, nova_pb2
 
         request = nova_pb2.ExecuteActionRequest()
@@ -131,8 +131,6 @@ class NovaClient:
         self._post(token, EXECUTE_ACTION, request.SerializeToString())
 
     def _post(self, token: str, scope: str, body: bytes) -> bytes:
-        from google.api_core.exceptions import RetryError
-
         try:
             return self._retry(self._post_once)(token, scope, body)
         except RetryError as exc:
@@ -143,8 +141,6 @@ class NovaClient:
             raise NovaUnavailable(f"Nova {scope}: {exc.message}") from None
 
     def _post_once(self, token: str, scope: str, body: bytes) -> bytes:
-        import requests
-
         try:
             response = self._session.post(
                 f"{self._base_url}/{scope}",
