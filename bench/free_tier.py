@@ -63,7 +63,6 @@ from shared.pipeline import DEDUP_WINDOW, DELIVERED_CAP
 from shared.runtime import Runtime
 from shared.scheduler import JOB_RETRY_COUNT, CloudSchedulerJobs
 from shared.secrets import SecretManagerStore
-from shared.sources.smartcar.tokens import refresh_expiring_tokens
 from tests.fakes.cloud_scheduler import FakeCloudScheduler
 from tests.fakes.firestore_counter import CountingClient, Counts
 from tests.fakes.nova import FakeGoogle
@@ -340,7 +339,7 @@ def refresh_run(bridge: Bridge) -> float:
     """What `functions/refresh_devices/main.py` does for one request."""
     runtime = bridge.runtime
     runtime.google.refresh.refresh()
-    refresh_expiring_tokens(runtime)
+    runtime.smartcar.renewal.renew_expiring()
     runtime.store.devices.count()
     return 0.0
 

@@ -144,11 +144,9 @@ class Floor:
 
 def receive_in_process(runtime: Runtime, path: str, delivery: Delivery) -> None:
     """One delivery through the receiver the `webhooks` route calls, in this process."""
-    from shared.sources.smartcar import webhook as smartcar
-
     body, headers = delivery
     if path == "/smartcar":
-        smartcar.receive(runtime, body, headers["SC-Signature"])
+        runtime.smartcar.webhook.receive(body, headers["SC-Signature"])
     else:
         runtime.tlink.webhook.receive(body, signature_header=None, path_token=None)
 

@@ -34,9 +34,14 @@ if TYPE_CHECKING:
     from shared.secrets import CachedSecrets, SecretStore
     from shared.services import Services
     from shared.sources.google.stack import GoogleStack
+    from shared.sources.smartcar.connect import SmartcarConnect
+    from shared.sources.smartcar.source import SmartcarSource
     from shared.sources.smartcar.stack import SmartcarStack
+    from shared.sources.smartcar.views import SmartcarViews
+    from shared.sources.smartcar.webhook import SmartcarWebhook
     from shared.sources.tlink.stack import TlinkStack
     from shared.store import Store
+    from shared.store.smartcar import SmartcarStore
     from shared.sync import LocationSource, MovementTracker, Sync
     from shared.traccar import TraccarApi
 
@@ -308,7 +313,98 @@ class Runtime:
     # @@smartcar@@
     @functools.cached_property
     def smartcar(self) -> SmartcarStack:
-        raise NotImplementedError
+        return self.smartcar_stack()
+
+    def smartcar_stack(
+        self,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> SmartcarStack:
+        """A Smartcar stack over this runtime's parts; `clock` and `sleep` are a test's (the
+        instance's own stack, `smartcar`, uses the system's)."""
+        # Cold start: the Smartcar modules load with the first Smartcar request, never for
+        # /health; each part's own modules with its first use (`SmartcarStack`).
+        import time
+
+        from shared.models import utc_now
+        from shared.sources.smartcar.client import SdkOrigins
+        from shared.sources.smartcar.stack import SmartcarStack
+        from shared.sources.smartcar.tokens import ClientFactory, TokenRenewal, TokenStore
+
+        now = clock or utc_now
+        pause = sleep or time.sleep
+        settings = self.settings
+
+        @functools.cache
+        def store() -> SmartcarStore:
+            from shared.store.smartcar import SmartcarStore
+
+            return SmartcarStore(self.store.client)
+
+        redirect_uri = settings.smartcar_redirect_uri
+        client = ClientFactory(
+            origins=SdkOrigins(
+                api=str(settings.smartcar_api_origin),
+                auth=str(settings.smartcar_auth_origin),
+                connect=str(settings.smartcar_connect_origin),
+            ),
+            secrets=self.cached_secrets,
+            client_secret_name=settings.smartcar_client_secret_secret,
+            client_id=settings.smartcar_client_id,
+            redirect_uri=str(redirect_uri) if redirect_uri is not None else None,
+            mode=settings.smartcar_mode,
+            scopes=settings.smartcar_scopes,
+            clock=now,
+        )
+        tokens = TokenStore(
+            secrets=self.secrets,
+            locks=store,
+            secret_name=settings.smartcar_tokens_secret,
+            clock=now,
+            sleep=pause,
+        )
+
+        def source() -> SmartcarSource:
+            from shared.sources.smartcar.source import SmartcarSource
+
+            return SmartcarSource(client=client, tokens=tokens, clock=now)
+
+        def webhook() -> SmartcarWebhook:
+            from shared.sources.smartcar.webhook import SignatureCheck, SmartcarWebhook
+
+            return SmartcarWebhook(
+                store=store(),
+                delivery=self.store.delivery,
+                pipeline=lambda: self.pipeline,
+                signature=SignatureCheck(
+                    secrets=self.cached_secrets,
+                    secret_name=settings.smartcar_management_token_secret,
+                ),
+                event_retention=timedelta(days=settings.smartcar_event_retention_days),
+                clock=now,
+                sleep=pause,
+            )
+
+        def connect() -> SmartcarConnect:
+            from shared.sources.smartcar.connect import SmartcarConnect
+
+            return SmartcarConnect(store=store(), client=client, tokens=tokens, clock=now)
+
+        def views() -> SmartcarViews:
+            from shared.sources.smartcar.views import SmartcarViews
+
+            return SmartcarViews(store=store())
+
+        return SmartcarStack(
+            source=source,
+            webhook=webhook,
+            connect=connect,
+            views=views,
+            renewal=TokenRenewal(tokens=tokens, client=client),
+            tokens=tokens,
+            client=client,
+        )
 
     # @@tlink@@
     @functools.cached_property

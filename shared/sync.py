@@ -3,8 +3,10 @@
 `Sync.sync_device` asks the device's source for its positions and runs each device's pipeline
 with what came back. A source returns positions only; when one locate brought other devices'
 positions along (one Google FCM session answers for every due tracker), their pipelines are
-run here, each under its own lease, after the device's own. A source never pushes, schedules
-or pauses anything.
+run here, each under its own lease, after the device's own. When the device's own locate
+failed but brought others' positions along, the source raises `FetchFailed` carrying them: they
+are delivered all the same, and the device's own error is raised after. A source never pushes,
+schedules or pauses anything.
 """
 
 from __future__ import annotations
@@ -25,6 +27,22 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+class FetchFailed(BridgeError):
+    """A fetch that failed for its own device yet brought other devices' positions along.
+
+    `error` is the device's own failure; `brought_along` holds the positions the same locate
+    found for other devices (`Location.id` names each one's device). `Sync` delivers them
+    through each device's own run, then raises `error`. Anyone else reads it as `error`: the
+    same message and status, and `error` is its cause.
+    """
+
+    def __init__(self, error: BridgeError, *, brought_along: list[Location]) -> None:
+        super().__init__(error.message)
+        self.status = error.status
+        self.error = error
+        self.brought_along = brought_along
+
+
 class LocationSource(Protocol):
     """A vendor whose devices the bridge can ask for their positions (pull)."""
 
@@ -33,7 +51,9 @@ class LocationSource(Protocol):
     def fetch(self, device: Device) -> list[Location]:
         """The device's current positions, oldest first or in any order; may be empty, never
         raises for "nothing new". It may hold other devices' positions too (`Location.id`
-        names each one's device): a locate that answered for several at once."""
+        names each one's device): a locate that answered for several at once. A failure is a
+        `BridgeError`; one whose locate still answered for other devices is a `FetchFailed`
+        carrying their positions."""
         ...
 
 
@@ -97,6 +117,10 @@ class Sync:
         def fetch() -> list[Location]:
             try:
                 found = source.fetch(device)
+            except FetchFailed as exc:
+                # The device's own locate failed; the others it answered for are still due.
+                failures.append(exc.error)
+                found = exc.brought_along
             except BridgeError as exc:
                 failures.append(exc)
                 return []
@@ -104,7 +128,9 @@ class Sync:
             # Before any delivery: a tracker compares with the newest position delivered.
             tracker = self._trackers.get(device.source)
             if tracker is not None:
-                for located_id, located in ((device.id, own), *others.items()):
+                # A device whose locate failed was not located: nothing to tell of it.
+                located_own = [(device.id, own)] if own or not failures else []
+                for located_id, located in (*located_own, *others.items()):
                     tracker.observe(located_id, located)
             return own
 
@@ -115,7 +141,7 @@ class Sync:
             logger.warning(
                 "the source failed; the outbox was drained anyway",
                 extra={"device_id": device.id, "error": failures[0].message,
-                       "pushed": report.result.pushed},
+                       "pushed": report.result.pushed, "brought_along": sorted(others)},
             )  # fmt: skip
             raise failures[0]
         return report
@@ -208,4 +234,4 @@ class Sync:
         return self.pipeline.mark_delivered(location)
 
 
-__all__ = ["LocationSource", "MovementTracker", "Sync"]
+__all__ = ["FetchFailed", "LocationSource", "MovementTracker", "Sync"]

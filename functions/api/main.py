@@ -255,25 +255,20 @@ def google_token_status() -> tuple[flask.Response, int]:
 
 @app.get("/smartcar/vehicles")
 def smartcar_vehicles() -> tuple[flask.Response, int]:
-    from shared.sources.smartcar import views as smartcar_views
-
-    vehicles = smartcar_views.list_vehicles(get_runtime())
+    vehicles = get_runtime().smartcar.views.vehicles()
     return _json([vehicle.model_dump(mode="json") for vehicle in vehicles])
 
 
 @app.get("/smartcar/vehicles/<vehicle_id>/latest-signals")
 def smartcar_latest_signals(vehicle_id: str) -> tuple[flask.Response, int]:
-    from shared.sources.smartcar import views as smartcar_views
-
-    return _json(smartcar_views.latest_signals(get_runtime(), vehicle_id).model_dump(mode="json"))
+    signals = get_runtime().smartcar.views.latest_signals(vehicle_id)
+    return _json(signals.model_dump(mode="json"))
 
 
 @app.get("/smartcar/connect")
 def smartcar_connect() -> tuple[flask.Response, int]:
     """302 to Smartcar Connect; the URL in the body too (shared/sources/smartcar/connect.py)."""
-    from shared.sources.smartcar import connect as smartcar_connect_flow
-
-    started = smartcar_connect_flow.start(get_runtime())
+    started = get_runtime().smartcar.connect.start()
     response = flask.jsonify(started.model_dump(mode="json"))
     response.headers["Location"] = started.authorize_url
     response.headers["Cache-Control"] = "no-store"
@@ -283,10 +278,11 @@ def smartcar_connect() -> tuple[flask.Response, int]:
 @app.get("/smartcar/exchange")
 def smartcar_exchange() -> tuple[flask.Response, int]:
     """Where Smartcar Connect sends the browser back: public, guarded by the single-use state."""
-    from shared.sources.smartcar import connect as smartcar_connect_flow
+    # Cold start: the Smartcar modules load with the first Smartcar request, never for /health.
+    from shared.sources.smartcar.connect import ExchangeQuery
 
-    query = parse_query(flask.request, smartcar_connect_flow.ExchangeQuery)
-    connected = smartcar_connect_flow.exchange(get_runtime(), query)
+    query = parse_query(flask.request, ExchangeQuery)
+    connected = get_runtime().smartcar.connect.exchange(query)
     return _json(connected.model_dump(mode="json"))
 
 
@@ -301,6 +297,7 @@ def _tlink_device(device_id: str) -> int:
 
 @app.get("/tlink/users/<user_id>/devices")
 def tlink_user_devices(user_id: str) -> tuple[flask.Response, int]:
+    # Cold start: the TLINK modules load with the first TLINK request, never for /health.
     from shared.sources.tlink import views as tlink_views
 
     query = parse_query(flask.request, tlink_views.DevicesQuery)
@@ -316,6 +313,7 @@ def tlink_device_latest(user_id: str, device_id: str) -> tuple[flask.Response, i
 
 @app.get("/tlink/users/<user_id>/devices/<device_id>/history")
 def tlink_device_history(user_id: str, device_id: str) -> tuple[flask.Response, int]:
+    # Cold start: as above.
     from shared.sources.tlink import views as tlink_views
 
     query = parse_query(flask.request, tlink_views.HistoryQuery)

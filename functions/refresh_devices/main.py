@@ -13,7 +13,6 @@ import functions_framework
 
 from shared.logs import configure_logging
 from shared.runtime import freeze_loaded_objects, get_runtime
-from shared.sources.smartcar.tokens import refresh_expiring_tokens
 from shared.web import create_app, dispatch
 
 configure_logging()
@@ -25,7 +24,7 @@ def refresh() -> flask.Response:
     runtime = get_runtime()
     reports = [
         runtime.google.refresh.refresh(),
-        refresh_expiring_tokens(runtime),
+        runtime.smartcar.renewal.renew_expiring(),
     ]
     return flask.jsonify(
         sources=[report.model_dump(mode="json") for report in reports],

@@ -30,8 +30,7 @@ def smartcar_delivery() -> flask.Response:
     from shared.runtime import get_runtime
     from shared.sources.smartcar import webhook as smartcar_webhook
 
-    answer = smartcar_webhook.receive(
-        get_runtime(),
+    answer = get_runtime().smartcar.webhook.receive(
         flask.request.get_data(cache=True),
         flask.request.headers.get(smartcar_webhook.SIGNATURE_HEADER),
     )

@@ -151,7 +151,10 @@ class LeaseDocument:
                 result = self._ref.create(data, **writes())
         except stale_errors():
             return None
-        update_time: datetime = result.update_time
+        update_time = result.update_time
+        # proto-plus hands the Timestamp field over as a datetime (DatetimeWithNanoseconds, whose
+        # nanoseconds the next precondition needs); the field's annotation names the message.
+        assert isinstance(update_time, datetime)
         return update_time
 
 

@@ -25,8 +25,8 @@ from pydantic import BaseModel, SecretStr
 
 import shared
 from shared.config import Settings
-from shared.sources.smartcar import records as smartcar_records
-from shared.sources.tlink import store as tlink_store
+from shared.store import smartcar as smartcar_records
+from shared.store import tlink as tlink_store
 from tests.infra.hcl import (
     FUNCTION,
     TF_DIR,
@@ -50,7 +50,7 @@ SECRET_NAME_READERS: dict[str, set[str]] = {
     # api: /auth/*, GET /devices, GET /devices/<id>/locations, manual sync; sync_device: the
     # locate; refresh_devices: the device list and the FCM expiry watch.
     "google_secret_name": GOOGLE_USERS,
-    # client_for: Connect (api), a vehicle's pull (sync_device, the api's manual sync), the
+    # ClientFactory: Connect (api), a vehicle's pull (sync_device, the api's manual sync), the
     # hourly renewal of refresh tokens (refresh_devices).
     "smartcar_client_secret_secret": GOOGLE_USERS,
     "smartcar_tokens_secret": GOOGLE_USERS,
@@ -181,11 +181,11 @@ SECRET_METHODS = {
 # Models with an `expire_at` field → the collection they are stored in.
 EXPIRING_MODELS = {
     "shared.models.PushLogEntry": "push_log",
-    "shared.sources.smartcar.records.WebhookClaim": smartcar_records.WEBHOOK_EVENTS,
-    "shared.sources.smartcar.records.StoredEvent": smartcar_records.EVENTS,
-    "shared.sources.smartcar.records.ConnectState": smartcar_records.CONNECT_STATES,
-    "shared.sources.tlink.models.TlinkEvent": tlink_store.EVENTS,
-    "shared.sources.tlink.models.TlinkReading": tlink_store.READINGS,
+    "shared.store.smartcar.WebhookClaim": smartcar_records.WEBHOOK_EVENTS,
+    "shared.store.smartcar.StoredEvent": smartcar_records.EVENTS,
+    "shared.store.smartcar.ConnectState": smartcar_records.CONNECT_STATES,
+    "shared.store.tlink.TlinkEvent": tlink_store.EVENTS,
+    "shared.store.tlink.TlinkReading": tlink_store.READINGS,
 }
 # Collection → the fields its queries in shared/ filter or order on (traced by hand; a test
 # checks the code still names exactly these fields in its queries).
@@ -206,8 +206,8 @@ QUERIED_FIELDS: dict[str, set[str]] = {
 STORED_MODELS = {
     "device_state": "shared.models.DeviceState",
     "push_log": "shared.models.PushLogEntry",
-    smartcar_records.VEHICLES: "shared.sources.smartcar.records.VehicleRecord",
-    tlink_store.DEVICES: "shared.sources.tlink.models.TlinkDevice",
+    smartcar_records.VEHICLES: "shared.store.smartcar.VehicleRecord",
+    tlink_store.DEVICES: "shared.store.tlink.TlinkDevice",
 }
 PROJECT_NUMBER = "123456789012"
 # What `terraform console` cannot know without the provider: the project number and the

@@ -127,7 +127,7 @@ def test_refresh_devices_without_credentials_loads_no_locate_stack(
     # Nothing to locate, decode, notify or register; TLINK has no part in the refresh.
     locate = ("shared.sources.google.proto", "shared.sources.google.decode")
     assert loaded(modules, *locate, "shared.notify", "shared.services") == []
-    assert loaded(modules, "shared.sources.tlink", "shared.sources.smartcar.records") == []
+    assert loaded(modules, "shared.sources.tlink", "shared.store.smartcar") == []
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,6 @@ from shared.models import utc_now
 from shared.runtime import Runtime, get_runtime
 from shared.secrets import LocalSecretStore
 from shared.sources.smartcar import connect
-from shared.sources.smartcar.webhook import receive
 from tests.conftest import PROJECT, make_settings
 from tests.fakes.smartcar import ALL_PERMISSIONS, FakeVehicle, SmartcarServer
 
@@ -211,7 +210,7 @@ def test_an_expired_state_is_refused(
         firestore_client=firestore_client,
     )
     long_ago = utc_now() - connect.STATE_LIFETIME - timedelta(seconds=1)
-    started = connect.start(runtime, clock=lambda: long_ago)
+    started = runtime.smartcar_stack(clock=lambda: long_ago).connect.start()
 
     answer = api.get(f"/smartcar/exchange?{consent(started.authorize_url)}")
 
@@ -261,7 +260,7 @@ def test_the_vehicle_views_show_what_the_webhooks_stored(
     raw = (DATA / "smartcar_vehicle_state_v4.json").read_bytes()
     signature = hmac.new(MANAGEMENT_TOKEN.encode(), raw, hashlib.sha256).hexdigest()
     api.get("/health")  # the API's runtime, on the emulator and the test's secrets
-    receive(get_runtime(), raw, signature)
+    get_runtime().smartcar.webhook.receive(raw, signature)
 
     vehicles = api.get("/smartcar/vehicles", headers=AUTH)
     latest = api.get(f"/smartcar/vehicles/{CAR}/latest-signals", headers=AUTH)

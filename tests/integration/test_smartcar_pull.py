@@ -14,13 +14,11 @@ import pytest
 import requests
 from google.cloud import firestore
 
-from shared import sync
 from shared.models import Device, Location, Source, utc_now
 from shared.runtime import Runtime
-from shared.sources.smartcar import connect
+from shared.sources.smartcar.connect import ExchangeQuery
 from shared.sources.smartcar.errors import NotConnected, SmartcarAuthError, SmartcarRateLimited
-from shared.sources.smartcar.source import SmartcarSource
-from shared.sources.smartcar.tokens import client_for, refresh_expiring_tokens, token_store_for
+from shared.sources.smartcar.stack import SmartcarStack
 from tests.conftest import Clock, make_settings
 from tests.fakes.osmand import OsmAndServer
 from tests.fakes.smartcar import ALL_PERMISSIONS, FakeVehicle, SmartcarServer
@@ -66,11 +64,17 @@ def runtime(
     return runtime
 
 
+def smartcar_at(runtime: Runtime, clock: Callable[[], datetime]) -> SmartcarStack:
+    """The runtime's Smartcar parts on the test's clock."""
+    return runtime.smartcar_stack(clock=clock)
+
+
 def connect_vehicles(runtime: Runtime, clock: Callable[[], datetime]) -> None:
-    started = connect.start(runtime, clock=clock)
+    connect = smartcar_at(runtime, clock).connect
+    started = connect.start()
     back = requests.get(started.authorize_url, allow_redirects=False, timeout=REQUEST_TIMEOUT)
     query = {k: v[0] for k, v in parse_qs(back.headers["Location"].split("?", 1)[1]).items()}
-    connect.exchange(runtime, connect.ExchangeQuery(**query), clock=clock)
+    connect.exchange(ExchangeQuery(**query))
 
 
 def device(vehicle_id: str = CAR) -> Device:
@@ -86,7 +90,7 @@ def test_a_sync_job_pulls_the_connected_vehicle_into_traccar(
 ) -> None:
     connect_vehicles(runtime, utc_now)
 
-    report = sync.sync_device(runtime, CAR)
+    report = runtime.sync.sync_device(CAR)
 
     assert (report.result.fetched, report.result.pushed) == (1, 1)
     [position] = osmand.positions
@@ -108,7 +112,7 @@ def test_an_access_token_near_its_end_is_refreshed_before_use(
     before = stored_tokens(runtime)["users"][smartcar.user.id]
     clock.advance(timedelta(hours=1, minutes=56).total_seconds())
 
-    [location] = SmartcarSource(runtime, clock=clock).fetch(device())
+    [location] = smartcar_at(runtime, clock).source.fetch(device())
 
     assert isinstance(location, Location) and location.lat == 37.4292
     assert smartcar.grants() == ["authorization_code", "refresh_token"]
@@ -126,7 +130,7 @@ def test_a_fresh_access_token_is_used_as_it_is(
     connect_vehicles(runtime, clock)
     clock.advance(timedelta(hours=1, minutes=54).total_seconds())
 
-    SmartcarSource(runtime, clock=clock).fetch(device())
+    smartcar_at(runtime, clock).source.fetch(device())
 
     assert smartcar.grants() == ["authorization_code"]
 
@@ -137,7 +141,7 @@ def test_a_refused_access_token_is_refreshed_once_and_the_read_retried(
     connect_vehicles(runtime, clock)
     smartcar.revoke_access_tokens()
 
-    locations = SmartcarSource(runtime, clock=clock).fetch(device())
+    locations = smartcar_at(runtime, clock).source.fetch(device())
 
     assert len(locations) == 1
     assert smartcar.grants() == ["authorization_code", "refresh_token"]
@@ -154,7 +158,7 @@ def test_two_vehicles_of_one_user_syncing_at_once_refresh_the_tokens_once(
 
     def pull(vehicle_id: str) -> None:
         barrier.wait()
-        found[vehicle_id] = SmartcarSource(runtime, clock=clock).fetch(device(vehicle_id))
+        found[vehicle_id] = smartcar_at(runtime, clock).source.fetch(device(vehicle_id))
 
     threads = [threading.Thread(target=pull, args=(v,)) for v in (CAR, VAN)]
     for thread in threads:
@@ -170,8 +174,8 @@ def test_refresh_tokens_near_their_end_are_renewed(
     runtime: Runtime, smartcar: SmartcarServer, clock: Clock
 ) -> None:
     connect_vehicles(runtime, clock)
-    store = token_store_for(runtime, clock=clock)
-    client = client_for(runtime, clock=clock)
+    stack = smartcar_at(runtime, clock)
+    store, client = stack.tokens, stack.client()
 
     clock.advance(timedelta(days=52).total_seconds())
     assert store.refresh_expiring(client) == []
@@ -190,7 +194,7 @@ def test_a_revoked_connection_asks_for_a_new_connect(
     smartcar.revoke_refresh_tokens()
 
     with pytest.raises(SmartcarAuthError, match="invalid_grant"):
-        SmartcarSource(runtime, clock=clock).fetch(device())
+        smartcar_at(runtime, clock).source.fetch(device())
 
 
 def test_a_vehicle_without_the_location_permission_gives_no_position(
@@ -199,7 +203,7 @@ def test_a_vehicle_without_the_location_permission_gives_no_position(
     smartcar.vehicles[CAR].permissions = ALL_PERMISSIONS - {"read_location"}
     connect_vehicles(runtime, clock)
 
-    assert SmartcarSource(runtime, clock=clock).fetch(device()) == []
+    assert smartcar_at(runtime, clock).source.fetch(device()) == []
 
 
 def test_a_read_the_vehicle_does_not_permit_is_left_out(
@@ -208,7 +212,7 @@ def test_a_read_the_vehicle_does_not_permit_is_left_out(
     smartcar.vehicles[CAR].permissions = ALL_PERMISSIONS - {"read_odometer", "read_battery"}
     connect_vehicles(runtime, clock)
 
-    [location] = SmartcarSource(runtime, clock=clock).fetch(device())
+    [location] = smartcar_at(runtime, clock).source.fetch(device())
 
     assert location.attributes == {} and location.battery is None
 
@@ -220,13 +224,13 @@ def test_smartcars_rate_limit_is_a_retry_later_with_its_delay(
     smartcar.rate_limit(retry_after=30)
 
     with pytest.raises(SmartcarRateLimited) as raised:
-        SmartcarSource(runtime, clock=clock).fetch(device())
+        smartcar_at(runtime, clock).source.fetch(device())
     assert raised.value.retry_after == 30 and raised.value.status == 429
 
 
 def test_a_vehicle_never_connected_is_reported_as_such(runtime: Runtime, clock: Clock) -> None:
     with pytest.raises(NotConnected, match="/smartcar/connect"):
-        SmartcarSource(runtime, clock=clock).fetch(device())
+        smartcar_at(runtime, clock).source.fetch(device())
 
 
 def test_an_unreachable_smartcar_is_a_connection_error(
@@ -239,18 +243,18 @@ def test_an_unreachable_smartcar_is_a_connection_error(
     offline = Runtime(settings, firestore_client=runtime.firestore_client)
 
     with pytest.raises(SmartcarConnectionError, match="not reached"):
-        SmartcarSource(offline, clock=clock).fetch(device())
+        smartcar_at(offline, clock).source.fetch(device())
 
 
 def test_the_hourly_refresh_renews_refresh_tokens_near_their_end(
     runtime: Runtime, smartcar: SmartcarServer, clock: Clock
 ) -> None:
-    assert refresh_expiring_tokens(runtime, clock=clock).skipped
+    assert smartcar_at(runtime, clock).renewal.renew_expiring().skipped
     connect_vehicles(runtime, clock)
 
-    assert refresh_expiring_tokens(runtime, clock=clock).refreshed == 0
+    assert smartcar_at(runtime, clock).renewal.renew_expiring().refreshed == 0
     clock.advance(timedelta(days=54).total_seconds())
-    report = refresh_expiring_tokens(runtime, clock=clock)
+    report = smartcar_at(runtime, clock).renewal.renew_expiring()
 
     assert (report.refreshed, report.error) == (1, None)
     entry = stored_tokens(runtime)["users"][smartcar.user.id]
@@ -264,6 +268,6 @@ def test_a_failed_renewal_is_reported_not_raised(
     smartcar.revoke_refresh_tokens()
     clock.advance(timedelta(days=54).total_seconds())
 
-    report = refresh_expiring_tokens(runtime, clock=clock)
+    report = smartcar_at(runtime, clock).renewal.renew_expiring()
 
     assert report.refreshed == 0 and report.error and "invalid_grant" in report.error

@@ -22,7 +22,7 @@ from google.cloud import firestore
 from shared.errors import ConfigError, PayloadTooLarge, RetryLater, Unauthorized
 from shared.models import Device, Source
 from shared.runtime import Runtime
-from shared.sources.smartcar.webhook import MAX_EVENT_BYTES, receive
+from shared.sources.smartcar.webhook import MAX_EVENT_BYTES, Answer
 from tests.conftest import make_settings
 from tests.fakes.osmand import OsmAndServer
 
@@ -40,6 +40,11 @@ def runtime(firestore_client: firestore.Client, osmand: OsmAndServer, tmp_path: 
     runtime = Runtime(settings, firestore_client=firestore_client)
     runtime.secrets.add_version(settings.smartcar_management_token_secret, TOKEN)
     return runtime
+
+
+def receive(runtime: Runtime, raw: bytes, signature: str | None) -> Answer:
+    """What the `webhooks` function's /smartcar route calls."""
+    return runtime.smartcar.webhook.receive(raw, signature)
 
 
 def sign(raw: bytes) -> str:

@@ -17,7 +17,7 @@ from shared.errors import BridgeError
 from shared.models import Device, Location, Source
 from shared.pipeline import Pipeline
 from shared.runtime import Runtime
-from shared.sync import Sync
+from shared.sync import FetchFailed, Sync
 from shared.traccar import OsmAndClient
 from tests.conftest import Clock
 from tests.fakes.osmand import OsmAndServer
@@ -163,3 +163,20 @@ def test_a_failing_source_still_drains_and_raises_its_error(
         sync.sync_device("own")
 
     assert tracker.told == []  # nothing was located
+
+
+def test_a_failed_locate_that_answered_for_others_delivers_theirs_and_raises_its_own_error(
+    runtime: Runtime, osmand_both: OsmAndServer, clock: Clock
+) -> None:
+    own_error = BridgeError("device own: no answer")
+    failing = Brings([], error=FetchFailed(own_error, brought_along=[at(clock, "other", 20)]))
+    tracker = Tracker(osmand_both)
+    sync = make_sync(runtime, osmand_both, clock, failing, tracker)
+
+    with pytest.raises(BridgeError, match="device own: no answer") as caught:
+        sync.sync_device("own")
+
+    assert caught.value is own_error  # the device's own error, not the carrier
+    assert [p.unique_id for p in osmand_both.positions] == ["other"]
+    assert runtime.store.delivery.state("other").last_location == at(clock, "other", 20)
+    assert tracker.told == [("other", 1, 0)]  # the device that failed was not located

@@ -40,10 +40,9 @@ from shared.errors import RetryLater
 from shared.models import DeviceState, utc_now
 from shared.pipeline import LEASE_DURATION, Pipeline
 from shared.runtime import Runtime
-from shared.sources.smartcar import webhook as smartcar
-from shared.sources.smartcar.records import SmartcarStore, VehicleRecord, vehicle_device
 from shared.sources.tlink import webhook as tlink
 from shared.store import Lease
+from shared.store.smartcar import SmartcarStore, VehicleRecord, vehicle_device
 from shared.traccar import OsmAndClient
 from tests.conftest import PROJECT, Clock, make_settings
 from tests.fakes.osmand import OsmAndServer
@@ -111,7 +110,7 @@ def deliver(
     for a busy device."""
     if vendor == "smartcar":
         signature = hmac.new(TOKEN.encode(), raw, hashlib.sha256).hexdigest()
-        return smartcar.receive(runtime, raw, signature, sleep=sleep).body
+        return runtime.smartcar_stack(sleep=sleep).webhook.receive(raw, signature).body
     return runtime.tlink.webhook.receive(
         raw, signature_header=None, path_token=None, sleep=sleep
     ).body()

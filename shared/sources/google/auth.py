@@ -31,7 +31,7 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import requests
 
@@ -42,6 +42,11 @@ from shared.sources.google.errors import AuthFailed
 from shared.store.google import CachedToken
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    import gpsoauth
+    from requests import PreparedRequest, Response
+
     from shared.store.google import TokenCache
 
 logger = logging.getLogger(__name__)
@@ -75,19 +80,42 @@ def credentials_digest(credentials: GoogleSecrets) -> str:
 
 
 @functools.cache
-def _timed_adapter() -> type:
+def _timed_adapter() -> type[gpsoauth.AuthHTTPAdapter]:
     # Cold start: gpsoauth (and its crypto stack) loads only when a token must be made.
     import gpsoauth
 
-    class TimedAuthHTTPAdapter(gpsoauth.AuthHTTPAdapter):  # type: ignore[misc]
+    class TimedAuthHTTPAdapter(gpsoauth.AuthHTTPAdapter):
         """gpsoauth's TLS adapter with a default timeout (gpsoauth passes none)."""
 
-        def send(self, request: Any, stream: bool = False, timeout: Any = None, **kw: Any) -> Any:
+        def send(
+            self,
+            request: PreparedRequest,
+            stream: bool = False,
+            timeout: float | tuple[float, float] | tuple[float, None] | None = None,
+            verify: bool | str = True,
+            cert: bytes | str | tuple[bytes | str, bytes | str] | None = None,
+            proxies: Mapping[str, str] | None = None,
+        ) -> Response:
             return super().send(
-                request, stream=stream, timeout=timeout or DEFAULT_AUTH_TIMEOUT, **kw
+                request,
+                stream=stream,
+                timeout=DEFAULT_AUTH_TIMEOUT if timeout is None else timeout,
+                verify=verify,
+                cert=cert,
+                proxies=proxies,
             )
 
     return TimedAuthHTTPAdapter
+
+
+def _use_adapter(adapter: type[gpsoauth.AuthHTTPAdapter]) -> None:
+    """Make gpsoauth build `adapter` for its requests: it looks its adapter class up by name in
+    its module on every call, and takes none as an argument."""
+    import gpsoauth  # cold start: as in `_timed_adapter`
+
+    # Rebinding a class defined in another module is a monkeypatch mypy rejects as such
+    # ("Cannot assign to a type"); the name is gpsoauth's only seam for its adapter.
+    gpsoauth.AuthHTTPAdapter = adapter  # type: ignore[misc]
 
 
 def _oauth_call(url: str, username: str, aas_token: str, android_id: str) -> dict[str, str]:
@@ -96,7 +124,7 @@ def _oauth_call(url: str, username: str, aas_token: str, android_id: str) -> dic
     with _gpsoauth_lock:
         saved_url, saved_adapter = gpsoauth.AUTH_URL, gpsoauth.AuthHTTPAdapter
         gpsoauth.AUTH_URL = url
-        gpsoauth.AuthHTTPAdapter = _timed_adapter()
+        _use_adapter(_timed_adapter())
         try:
             return gpsoauth.perform_oauth(
                 username,
@@ -107,7 +135,8 @@ def _oauth_call(url: str, username: str, aas_token: str, android_id: str) -> dic
                 client_sig=OAUTH_CLIENT_SIG,
             )
         finally:
-            gpsoauth.AUTH_URL, gpsoauth.AuthHTTPAdapter = saved_url, saved_adapter
+            gpsoauth.AUTH_URL = saved_url
+            _use_adapter(saved_adapter)
 
 
 def _expiry(answer: dict[str, str], now: datetime) -> datetime:

@@ -34,6 +34,7 @@ import asyncio
 import base64
 import binascii
 import logging
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -95,15 +96,18 @@ def _client_class() -> type:
     # Cold start: firebase-messaging (and its crypto stack) loads with the first session.
     from firebase_messaging import FcmPushClient
 
-    class _BridgeFcmClient(FcmPushClient):  # type: ignore[misc]
+    class _BridgeFcmClient(FcmPushClient):
         """The library's client, connecting to a configurable MCS endpoint."""
 
         def __init__(self, *args: Any, endpoint: McsEndpoint, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self._endpoint = endpoint
 
+        # The library's seam is a staticmethod; the endpoint is this client's, so an instance
+        # method overrides it (called as `self._open_connection(...)`, same arguments), which
+        # mypy has no way to accept.
         async def _open_connection(  # type: ignore[override]
-            self, host: str, port: int, ssl_context: Any
+            self, host: str, port: int, ssl_context: ssl.SSLContext
         ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
             return await asyncio.open_connection(
                 host=self._endpoint.host,

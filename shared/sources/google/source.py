@@ -19,7 +19,9 @@ device's pipeline lease:
    companion's (each `Location.id` names its device). `shared.sync` tells smart tracking of
    each located device before any delivery, and runs each companion's pipeline after the
    device's own (its own lease; one that is busy is skipped: its next locate brings them
-   again). A companion without positions is only logged; the device's own failure is raised.
+   again). A companion without positions is only logged; the device's own failure is raised,
+   as a `shared.sync.FetchFailed` carrying the companions' positions when there are any, so
+   that they are delivered all the same.
 
 A device that does not answer within `FCM_TIMEOUT` fails its run with a clear error
 (`FcmError`, 504); a wrong owner key fails it with a `DecryptionError` naming the device.
@@ -43,6 +45,7 @@ from shared.errors import BridgeError
 from shared.models import Device, Location, Service, Source, utc_now
 from shared.sources.google.credentials import GoogleSecrets, require_aas_token
 from shared.sources.google.errors import CredentialsMissing, FcmError, GoogleSourceError
+from shared.sync import FetchFailed
 
 if TYPE_CHECKING:
     from shared.sources.google.account import GoogleAccount
@@ -141,7 +144,7 @@ class GoogleSource:
         finally:
             located = dict.fromkeys(results.locations, now) if results is not None else {}
             self._leases.release(hold, now=self._clock(), located=located)
-        found = list(results.of(device))
+        brought_along: list[Location] = []
         for companion in companions:
             if companion.id in results.errors:
                 logger.warning(
@@ -150,8 +153,14 @@ class GoogleSource:
                     extra={"device_id": companion.id},
                 )
                 continue
-            found.extend(results.locations[companion.id])
-        return found
+            brought_along.extend(results.locations[companion.id])
+        own_error = results.errors.get(device.id)
+        if own_error is None:
+            return [*results.locations[device.id], *brought_along]
+        if brought_along:
+            # The companions' positions must not be lost with the device's own failure.
+            raise FetchFailed(own_error, brought_along=brought_along) from own_error
+        raise own_error
 
     def _due_companions(self, device: Device, hold: LeaseHold, now: datetime) -> list[Device]:
         services = {s.id: s for s in self._services.list() if not s.paused}

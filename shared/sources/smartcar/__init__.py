@@ -4,12 +4,15 @@ Modules:
 - `payloads`: the webhook deliveries as pydantic models (4.0, 3.0 and legacy VERIFY shapes);
 - `webhook`: the receiver (VERIFY, `SC-Signature`, idempotency, storage, pipeline);
 - `signals`: signals to `Location` with unit conversions (odometer in metres, speed in knots);
-- `records`: the Firestore collections (`webhook_events`, `smartcar_events`, `smartcar_vehicles`,
-  `smartcar_connect_states`, `smartcar_locks`, and `devices`);
 - `client`: Connect and the vehicle API through the official `smartcar` SDK;
-- `tokens`: the OAuth tokens in the secrets adapter, refreshed before they expire;
+- `tokens`: the OAuth tokens in the secrets adapter, refreshed before they expire, and the
+  client with the application's credentials (`ClientFactory`);
 - `connect`: Smartcar Connect (`GET /smartcar/connect`, `GET /smartcar/exchange`);
-- `source`: the pull source sync jobs use; `views`: the API's vehicle views.
+- `source`: the pull source sync jobs use; `views`: the API's vehicle views;
+- `stack`: the parts as the composition root (`shared.runtime`) builds them.
+
+The Firestore collections (`webhook_events`, `smartcar_events`, `smartcar_vehicles`,
+`smartcar_connect_states`, `smartcar_locks`, and `devices`) are `shared.store.smartcar`'s.
 
 Decisions:
 - Traccar uniqueId: `smartcar-<vehicleId>`, written into the vehicle's `devices` document when
@@ -22,6 +25,7 @@ Decisions:
   Smartcar decoder converts too), so km would show a thousandfold too small.
 - Connect: see `connect` (bearer-protected start, public exchange guarded by a single-use
   state). Tokens: see `tokens` (one secret, one entry per Smartcar user, changed under a lease).
-- SDK origins: `SMARTCAR_*_ORIGIN` are Settings fields; the client assigns them to the SDK's
-  `smartcar.config` before each call, since the SDK reads the environment only at import.
+- SDK origins: `SMARTCAR_*_ORIGIN` are Settings fields, assigned to the SDK's `smartcar.config`
+  once, before the instance's first Smartcar call (`client.configure_sdk`), since the SDK reads
+  the environment only at import.
 """

@@ -4,13 +4,15 @@
 user and lists their vehicles, and reads a vehicle's location, odometer and battery in one
 batch request. Every SDK failure becomes one of `shared.sources.smartcar.errors`.
 
+The client takes what it uses like pytraccar's: the application's credentials (client id and
+secret, redirect URI, mode, scopes) and a clock; it reads no environment, settings or store.
+
 The SDK (PyPI `smartcar`) reads its origins from `SMARTCAR_API_ORIGIN`, `SMARTCAR_AUTH_ORIGIN`
 (the token URL itself) and `SMARTCAR_CONNECT_ORIGIN` once, when it is first imported, into the
 module `smartcar.config`, and looks those attributes up again on every call. The bridge's
-configuration is `Settings` (which may come from a `.env` file the SDK never sees), so before
-each call the client assigns the three attributes from its settings: whatever the environment
-held at import time, Settings decides. One instance runs with one Settings, so assignments
-never disagree; tests that switch fakes run one after another.
+configuration may come from a `.env` file the SDK never sees, so they are set once, before the
+instance's first Smartcar call (`configure_sdk`, from `tokens.ClientFactory`); no call rewrites
+them.
 
 What the SDK does not let a caller choose: each request goes through `requests.request` with a
 fixed 310-second timeout and no pooled session. The function's own timeout bounds a hung call;
@@ -28,7 +30,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import requests
 from pydantic import AwareDatetime
 
-from shared.config import Settings
 from shared.errors import ConfigError
 from shared.logs import register_secret
 from shared.models import Model, utc_now
@@ -104,7 +105,8 @@ def translate(exc: Exception, what: str) -> SmartcarError | SmartcarRateLimited:
         return SmartcarResponseError(f"{what}: Smartcar's answer was not understood ({failure})")
     if status == 429:
         retry_after = getattr(exc, "retry_after", None)
-        seconds = int(retry_after) if str(retry_after or "").isdigit() else DEFAULT_RETRY_AFTER
+        text = str(retry_after or "")
+        seconds = int(text) if text.isdigit() else DEFAULT_RETRY_AFTER
         return SmartcarRateLimited(f"{what}: Smartcar's rate limit ({detail})", retry_after=seconds)
     if isinstance(status, int) and status >= 500:
         return SmartcarConnectionError(f"{what}: Smartcar answered {status} ({detail})")
@@ -122,20 +124,45 @@ def is_permission_error(exc: Exception) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class SdkOrigins:
+    """Where the SDK sends its requests: the API, the token URL itself, and Connect."""
+
+    api: str
+    auth: str
+    connect: str
+
+
+def configure_sdk(origins: SdkOrigins) -> None:
+    """Point the SDK at Smartcar (or a test's server): its module-level origins, set once per
+    instance, before its first call (`tokens.ClientFactory`)."""
+    import smartcar
+
+    smartcar.config.API_ORIGIN = origins.api.rstrip("/")
+    smartcar.config.AUTH_ORIGIN = origins.auth
+    smartcar.config.CONNECT_ORIGIN = origins.connect.rstrip("/")
+
+
 class SmartcarClient:
     """The Smartcar calls the bridge makes; see the module docstring."""
 
     def __init__(
         self,
-        settings: Settings,
         *,
+        client_id: str,
         client_secret: str,
+        redirect_uri: str | None,
+        mode: str,
+        scopes: list[str],
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
-        if not settings.smartcar_client_id:
+        if not client_id:
             raise ConfigError("SMARTCAR_CLIENT_ID is not set")
-        self._settings = settings
+        self._client_id = client_id
         self._client_secret = client_secret
+        self._redirect_uri = redirect_uri
+        self._mode = mode
+        self._scopes = scopes
         self._clock = clock
 
     # The SDK
@@ -143,20 +170,16 @@ class SmartcarClient:
     def _sdk(self) -> Any:
         import smartcar
 
-        smartcar.config.API_ORIGIN = str(self._settings.smartcar_api_origin).rstrip("/")
-        smartcar.config.AUTH_ORIGIN = str(self._settings.smartcar_auth_origin)
-        smartcar.config.CONNECT_ORIGIN = str(self._settings.smartcar_connect_origin).rstrip("/")
         return smartcar
 
     def _auth_client(self, sdk: Any) -> smartcar.AuthClient:
-        redirect_uri = self._settings.smartcar_redirect_uri
-        if redirect_uri is None:
+        if self._redirect_uri is None:
             raise ConfigError("SMARTCAR_REDIRECT_URI is not set: Smartcar Connect needs it")
         return sdk.AuthClient(
-            client_id=self._settings.smartcar_client_id,
+            client_id=self._client_id,
             client_secret=self._client_secret,
-            redirect_uri=str(redirect_uri),
-            mode=self._settings.smartcar_mode,
+            redirect_uri=self._redirect_uri,
+            mode=self._mode,
         )
 
     def _call(self, what: str, call: Callable[[Any], T]) -> T:
@@ -171,9 +194,7 @@ class SmartcarClient:
     def authorize_url(self, state: str) -> str:
         """Smartcar Connect's URL for the configured scopes, carrying `state`."""
         sdk = self._sdk()
-        return self._auth_client(sdk).get_auth_url(
-            scope=self._settings.smartcar_scopes, options={"state": state}
-        )
+        return self._auth_client(sdk).get_auth_url(scope=self._scopes, options={"state": state})
 
     def exchange_code(self, code: str) -> TokenSet:
         access = self._call(
@@ -211,13 +232,12 @@ class SmartcarClient:
         """Every vehicle the tokens give access to, page after page."""
         found: list[str] = []
         while True:
-            offset = len(found)
-            page = self._call(
-                "list the vehicles",
-                lambda sdk, offset=offset: sdk.get_vehicles(
-                    access_token, {"limit": VEHICLES_PAGE_SIZE, "offset": offset}
-                ),
-            )
+            paging = {"limit": VEHICLES_PAGE_SIZE, "offset": len(found)}
+
+            def list_page(sdk: Any, paging: dict[str, int] = paging) -> Any:
+                return sdk.get_vehicles(access_token, paging)
+
+            page = self._call("list the vehicles", list_page)
             found += [str(vehicle_id) for vehicle_id in page.vehicles]
             if not page.vehicles or len(found) >= page.paging.count:
                 return found

@@ -26,16 +26,10 @@ from pydantic import AwareDatetime, Field
 
 from shared.errors import BadRequest
 from shared.models import Model, utc_now
-from shared.runtime import Runtime
-from shared.sources.smartcar.client import VehicleAttributes
+from shared.sources.smartcar.client import SmartcarClient, VehicleAttributes
 from shared.sources.smartcar.errors import SmartcarAuthError, SmartcarResponseError
-from shared.sources.smartcar.records import (
-    ConnectState,
-    SmartcarStore,
-    VehicleRecord,
-    vehicle_device,
-)
-from shared.sources.smartcar.tokens import client_for, token_store_for
+from shared.sources.smartcar.tokens import TokenStore
+from shared.store.smartcar import ConnectState, SmartcarStore, VehicleRecord, vehicle_device
 
 STATE_LIFETIME = timedelta(minutes=15)
 STATE_BYTES = 32
@@ -73,51 +67,66 @@ def state_id(state: str) -> str:
     return hashlib.sha256(state.encode("utf-8")).hexdigest()
 
 
-def start(runtime: Runtime, *, clock: Callable[[], datetime] = utc_now) -> ConnectStart:
-    """A fresh state, stored, and the Connect URL that carries it."""
-    client = client_for(runtime, clock=clock)
-    state = secrets.token_urlsafe(STATE_BYTES)
-    now = clock()
-    expires_at = now + STATE_LIFETIME
-    url = client.authorize_url(state)
-    SmartcarStore(runtime.firestore_client).put_state(
-        ConnectState(id=state_id(state), created_at=now, expire_at=expires_at)
-    )
-    return ConnectStart(authorize_url=url, expires_at=expires_at)
+class SmartcarConnect:
+    """Connect's two halves: `start` (the operator) and `exchange` (Smartcar's redirect)."""
 
+    def __init__(
+        self,
+        *,
+        store: SmartcarStore,
+        client: Callable[[], SmartcarClient],
+        tokens: TokenStore,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._store = store
+        self._client = client
+        self._tokens = tokens
+        self._clock = clock
 
-def exchange(
-    runtime: Runtime, query: ExchangeQuery, *, clock: Callable[[], datetime] = utc_now
-) -> Connected:
-    """Finish a Connect: check and spend the state, then tokens, user, vehicles, devices."""
-    store = SmartcarStore(runtime.firestore_client)
-    if query.state is None:
-        raise BadRequest("state: missing; start again at GET /smartcar/connect")
-    pending = store.take_state(state_id(query.state))
-    now = clock()
-    if pending is None:
-        raise BadRequest("state: unknown or used already; start again at GET /smartcar/connect")
-    if pending.expire_at <= now:
-        raise BadRequest("state: expired; start again at GET /smartcar/connect")
-    if query.error is not None:
-        reason = (
-            f"{query.error}: {query.error_description}" if query.error_description else query.error
+    def start(self) -> ConnectStart:
+        """A fresh state, stored, and the Connect URL that carries it."""
+        client = self._client()
+        state = secrets.token_urlsafe(STATE_BYTES)
+        now = self._clock()
+        expires_at = now + STATE_LIFETIME
+        url = client.authorize_url(state)
+        self._store.put_state(
+            ConnectState(id=state_id(state), created_at=now, expire_at=expires_at)
         )
-        raise BadRequest(f"Smartcar Connect was not completed ({reason})")
-    if query.code is None:
-        raise BadRequest("code: missing")
+        return ConnectStart(authorize_url=url, expires_at=expires_at)
 
-    client = client_for(runtime, clock=clock)
-    try:
-        tokens = client.exchange_code(query.code)
-    except (SmartcarAuthError, SmartcarResponseError) as exc:
-        raise BadRequest(f"Smartcar refused the code: {exc.message}") from None
-    user_id = client.user_id(tokens.access_token)
-    vehicle_ids = client.vehicle_ids(tokens.access_token)
-    described = [client.attributes(vehicle_id, tokens.access_token) for vehicle_id in vehicle_ids]
-    token_store_for(runtime, clock=clock).connect(user_id, tokens, vehicle_ids)
-    vehicles = [_record_vehicle(store, vehicle, user_id, now) for vehicle in described]
-    return Connected(user_id=user_id, vehicles=vehicles)
+    def exchange(self, query: ExchangeQuery) -> Connected:
+        """Finish a Connect: check and spend the state, then tokens, user, vehicles, devices."""
+        store = self._store
+        if query.state is None:
+            raise BadRequest("state: missing; start again at GET /smartcar/connect")
+        pending = store.take_state(state_id(query.state))
+        now = self._clock()
+        if pending is None:
+            raise BadRequest("state: unknown or used already; start again at GET /smartcar/connect")
+        if pending.expire_at <= now:
+            raise BadRequest("state: expired; start again at GET /smartcar/connect")
+        if query.error is not None:
+            reason = (
+                f"{query.error}: {query.error_description}"
+                if query.error_description
+                else query.error
+            )
+            raise BadRequest(f"Smartcar Connect was not completed ({reason})")
+        if query.code is None:
+            raise BadRequest("code: missing")
+
+        client = self._client()
+        try:
+            tokens = client.exchange_code(query.code)
+        except (SmartcarAuthError, SmartcarResponseError) as exc:
+            raise BadRequest(f"Smartcar refused the code: {exc.message}") from None
+        user_id = client.user_id(tokens.access_token)
+        vehicle_ids = client.vehicle_ids(tokens.access_token)
+        described = [client.attributes(vehicle, tokens.access_token) for vehicle in vehicle_ids]
+        self._tokens.connect(user_id, tokens, vehicle_ids)
+        vehicles = [_record_vehicle(store, vehicle, user_id, now) for vehicle in described]
+        return Connected(user_id=user_id, vehicles=vehicles)
 
 
 def _record_vehicle(

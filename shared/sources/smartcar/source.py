@@ -15,23 +15,29 @@ from datetime import datetime
 from pydantic import ValidationError
 
 from shared.models import AttributeValue, Device, Location, Source, utc_now
-from shared.runtime import Runtime
-from shared.sources.smartcar.client import VehicleSnapshot
+from shared.sources.smartcar.client import SmartcarClient, VehicleSnapshot
 from shared.sources.smartcar.errors import SmartcarAuthError, SmartcarResponseError
 from shared.sources.smartcar.signals import METRES_PER_KM
-from shared.sources.smartcar.tokens import client_for, token_store_for
+from shared.sources.smartcar.tokens import TokenStore
 
 
 class SmartcarSource:
     source = Source.SMARTCAR
 
-    def __init__(self, runtime: Runtime, *, clock: Callable[[], datetime] = utc_now) -> None:
-        self._runtime = runtime
+    def __init__(
+        self,
+        *,
+        client: Callable[[], SmartcarClient],
+        tokens: TokenStore,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._client = client
+        self._tokens = tokens
         self._clock = clock
 
     def fetch(self, device: Device) -> list[Location]:
-        client = client_for(self._runtime, clock=self._clock)
-        tokens = token_store_for(self._runtime, clock=self._clock)
+        client = self._client()
+        tokens = self._tokens
         token = tokens.access_token(device.id, client)
         try:
             snapshot = client.snapshot(device.id, token)

@@ -17,7 +17,6 @@ when a refresh token (60 days) has less than `REFRESH_MARGIN` left.
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 import uuid
@@ -29,15 +28,12 @@ from pydantic import AwareDatetime, Field, ValidationError
 
 from shared.errors import ConfigError, RetryLater
 from shared.models import Model, utc_now
-from shared.runtime import Runtime
-from shared.secrets import SecretNotFound, SecretStore
-from shared.sources.smartcar.client import SmartcarClient, TokenSet
+from shared.secrets import CachedSecrets, SecretNotFound, SecretStore
+from shared.sources.smartcar.client import SdkOrigins, SmartcarClient, TokenSet, configure_sdk
 from shared.sources.smartcar.errors import NotConnected, SmartcarError
 
 if TYPE_CHECKING:
-    from google.cloud import firestore
-
-    from shared.sources.smartcar.records import SmartcarStore
+    from shared.store.smartcar import SmartcarStore
 
 logger = logging.getLogger(__name__)
 
@@ -70,25 +66,20 @@ class TokenStore:
 
     def __init__(
         self,
-        secrets: SecretStore,
-        firestore_client: firestore.Client,
-        secret_name: str,
         *,
+        secrets: SecretStore,
+        locks: Callable[[], SmartcarStore],
+        secret_name: str,
         clock: Callable[[], datetime] = utc_now,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._secrets = secrets
-        self._firestore_client = firestore_client
+        # Where the lease over the secret's changes lives; made by the first change, so that
+        # reading tokens never loads the Firestore documents' module.
+        self._locks = locks
         self._name = secret_name
         self._clock = clock
         self._sleep = sleep
-
-    @functools.cached_property
-    def _store(self) -> SmartcarStore:
-        """Where the lease lives; only a change needs it, so reading tokens never loads it."""
-        from shared.sources.smartcar.records import SmartcarStore
-
-        return SmartcarStore(self._firestore_client)
 
     def load(self) -> TokenFile:
         try:
@@ -187,13 +178,13 @@ class TokenStore:
                 version = self._secrets.add_version(self._name, text)
                 self._secrets.disable_versions(self._name, keep=version)
         finally:
-            self._store.release_lock(LOCK_NAME, owner)
+            self._locks().release_lock(LOCK_NAME, owner)
 
     def _take_lock(self, owner: str) -> None:
         waited = 0.0
         while True:
             now = self._clock()
-            if self._store.acquire_lock(LOCK_NAME, owner, now=now, until=now + LOCK_DURATION):
+            if self._locks().acquire_lock(LOCK_NAME, owner, now=now, until=now + LOCK_DURATION):
                 return
             if waited >= LOCK_WAIT_SECONDS:
                 raise RetryLater("Smartcar tokens are being changed by another call", retry_after=5)
@@ -201,29 +192,53 @@ class TokenStore:
             waited += LOCK_POLL_SECONDS
 
 
-def client_for(runtime: Runtime, *, clock: Callable[[], datetime] = utc_now) -> SmartcarClient:
-    """A client with the application's credentials (the secret from the secrets adapter)."""
-    name = runtime.settings.smartcar_client_secret_secret
-    try:
-        secret = runtime.secrets.read(name).strip()
-    except SecretNotFound:
-        raise ConfigError(f"no Smartcar client secret stored in secret {name}") from None
-    return SmartcarClient(runtime.settings, client_secret=secret, clock=clock)
+class ClientFactory:
+    """A `SmartcarClient` with the application's credentials, the client secret read through
+    the instance's secret cache when a call needs it (a missing secret fails that call only).
 
+    The SDK's origins are set once, by the first client made: an instance that never calls
+    Smartcar (a webhook, an hourly refresh with nobody connected) never imports the SDK.
+    """
 
-def token_store_for(
-    runtime: Runtime,
-    *,
-    clock: Callable[[], datetime] = utc_now,
-    sleep: Callable[[float], None] = time.sleep,
-) -> TokenStore:
-    return TokenStore(
-        runtime.secrets,
-        runtime.firestore_client,
-        runtime.settings.smartcar_tokens_secret,
-        clock=clock,
-        sleep=sleep,
-    )
+    def __init__(
+        self,
+        *,
+        origins: SdkOrigins,
+        secrets: CachedSecrets,
+        client_secret_name: str,
+        client_id: str,
+        redirect_uri: str | None,
+        mode: str,
+        scopes: list[str],
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._origins = origins
+        self._configured = False
+        self._secrets = secrets
+        self._client_secret_name = client_secret_name
+        self._client_id = client_id
+        self._redirect_uri = redirect_uri
+        self._mode = mode
+        self._scopes = scopes
+        self._clock = clock
+
+    def __call__(self) -> SmartcarClient:
+        name = self._client_secret_name
+        try:
+            secret = self._secrets.read(name).strip()
+        except SecretNotFound:
+            raise ConfigError(f"no Smartcar client secret stored in secret {name}") from None
+        if not self._configured:
+            configure_sdk(self._origins)
+            self._configured = True
+        return SmartcarClient(
+            client_id=self._client_id,
+            client_secret=secret,
+            redirect_uri=self._redirect_uri,
+            mode=self._mode,
+            scopes=self._scopes,
+            clock=self._clock,
+        )
 
 
 class TokenRefreshReport(Model):
@@ -235,20 +250,23 @@ class TokenRefreshReport(Model):
     error: str | None = None
 
 
-def refresh_expiring_tokens(
-    runtime: Runtime, *, clock: Callable[[], datetime] = utc_now
-) -> TokenRefreshReport:
-    """Renew the refresh tokens that end within `REFRESH_MARGIN` (run hourly by refresh_devices).
+class TokenRenewal:
+    """Renews the refresh tokens that end within `REFRESH_MARGIN` (run hourly by refresh_devices).
 
     A refresh token lives 60 days and is renewed only by using it; a vehicle that is never
     pulled (webhooks only) would otherwise need a new Connect every two months.
     """
-    store = token_store_for(runtime, clock=clock)
-    if not store.load().users:
-        return TokenRefreshReport(skipped="no Smartcar account connected")
-    try:
-        renewed = store.refresh_expiring(client_for(runtime, clock=clock))
-    except (ConfigError, SmartcarError) as exc:
-        logger.warning("Smartcar token renewal failed", extra={"error": str(exc)})
-        return TokenRefreshReport(error=str(exc))
-    return TokenRefreshReport(refreshed=len(renewed))
+
+    def __init__(self, *, tokens: TokenStore, client: Callable[[], SmartcarClient]) -> None:
+        self._tokens = tokens
+        self._client = client
+
+    def renew_expiring(self) -> TokenRefreshReport:
+        if not self._tokens.load().users:
+            return TokenRefreshReport(skipped="no Smartcar account connected")
+        try:
+            renewed = self._tokens.refresh_expiring(self._client())
+        except (ConfigError, SmartcarError) as exc:
+            logger.warning("Smartcar token renewal failed", extra={"error": str(exc)})
+            return TokenRefreshReport(error=str(exc))
+        return TokenRefreshReport(refreshed=len(renewed))

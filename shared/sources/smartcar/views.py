@@ -8,8 +8,7 @@ from pydantic import AwareDatetime
 
 from shared.errors import NotFound
 from shared.models import Model
-from shared.runtime import Runtime
-from shared.sources.smartcar.records import SignalEntry, SmartcarStore
+from shared.store.smartcar import SignalEntry, SmartcarStore
 
 
 class VehicleView(Model):
@@ -31,19 +30,22 @@ class LatestSignals(Model):
     signals: list[SignalEntry]
 
 
-def list_vehicles(runtime: Runtime) -> list[VehicleView]:
-    return [
-        VehicleView(
-            **vehicle.model_dump(exclude={"signals"}),
-            signals=sorted(vehicle.signals),
-        )
-        for vehicle in SmartcarStore(runtime.firestore_client).vehicles()
-    ]
+class SmartcarViews:
+    def __init__(self, *, store: SmartcarStore) -> None:
+        self._store = store
 
+    def vehicles(self) -> list[VehicleView]:
+        return [
+            VehicleView(
+                **vehicle.model_dump(exclude={"signals"}),
+                signals=sorted(vehicle.signals),
+            )
+            for vehicle in self._store.vehicles()
+        ]
 
-def latest_signals(runtime: Runtime, vehicle_id: str) -> LatestSignals:
-    vehicle = SmartcarStore(runtime.firestore_client).vehicle(vehicle_id)
-    if vehicle is None:
-        raise NotFound(f"unknown Smartcar vehicle: {vehicle_id}")
-    ordered = [vehicle.signals[code] for code in sorted(vehicle.signals)]
-    return LatestSignals(vehicle_id=vehicle.id, signals=ordered)
+    def latest_signals(self, vehicle_id: str) -> LatestSignals:
+        vehicle = self._store.vehicle(vehicle_id)
+        if vehicle is None:
+            raise NotFound(f"unknown Smartcar vehicle: {vehicle_id}")
+        ordered = [vehicle.signals[code] for code in sorted(vehicle.signals)]
+        return LatestSignals(vehicle_id=vehicle.id, signals=ordered)

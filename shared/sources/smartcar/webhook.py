@@ -31,6 +31,9 @@ idempotent. A position that reached the pipeline is done, even when Traccar refu
 waits in the outbox. Only a processing that dies after its push and before step 7's commit
 makes its position go out twice (at least once, as a sync run that dies there: ADR 0002).
 
+The read, the repeat, the lost races, the wait for a busy vehicle and the release on failure
+are the loop every receiver runs (`shared.receiver`); this module describes a delivery to it.
+
 The VERIFY answer is an HMAC under the very key that signs deliveries: answering any challenge
 would let anyone obtain the signature of a forged body by sending it as a challenge. Every body
 this receiver accepts is a JSON object, so holds "{"; a challenge holding "{" is refused.
@@ -42,19 +45,18 @@ import hashlib
 import hmac
 import json
 import logging
-import threading
 import time
 import uuid
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.errors import BadRequest, ConfigError, PayloadTooLarge, RetryLater, Unauthorized
+from shared.errors import BadRequest, ConfigError, PayloadTooLarge, Unauthorized
 from shared.models import Device, utc_now
-from shared.runtime import Runtime
-from shared.secrets import SecretNotFound, SecretStore
+from shared.pipeline import Pipeline
+from shared.receiver import receive_claimed
+from shared.secrets import CachedSecrets, SecretNotFound
 from shared.sources.smartcar import signals
 from shared.sources.smartcar.payloads import (
     VEHICLE_ERROR,
@@ -65,9 +67,9 @@ from shared.sources.smartcar.payloads import (
     parse_event,
     verify_challenge,
 )
-from shared.sources.smartcar.records import (
+from shared.store import DeliveryRepository, document_id
+from shared.store.smartcar import (
     CLAIM_PREFIX,
-    WRITE_ATTEMPTS,
     DeliveryRead,
     SignalEntry,
     SmartcarStore,
@@ -77,15 +79,10 @@ from shared.sources.smartcar.records import (
     vehicle_change,
     vehicle_device,
 )
-from shared.store import StaleRead, document_id
 
 logger = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "SC-Signature"
-# A repeat finding a copy of itself in progress (a pending claim, its lease running) waits this
-# long in all for the copy to end (usually tens of ms: then a "duplicate") before answering 429.
-BUSY_WAIT_SECONDS = 1.0
-BUSY_POLL_SECONDS = 0.1
 # Smartcar sends at most 50 KB; the raw text is kept in one Firestore document (1 MiB at most).
 MAX_EVENT_BYTES = 512 * 1024
 
@@ -95,16 +92,6 @@ class Answer:
     """What Smartcar is answered (always 200: errors are raised)."""
 
     body: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class _Delivery:
-    """A verified, parsed delivery and what it writes whatever it holds."""
-
-    event: Event
-    claim: WebhookClaim
-    stored: StoredEvent
-    now: datetime
 
 
 def hmac_hex(token: str, message: bytes) -> str:
@@ -127,70 +114,44 @@ def challenge_answer(token: str, challenge: str) -> str:
     return hmac_hex(token, challenge.encode("utf-8"))
 
 
-class ManagementToken:
-    """The management token, read from the secrets adapter at most every `CACHE_SECONDS`.
+class SignatureCheck:
+    """`SC-Signature` checked with the management token, read through the instance's secret
+    cache (`CachedSecrets`), the shape every receiver's signature check has: called with the
+    raw body and the header, it raises `Unauthorized` or returns.
 
-    A delivery is verified with the cached value; when it does not match, the secret is read
-    again and the check repeated, so a rotated token works from its first delivery. VERIFY (sent
-    right after a token is set up) reads afresh too. Neither re-reads more often than every
-    `REREAD_SECONDS`: a flood of forged or unsigned requests cannot exhaust the secrets backend.
+    A delivery is verified with the cached token; when it does not match, the secret is read
+    again (at most every `CachedSecrets.min_reread` seconds, so a flood of forged or unsigned
+    requests cannot exhaust the secrets backend) and the check repeated, so a rotated token
+    works from its first delivery. VERIFY (sent right after a token is set up) reads afresh
+    within the same bound (`token(fresh=True)`).
     """
 
-    CACHE_SECONDS = 300.0
-    REREAD_SECONDS = 10.0
-
-    def __init__(
-        self, secrets: SecretStore, name: str, *, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.name = name
+    def __init__(self, *, secrets: CachedSecrets, secret_name: str) -> None:
         self._secrets = secrets
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._value = ""
-        self._read_at = 0.0
+        self.secret_name = secret_name
 
-    def get(self, *, max_age: float = CACHE_SECONDS) -> str:
-        with self._lock:
-            if not self._value or self._age() >= max_age:
-                self._value, self._read_at = self._read(), self._clock()
-            return self._value
-
-    def check(self, raw: bytes, signature: str | None) -> None:
-        """`check_signature` with the cached token, then once more with a re-read one."""
+    def token(self, *, fresh: bool = False) -> str:
+        max_age = self._secrets.min_reread if fresh else None
         try:
-            check_signature(raw, signature, self.get())
-        except Unauthorized:
-            if not signature or self._age() < self.REREAD_SECONDS:
-                raise
-            check_signature(raw, signature, self.get(max_age=self.REREAD_SECONDS))
-
-    def _age(self) -> float:
-        return self._clock() - self._read_at
-
-    def _read(self) -> str:
-        try:
-            token = self._secrets.read(self.name).strip()
+            token = self._secrets.read(self.secret_name, max_age=max_age).strip()
         except SecretNotFound:
             raise ConfigError(
-                f"no Smartcar management token stored in secret {self.name}"
+                f"no Smartcar management token stored in secret {self.secret_name}"
             ) from None
         if not token:
-            raise ConfigError(f"the Smartcar management token in secret {self.name} is empty")
+            raise ConfigError(
+                f"the Smartcar management token in secret {self.secret_name} is empty"
+            )
         return token
 
-
-# One cache per secrets adapter (one per instance's Runtime), dropped with it.
-_TOKENS: weakref.WeakKeyDictionary[SecretStore, ManagementToken] = weakref.WeakKeyDictionary()
-_TOKENS_LOCK = threading.Lock()
-
-
-def management_token(runtime: Runtime) -> ManagementToken:
-    with _TOKENS_LOCK:
-        cached = _TOKENS.get(runtime.secrets)
-        name = runtime.settings.smartcar_management_token_secret
-        if cached is None or cached.name != name:
-            cached = _TOKENS[runtime.secrets] = ManagementToken(runtime.secrets, name)
-        return cached
+    def __call__(self, raw: bytes, header: str | None) -> None:
+        """`check_signature` with the cached token, then once more with a re-read one."""
+        try:
+            check_signature(raw, header, self.token())
+        except Unauthorized:
+            if not header or self._secrets.reread(self.secret_name) is None:
+                raise
+            check_signature(raw, header, self.token())
 
 
 def parse_body(raw: bytes) -> object:
@@ -209,186 +170,211 @@ def parse_body(raw: bytes) -> object:
     return document
 
 
-def receive(
-    runtime: Runtime,
-    raw: bytes,
-    signature: str | None,
-    *,
-    clock: Callable[[], datetime] = utc_now,
-    sleep: Callable[[float], None] = time.sleep,
-) -> Answer:
-    """Handle one delivery (see the module docstring); answers what Smartcar is sent back."""
-    document = parse_body(raw)
-    token = management_token(runtime)
-    challenge = verify_challenge(document)
-    if challenge is not None:
-        fresh = token.get(max_age=ManagementToken.REREAD_SECONDS)
-        return Answer({"challenge": challenge_answer(fresh, challenge)})
-    token.check(raw, signature)
-    event = parse_event(document)
-    vehicle_id = event.vehicle_id
-    document_id(event.eventId)
-    if vehicle_id is not None:
-        document_id(vehicle_id)
-    elif event.eventType in (VEHICLE_STATE, VEHICLE_ERROR):
-        raise BadRequest(f"vehicleId: a {event.eventType} delivery must name its vehicle")
+class SmartcarWebhook:
+    """The delivery receiver: `receive(raw, signature_header)`; see the module docstring."""
 
-    now = clock()
-    expire_at = now + timedelta(days=runtime.settings.smartcar_event_retention_days)
-    claim = WebhookClaim(
-        id=CLAIM_PREFIX + event.eventId,
-        owner=uuid.uuid4().hex,
-        event_id=event.eventId,
-        event_type=event.eventType,
-        vehicle_id=vehicle_id,
-        received_at=now,
-        expire_at=expire_at,
-    )
-    stored = StoredEvent(
-        id=event.eventId,
-        event_type=event.eventType,
-        vehicle_id=vehicle_id,
-        user_id=event.user_id,
-        delivery_id=event.meta.deliveryId,
-        webhook_id=event.meta.webhookId,
-        version=event.meta.version,
-        received_at=now,
-        expire_at=expire_at,
-        body=raw.decode("utf-8"),
-    )
-    delivery = _Delivery(event, claim, stored, now)
-    store = SmartcarStore(runtime.firestore_client)
-    # Read with the rest only when the delivery may push: the lease is taken on that version.
-    state_ref = (
-        runtime.store.delivery.state_ref(vehicle_id)
-        if vehicle_id is not None and event.eventType == VEHICLE_STATE
-        else None
-    )
-    waited, stale = 0.0, 0
-    while True:
-        read = store.read(vehicle_id, claim_id=claim.id, state_ref=state_ref)
+    def __init__(
+        self,
+        *,
+        store: SmartcarStore,
+        delivery: DeliveryRepository,
+        pipeline: Callable[[], Pipeline],
+        signature: SignatureCheck,
+        event_retention: timedelta,
+        clock: Callable[[], datetime] = utc_now,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._store = store
+        self._delivery = delivery
+        # A callable: the pipeline (and Traccar's client) is made when a delivery has a position.
+        self._pipeline = pipeline
+        self._signature = signature
+        self._event_retention = event_retention
+        self._clock = clock
+        self._sleep = sleep
+
+    def receive(self, raw: bytes, signature_header: str | None) -> Answer:
+        """Handle one delivery (see the module docstring); answers what Smartcar is sent back."""
+        document = parse_body(raw)
+        challenge = verify_challenge(document)
+        if challenge is not None:
+            return Answer(
+                {"challenge": challenge_answer(self._signature.token(fresh=True), challenge)}
+            )
+        self._signature(raw, signature_header)
+        event = parse_event(document)
+        vehicle_id = event.vehicle_id
+        document_id(event.eventId)
+        if vehicle_id is not None:
+            document_id(vehicle_id)
+        elif event.eventType in (VEHICLE_STATE, VEHICLE_ERROR):
+            raise BadRequest(f"vehicleId: a {event.eventType} delivery must name its vehicle")
+
+        now = self._clock()
+        expire_at = now + self._event_retention
+        claim = WebhookClaim(
+            id=CLAIM_PREFIX + event.eventId,
+            owner=uuid.uuid4().hex,
+            event_id=event.eventId,
+            event_type=event.eventType,
+            vehicle_id=vehicle_id,
+            received_at=now,
+            expire_at=expire_at,
+        )
+        stored = StoredEvent(
+            id=event.eventId,
+            event_type=event.eventType,
+            vehicle_id=vehicle_id,
+            user_id=event.user_id,
+            delivery_id=event.meta.deliveryId,
+            webhook_id=event.meta.webhookId,
+            version=event.meta.version,
+            received_at=now,
+            expire_at=expire_at,
+            body=raw.decode("utf-8"),
+        )
+        # Read with the rest only when the delivery may push: the lease is taken on that version.
+        state_ref = (
+            self._delivery.state_ref(vehicle_id)
+            if vehicle_id is not None and event.eventType == VEHICLE_STATE
+            else None
+        )
+        delivery = _Delivery(
+            event=event,
+            claim=claim,
+            stored=stored,
+            now=now,
+            store=self._store,
+            pipeline=self._pipeline,
+            state_ref=state_ref,
+        )
+        return receive_claimed(delivery, sleep=self._sleep)
+
+
+@dataclass(frozen=True)
+class _Delivery:
+    """A verified, parsed delivery, as the claim-and-retry loop (`shared.receiver`) runs it."""
+
+    event: Event
+    claim: WebhookClaim
+    stored: StoredEvent
+    now: datetime
+    store: SmartcarStore
+    pipeline: Callable[[], Pipeline]
+    state_ref: Any
+
+    @property
+    def name(self) -> str:
+        return f"Smartcar delivery {self.event.eventId}"
+
+    def read(self) -> DeliveryRead:
+        return self.store.read(
+            self.event.vehicle_id, claim_id=self.claim.id, state_ref=self.state_ref
+        )
+
+    def repeat(self, read: DeliveryRead) -> Answer | None:
         found = read.claim.value
         if found is not None and found.status == "done":
-            logger.info("Smartcar delivery seen already", extra={"event_id": event.eventId})
-            return Answer({"status": "duplicate", "eventId": event.eventId})
-        # No claim, or a pending one: processed (taken over), unless its lease still runs.
-        try:
-            return _process(runtime, store, delivery, read)
-        except StaleRead:
-            stale += 1  # nothing was written: read again (a copy's claim is found there)
-            if stale >= WRITE_ATTEMPTS:
-                raise StaleRead(
-                    f"Smartcar delivery {event.eventId}: its documents kept changing"
-                ) from None
-        except RetryLater:
-            # The vehicle's lease is held (raised before any write): by a copy of this
-            # delivery (its claim pending), worth a short wait, or by another run.
-            if found is None or waited >= BUSY_WAIT_SECONDS:
-                raise
-            sleep(BUSY_POLL_SECONDS)
-            waited += BUSY_POLL_SECONDS
-        except BaseException:
-            store.release(claim)
-            raise
+            return Answer({"status": "duplicate", "eventId": self.event.eventId})
+        return None  # no claim, or a pending one: processed (taken over) unless its lease runs
 
+    def worth_waiting(self, read: DeliveryRead) -> bool:
+        # A copy of this delivery holds the lease (its claim pending): it usually ends at once.
+        return read.claim.value is not None
 
-def _process(
-    runtime: Runtime, store: SmartcarStore, delivery: _Delivery, read: DeliveryRead
-) -> Answer:
-    """Steps 6 and 7 on what step 5 read; `StaleRead` when that changed meanwhile."""
-    event = delivery.event
-    if event.eventType == VEHICLE_STATE:
-        return _vehicle_state(runtime, store, delivery, read)
-    if event.eventType == VEHICLE_ERROR:
-        return _vehicle_error(store, delivery, read)
-    writes = store.writes(delivery.claim, delivery.stored, None, claim_read=read.claim)
-    store.commit(writes, claim=delivery.claim)
-    logger.info(
-        "Smartcar delivery of a type the bridge does not use: stored only",
-        extra={"event_id": event.eventId, "event_type": event.eventType},
-    )
-    return Answer({"status": "stored", "eventId": event.eventId})
+    def release(self) -> None:
+        self.store.release(self.claim)
 
-
-def _vehicle_state(
-    runtime: Runtime, store: SmartcarStore, delivery: _Delivery, read: DeliveryRead
-) -> Answer:
-    event, now = delivery.event, delivery.now
-    reading = signals.read_signals(event.data.signals)
-    fallback_time = event.delivered_at() or int(now.timestamp())
-
-    def update(vehicle: VehicleRecord) -> VehicleRecord:
-        merged = merge_signals(
-            vehicle.signals,
-            event.data.signals,
-            event_id=event.eventId,
-            now=now,
-            fallback_time=fallback_time,
-        )
-        return _described(vehicle, event, now).model_copy(update={"signals": merged})
-
-    change = vehicle_change(read, new_device=_new_device(event, now), update=update, now=now)
-    stored = delivery.stored.model_copy(update={"skipped": reading.skipped})
-    device = change.device
-    location = signals.to_location(
-        device.id, reading, fallback_time=fallback_time, last_known=_last_known(change.before)
-    )
-    if location is None:
-        store.commit(
-            store.writes(delivery.claim, stored, change, claim_read=read.claim),
-            claim=delivery.claim,
-        )
-        report = None
-    else:
-        # The claim (pending until the run's outcome is committed) and the records go in the
-        # lease's commit: one round trip before the push.
-        pending = delivery.claim.model_copy(update={"status": "pending"})
-        report = runtime.pipeline.run(
-            device,
-            lambda: [location],
-            force=True,
-            read=read.state,
-            along=store.writes(pending, stored, change, claim_read=read.claim),
-            along_outcome=store.claim_done(pending),
-        )
-    for skipped in reading.skipped:
-        logger.info("Smartcar signal skipped: %s", skipped, extra={"event_id": event.eventId})
-    if report is None:
+    def process(self, read: DeliveryRead) -> Answer:
+        """Steps 6 and 7 on what step 5 read; `StaleRead` when that changed meanwhile."""
+        event = self.event
+        if event.eventType == VEHICLE_STATE:
+            return self._vehicle_state(read)
+        if event.eventType == VEHICLE_ERROR:
+            return self._vehicle_error(read)
+        writes = self.store.writes(self.claim, self.stored, None, claim_read=read.claim)
+        self.store.commit(writes, claim=self.claim)
         logger.info(
-            "Smartcar delivery without a position to push: stored only",
-            extra={"event_id": event.eventId, "vehicle_id": device.id},
+            "Smartcar delivery of a type the bridge does not use: stored only",
+            extra={"event_id": event.eventId, "event_type": event.eventType},
         )
-        return Answer({"status": "stored", "eventId": event.eventId, "pushed": 0})
-    return Answer(
-        {
-            "status": "processed",
-            "eventId": event.eventId,
-            "pushed": report.result.pushed,
-            "queued": report.result.outbox,
-        }
-    )
+        return Answer({"status": "stored", "eventId": event.eventId})
 
+    def _vehicle_state(self, read: DeliveryRead) -> Answer:
+        event, now, store = self.event, self.now, self.store
+        reading = signals.read_signals(event.data.signals)
+        fallback_time = event.delivered_at() or int(now.timestamp())
 
-def _vehicle_error(store: SmartcarStore, delivery: _Delivery, read: DeliveryRead) -> Answer:
-    event, now = delivery.event, delivery.now
+        def update(vehicle: VehicleRecord) -> VehicleRecord:
+            merged = merge_signals(
+                vehicle.signals,
+                event.data.signals,
+                event_id=event.eventId,
+                now=now,
+                fallback_time=fallback_time,
+            )
+            return _described(vehicle, event, now).model_copy(update={"signals": merged})
 
-    def update(vehicle: VehicleRecord) -> VehicleRecord:
-        return _described(vehicle, event, now).model_copy(
-            update={"last_error": event.data.errors, "last_error_at": now}
+        change = vehicle_change(read, new_device=_new_device(event, now), update=update, now=now)
+        stored = self.stored.model_copy(update={"skipped": reading.skipped})
+        device = change.device
+        location = signals.to_location(
+            device.id, reading, fallback_time=fallback_time, last_known=_last_known(change.before)
+        )
+        if location is None:
+            store.commit(
+                store.writes(self.claim, stored, change, claim_read=read.claim), claim=self.claim
+            )
+            report = None
+        else:
+            # The claim (pending until the run's outcome is committed) and the records go in
+            # the lease's commit: one round trip before the push.
+            pending = self.claim.model_copy(update={"status": "pending"})
+            report = self.pipeline().run(
+                device,
+                lambda: [location],
+                force=True,
+                read=read.state,
+                along=store.writes(pending, stored, change, claim_read=read.claim),
+                along_outcome=store.claim_done(pending),
+            )
+        for skipped in reading.skipped:
+            logger.info("Smartcar signal skipped: %s", skipped, extra={"event_id": event.eventId})
+        if report is None:
+            logger.info(
+                "Smartcar delivery without a position to push: stored only",
+                extra={"event_id": event.eventId, "vehicle_id": device.id},
+            )
+            return Answer({"status": "stored", "eventId": event.eventId, "pushed": 0})
+        return Answer(
+            {
+                "status": "processed",
+                "eventId": event.eventId,
+                "pushed": report.result.pushed,
+                "queued": report.result.outbox,
+            }
         )
 
-    change = vehicle_change(read, new_device=_new_device(event, now), update=update, now=now)
-    writes = store.writes(delivery.claim, delivery.stored, change, claim_read=read.claim)
-    store.commit(writes, claim=delivery.claim)
-    logger.warning(
-        "Smartcar reports a vehicle error",
-        extra={
-            "event_id": event.eventId,
-            "vehicle_id": change.device.id,
-            "errors": [_error_summary(error) for error in event.data.errors],
-        },
-    )
-    return Answer({"status": "recorded", "eventId": event.eventId})
+    def _vehicle_error(self, read: DeliveryRead) -> Answer:
+        event, now = self.event, self.now
+
+        def update(vehicle: VehicleRecord) -> VehicleRecord:
+            return _described(vehicle, event, now).model_copy(
+                update={"last_error": event.data.errors, "last_error_at": now}
+            )
+
+        change = vehicle_change(read, new_device=_new_device(event, now), update=update, now=now)
+        writes = self.store.writes(self.claim, self.stored, change, claim_read=read.claim)
+        self.store.commit(writes, claim=self.claim)
+        logger.warning(
+            "Smartcar reports a vehicle error",
+            extra={
+                "event_id": event.eventId,
+                "vehicle_id": change.device.id,
+                "errors": [_error_summary(error) for error in event.data.errors],
+            },
+        )
+        return Answer({"status": "recorded", "eventId": event.eventId})
 
 
 def _new_device(event: Event, now: datetime) -> Device:

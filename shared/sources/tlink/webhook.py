@@ -27,6 +27,9 @@ final commit) around the push to Traccar; a redelivery one. Only a processing th
 its push and before the final commit makes its position go out twice (at least once, as a sync
 run dying there: ADR 0002).
 
+The read, the repeat, the lost races, the wait for a busy device and the release on failure
+are the loop every receiver runs (`shared.receiver`); this module describes a push to it.
+
 TLINK documents no signature of its own; both checks are the bridge's and are off by default.
 """
 
@@ -40,17 +43,20 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from google.api_core.exceptions import GoogleAPICallError, RetryError
 from pydantic import ValidationError
 
-from shared.errors import BadRequest, NotFound, RetryLater, Unauthorized, Unavailable
+from shared.errors import BadRequest, NotFound, Unauthorized, Unavailable
 from shared.models import Location, utc_now
 from shared.pipeline import Pipeline, RunReport
+from shared.receiver import UNAVAILABLE_RETRY_AFTER, receive_claimed
 from shared.sources.tlink.ingest import DeviceReport, bridge_id, report_from_push
 from shared.sources.tlink.models import PushBody, TlinkEvent
 from shared.sources.tlink.source import TlinkSource
-from shared.store import DeliveryRepository, StaleRead
+from shared.store import DeliveryRepository
+from shared.store.tlink import Loaded
 from shared.web import describe_validation_error
 
 logger = logging.getLogger(__name__)
@@ -58,14 +64,6 @@ logger = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-TLink-Signature"
 SIGNATURE_PREFIX = "sha256="
 EVENT_RETENTION = timedelta(days=7)  # far longer than any vendor retries a delivery
-# A push arriving while another run of the device holds its lease (a concurrent push, usually
-# a few hundred ms) waits this long in all before answering 429.
-BUSY_WAIT_SECONDS = 1.0
-BUSY_POLL_SECONDS = 0.1
-# Reads and commits of one push losing races to other writers of its documents before it gives
-# up (503: TLINK retries); each lost race means a concurrent writer succeeded.
-WRITE_ATTEMPTS = 5
-UNAVAILABLE_RETRY_AFTER = 30
 
 
 @dataclass(frozen=True)
@@ -176,7 +174,6 @@ class TlinkWebhook:
         self._check_signature(raw, signature_header)
         body = parse_push(raw)
         report = report_from_push(body, self._source.zone)
-        pause = sleep or self._sleep
 
         now = utc_now()
         event = TlinkEvent(
@@ -186,73 +183,78 @@ class TlinkWebhook:
             received_at=now,
             expire_at=now + EVENT_RETENTION,
         )
-        waited, stale = 0.0, 0
-        while True:
-            try:
-                return self._ingest(report, event)
-            except StaleRead:
-                stale += 1  # nothing was written: read again (a copy's event is found there)
-                if stale >= WRITE_ATTEMPTS:
-                    raise Unavailable(
-                        "the push's documents kept changing; retry later",
-                        retry_after=UNAVAILABLE_RETRY_AFTER,
-                    ) from None
-            except Unavailable:
-                raise  # a failure (503), not a busy device
-            except RetryLater:
-                # Another run holds the device's lease (a concurrent push, usually a few hundred
-                # ms); nothing was written.
-                if waited >= BUSY_WAIT_SECONDS:
-                    raise
-                pause(BUSY_POLL_SECONDS)
-                waited += BUSY_POLL_SECONDS
+        push = _Push(
+            report=report,
+            event=event,
+            source=self._source,
+            state_ref=self._delivery.state_ref(bridge_id(report.device_id)),
+            pipeline=self._pipeline,
+        )
+        return receive_claimed(push, sleep=sleep or self._sleep)
 
-    def _ingest(self, report: DeviceReport, event: TlinkEvent) -> PushAnswer:
-        """Steps 4 and 5: one read, one commit, the pipeline."""
-        device_id = bridge_id(report.device_id)
+
+@dataclass(frozen=True)
+class _Push:
+    """A checked, parsed push, as the claim-and-retry loop (`shared.receiver`) runs it: steps 4
+    and 5 of the module docstring."""
+
+    report: DeviceReport
+    event: TlinkEvent
+    source: TlinkSource
+    state_ref: Any
+    pipeline: Callable[[], Pipeline]
+
+    @property
+    def name(self) -> str:
+        return f"TLINK push of device {self.report.device_id}"
+
+    def read(self) -> Loaded:
         try:
-            loaded = self._source.repository.load(
-                report.device_id,
-                device_id,
-                event_id=event.id,
-                state_ref=self._delivery.state_ref(device_id),
+            return self.source.repository.load(
+                self.report.device_id,
+                bridge_id(self.report.device_id),
+                event_id=self.event.id,
+                state_ref=self.state_ref,
             )
         except (GoogleAPICallError, RetryError) as exc:
-            logger.exception("TLINK push not stored", extra={"tlink_device_id": report.device_id})
+            logger.exception(
+                "TLINK push not stored", extra={"tlink_device_id": self.report.device_id}
+            )
             raise Unavailable(
                 "the push could not be stored; retry later", retry_after=UNAVAILABLE_RETRY_AFTER
             ) from exc
-        if loaded.event.value is not None and loaded.event.value.status == "done":
-            logger.info(
-                "TLINK push delivered again; ignored", extra={"tlink_device_id": report.device_id}
-            )
-            return PushAnswer("duplicate", report.device_id)
-        prepared = self._source.ingestion.prepare(report, loaded, event=event)
+
+    def repeat(self, read: Loaded) -> PushAnswer | None:
+        found = read.event.value
+        if found is not None and found.status == "done":
+            return PushAnswer("duplicate", self.report.device_id)
+        return None
+
+    def worth_waiting(self, read: Loaded) -> bool:
+        # Another run holds the device's lease: a concurrent push, usually a few hundred ms.
+        return True
+
+    def release(self) -> None:
+        # Recorded as done, the delivery would never be retried: undo that.
+        self.source.repository.release_event(self.event)
+
+    def process(self, read: Loaded) -> PushAnswer:
+        report, event, repository = self.report, self.event, self.source.repository
+        prepared = self.source.ingestion.prepare(report, read, event=event)
         ingested = prepared.ingested
         location = ingested.location
-        try:
-            if location is None:
-                self._source.repository.commit(prepared.writes, event=event)
-                return PushAnswer("ok", report.device_id, ingested.stored_readings)
-            # The event and the readings go in the lease's commit: one round trip before the push.
-            run = self._pipeline().run(
-                ingested.device,
-                lambda: [location],
-                force=True,
-                read=loaded.state,
-                along=prepared.writes,
-                along_outcome=self._source.repository.event_done(event),
-            )
-        except RetryLater:
-            raise  # busy, or read again: raised before anything was written
-        except Exception as exc:
-            # Recorded as done, the delivery would never be retried: undo that first.
-            self._source.repository.release_event(event)
-            logger.exception("TLINK push not stored or not delivered", extra={"event": event.id})
-            raise Unavailable(
-                "the push could not be stored or its position queued; retry later",
-                retry_after=UNAVAILABLE_RETRY_AFTER,
-            ) from exc
+        if location is None:
+            repository.commit(prepared.writes, event=event)
+            return PushAnswer("ok", report.device_id, ingested.stored_readings)
+        # The event and the readings go in the lease's commit: one round trip before the push.
+        run = self.pipeline().run(
+            ingested.device,
+            lambda: [location],
+            force=True,
+            read=read.state,
+            along=prepared.writes,
+            along_outcome=repository.event_done(event),
+        )
         return PushAnswer("ok", report.device_id, ingested.stored_readings, _outcome(run, location))
 
 

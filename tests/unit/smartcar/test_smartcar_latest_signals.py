@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from shared.sources.smartcar.payloads import Signal, SignalStatus
-from shared.sources.smartcar.records import SignalEntry
 from shared.sources.smartcar.webhook import merge_signals
+from shared.store.smartcar import SignalEntry
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 SOC = "tractionbattery-stateofcharge"

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from shared.errors import Unauthorized
-from shared.secrets import LocalSecretStore
-from shared.sources.smartcar.webhook import ManagementToken
+from shared.secrets import CachedSecrets, LocalSecretStore
+from shared.sources.smartcar.webhook import SignatureCheck
 
 NAME = "smartcar-management-token"
 OLD, NEW = "old-management-token-1234", "new-management-token-5678"
@@ -23,6 +23,12 @@ class Ticks:
 
     def __call__(self) -> float:
         return self.now
+
+
+def checker(store: LocalSecretStore, ticks: Ticks) -> tuple[SignatureCheck, CachedSecrets]:
+    """The receiver's check over the instance's secret cache, on the test's clock."""
+    cache = CachedSecrets(store, clock=ticks)
+    return SignatureCheck(secrets=cache, secret_name=NAME), cache
 
 
 def signed_by(token: str) -> str:
@@ -38,47 +44,47 @@ def store(tmp_path: Path) -> LocalSecretStore:
 
 def test_the_token_is_cached_between_deliveries(store: LocalSecretStore) -> None:
     ticks = Ticks()
-    token = ManagementToken(store, NAME, clock=ticks)
-    token.check(RAW, signed_by(OLD))
+    token, cache = checker(store, ticks)
+    token(RAW, signed_by(OLD))
     store.add_version(NAME, NEW)
 
-    ticks.now += ManagementToken.CACHE_SECONDS - 1
-    token.check(RAW, signed_by(OLD))  # still the cached value: the secret was not read again
+    ticks.now += cache.max_age - 1
+    token(RAW, signed_by(OLD))  # still the cached value: the secret was not read again
 
     ticks.now += 1
     with pytest.raises(Unauthorized):
-        token.check(RAW, signed_by(OLD))
+        token(RAW, signed_by(OLD))
 
 
 def test_a_rotated_token_is_accepted_from_its_first_delivery(store: LocalSecretStore) -> None:
     ticks = Ticks()
-    token = ManagementToken(store, NAME, clock=ticks)
-    token.check(RAW, signed_by(OLD))
+    token, cache = checker(store, ticks)
+    token(RAW, signed_by(OLD))
     store.add_version(NAME, NEW)
-    ticks.now += ManagementToken.REREAD_SECONDS
+    ticks.now += cache.min_reread
 
-    token.check(RAW, signed_by(NEW))
+    token(RAW, signed_by(NEW))
 
 
 def test_forged_deliveries_do_not_make_the_secret_read_more_than_every_few_seconds(
     store: LocalSecretStore,
 ) -> None:
     ticks = Ticks()
-    token = ManagementToken(store, NAME, clock=ticks)
-    token.check(RAW, signed_by(OLD))
+    token, cache = checker(store, ticks)
+    token(RAW, signed_by(OLD))
     store.add_version(NAME, NEW)  # a re-read would now accept NEW
 
-    ticks.now += ManagementToken.REREAD_SECONDS - 1
+    ticks.now += cache.min_reread - 1
     with pytest.raises(Unauthorized):
-        token.check(RAW, signed_by(NEW))
+        token(RAW, signed_by(NEW))
 
 
 def test_verify_reads_the_token_afresh_but_not_at_every_request(store: LocalSecretStore) -> None:
     ticks = Ticks()
-    token = ManagementToken(store, NAME, clock=ticks)
-    assert token.get() == OLD
+    token, cache = checker(store, ticks)
+    assert token.token() == OLD
     store.add_version(NAME, NEW)
 
-    assert token.get(max_age=ManagementToken.REREAD_SECONDS) == OLD
-    ticks.now += ManagementToken.REREAD_SECONDS
-    assert token.get(max_age=ManagementToken.REREAD_SECONDS) == NEW
+    assert token.token(fresh=True) == OLD
+    ticks.now += cache.min_reread
+    assert token.token(fresh=True) == NEW

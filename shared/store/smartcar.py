@@ -1,4 +1,4 @@
-"""Where the Smartcar source keeps its data in Firestore, as typed documents.
+"""Smartcar's Firestore documents, as typed models, and the repository that reads and writes them.
 
     webhook_events/smartcar_<eventId>   the idempotency claim of a delivery (TTL on `expire_at`)
     smartcar_events/<eventId>           the raw delivery, as received (TTL on `expire_at`)
@@ -30,18 +30,19 @@ from typing import TYPE_CHECKING, Any
 from pydantic import AwareDatetime, Field
 
 from shared.models import Device, DeviceState, Document, Source
-from shared.store import (
+from shared.store import options
+from shared.store.claims import (
     ClaimStatus,
     StaleRead,
-    Versioned,
     Writes,
     claim_done,
     commit_if_unchanged,
-    document_id,
-    read_all,
     release_claim,
+    stale_errors,
+    unchanged_since,
     write_if_unchanged,
 )
+from shared.store.repository import Versioned, document_id, read_all
 
 if TYPE_CHECKING:
     from google.cloud import firestore
@@ -333,30 +334,30 @@ class SmartcarStore:
     def vehicles(self) -> list[VehicleRecord]:
         return [
             VehicleRecord.model_validate(snapshot.to_dict())
-            for snapshot in self._vehicles.order_by("id").stream()
+            for snapshot in self._vehicles.order_by("id").stream(**options.reads())
         ]
 
     def vehicle(self, vehicle_id: str) -> VehicleRecord | None:
-        snapshot = self._vehicles.document(document_id(vehicle_id)).get()
+        snapshot = self._vehicles.document(document_id(vehicle_id)).get(**options.reads())
         return VehicleRecord.model_validate(snapshot.to_dict()) if snapshot.exists else None
 
     # Connect states
 
     def put_state(self, state: ConnectState) -> None:
-        self._states.document(document_id(state.id)).create(state.model_dump(mode="python"))
+        self._states.document(document_id(state.id)).create(
+            state.model_dump(mode="python"), **options.writes()
+        )
 
     def take_state(self, state_id: str) -> ConnectState | None:
         """Remove and answer a pending state; None if unknown or taken by a concurrent call."""
-        from google.api_core.exceptions import FailedPrecondition, NotFound
-
         ref = self._states.document(document_id(state_id))
-        snapshot = ref.get()
+        snapshot = ref.get(**options.reads())
         if not snapshot.exists:
             return None
         try:
             # Only one of two racing exchanges deletes it: the state is single use.
-            ref.delete(option=self._client.write_option(last_update_time=snapshot.update_time))
-        except (NotFound, FailedPrecondition):
+            ref.delete(option=unchanged_since(snapshot.update_time), **options.writes())
+        except stale_errors():
             return None
         return ConnectState.model_validate(snapshot.to_dict())
 
@@ -364,39 +365,34 @@ class SmartcarStore:
 
     def acquire_lock(self, name: str, owner: str, *, now: datetime, until: datetime) -> bool:
         """Take the lease `name` until `until`; False while someone else holds it."""
-        from google.api_core.exceptions import AlreadyExists, FailedPrecondition, NotFound
-
         ref = self._locks.document(document_id(name))
         record = LockRecord(id=name, owner=owner, until=until).model_dump(mode="python")
         try:
-            ref.create(record)
+            ref.create(record, **options.writes())
             return True
-        except AlreadyExists:
-            pass
-        snapshot = ref.get()
+        except stale_errors():
+            pass  # held, or held once: is it still?
+        snapshot = ref.get(**options.reads())
         if snapshot.exists and LockRecord.model_validate(snapshot.to_dict()).until > now:
             return False
         try:
             if snapshot.exists:
                 # An expired lease: taken over only if nobody else took it since we read it.
-                option = self._client.write_option(last_update_time=snapshot.update_time)
-                ref.update(record, option=option)
+                ref.update(record, option=unchanged_since(snapshot.update_time), **options.writes())
             else:
-                ref.create(record)
-        except (AlreadyExists, NotFound, FailedPrecondition):
+                ref.create(record, **options.writes())
+        except stale_errors():
             return False
         return True
 
     def release_lock(self, name: str, owner: str) -> None:
-        from google.api_core.exceptions import FailedPrecondition, NotFound
-
         ref = self._locks.document(document_id(name))
-        snapshot = ref.get()
+        snapshot = ref.get(**options.reads())
         if not snapshot.exists or LockRecord.model_validate(snapshot.to_dict()).owner != owner:
             return  # expired and taken over: not ours to release
         try:
-            ref.delete(option=self._client.write_option(last_update_time=snapshot.update_time))
-        except (NotFound, FailedPrecondition):
+            ref.delete(option=unchanged_since(snapshot.update_time), **options.writes())
+        except stale_errors():
             return  # released or taken over meanwhile
 
 
