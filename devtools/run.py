@@ -6,11 +6,17 @@ the local scheduler loop; prints the URLs; on Ctrl-C or SIGTERM stops every proc
 
 Ports: `LOCAL_BASE_PORT` (default 8080) for `api`, then `sync_device`, `refresh_devices`,
 `webhooks`; the emulator on `FIRESTORE_PORT` (default 8090).
+
+The TLINK receiver refuses pushes without a protection (issue 13), so the local stack has one:
+a path token made on first start in the local secrets (`.secrets/tlink-path-token`), with
+`TLINK_REQUIRE_PATH_TOKEN` on; the banner prints the push URL with it. Only an explicit
+`TLINK_ALLOW_UNAUTHENTICATED=true` (without `TLINK_REQUIRE_PATH_TOKEN`) leaves it open.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -22,8 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devtools.emulator import Emulator, EmulatorMissing, stop_process_group
-from shared.config import load_settings
+from shared.config import Settings, load_settings
 from shared.errors import ConfigError
+from shared.secrets import LocalSecretStore, SecretNotFound
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS = ("api", "sync_device", "refresh_devices", "webhooks")
@@ -63,6 +70,24 @@ def wait_until_listening(url: str, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"{url} did not answer within {READY_TIMEOUT:.0f} s")
 
 
+def tlink_path_token(settings: Settings) -> str | None:
+    """The local TLINK push token, made and stored on first start; None when the user left the
+    receiver open on purpose (`TLINK_ALLOW_UNAUTHENTICATED` without the path token)."""
+    if settings.tlink_allow_unauthenticated and not settings.tlink_require_path_token:
+        return None
+    # The functions run in ROOT: a relative SECRETS_DIR is theirs, wherever this was started.
+    store = LocalSecretStore(ROOT / settings.secrets_dir)
+    name = settings.tlink_path_token_secret
+    try:
+        token = store.read(name).strip()
+    except SecretNotFound:
+        token = ""
+    if not token:
+        token = secrets.token_hex(24)
+        store.add_version(name, token)
+    return token
+
+
 def main() -> int:
     try:
         settings = load_settings()
@@ -95,6 +120,9 @@ def main() -> int:
             "SYNC_DEVICE_URL": urls["sync_device"],
             "REFRESH_DEVICES_URL": urls["refresh_devices"],
         }
+        push_token = tlink_path_token(settings)
+        if push_token is not None:
+            env["TLINK_REQUIRE_PATH_TOKEN"] = "true"  # noqa: S105 - a switch, not a secret
         for name in FUNCTIONS:
             port = int(urls[name].rsplit(":", 1)[1])
             process = subprocess.Popen(
@@ -111,6 +139,13 @@ def main() -> int:
         print("\ntraccar-bridge is running:")
         for name in FUNCTIONS:
             print(f"  {name:<16} {urls[name]}")
+        # An empty API_TOKEN leaves the local API open to anyone who reaches the port: say so.
+        auth = "bearer token (API_TOKEN)" if settings.api_token else "no auth (API_TOKEN is empty)"
+        print(f"  {'api auth':<16} {auth}")
+        if push_token is not None:
+            print(f"  {'tlink push':<16} {urls['webhooks']}/tlink/{push_token}")
+        else:
+            print(f"  {'tlink push':<16} {urls['webhooks']}/tlink (unprotected on purpose)")
         print(f"  {'firestore':<16} http://{emulator.address} (emulator)")
         print(f"  try: curl {urls['api']}/health\nCtrl-C stops everything.\n", flush=True)
 

@@ -24,8 +24,10 @@ deploy-secrets: package
 	$(TERRAFORM) -chdir=$(TF_DIR) init -input=false
 	$(TERRAFORM) -chdir=$(TF_DIR) apply -target=google_secret_manager_secret.secret
 
-## Package and apply: builds, uploads and (re)deploys what changed.
+## Package and apply: builds, uploads and (re)deploys what changed. Refused first if the TLINK
+## receiver would have no protection (devtools/deploy_check.py says what to set).
 deploy: package
+	$(BIN)/python -m devtools.deploy_check $(TF_DIR)
 	$(TERRAFORM) -chdir=$(TF_DIR) init -input=false
 	$(TERRAFORM) -chdir=$(TF_DIR) apply
 

@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     secrets_backend: SecretsBackend = "local"
     secrets_dir: Path = Path(".secrets")
     scheduler_backend: SchedulerBackend = "local"
+    # The AES-256 key sealing the cached vendor access tokens in Firestore (`state/*_token`):
+    # Firestore's IAM cannot keep the webhooks function from reading a collection, Secret
+    # Manager's keeps it from reading this key. The local backend makes it on first use.
+    state_key_secret: str = "state-encryption-key"  # noqa: S105 - a secret's name
 
     # TLINK (docs/tlink.md): pull API, the zone of its naive timestamps, optional push protection
     tlink_api_url: HttpUrl = HttpUrl("https://app.dtuip.com")
@@ -95,6 +99,9 @@ class Settings(BaseSettings):
     tlink_require_signature: bool = False
     tlink_webhook_secret_name: str = "tlink-webhook-secret"  # noqa: S105 - a secret's name
     tlink_require_path_token: bool = False
+    # Neither protection configured: the receiver refuses pushes (503) unless this is set on
+    # purpose (a closed network, a test).
+    tlink_allow_unauthenticated: bool = False
     tlink_path_token_secret: str = "tlink-path-token"  # noqa: S105 - a secret's name
     tlink_reading_retention_days: int = Field(365, ge=1, le=3_650)
 
@@ -110,6 +117,15 @@ class Settings(BaseSettings):
     smartcar_auth_origin: HttpUrl = HttpUrl("https://auth.smartcar.com/oauth/token")
     smartcar_connect_origin: HttpUrl = HttpUrl("https://connect.smartcar.com")
     smartcar_event_retention_days: int = Field(30, ge=1, le=3_650)
+
+    # What input may claim (issue 13): a position or reading dated more than this many seconds
+    # ahead of the clock is refused (API) or skipped (vendor deliveries and pulls).
+    max_future_skew: int = Field(300, ge=0, le=86_400)
+    # Growth caps: new sensors of a TLINK device, new signal codes of a Smartcar vehicle and
+    # devices a receiver creates past these are skipped and logged; known ones still update.
+    tlink_max_sensors_per_device: int = Field(64, ge=1, le=1_000)
+    smartcar_max_signals_per_vehicle: int = Field(128, ge=1, le=1_000)
+    receiver_max_devices: int = Field(1_000, ge=1, le=100_000)
 
     # Data retention
     push_log_retention_days: int = Field(90, ge=1, le=3_650)
@@ -138,6 +154,14 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown IANA time zone {value!r}") from None
         return value
+
+    @property
+    def api_token_required(self) -> bool:
+        """Whether the API must have a bearer token. In the cloud (Secret Manager backend) an
+        empty `API_TOKEN` means the `api-token` secret did not reach the function, and the API
+        fails closed (503) rather than serving everyone; only the local backend (development,
+        `make run`) may run without one."""
+        return self.secrets_backend == "secret_manager"
 
     @property
     def notify_recipients(self) -> list[str]:

@@ -114,6 +114,13 @@ AttributeValue = str | int | float | bool
 AttributeName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 
+def too_far_ahead(timestamp: float, *, now: datetime, skew: float) -> bool:
+    """Whether epoch seconds `timestamp` lie more than `skew` seconds after `now`: a clock
+    gone wrong or a forged date, refused at the edge (`MAX_FUTURE_SKEW`) so that it can never
+    become the newest position of a device and hide the genuine ones after it."""
+    return timestamp > now.timestamp() + skew
+
+
 class Location(Model):
     """A normalised position from any source, as it goes to Traccar.
 

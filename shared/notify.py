@@ -153,6 +153,37 @@ class Notifier:
             "upload it with PUT /auth/secrets.\n",
         )
 
+    def tlink_push_refused(self, reason: str) -> NotifyResult:
+        return self.send(
+            "TLINK push refused",
+            "The TLINK receiver (POST <webhooks>/tlink) refused a push:\n\n"
+            f"  {_one_line(reason)}\n\n"
+            "Either someone without the path token or signature is posting there, or TLINK's\n"
+            "console still uses a push URL without the token. The push URL must be\n"
+            "<webhooks>/tlink/<token>, <token> being the secret tlink-path-token\n"
+            "(TLINK_REQUIRE_PATH_TOKEN=true); see docs/tlink.md. This mail is sent once: delete\n"
+            "the Firestore document state/tlink_refused_push to be told again.\n",
+        )
+
+    def tlink_sensor_cap(self, device_id: int, cap: int) -> NotifyResult:
+        return self.send(
+            f"TLINK device {device_id}: too many sensors",
+            f"TLINK device {device_id} reported a sensor beyond its cap of {cap}\n"
+            "(TLINK_MAX_SENSORS_PER_DEVICE). New sensors of this device are skipped (logged);\n"
+            "its known sensors still update. If the device really has that many sensors, raise\n"
+            "the cap. This mail is sent once per device.\n",
+        )
+
+    def smartcar_signal_cap(self, vehicle: str, cap: int) -> NotifyResult:
+        return self.send(
+            f"Smartcar vehicle {_one_line(vehicle)}: too many signal codes",
+            f"Smartcar vehicle {vehicle} sent a signal code beyond its cap of {cap}\n"
+            "(SMARTCAR_MAX_SIGNALS_PER_VEHICLE). New codes of this vehicle are skipped (logged,\n"
+            "and listed in each stored event's `skipped`); its known signals still update. If\n"
+            "the vehicle really has that many signals, raise the cap. This mail is sent once\n"
+            "per vehicle.\n",
+        )
+
     def test(self) -> NotifyResult:
         return self.send(
             "Test notification",

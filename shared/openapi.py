@@ -23,6 +23,7 @@ from shared.sources.google.credentials import AasTokenUpload, GoogleSecretsUploa
 from shared.sources.smartcar import connect as smartcar_connect
 from shared.sources.smartcar import views as smartcar_views
 from shared.sources.tlink import views as tlink_views
+from shared.store import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
 DOCUMENT = Path(__file__).with_name("openapi.json")
 # Routes open without the bearer token (the API's PUBLIC_ENDPOINTS).
@@ -72,14 +73,37 @@ TLINK_DEVICE = {"name": "device_id", "in": "path", "required": True,
                 "schema": {"type": "string", "pattern": "^[0-9]+$"},
                 "description": "TLINK deviceId"}  # fmt: skip
 TLINK_TIME = "inclusive bound: 'yyyy-MM-dd HH:mm:ss' in TLINK_TIME_ZONE, or ISO 8601"
+# A listing's page (issue 13: bounded reads): the body stays what it was, the next page's
+# address comes in a Link header.
+PAGE_PARAMETERS = [
+    _query("limit", "integer", "items per page", minimum=1, maximum=MAX_PAGE_SIZE,
+           default=DEFAULT_PAGE_SIZE),
+    _query("cursor", "string", "where the next page starts: take it from the Link header"),
+]  # fmt: skip
+LINK_HEADER = {
+    "Link": {
+        "description": 'the next page, `<same path and query with cursor>; rel="next"` '
+        "(relative URL); absent on the last page",
+        "schema": {"type": "string"},
+    }
+}
+PAGED_PATHS = frozenset({"/locations", "/push-log", "/devices"})
+API_AUTH_MISSING = (
+    "the API's bearer token is not configured (SECRETS_BACKEND=secret_manager and the "
+    "api-token secret has no version)"
+)
 SMARTCAR_VEHICLE_ID = {"name": "vehicle_id", "in": "path", "required": True,
                        "schema": {"type": "string"},
                        "description": "Smartcar vehicleId"}  # fmt: skip
 
 # (method, path, summary, body model, {status: (description, model or list[model])}, params)
 ROUTES: list[tuple[str, str, str, Any, dict[int, tuple[str, Any]], list[dict[str, Any]]]] = [
-    ("get", "/health", "Liveness and Google credentials state", None,
-     {200: ("ok", HealthReport), 503: ("Google credentials expired", HealthReport)}, []),
+    ("get", "/health",
+     "Liveness, Google credentials state and the number of sync services (with the bearer "
+     "token, the reason too)", None,
+     {200: ("ok", HealthReport),
+      503: ("auth_required: Google credentials expired; misconfigured: the API's bearer token "
+            "is not configured (the reason names the api-token secret)", HealthReport)}, []),
     ("get", "/versions", "Version and build time", None, {200: ("ok", VersionInfo)}, []),
     ("get", "/openapi.json", "This document", None, {200: ("the document", None)}, []),
     ("get", "/services", "Sync services with their last run", None,
@@ -102,24 +126,29 @@ ROUTES: list[tuple[str, str, str, Any, dict[int, tuple[str, Any]], list[dict[str
     ("get", "/locations", "Newest location per device, or the inputs not yet delivered", None,
      {200: ("ok", list[Location]), 400: ("bad filter", ErrorBody)},
      [{"name": "filter", "in": "query", "required": False, "schema": {"type": "string"},
-       "description": "JSON array of locations; answers those not delivered yet"}]),
+       "description": "JSON array of locations; answers those not delivered yet (one page)"},
+      *PAGE_PARAMETERS]),
     ("post", "/locations", "Mark a location delivered", Location,
-     {201: ("saved", SavedLocation), 400: ("bad location", ErrorBody)}, []),
+     {201: ("saved", SavedLocation),
+      400: ("bad location, or dated more than MAX_FUTURE_SKEW ahead of the clock", ErrorBody)},
+     []),
     ("put", "/traccar/devices/{device_id}/locations",
      "Run the pipeline now, or push the location in the body with ?single", Location,
-     {200: ("per-location results", list[LocationResult]), 404: ("unknown device", ErrorBody),
+     {200: ("per-location results", list[LocationResult]),
+      400: ("?single: bad location, or dated more than MAX_FUTURE_SKEW ahead of the clock",
+            ErrorBody),
+      404: ("unknown device", ErrorBody),
       429: ("a run of this device is in progress", ErrorBody)},
      [DEVICE_ID, {"name": "single", "in": "query", "required": False,
                   "allowEmptyValue": True, "schema": {"type": "string"}}]),
     ("get", "/push-log", "Push attempts, newest first", None,
      {200: ("a page", PushLogPage), 400: ("bad query", ErrorBody)},
      [{"name": "device_id", "in": "query", "required": False, "schema": {"type": "string"}},
-      {"name": "limit", "in": "query", "required": False,
-       "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
-      {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}}]),
+      *PAGE_PARAMETERS]),
     # --- Google Find My Device ---
-    ("get", "/devices", "Devices of every source (the Google list is refreshed first)", None,
-     {200: ("ok", list[Device])}, []),
+    ("get", "/devices",
+     "Devices of every source by id (the Google list is refreshed before the first page)", None,
+     {200: ("ok", list[Device]), 400: ("bad query", ErrorBody)}, PAGE_PARAMETERS),
     ("get", "/devices/{device_id}/locations",
      "Fresh locations of one device (a Google tracker is located now; nothing is pushed)", None,
      {200: ("oldest first, or with ?last the newest one", list[Location]),
@@ -221,11 +250,16 @@ def build_document() -> dict[str, Any]:
             if model is not None:
                 response["content"] = {"application/json": {"schema": _schema(model, components)}}
             operation["responses"][str(status)] = response
+        if method == "get" and path in PAGED_PATHS:
+            operation["responses"]["200"]["headers"] = LINK_HEADER
         if path not in PUBLIC_PATHS:
-            operation["responses"]["401"] = {
-                "description": "missing or wrong bearer token",
-                "content": {"application/json": {"schema": _schema(ErrorBody, components)}},
-            }
+            error = {"application/json": {"schema": _schema(ErrorBody, components)}}
+            responses = operation["responses"]
+            responses["401"] = {"description": "missing or wrong bearer token", "content": error}
+            if "503" in responses:
+                responses["503"]["description"] += "; or " + API_AUTH_MISSING
+            else:
+                responses["503"] = {"description": API_AUTH_MISSING, "content": error}
         else:
             operation["security"] = []
         paths.setdefault(path, {})[method] = operation

@@ -76,23 +76,48 @@ def backoff(failures: int) -> timedelta:
     return min(BACKOFF_MAX, BACKOFF_BASE * 2 ** max(0, failures - 1))
 
 
+def horizon_of(now: datetime) -> int:
+    """The start of the dedup window: the highest the floor may ever be (issue 13)."""
+    return int((now - DEDUP_WINDOW).timestamp())
+
+
 def prune_delivered(delivered: dict[str, int], floor: int, now: datetime) -> tuple[dict, int]:
     """Keep the fingerprints of the window (at most `DELIVERED_CAP`, newest first).
 
-    `floor` rises to the newest timestamp pruned: a position at or below it may have been
-    delivered already and is treated as such.
+    `floor` rises to the newest timestamp pruned, but never above the window's start: a
+    position at or below it may have been delivered already and is treated as such. Were the
+    floor allowed into the window, one position dated in the future (a forged date, a clock
+    gone wrong: a flood dated 2037 did it) would raise it past every genuine position to come,
+    and all of them would be dropped as "delivered". Fingerprints dated after `now` are the
+    first to go at the cap, so such a flood cannot push genuine ones out either.
     """
-    horizon = int((now - DEDUP_WINDOW).timestamp())
-    ordered = sorted(delivered.items(), key=lambda item: item[1], reverse=True)
+    horizon = horizon_of(now)
+    current = int(now.timestamp())
+    ordered = sorted(
+        delivered.items(), key=lambda item: (item[1] <= current, item[1]), reverse=True
+    )
     kept = [(fp, ts) for fp, ts in ordered if ts >= horizon][:DELIVERED_CAP]
-    pruned = ordered[len(kept) :]  # `kept` is a prefix of `ordered`
+    kept_ids = {fp for fp, _ in kept}
+    pruned = [ts for fp, ts in ordered if fp not in kept_ids]
     if pruned:
-        floor = max(floor, max(ts for _, ts in pruned))
-    return dict(kept), floor
+        floor = max(floor, max(pruned))
+    return dict(kept), min(floor, horizon)
 
 
-def is_delivered(state: DeviceState, location: Location) -> bool:
-    return location.fingerprint() in state.delivered or location.timestamp <= state.floor
+def is_delivered(state: DeviceState, location: Location, *, now: datetime) -> bool:
+    """Whether Traccar accepted `location` already. A floor stored above the window's start
+    (before the floor was bounded) is read as that start, so it heals without a migration."""
+    floor = min(state.floor, horizon_of(now))
+    return location.fingerprint() in state.delivered or location.timestamp <= floor
+
+
+def newest_of(newest: Location | None, location: Location, now: datetime) -> Location:
+    """The device's newest delivered position once `location` is delivered too. A newest dated
+    after `now` (recorded before dates were checked at the edge) gives way: it would otherwise
+    stay "the newest" until that date, hiding every genuine position from the views."""
+    if newest is None or location.timestamp >= newest.timestamp:
+        return location
+    return location if newest.timestamp > now.timestamp() else newest
 
 
 def maps_url(location: Location) -> str:
@@ -177,9 +202,7 @@ class Pipeline:
         delivered, floor = prune_delivered(
             {**state.delivered, location.fingerprint(): location.timestamp}, state.floor, now
         )
-        newest = state.last_location
-        if newest is None or location.timestamp >= newest.timestamp:
-            newest = location
+        newest = newest_of(state.last_location, location, now)
         updated = state.model_copy(
             update={"delivered": delivered, "floor": floor, "last_location": newest}
         )
@@ -269,7 +292,11 @@ class _Run:
         new: dict[str, Location] = {}
         for location in fetched:
             fingerprint = location.fingerprint()
-            if fingerprint in waiting or fingerprint in new or is_delivered(self.state, location):
+            if (
+                fingerprint in waiting
+                or fingerprint in new
+                or is_delivered(self.state, location, now=self.now)
+            ):
                 continue
             new[fingerprint] = location
         # Oldest first; at equal times, what waited in the outbox goes before what is new.
@@ -338,8 +365,7 @@ class _Run:
         self.delivered[fingerprint] = location.timestamp
         if entry is not None:
             self.outbox_delete.append(entry.id)
-        if self.newest is None or location.timestamp >= self.newest.timestamp:
-            self.newest = location
+        self.newest = newest_of(self.newest, location, self.now)
 
     def _wait(
         self,

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from shared.sources.smartcar.webhook import SmartcarWebhook
     from shared.sources.tlink.stack import TlinkStack
     from shared.store import Store
+    from shared.store.sealed import SealedState, Sealer
     from shared.store.smartcar import SmartcarStore
     from shared.sync import LocationSource, MovementTracker, Sync
     from shared.traccar import TraccarApi
@@ -158,6 +159,28 @@ class Runtime:
         return CachedSecrets(self.secrets)
 
     @functools.cached_property
+    def sealer(self) -> Sealer:
+        """Seals the cached vendor access tokens in Firestore under the state key
+        (`STATE_KEY_SECRET`): every function may read Firestore, only the token users the key.
+        Nothing is read or imported until a token is cached or read."""
+        from shared.secrets import KeyInSecret
+        from shared.store.sealed import Sealer
+
+        return Sealer(
+            key=KeyInSecret(
+                secrets=self.cached_secrets,
+                store=self.secrets,
+                name=self.settings.state_key_secret,
+                create_missing=self.settings.secrets_backend == "local",
+            )
+        )
+
+    def sealed_state(self) -> SealedState:
+        from shared.store.sealed import SealedState
+
+        return SealedState(self.store.client, sealer=self.sealer)
+
+    @functools.cached_property
     def notifier(self) -> Notifier:
         from shared.notify import Notifier
 
@@ -188,6 +211,7 @@ class Runtime:
             pipeline=lambda: self.pipeline,
             sources=self.sources,
             trackers=self.trackers,
+            max_future_skew=self.settings.max_future_skew,
         )
 
     @functools.cached_property
@@ -237,7 +261,7 @@ class Runtime:
 
         now = clock or utc_now
         store, settings = self.store, self.settings
-        documents = GoogleDocuments(store.client)
+        documents = GoogleDocuments(store.client, sealer=self.sealer)
 
         # The scheduler's client is made when a job is paused, resumed or retimed, and the
         # notifier's module loads when an email is due, not when a Google sync or a refresh with
@@ -289,6 +313,7 @@ class Runtime:
                 mcs_host=settings.google_mcs_host,
                 mcs_port=settings.google_mcs_port,
                 fcm_timeout=settings.fcm_timeout,
+                max_future_skew=settings.max_future_skew,
                 clock=now,
             ),
             account=account,
@@ -368,7 +393,12 @@ class Runtime:
         def source() -> SmartcarSource:
             from shared.sources.smartcar.source import SmartcarSource
 
-            return SmartcarSource(client=client, tokens=tokens, clock=now)
+            return SmartcarSource(
+                client=client,
+                tokens=tokens,
+                max_future_skew=settings.max_future_skew,
+                clock=now,
+            )
 
         def webhook() -> SmartcarWebhook:
             from shared.sources.smartcar.webhook import SignatureCheck, SmartcarWebhook
@@ -382,6 +412,13 @@ class Runtime:
                     secret_name=settings.smartcar_management_token_secret,
                 ),
                 event_retention=timedelta(days=settings.smartcar_event_retention_days),
+                max_future_skew=settings.max_future_skew,
+                max_signals=settings.smartcar_max_signals_per_vehicle,
+                max_vehicles=settings.receiver_max_devices,
+                # The notifier's module loads when a cap is first reached, not per delivery.
+                notify_signal_cap=lambda vehicle, cap: self.notifier.smartcar_signal_cap(
+                    vehicle, cap
+                ),
                 clock=now,
                 sleep=pause,
             )
@@ -415,7 +452,12 @@ class Runtime:
         from shared.sources.tlink.source import TlinkSource
         from shared.sources.tlink.stack import TlinkStack
         from shared.sources.tlink.views import TlinkViews
-        from shared.sources.tlink.webhook import PathTokenCheck, SignatureCheck, TlinkWebhook
+        from shared.sources.tlink.webhook import (
+            PathTokenCheck,
+            RefusedPushes,
+            SignatureCheck,
+            TlinkWebhook,
+        )
         from shared.store.tlink import TlinkRepository
 
         store, settings = self.store, self.settings
@@ -425,11 +467,16 @@ class Runtime:
             secrets=self.secrets,
             cached_secrets=self.cached_secrets,
             http_session=self.http_session,
-            state=store.state,
+            state=self.sealed_state(),
             api_url=str(settings.tlink_api_url),
             credentials_secret=settings.tlink_credentials_secret,
             time_zone=settings.tlink_time_zone,
             reading_retention=timedelta(days=settings.tlink_reading_retention_days),
+            max_future_skew=settings.max_future_skew,
+            max_sensors_per_device=settings.tlink_max_sensors_per_device,
+            max_devices=settings.receiver_max_devices,
+            # The notifier's module loads when a mail is due, not with every push or pull.
+            notifier=lambda: self.notifier,
         )
         webhook = TlinkWebhook(
             source=source,
@@ -445,6 +492,8 @@ class Runtime:
                 required=settings.tlink_require_signature,
                 secret_name=settings.tlink_webhook_secret_name,
             ),
+            allow_unauthenticated=settings.tlink_allow_unauthenticated,
+            refused=RefusedPushes(repository=repository, notifier=lambda: self.notifier),
         )
         views = TlinkViews(repository, ZoneInfo(settings.tlink_time_zone))
         return TlinkStack(source=source, webhook=webhook, views=views)

@@ -13,6 +13,8 @@ appear in a log line, whatever code later logs it by mistake.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import json
 import os
@@ -24,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from shared.errors import BridgeError
+from shared.errors import BridgeError, ConfigError
 from shared.logs import register_secret
 
 if TYPE_CHECKING:
@@ -272,3 +274,53 @@ class CachedSecrets:
     def forget(self, name: str) -> None:
         with self._lock:
             self._values.pop(name, None)
+
+
+KEY_BYTES = 32  # a 256-bit key
+
+
+class KeyInSecret:
+    """A 256-bit key kept base64-encoded in secret `name`, read through the shared cache (a
+    rotated key is in use within the cache's `max_age`).
+
+    `create_missing` is for the local backend: `make run` and the tests make the key on first
+    use. In the cloud a missing key is a `ConfigError` naming the secret: the runtime accounts
+    may only read it (infra/terraform/iam.tf), so the operator adds it (docs/deploy.md).
+    """
+
+    def __init__(
+        self,
+        *,
+        secrets: CachedSecrets,
+        store: SecretStore,
+        name: str,
+        create_missing: bool,
+    ) -> None:
+        self._secrets = secrets
+        self._store = store
+        self._name = name
+        self._create_missing = create_missing
+
+    def __call__(self) -> bytes:
+        try:
+            text = self._secrets.read(self._name)
+        except SecretNotFound:
+            if not self._create_missing:
+                raise ConfigError(
+                    f"no encryption key in secret {self._name}: add {KEY_BYTES} random bytes, "
+                    "base64-encoded (docs/deploy.md)"
+                ) from None
+            self._store.add_version(
+                self._name, base64.b64encode(os.urandom(KEY_BYTES)).decode("ascii")
+            )
+            # The newest version: of two processes creating it at once, both use the later.
+            text = self._secrets.read(self._name, max_age=0)
+        try:
+            key = base64.b64decode(text.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            key = b""
+        if len(key) != KEY_BYTES:
+            raise ConfigError(
+                f"secret {self._name} must hold {KEY_BYTES} random bytes, base64-encoded"
+            )
+        return key

@@ -128,12 +128,22 @@ class Services:
         except Conflict:
             self._services.put(service)
             return service, False
+        self._record_count()
         return service, True
 
     def delete(self, device_id: str) -> bool:
         """Delete the device's service and its job; False if it had none."""
         self._scheduler.delete(device_id)
-        return self._services.delete(device_id)
+        deleted = self._services.delete(device_id)
+        if deleted:
+            self._record_count()
+        return deleted
+
+    def _record_count(self) -> None:
+        """Count the services (one aggregation) and record the number where `/health` reads it,
+        so that `/health` costs one document read; counted after the change rather than
+        incremented, a count that went wrong mends itself with the next change."""
+        self._state.record_service_count(self._services.count())
 
     # --- a vendor's services at once --------------------------------------------------------
 

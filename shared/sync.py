@@ -15,14 +15,15 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 from shared.errors import BadRequest, BridgeError, Conflict, NotFound, RetryLater
-from shared.models import Device, Location, Source
+from shared.models import Device, Location, Source, too_far_ahead, utc_now
 
 if TYPE_CHECKING:
     from shared.pipeline import Pipeline, RunReport
-    from shared.store import DeliveryRepository, Repository
+    from shared.store import DeliveryRepository, Page, Repository
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +75,8 @@ class Sync:
         pipeline: Callable[[], Pipeline],
         sources: Mapping[Source, LocationSource],
         trackers: Mapping[Source, MovementTracker],
+        max_future_skew: float,
+        clock: Callable[[], datetime] = utc_now,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._devices = devices
@@ -83,6 +86,8 @@ class Sync:
         self._pipeline = pipeline
         self._sources = sources
         self._trackers = trackers
+        self._max_future_skew = max_future_skew
+        self._clock = clock
         self._sleep = sleep
 
     @property
@@ -204,6 +209,7 @@ class Sync:
         """
         if location.id != device_id:
             raise BadRequest(f"id: the location's id {location.id!r} is not {device_id!r}")
+        self.check_not_ahead(location)
         device = self._devices.get(device_id) or Device(
             id=device_id,
             source=location.source or Source.GOOGLE,
@@ -212,9 +218,9 @@ class Sync:
         )
         return self.push_locations(device, [location])
 
-    def latest_locations(self) -> list[Location]:
-        """The newest delivered position of every device."""
-        return [s.last_location for s in self._delivery.states() if s.last_location]
+    def latest_locations(self, *, limit: int, cursor: str | None = None) -> Page[Location]:
+        """The newest delivered position of each device, a page at a time (by device id)."""
+        return self._delivery.latest_locations(limit=limit, cursor=cursor)
 
     def newest_delivered(self, device_id: str) -> Location | None:
         return self._delivery.state(device_id).last_location
@@ -228,10 +234,25 @@ class Sync:
             device_id: self._delivery.state(device_id)
             for device_id in {location.id for location in locations}
         }
-        return [loc for loc in locations if not is_delivered(states[loc.id], loc)]
+        now = self._clock()
+        return [loc for loc in locations if not is_delivered(states[loc.id], loc, now=now)]
 
     def mark_delivered(self, location: Location) -> str:
+        """Record a position given through the API as delivered (`POST /locations`)."""
+        self.check_not_ahead(location)
         return self.pipeline.mark_delivered(location)
+
+    def check_not_ahead(self, location: Location) -> None:
+        """`BadRequest` for a position dated more than `MAX_FUTURE_SKEW` after the clock: once
+        recorded it would be the device's newest and stand above every genuine one (issue 13),
+        so the API refuses it rather than storing it."""
+        now = self._clock()
+        if too_far_ahead(location.timestamp, now=now, skew=self._max_future_skew):
+            ahead = location.timestamp - int(now.timestamp())
+            raise BadRequest(
+                f"timestamp: {location.timestamp} is {ahead} s ahead of the clock; at most "
+                f"{self._max_future_skew:g} s is accepted (MAX_FUTURE_SKEW)"
+            )
 
 
 __all__ = ["FetchFailed", "LocationSource", "MovementTracker", "Sync"]

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Rule
 
-from shared.errors import BadRequest, BridgeError, RetryLater, Unauthorized
+from shared.errors import BadRequest, BridgeError, NotConfigured, RetryLater, Unauthorized
 
 if TYPE_CHECKING:
     from pydantic import SecretStr, TypeAdapter
@@ -173,11 +173,39 @@ def parse_json_text(text: str, adapter: TypeAdapter[T], what: str) -> T:
         raise BadRequest(f"{what}: {describe_validation_error(exc)}") from None
 
 
-def check_bearer(request: flask.Request, token: SecretStr | None) -> None:
-    """Require `Authorization: Bearer <token>` when a token is configured (constant-time)."""
+API_AUTH_NOT_CONFIGURED = (
+    "the API has no bearer token: add a version to the Secret Manager secret `api-token` "
+    "(Terraform gives it to the api function as API_TOKEN; new instances read it as they "
+    "start, `make deploy` replaces the running ones)"
+)
+
+
+def check_bearer(request: flask.Request, token: SecretStr | None, *, required: bool) -> None:
+    """Require `Authorization: Bearer <token>` (constant-time comparison).
+
+    Without a token: `NotConfigured` (503, naming the secret) when one is `required`, so a
+    deployment whose secret did not arrive fails closed; otherwise (local development) open.
+    """
     if token is None:
+        if required:
+            raise NotConfigured(API_AUTH_NOT_CONFIGURED)
         return
+    if not bearer_matches(request, token):
+        raise Unauthorized("missing or wrong bearer token")
+
+
+def bearer_matches(request: flask.Request, token: SecretStr) -> bool:
+    """Whether the request carries `Authorization: Bearer <token>` (constant-time)."""
     scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
     expected = token.get_secret_value().encode()
-    if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), expected):
-        raise Unauthorized("missing or wrong bearer token")
+    return scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), expected)
+
+
+def next_link(request: flask.Request, cursor: str) -> str:
+    """A `Link` header value for the next page: this request's path and query (the last value
+    of each key, as `parse_query` read them) with `cursor` set; relative, so it holds behind
+    whatever host and prefix the caller used (RFC 8288 resolves it against the request)."""
+    from urllib.parse import quote, urlencode
+
+    query = {**request.args.to_dict(), "cursor": cursor}
+    return f'<{quote(request.path)}?{urlencode(query)}>; rel="next"'

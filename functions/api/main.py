@@ -21,10 +21,14 @@ from shared.errors import BridgeError, Conflict, NotFound
 from shared.logs import configure_logging
 from shared.models import Location, Model
 from shared.runtime import freeze_loaded_objects, get_runtime
+from shared.store import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
 from shared.web import (
+    API_AUTH_NOT_CONFIGURED,
+    bearer_matches,
     check_bearer,
     create_app,
     dispatch,
+    next_link,
     parse_json,
     parse_json_text,
     parse_query,
@@ -39,8 +43,11 @@ configure_logging()
 app = create_app(__name__)
 
 # Liveness, build information and the API's description stay open: uptime checks and
-# client generators need no token. Smartcar Connect's return leg is opened by a browser, which
-# cannot send the token: its single-use `state` guards it (shared/sources/smartcar/connect.py).
+# client generators need no token, and none of them shows stored data (`/health` without the
+# token: its status and counts only). Smartcar Connect's return leg is opened by a browser,
+# which cannot send the token: its single-use `state` guards it
+# (shared/sources/smartcar/connect.py); it stays open when the API token is missing too, since
+# that state, not the token, is what protects it.
 PUBLIC_ENDPOINTS = frozenset({"health", "versions", "openapi", "smartcar_exchange"})
 
 
@@ -52,13 +59,18 @@ def _locations_adapter() -> TypeAdapter[list[Location]]:
     return TypeAdapter(list[Location])
 
 
-class PushLogQuery(Model):
-    device_id: str | None = Field(None, min_length=1)
-    limit: int = Field(50, ge=1, le=500)
+class PageQuery(Model):
+    """`limit` and `cursor` of a listing: every listing reads a bounded page (issue 13)."""
+
+    limit: int = Field(DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
     cursor: str | None = Field(None, min_length=1)
 
 
-class LocationsQuery(Model):
+class PushLogQuery(PageQuery):
+    device_id: str | None = Field(None, min_length=1)
+
+
+class LocationsQuery(PageQuery):
     filter: str | None = None
 
 
@@ -68,6 +80,15 @@ class NotifyFailed(BridgeError):
 
 def _json(value: object, status: int = 200) -> tuple[flask.Response, int]:
     return flask.jsonify(value), status
+
+
+def _paged(value: object, next_cursor: str | None) -> tuple[flask.Response, int]:
+    """A page as the body (arrays stay arrays: existing scripts read them) and the next one's
+    address in a `Link` header, as GitHub's API does."""
+    response = flask.jsonify(value)
+    if next_cursor is not None:
+        response.headers["Link"] = next_link(flask.request, next_cursor)
+    return response, 200
 
 
 def _location_reports(report: RunReport) -> list[dict[str, object]]:
@@ -86,12 +107,22 @@ def _location_reports(report: RunReport) -> list[dict[str, object]]:
 @app.before_request
 def authenticate() -> None:
     if flask.request.endpoint not in PUBLIC_ENDPOINTS:
-        check_bearer(flask.request, get_runtime().settings.api_token)
+        settings = get_runtime().settings
+        check_bearer(flask.request, settings.api_token, required=settings.api_token_required)
 
 
 @app.get("/health")
 def health() -> tuple[flask.Response, int]:
-    report = service_status.health(get_runtime().store)
+    runtime = get_runtime()
+    token = runtime.settings.api_token
+    missing = token is None and runtime.settings.api_token_required
+    report = service_status.health(
+        runtime.store, misconfigured=API_AUTH_NOT_CONFIGURED if missing else None
+    )
+    # No token configured (local development): everything is open, details included.
+    if token is not None and not bearer_matches(flask.request, token):
+        report = report.public()
+    # Anything but `ok` is a 503, as for expired credentials: an uptime check alerts on it.
     return _json(report.model_dump(exclude_none=True), 200 if report.status == "ok" else 503)
 
 
@@ -168,11 +199,13 @@ def get_locations() -> tuple[flask.Response, int]:
     query = parse_query(flask.request, LocationsQuery)
     runtime = get_runtime()
     if query.filter is not None:
+        # The caller's own list, answered in one piece: limit and cursor page stored data.
         candidates = parse_json_text(query.filter, _locations_adapter(), "filter")
-        found = runtime.sync.undelivered(candidates)
+        page = Page(runtime.sync.undelivered(candidates), None)
     else:
-        found = runtime.sync.latest_locations()
-    return _json([location.model_dump(mode="json", exclude_none=True) for location in found])
+        page = runtime.sync.latest_locations(limit=query.limit, cursor=query.cursor)
+    found = [location.model_dump(mode="json", exclude_none=True) for location in page.items]
+    return _paged(found, page.next_cursor)
 
 
 @app.post("/locations")
@@ -199,8 +232,10 @@ def push_log() -> tuple[flask.Response, int]:
     entries, next_cursor = get_runtime().store.delivery.push_log(
         device_id=query.device_id, limit=query.limit, start_after=query.cursor
     )
-    return _json(
-        {"entries": [e.model_dump(mode="json") for e in entries], "next_cursor": next_cursor}
+    # The push log has always answered a page object; the Link header comes on top of it.
+    return _paged(
+        {"entries": [e.model_dump(mode="json") for e in entries], "next_cursor": next_cursor},
+        next_cursor,
     )
 
 
@@ -209,9 +244,12 @@ def push_log() -> tuple[flask.Response, int]:
 
 @app.get("/devices")
 def list_devices() -> tuple[flask.Response, int]:
+    query = parse_query(flask.request, PageQuery)
     runtime = get_runtime()
-    runtime.google.refresh.refresh_for_listing()
-    return _json([device.model_dump(mode="json") for device in runtime.store.devices.list()])
+    if query.cursor is None:
+        runtime.google.refresh.refresh_for_listing()  # once per listing, not once per page
+    page = runtime.store.devices.page(limit=query.limit, cursor=query.cursor)
+    return _paged([device.model_dump(mode="json") for device in page.items], page.next_cursor)
 
 
 @app.get("/devices/<device_id>/locations")

@@ -101,11 +101,12 @@ locals {
     TLINK_READING_RETENTION_DAYS = tostring(var.tlink_reading_retention_days)
   }
 
-  # What only the vendors' receivers read: TLINK's optional push protections and how long
-  # Smartcar's raw deliveries are kept.
+  # What only the vendors' receivers read: TLINK's push protections (one is required unless
+  # unauthenticated pushes are allowed on purpose) and how long Smartcar's raw deliveries are kept.
   webhooks_environment = {
     TLINK_REQUIRE_PATH_TOKEN      = tostring(var.tlink_require_path_token)
     TLINK_REQUIRE_SIGNATURE       = tostring(var.tlink_require_signature)
+    TLINK_ALLOW_UNAUTHENTICATED   = tostring(var.tlink_allow_unauthenticated)
     SMARTCAR_EVENT_RETENTION_DAYS = tostring(var.smartcar_event_retention_days)
   }
 
@@ -175,7 +176,12 @@ resource "google_cloudfunctions2_function" "api" {
 
   # The build account needs its roles before the first build, and the runtime account must be
   # able to read its secrets before the first revision starts.
-  depends_on = [google_project_iam_member.build, google_secret_manager_secret_iam_member.accessor]
+  depends_on = [
+    google_project_iam_member.build,
+    google_project_iam_member.build_reads_staged_sources,
+    google_storage_bucket_iam_member.build_reads_sources,
+    google_secret_manager_secret_iam_member.accessor,
+  ]
 }
 
 # One device's pipeline run, called by its Cloud Scheduler job (OIDC) only.
@@ -238,7 +244,12 @@ resource "google_cloudfunctions2_function" "sync_device" {
     }
   }
 
-  depends_on = [google_project_iam_member.build, google_secret_manager_secret_iam_member.accessor]
+  depends_on = [
+    google_project_iam_member.build,
+    google_project_iam_member.build_reads_staged_sources,
+    google_storage_bucket_iam_member.build_reads_sources,
+    google_secret_manager_secret_iam_member.accessor,
+  ]
 }
 
 # The hourly refresh: Google device list, new-device notices, auto-registration, smart
@@ -294,12 +305,18 @@ resource "google_cloudfunctions2_function" "refresh_devices" {
     }
   }
 
-  depends_on = [google_project_iam_member.build, google_secret_manager_secret_iam_member.accessor]
+  depends_on = [
+    google_project_iam_member.build,
+    google_project_iam_member.build_reads_staged_sources,
+    google_storage_bucket_iam_member.build_reads_sources,
+    google_secret_manager_secret_iam_member.accessor,
+  ]
 }
 
-# Vendor webhooks (Smartcar, TLINK): public, every delivery checked against its signature.
+# Vendor webhooks (Smartcar, TLINK): public. A Smartcar delivery is checked against its
+# signature, a TLINK push against its path token or signature (TLINK signs nothing itself).
 resource "google_cloudfunctions2_function" "webhooks" {
-  #checkov:skip=CKV_GCP_124:Smartcar and TLINK post from the internet; every delivery is checked against its signature.
+  #checkov:skip=CKV_GCP_124:Smartcar and TLINK post from the internet; Smartcar deliveries carry a signature, TLINK pushes a path token or signature, checked before any work.
   name        = local.function_names["webhooks"]
   location    = var.region
   description = "traccar-bridge: Smartcar and TLINK webhooks"
@@ -334,5 +351,10 @@ resource "google_cloudfunctions2_function" "webhooks" {
     environment_variables = merge(local.base_environment, local.tlink_environment, local.webhooks_environment)
   }
 
-  depends_on = [google_project_iam_member.build, google_secret_manager_secret_iam_member.accessor]
+  depends_on = [
+    google_project_iam_member.build,
+    google_project_iam_member.build_reads_staged_sources,
+    google_storage_bucket_iam_member.build_reads_sources,
+    google_secret_manager_secret_iam_member.accessor,
+  ]
 }

@@ -18,6 +18,7 @@ locals {
       "smartcar-client-secret", # Connect (start, exchange); manual sync of a vehicle refreshes tokens
       "smartcar-tokens",        # Connect stores a user's tokens; manual sync of a vehicle
       "tlink-credentials",      # manual sync of a TLINK device pulls it
+      "state-encryption-key",   # the cached Google and TLINK access tokens (Firestore state/)
     ]
     sync_device = [
       "google-secrets",         # the locate
@@ -26,6 +27,7 @@ locals {
       "smartcar-client-secret", # a vehicle's pull refreshes its access token
       "smartcar-tokens",        # a vehicle's pull
       "tlink-credentials",      # a TLINK device's pull
+      "state-encryption-key",   # the cached Google and TLINK access tokens (Firestore state/)
     ]
     # Not traccar-api-token: the refresh pushes nothing, so never creates a Traccar device.
     refresh_devices = [
@@ -33,7 +35,10 @@ locals {
       "smtp-password",          # new device, auto-registered, FCM token expiring, Google expiry
       "smartcar-client-secret", # renews refresh tokens near their end
       "smartcar-tokens",        # renews refresh tokens near their end
+      "state-encryption-key",   # the cached Google access token (Firestore state/)
     ]
+    # Not state-encryption-key: the public function reads Firestore (datastore.user is per
+    # database) but must not be able to open the cached vendor access tokens there.
     webhooks = [
       "traccar-api-token",         # the pipeline creates devices Traccar does not know
       "smartcar-management-token", # SC-Signature and VERIFY challenges
@@ -210,10 +215,11 @@ resource "google_cloud_run_service_iam_member" "api_public" {
   member   = "allUsers"
 }
 
-# Public: Smartcar and TLINK post here without Google credentials; each delivery is checked
-# against its signature (SC-Signature, X-TLink-Signature) before any work.
+# Public: Smartcar and TLINK post here without Google credentials. A Smartcar delivery is
+# checked against SC-Signature, a TLINK push against its path token (/tlink/<token>) or
+# X-TLink-Signature, before any work; a TLINK receiver with neither refuses every push.
 resource "google_cloud_run_service_iam_member" "webhooks_public" {
-  #checkov:skip=CKV_GCP_102:Public by design: vendors post without Google credentials; signatures are checked before any work.
+  #checkov:skip=CKV_GCP_102:Public by design: vendors post without Google credentials; a signature or path token is checked before any work.
   location = google_cloudfunctions2_function.webhooks.location
   service  = google_cloudfunctions2_function.webhooks.service_config[0].service
   role     = "roles/run.invoker"
@@ -236,18 +242,46 @@ resource "google_cloud_run_service_iam_member" "scheduler_invokes_refresh_device
 }
 
 # --- Build account ------------------------------------------------------------------------------
-# What Cloud Build needs to turn a zip into a function image: write its logs, push the image to
-# the gcf-artifacts repository (made by Cloud Functions, hence project-level) and read the
-# source that Cloud Functions stages in its own bucket (also project-level).
+# What Cloud Build needs to turn a zip into a function image: write its logs (project-level: logs
+# are no resource IAM scopes), push the image to the gcf-artifacts repository (made by Cloud
+# Functions on the first deployment, so Terraform cannot grant on the repository beforehand:
+# project-level) and read the function's source (below, never every bucket of the project).
 
 resource "google_project_iam_member" "build" {
   for_each = toset([
     "roles/artifactregistry.writer",
     "roles/logging.logWriter",
-    "roles/storage.objectViewer",
   ])
 
   project = var.project_id
   role    = each.key
   member  = "serviceAccount:${google_service_account.build.email}"
+}
+
+locals {
+  # Cloud Functions copies each zip from our bucket into its own gcf-v2-sources-<project
+  # number>-<region> bucket ("Build process overview" in the Cloud Functions documentation) and
+  # the build reads it there. That bucket is created by the first deployment: a bucket-level
+  # grant on it cannot exist before the build that needs it, so it is a project-level grant
+  # conditioned on the bucket's name (objects: projects/_/buckets/<bucket>/objects/<name>).
+  functions_source_bucket = "gcf-v2-sources-${data.google_project.current.number}-${var.region}"
+}
+
+resource "google_project_iam_member" "build_reads_staged_sources" {
+  project = var.project_id
+  role    = "roles/storage.objectViewer"
+  member  = "serviceAccount:${google_service_account.build.email}"
+
+  condition {
+    title       = "function sources only"
+    description = "The bucket Cloud Functions stages the function sources in, nothing else."
+    expression  = "resource.name == \"projects/_/buckets/${local.functions_source_bucket}\" || resource.name.startsWith(\"projects/_/buckets/${local.functions_source_bucket}/\")"
+  }
+}
+
+# The zips `make package` uploads (storage.tf), on that bucket only.
+resource "google_storage_bucket_iam_member" "build_reads_sources" {
+  bucket = google_storage_bucket.sources.name
+  role   = "roles/storage.objectViewer"
+  member = "serviceAccount:${google_service_account.build.email}"
 }

@@ -19,6 +19,7 @@ locals {
     "tlink-credentials"         = "TLINK pull credentials JSON: clientId, clientSecret, username, password, optional userId (TLINK_CREDENTIALS_SECRET)"
     "tlink-webhook-secret"      = "HMAC key of X-TLink-Signature, when tlink_require_signature (TLINK_WEBHOOK_SECRET_NAME)"
     "tlink-path-token"          = "Token of the TLINK push path /tlink/<token>, when tlink_require_path_token (TLINK_PATH_TOKEN_SECRET)"
+    "state-encryption-key"      = "AES-256 key (32 random bytes, base64) sealing the cached Google and TLINK access tokens in Firestore (STATE_KEY_SECRET)"
   }
 }
 

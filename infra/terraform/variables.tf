@@ -263,14 +263,22 @@ variable "tlink_time_zone" {
   }
 }
 
+# On by default (the settings' own default is off, for local runs): a receiver without a
+# protection refuses every push, and `make deploy` refuses to apply one (devtools/deploy_check.py).
 variable "tlink_require_path_token" {
-  description = "TLINK_REQUIRE_PATH_TOKEN: accept pushes only on <webhooks>/tlink/<token>, the token being the tlink-path-token secret's value (which must then have a version)."
+  description = "TLINK_REQUIRE_PATH_TOKEN: accept pushes only on <webhooks>/tlink/<token>, the token being the tlink-path-token secret's value (which must then have a version: docs/deploy.md step 6)."
   type        = bool
-  default     = false
+  default     = true
 }
 
 variable "tlink_require_signature" {
   description = "TLINK_REQUIRE_SIGNATURE: require X-TLink-Signature (HMAC-SHA256 of the body keyed by the tlink-webhook-secret secret, which must then have a version)."
+  type        = bool
+  default     = false
+}
+
+variable "tlink_allow_unauthenticated" {
+  description = "TLINK_ALLOW_UNAUTHENTICATED: with neither protection above, accept pushes from anyone who knows the URL (they reach Traccar). Off: such a receiver refuses every push, and make deploy refuses the configuration."
   type        = bool
   default     = false
 }

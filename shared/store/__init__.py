@@ -7,6 +7,7 @@ Only the modules of this package (and `shared.runtime`, which creates the client
 - `repository`: generic repositories of pydantic models, document ids, versioned reads;
 - `claims`: conditional commits and the webhook claim protocol;
 - `delivery`: a device's lease, fingerprints, outbox and push log;
+- `sealed`: `state` documents sealed under the state key (the cached vendor access tokens);
 - `google`, `smartcar`, `tlink`: each vendor's own documents.
 """
 
@@ -28,7 +29,11 @@ from shared.store.claims import (
 from shared.store.delivery import DeliveryRepository, Lease
 from shared.store.options import FIRESTORE_DEADLINE, reads, writes
 from shared.store.repository import (
+    DEFAULT_PAGE_SIZE,
     MAX_ID_BYTES,
+    MAX_PAGE_SIZE,
+    HealthRecord,
+    Page,
     Repository,
     StateRepository,
     Versioned,
@@ -40,11 +45,15 @@ if TYPE_CHECKING:
     from google.cloud import firestore
 
 __all__ = [
+    "DEFAULT_PAGE_SIZE",
     "FIRESTORE_DEADLINE",
     "MAX_ID_BYTES",
+    "MAX_PAGE_SIZE",
     "ClaimStatus",
     "DeliveryRepository",
+    "HealthRecord",
     "Lease",
+    "Page",
     "Repository",
     "StaleRead",
     "StateRepository",

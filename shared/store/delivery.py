@@ -7,10 +7,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from shared.errors import BadRequest, Conflict, RetryLater
-from shared.models import DeviceState, OutboxEntry, PushLogEntry
+from shared.models import DeviceState, Location, OutboxEntry, PushLogEntry
 from shared.store.claims import StaleRead, Writes, stale_errors, unchanged_since
 from shared.store.options import reads, writes
-from shared.store.repository import Versioned, document_id
+from shared.store.repository import Page, Versioned, by_document_id, document_id
 
 if TYPE_CHECKING:
     from google.cloud import firestore
@@ -65,6 +65,15 @@ class DeliveryRepository:
 
     def states(self) -> list[DeviceState]:
         return [DeviceState.model_validate(s.to_dict()) for s in self._states.stream(**reads())]
+
+    def latest_locations(self, *, limit: int, cursor: str | None = None) -> Page[Location]:
+        """The newest delivered position of at most `limit` devices, by device id, after the
+        device id `cursor`. A device without one is skipped, so a page may hold fewer."""
+        # Only the field shown: a state document also holds up to DELIVERED_CAP fingerprints.
+        query = self._states.select(["last_location"])
+        snapshots, next_cursor = by_document_id(query, limit=limit, cursor=cursor)
+        found = [(s.to_dict() or {}).get("last_location") for s in snapshots]
+        return Page([Location.model_validate(data) for data in found if data], next_cursor)
 
     def acquire(
         self,

@@ -19,6 +19,7 @@ from shared.models import AuthState, Document
 from shared.store.claims import stale_errors, unchanged_since
 from shared.store.options import reads, writes
 from shared.store.repository import Repository, Versioned
+from shared.store.sealed import SealedState, Sealer
 
 AUTH_STATE = "auth"
 TOKEN_STATE = "google_token"  # noqa: S105 - a document name
@@ -111,24 +112,27 @@ class AuthMark:
         return True
 
     def mark_ok(self, reason: str) -> None:
-        self._ref.set(AuthState(status="ok", reason=reason).model_dump(mode="python"), **writes())
+        # Merged: the document also holds the service count `/health` reads (one read).
+        data = AuthState(status="ok", reason=reason).model_dump(mode="python")
+        self._ref.set(data, merge=True, **writes())
 
 
 class TokenCache:
-    """`state/google_token`: the access token every instance reuses."""
+    """`state/google_token`: the access token every instance reuses, sealed (`sealed`): the
+    webhooks function reads Firestore too, but not the key."""
 
-    def __init__(self, client: firestore.Client) -> None:
-        self._ref = client.collection("state").document(TOKEN_STATE)
+    def __init__(self, client: firestore.Client, *, sealer: Sealer) -> None:
+        self._state = SealedState(client, sealer=sealer)
 
     def get(self) -> CachedToken | None:
-        snapshot = self._ref.get(**reads())
-        return CachedToken.model_validate(snapshot.to_dict()) if snapshot.exists else None
+        """The cached token; None when there is none or it does not open (fetch a new one)."""
+        return self._state.get(TOKEN_STATE, CachedToken)
 
     def put(self, token: CachedToken) -> None:
-        self._ref.set(token.model_dump(mode="python"), **writes())
+        self._state.put(TOKEN_STATE, token)
 
     def delete(self) -> None:
-        self._ref.delete(**writes())
+        self._state.delete(TOKEN_STATE)
 
 
 class LeaseDocument:
@@ -200,9 +204,9 @@ class CredentialsStateDocument:
 class GoogleDocuments:
     """Google's documents over one client, as the Google stack takes them."""
 
-    def __init__(self, client: firestore.Client) -> None:
+    def __init__(self, client: firestore.Client, *, sealer: Sealer) -> None:
         self.auth = AuthMark(client)
-        self.token = TokenCache(client)
+        self.token = TokenCache(client, sealer=sealer)
         self.fcm_lease = LeaseDocument(client)
         self.credentials = CredentialsStateDocument(client)
         self.refresh = RefreshDocument(client)

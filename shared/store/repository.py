@@ -19,10 +19,16 @@ if TYPE_CHECKING:
     from google.cloud import firestore
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 # Firestore refuses "/" in an id, "." and "..", and ids of the form __x__; 1500 bytes at most.
 _RESERVED_ID = re.compile(r"^__.*__$")
 MAX_ID_BYTES = 1500
+
+# A listing reads at most this many documents per request (issue 13: bounded reads); callers
+# page on with the cursor. 500 by default keeps an existing script's first page whole.
+DEFAULT_PAGE_SIZE = 500
+MAX_PAGE_SIZE = 1000
 
 
 def document_id(value: str) -> str:
@@ -55,6 +61,33 @@ class Versioned(Generic[M]):
         if not snapshot.exists:
             return cls(None)
         return cls(model.model_validate(snapshot.to_dict()), snapshot.update_time)
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a listing and the cursor of the next (None: this is the last page)."""
+
+    items: list[T]
+    next_cursor: str | None
+
+
+def by_document_id(
+    query: firestore.Query | firestore.CollectionReference, *, limit: int, cursor: str | None
+) -> tuple[list[firestore.DocumentSnapshot], str | None]:
+    """A page of `query` in document-id order, after the document id `cursor`.
+
+    Ordered by id, a cursor is just the last id seen: no read to resolve it, and a document
+    added or deleted meanwhile shifts nothing. One more than `limit` is read to know whether
+    a next page exists without a second query.
+    """
+    from google.cloud.firestore_v1.field_path import FieldPath
+
+    query = query.order_by(FieldPath.document_id())
+    if cursor is not None:
+        query = query.start_after({FieldPath.document_id(): document_id(cursor)})
+    snapshots = list(query.limit(limit + 1).stream(**reads()))
+    page = snapshots[:limit]
+    return page, page[-1].id if len(snapshots) > limit else None
 
 
 def read_all(
@@ -112,16 +145,42 @@ class Repository(Generic[M]):
             for snapshot in self._collection.order_by("id").stream(**reads())
         ]
 
+    def page(self, *, limit: int, cursor: str | None = None) -> Page[M]:
+        """At most `limit` documents by id, after the id `cursor`."""
+        snapshots, next_cursor = by_document_id(self._collection, limit=limit, cursor=cursor)
+        items = [self._model.model_validate(snapshot.to_dict()) for snapshot in snapshots]
+        return Page(items, next_cursor)
+
     def count(self) -> int:
         """Number of documents, counted by the server (one aggregation read)."""
         result = self._collection.count().get(**reads())
         return int(result[0][0].value)
 
 
+@dataclass(frozen=True)
+class HealthRecord:
+    """What `/health` reads, from one document: the Google credentials' state and the number
+    of sync services recorded next to it (None: not recorded since the document was written
+    without it) as of `update_time` (None: no document)."""
+
+    auth: AuthState
+    services: int | None
+    update_time: datetime | None
+
+
+# `state/auth` also carries the number of sync services, so `/health` costs one document read
+# (issue 13) rather than that read plus a count aggregation. Services records the count after
+# each create or delete; a writer of the credentials' state that replaces the document drops
+# it, and the next `/health` counts once and puts it back.
+SERVICE_COUNT_FIELD = "services"
+AUTH_DOCUMENT = "auth"
+
+
 class StateRepository:
     """Singleton documents of the `state` collection, each its own model."""
 
     def __init__(self, client: firestore.Client) -> None:
+        self._client = client
         self._collection = client.collection("state")
 
     def get(self, name: str, model: type[M]) -> M | None:
@@ -135,4 +194,50 @@ class StateRepository:
 
     def auth(self) -> AuthState:
         """The Google credentials' state; `ok` until something says otherwise."""
-        return self.get("auth", AuthState) or AuthState()
+        return self.get(AUTH_DOCUMENT, AuthState) or AuthState()
+
+    def health(self) -> HealthRecord:
+        """The credentials' state and the recorded number of services: one document read."""
+        snapshot = self._collection.document(AUTH_DOCUMENT).get(**reads())
+        if not snapshot.exists:
+            return HealthRecord(AuthState(), None, None)
+        data = snapshot.to_dict() or {}
+        count = data.get(SERVICE_COUNT_FIELD)
+        services = count if isinstance(count, int) and count >= 0 else None
+        return HealthRecord(AuthState.model_validate(data), services, snapshot.update_time)
+
+    def record_service_count(self, count: int) -> None:
+        """Record the number of sync services (just counted after a change) in `state/auth`,
+        leaving the credentials' state as it is."""
+        from google.api_core.exceptions import AlreadyExists, NotFound
+
+        ref = self._collection.document(AUTH_DOCUMENT)
+        for _ in range(2):
+            try:
+                ref.update({SERVICE_COUNT_FIELD: count}, **writes())
+                return
+            except NotFound:
+                pass
+            # No document yet: a complete one, so that its readers find every field.
+            data = {**AuthState().model_dump(mode="python"), SERVICE_COUNT_FIELD: count}
+            try:
+                ref.create(data, **writes())
+                return
+            except AlreadyExists:
+                continue  # the expiry handling created it meanwhile: update that one
+
+    def fill_service_count(self, count: int, *, read: HealthRecord) -> None:
+        """Put back a count `/health` had to make, unless `state/auth` changed since `read`
+        (a service change recorded a newer count, or the credentials' state changed)."""
+        from google.api_core.exceptions import AlreadyExists, FailedPrecondition, NotFound
+
+        ref = self._collection.document(AUTH_DOCUMENT)
+        try:
+            if read.update_time is None:
+                data = {**AuthState().model_dump(mode="python"), SERVICE_COUNT_FIELD: count}
+                ref.create(data, **writes())
+            else:
+                option = self._client.write_option(last_update_time=read.update_time)
+                ref.update({SERVICE_COUNT_FIELD: count}, option=option, **writes())
+        except (AlreadyExists, FailedPrecondition, NotFound):
+            pass  # somebody wrote it meanwhile; the next /health finds their version

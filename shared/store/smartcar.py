@@ -143,6 +143,9 @@ class VehicleRecord(Document):
     last_error: list[dict[str, Any]] | None = None
     last_error_at: AwareDatetime | None = None
     signals: dict[str, SignalEntry] = Field(default_factory=dict)
+    # When a delivery first brought a new signal code past SMARTCAR_MAX_SIGNALS_PER_VEHICLE:
+    # set once, so the operator is notified once per vehicle, not once per delivery.
+    signals_capped_at: AwareDatetime | None = None
 
 
 class ConnectState(Document):
@@ -328,6 +331,13 @@ class SmartcarStore:
                 continue
             return change.device, change.before
         raise StaleRead(f"vehicle {new_device.id} kept changing while it was written")
+
+    def count_vehicles(self) -> int:
+        """How many vehicles are recorded: one aggregation query (one read per 1000 counted),
+        asked only when a delivery names a vehicle the bridge has not seen."""
+        # The stubs type an aggregation `get` as one result; it answers a list of lists.
+        result: Any = self._vehicles.count().get(**options.reads())
+        return int(result[0][0].value)
 
     # Views
 

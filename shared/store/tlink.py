@@ -3,6 +3,7 @@
     tlink_devices/<deviceId>                     TlinkDevice (user binding, name, latest per sensor)
     tlink_readings/<deviceId>_<sensorId>_<epoch> TlinkReading (history; the id deduplicates)
     webhook_events/tlink-<sha256 of body>        TlinkEvent (idempotency, TTL on expire_at)
+    state/tlink_refused_push                     the first push refused (its one notification)
 
 `load` reads what an ingestion needs in one round trip (for a push also its event and the
 device's delivery state); `writes` are one ingestion's writes (readings, device, the bridge's
@@ -35,7 +36,9 @@ from shared.store.claims import (
     write_if_unchanged,
 )
 from shared.store.options import reads
+from shared.store.options import writes as write_options  # `writes` is a method here
 from shared.store.repository import Versioned, document_id, read_all
+from shared.store.sealed import SealedState
 
 if TYPE_CHECKING:
     from google.cloud import firestore
@@ -71,6 +74,8 @@ class TlinkDevice(Document):
     last_push: AwareDatetime | None = None
     last_pull: AwareDatetime | None = None
     sensors: dict[str, SensorState] = Field(default_factory=dict)
+    # When a new sensor was first refused for the device's sensor cap: its one notification.
+    sensor_cap_notified: AwareDatetime | None = None
 
 
 class TlinkReading(Document):
@@ -116,12 +121,30 @@ class CachedToken(Document):
     grant: str
 
 
+class TokenDocument:
+    """`state/tlink_token`: the access token the instances share until it expires, sealed
+    (`shared.store.sealed`): the public webhooks function cannot read it."""
+
+    NAME = "tlink_token"
+
+    def __init__(self, state: SealedState) -> None:
+        self._state = state
+
+    def get(self) -> CachedToken | None:
+        return self._state.get(self.NAME, CachedToken)
+
+    def put(self, token: CachedToken) -> None:
+        self._state.put(self.NAME, token)
+
+
 # --- The repository ------------------------------------------------------------------------
 
 DEVICES = "tlink_devices"
 READINGS = "tlink_readings"
 EVENTS = "webhook_events"
 BRIDGE_DEVICES = "devices"
+STATE = "state"
+REFUSED_PUSH = "tlink_refused_push"  # the first refused push, notified once (delete to re-arm)
 
 
 @dataclass(frozen=True)
@@ -223,6 +246,25 @@ class TlinkRepository:
     def release_event(self, event: TlinkEvent) -> None:
         """Delete a push's own event so that its redelivery is processed again."""
         release_claim(self._events.document(document_id(event.id)), event.owner)
+
+    def count_devices(self) -> int:
+        """How many TLINK devices are recorded: one aggregation query, billed as one read per
+        1000 documents counted, asked only when a push names a device not recorded yet."""
+        # The stubs type an aggregation `get` as one result; it answers a list of lists.
+        result: Any = self._devices.count().get(**reads())
+        return int(result[0][0].value)
+
+    def record_refused_push(self, reason: str, at: datetime) -> bool:
+        """Record `state/tlink_refused_push` if no refused push was recorded before: True for
+        the first one (created atomically, so two instances never both get True)."""
+        from google.api_core.exceptions import AlreadyExists
+
+        ref = self._client.collection(STATE).document(REFUSED_PUSH)
+        try:
+            ref.create({"reason": reason, "at": at}, **write_options())
+        except AlreadyExists:
+            return False
+        return True
 
     def device(self, device_id: int) -> TlinkDevice | None:
         snapshot = self._devices.document(str(device_id)).get(**reads())

@@ -36,6 +36,8 @@ def functions(
     specs = [
         ("api", "api", {}),
         ("api", "api_with_token", {"API_TOKEN": API_TOKEN}),
+        # Deployed, but the api-token secret did not reach it: fails closed (issue 13).
+        ("api", "api_cloud_without_token", {"SECRETS_BACKEND": "secret_manager", "API_TOKEN": ""}),
         ("sync_device", "sync_device", {}),
         ("refresh_devices", "refresh_devices", {}),
         ("webhooks", "webhooks", {}),
@@ -79,8 +81,16 @@ def test_health_counts_the_sync_services_in_firestore(
     api = functions["api"]
     assert json_answer(get(api, "/health"), 200) == {"status": "ok", "services": 0}
 
-    store.services.put(Service(id="tracker-1", timer=600, delta=5))
-    store.services.put(Service(id="tracker-2", timer=900, delta=0))
+    # Through the API: Services records the count `/health` reads (one document, issue 13).
+    for device_id, timer in (("tracker-1", 600), ("tracker-2", 900)):
+        store.devices.put(
+            Device(id=device_id, source=Source.TLINK, name=device_id, traccar_unique_id=device_id)
+        )
+        spec = {"timer": timer, "delta": 0}
+        created = requests.put(
+            f"{api.url}/devices/{device_id}/services", json=spec, timeout=REQUEST_TIMEOUT
+        )
+        assert created.status_code == 201, created.text
 
     assert json_answer(get(api, "/health"), 200) == {"status": "ok", "services": 2}
 
@@ -94,6 +104,20 @@ def test_health_is_503_while_google_credentials_are_refused(
     body = json_answer(get(functions["api"], "/health"), 503)
 
     assert body == {"status": "auth_required", "services": 1, "reason": "token revoked"}
+
+
+def test_deployed_without_its_token_the_api_fails_closed(
+    functions: dict[str, Function], store: Store
+) -> None:
+    api = functions["api_cloud_without_token"]
+
+    for path in ("/services", "/locations", "/push-log", "/devices", "/no-such-route"):
+        message = error_of(get(api, path, headers={"Authorization": "Bearer anything"}), 503)
+        assert "api-token" in message, path
+    health = json_answer(get(api, "/health"), 503)
+    assert isinstance(health, dict) and health["status"] == "misconfigured"
+    assert "api-token" in health["reason"]
+    assert json_answer(get(api, "/versions"), 200)["version"] == __version__  # type: ignore[index]
 
 
 def test_versions_reports_the_library_version(functions: dict[str, Function]) -> None:

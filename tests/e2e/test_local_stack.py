@@ -22,6 +22,7 @@ import requests
 from test_utils.retry import RetryResult
 
 from devtools.emulator import Emulator, free_port
+from shared.secrets import LocalSecretStore
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS = ("api", "sync_device", "refresh_devices", "webhooks")
@@ -189,6 +190,7 @@ def test_runner_serves_the_api_and_sigterm_leaves_no_process_behind(
         runner.wait_until_ready()
         urls = runner.urls()
         assert urls["api"] == f"http://127.0.0.1:{base_port}"
+        assert "no auth (API_TOKEN is empty)" in runner.output  # the open API is announced
 
         health = requests.get(urls["api"] + "/health", timeout=REQUEST_TIMEOUT)
         assert health.status_code == 200
@@ -196,6 +198,16 @@ def test_runner_serves_the_api_and_sigterm_leaves_no_process_behind(
         assert health.json() == {"status": "ok", "services": 0}
         webhooks = requests.get(urls["webhooks"] + "/health", timeout=REQUEST_TIMEOUT)
         assert webhooks.json() == {"status": "ok"}
+        # The TLINK receiver is protected from the first start: a path token was made in the
+        # local secrets and the banner gives the whole push URL.
+        token = LocalSecretStore(tmp_path / "secrets").read("tlink-path-token")
+        assert f"tlink push       {urls['webhooks']}/tlink/{token}" in runner.output
+        push = (ROOT / "tests" / "data" / "tlink_push.json").read_bytes()
+        bare = requests.post(urls["webhooks"] + "/tlink", data=push, timeout=REQUEST_TIMEOUT)
+        with_token = requests.post(
+            f"{urls['webhooks']}/tlink/{token}", data=push, timeout=REQUEST_TIMEOUT
+        )
+        assert (bare.status_code, with_token.status_code) == (404, 200), with_token.text
 
         started = descendants(runner.process.pid)
         commands = [proc.cmdline for proc in started]

@@ -68,9 +68,11 @@ def deployed(
         emulator.address, workdir, TRACCAR_SERVER_URL=traccar.url, TLINK_API_URL=tlink.url
     )
     protected = {"TLINK_REQUIRE_SIGNATURE": "true", "TLINK_REQUIRE_PATH_TOKEN": "true"}
+    # "webhooks" takes unprotected pushes on purpose; "default" is configured as shipped.
     specs = [
-        ("webhooks", "webhooks", {}),
+        ("webhooks", "webhooks", {"TLINK_ALLOW_UNAUTHENTICATED": "true"}),
         ("webhooks", "protected", protected),
+        ("webhooks", "default", {}),
         ("sync_device", "sync_device", {}),
     ]
     with running(specs, env=env, workdir=workdir) as functions:
@@ -160,6 +162,17 @@ def test_the_protected_receiver_wants_its_path_token_and_signature(
 
     assert (no_token.status_code, unsigned.status_code, accepted.status_code) == (404, 401, 200)
     assert no_token.json()["error"] == "no such route"
+
+
+def test_a_receiver_configured_with_no_protection_refuses_pushes_naming_what_to_set(
+    deployed: dict[str, Function], store: Store, firestore_client: firestore.Client
+) -> None:
+    answer = post(deployed["default"], "/tlink", PUSH)
+
+    assert answer.status_code == 503, answer.text
+    assert "TLINK_REQUIRE_PATH_TOKEN" in answer.json()["error"]
+    assert not list(firestore_client.collection("tlink_readings").stream())
+    assert store.devices.get("tlink-2864") is None
 
 
 def test_an_oversized_push_is_a_json_413(deployed: dict[str, Function], store: Store) -> None:

@@ -167,11 +167,19 @@ def test_every_environment_variable_is_a_setting(terraform: Terraform) -> None:
         assert names <= known, f"{function}: not in shared.config.Settings: {names - known}"
 
 
+# Deployed defaults that differ from the settings' on purpose: a deployed TLINK receiver wants
+# its path token, a local one (tests, `make run`, which makes its own token) decides itself.
+DEPLOYED_DEFAULTS = {"tlink_require_path_token": True}
+
+
 def test_terraform_defaults_match_the_settings_defaults(terraform: Terraform) -> None:
     compared = 0
     for name, variable in terraform.variables.items():
         info = Settings.model_fields.get(name)
         if info is None or "default" not in variable or info.default is None:
+            continue
+        if name in DEPLOYED_DEFAULTS:
+            assert variable["default"] == DEPLOYED_DEFAULTS[name], name
             continue
         # Read as Settings reads the environment: "https://x" is the URL https://x/.
         field_type = (
@@ -245,6 +253,49 @@ def test_secret_access_is_granted_per_secret_never_project_wide(terraform: Terra
         "secretmanager.versions.list",
     }
     assert "google-secrets" in terraform.locals["secret_writers"]["api"]  # PUT /auth/secrets
+
+
+def test_the_build_account_reads_the_function_sources_only(terraform: Terraform) -> None:
+    build = "serviceAccount:${google_service_account.build.email}"
+    grants = {
+        name: body
+        for name, body in terraform.of_type("google_project_iam_member").items()
+        if body["member"] == build
+    }
+    assert set(grants) == {"build", "build_reads_staged_sources"}
+    # Project-wide: the logs, and the gcf-artifacts repository Cloud Functions creates.
+    assert expression(grants["build"]["for_each"]) == (
+        'toset(["roles/artifactregistry.writer", "roles/logging.logWriter"])'
+    )
+    # Reading objects: the bucket Cloud Functions stages the sources in (it exists only after
+    # the first deployment, hence a condition on its name rather than a bucket grant) ...
+    staged = grants["build_reads_staged_sources"]
+    assert staged["role"] == "roles/storage.objectViewer"
+    (condition,) = staged["condition"]
+    bucket = "projects/_/buckets/${local.functions_source_bucket}"
+    assert condition["expression"] == (
+        f'resource.name == "{bucket}" || resource.name.startsWith("{bucket}/")'
+    )
+    assert terraform.locals["functions_source_bucket"] == (
+        "gcf-v2-sources-${data.google_project.current.number}-${var.region}"
+    )
+    # ... and our own bucket of zips, on that bucket.
+    (on_bucket,) = terraform.of_type("google_storage_bucket_iam_member").values()
+    assert expression(on_bucket["bucket"]) == "google_storage_bucket.sources.name"
+    assert (on_bucket["role"], on_bucket["member"]) == ("roles/storage.objectViewer", build)
+    # No storage role anywhere without a scope.
+    for body in terraform.of_type("google_project_iam_member").values():
+        if "storage" in str(body.get("role")) or "storage" in str(body.get("for_each")):
+            assert "condition" in body, body
+    # Every build waits for its read grants.
+    for function in FUNCTIONS:
+        waits = {expression(ref) for ref in terraform.resource(FUNCTION, function)["depends_on"]}
+        for grant in (
+            "google_project_iam_member.build",
+            "google_project_iam_member.build_reads_staged_sources",
+            "google_storage_bucket_iam_member.build_reads_sources",
+        ):
+            assert grant in waits, (function, grant)
 
 
 def test_only_api_and_webhooks_are_public(terraform: Terraform) -> None:

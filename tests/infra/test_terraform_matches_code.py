@@ -61,6 +61,9 @@ SECRET_NAME_READERS: dict[str, set[str]] = {
     # The optional push protections: the webhooks only.
     "tlink_webhook_secret_name": {"webhooks"},
     "tlink_path_token_secret": {"webhooks"},
+    # The key sealing the cached access tokens in Firestore: whoever uses Google's token (the
+    # three above) or TLINK's (api, sync_device). Never the webhooks, which read Firestore.
+    "state_key_secret": GOOGLE_USERS,
 }
 # Secrets the code adds versions to → the functions that do.
 SECRET_NAME_WRITERS: dict[str, set[str]] = {
@@ -93,6 +96,11 @@ LEFT_AT_DEFAULT = {
     "REFRESH_DEVICES_URL",
     # GCP_PROJECT's other name.
     "GOOGLE_CLOUD_PROJECT",
+    # What input may claim (issue 13): the defaults fit a family or a small fleet.
+    "MAX_FUTURE_SKEW",
+    "TLINK_MAX_SENSORS_PER_DEVICE",
+    "SMARTCAR_MAX_SIGNALS_PER_VEHICLE",
+    "RECEIVER_MAX_DEVICES",
 }
 # Settings each function's code reads beyond base_environment.
 NEEDED_ENVIRONMENT: dict[str, set[str]] = {
@@ -321,6 +329,25 @@ def test_each_secret_is_readable_by_exactly_the_functions_whose_code_reads_it(
         for function in FUNCTIONS:
             got = secret_environment(terraform, function).get(key)
             assert got == ({secret} if function in functions else None), (function, key)
+
+
+def test_only_the_functions_that_use_a_cached_token_may_open_it(terraform: Terraform) -> None:
+    # Firestore's IAM is per database: every function may read `state/`. What keeps the public
+    # webhooks function from the Google and TLINK access tokens cached there is the key.
+    key = secret_name_fields()["state_key_secret"]
+    token_users = (
+        SECRET_NAME_READERS["google_secret_name"] | SECRET_NAME_READERS["tlink_credentials_secret"]
+    )
+    assert readers_of(terraform, key) == token_users
+    assert "webhooks" not in readers_of(terraform, key) | writers_of(terraform, key)
+    # Nobody adds versions at run time: the operator does (docs/deploy.md), the local backend
+    # makes its own.
+    assert writers_of(terraform, key) == set()
+    assert f"gcloud secrets versions add {key}" in (ROOT / "docs" / "deploy.md").read_text()
+    # Whoever opens the tokens deploys the cipher (shared/store/sealed.py imports Crypto).
+    for function in token_users:
+        requirements = (ROOT / "functions" / function / "requirements.txt").read_text()
+        assert "\npycryptodome==" in requirements, function
 
 
 def test_only_the_functions_that_rotate_a_secret_may_add_versions(terraform: Terraform) -> None:

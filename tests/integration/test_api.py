@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -247,6 +248,45 @@ def test_single_push_refused_by_traccar_reports_an_error_and_keeps_the_position(
 def test_single_push_with_another_id_in_the_body_is_a_400(api: FlaskClient, store: Store) -> None:
     response = api.put("/traccar/devices/other/locations?single", json=SEED_LOCATION, headers=AUTH)
     assert response.status_code == 400 and error_of(response).startswith("id")
+
+
+# 2037-01-01: issue 13's flood, far beyond MAX_FUTURE_SKEW (300 s by default).
+FROM_2037 = {**SEED_LOCATION, "timestamp": 2114380800}
+
+
+def test_a_location_dated_ahead_of_the_clock_is_a_400_and_not_recorded(
+    api: FlaskClient, store: Store
+) -> None:
+    response = api.post("/locations", json=FROM_2037, headers=AUTH)
+
+    assert response.status_code == 400
+    assert error_of(response).startswith("timestamp: 2114380800 is ")
+    assert "ahead of the clock" in error_of(response)
+    assert api.get("/locations", headers=AUTH).get_json() == []
+    assert store.delivery.state("abc123").floor == 0
+
+
+def test_a_single_push_dated_ahead_of_the_clock_is_a_400_and_not_pushed(
+    api: FlaskClient, store: Store, osmand: OsmAndServer
+) -> None:
+    response = api.put("/traccar/devices/abc123/locations?single", json=FROM_2037, headers=AUTH)
+
+    assert response.status_code == 400 and "ahead of the clock" in error_of(response)
+    assert error_of(response).startswith("timestamp")
+    assert osmand.positions == []
+    assert store.delivery.outbox("abc123") == []
+
+
+def test_a_location_within_the_skew_is_taken(
+    api: FlaskClient, store: Store, osmand: OsmAndServer
+) -> None:
+    soon = {**SEED_LOCATION, "timestamp": int(time.time()) + 60}  # a clock a minute fast
+
+    pushed = api.put("/traccar/devices/abc123/locations?single", json=soon, headers=AUTH)
+
+    assert pushed.status_code == 200 and pushed.get_json()[0]["status"] == "synced"
+    assert api.post("/locations", json=soon, headers=AUTH).status_code == 201
+    assert len(osmand.positions) == 1
 
 
 def test_manual_sync_of_an_unknown_device_is_a_404(api: FlaskClient) -> None:

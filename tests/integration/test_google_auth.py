@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import gpsoauth
@@ -11,13 +13,16 @@ import pytest
 from shared.sources.google.auth import TokenProvider, TokenRejected
 from shared.sources.google.credentials import GoogleSecrets
 from shared.sources.google.errors import AuthFailed, CredentialsMissing
-from shared.store.google import TokenCache
+from shared.store.google import TOKEN_STATE, CachedToken, TokenCache
+from shared.store.sealed import Sealer
 from tests.conftest import Clock
 from tests.fakes.google_auth import FakeGoogleAuth
 
 USERNAME = "owner@example.com"
 AAS_TOKEN = "aas_et/AKppINb-the-master-token"
 ANDROID_ID = "4123456789012345678"
+KEY = os.urandom(32)
+SEALER = Sealer(key=lambda: KEY)
 
 
 def credentials(aas_token: str | None = AAS_TOKEN, android_id: str = ANDROID_ID) -> GoogleSecrets:
@@ -46,8 +51,10 @@ def auth() -> Iterator[FakeGoogleAuth]:
         yield server
 
 
-def provider(firestore_client, auth: FakeGoogleAuth, clock: Clock | None = None) -> TokenProvider:
-    cache = TokenCache(firestore_client)
+def provider(
+    firestore_client, auth: FakeGoogleAuth, clock: Clock | None = None, sealer: Sealer = SEALER
+) -> TokenProvider:
+    cache = TokenCache(firestore_client, sealer=sealer)
     if clock is None:
         return TokenProvider(cache=cache, auth_url=auth.auth_url)
     return TokenProvider(cache=cache, auth_url=auth.auth_url, clock=clock)
@@ -101,6 +108,66 @@ def test_invalidate_forgets_the_token_everywhere(firestore_client, auth: FakeGoo
 
     assert provider(firestore_client, auth).cached() is None
     assert tokens.token(credentials()) != old
+
+
+def test_the_stored_token_is_sealed_and_no_plaintext_reaches_firestore(
+    firestore_client, auth: FakeGoogleAuth
+) -> None:
+    token = provider(firestore_client, auth).token(credentials())
+
+    stored = firestore_client.collection("state").document(TOKEN_STATE).get().to_dict()
+
+    # What the webhooks function (Firestore, no key) could read: one opaque field.
+    assert set(stored) == {"sealed"} and stored["sealed"].startswith("v1.")
+    assert token not in repr(stored) and AAS_TOKEN not in repr(stored)
+    cached = provider(firestore_client, auth).cached()
+    assert cached is not None and cached.token == token
+
+
+def test_a_token_under_another_key_is_fetched_anew_not_a_crash(
+    firestore_client, auth: FakeGoogleAuth
+) -> None:
+    old = provider(firestore_client, auth).token(credentials())
+    new_key = os.urandom(32)
+    rotated = Sealer(key=lambda: new_key)
+
+    new = provider(firestore_client, auth, sealer=rotated).token(credentials())
+
+    assert new != old and len(auth.issued) == 2 and auth.is_valid(new)
+    assert provider(firestore_client, auth, sealer=rotated).token(credentials()) == new
+
+
+def test_a_tampered_token_document_is_fetched_anew(firestore_client, auth: FakeGoogleAuth) -> None:
+    old = provider(firestore_client, auth).token(credentials())
+    ref = firestore_client.collection("state").document(TOKEN_STATE)
+    sealed = ref.get().to_dict()["sealed"]
+    ref.set({"sealed": sealed[:-4] + ("AAAA" if not sealed.endswith("AAAA") else "BBBB")})
+
+    new = provider(firestore_client, auth).token(credentials())
+
+    assert new != old and len(auth.issued) == 2
+    assert "sealed" in ref.get().to_dict()
+
+
+def test_a_plaintext_token_from_before_sealing_is_never_used_and_is_replaced(
+    firestore_client, auth: FakeGoogleAuth
+) -> None:
+    from shared.sources.google.auth import credentials_digest
+
+    now = datetime.now(UTC)
+    plaintext = CachedToken(
+        token="ya29.left-in-the-clear",
+        obtained_at=now,
+        expires_at=now + timedelta(hours=1),
+        credentials_digest=credentials_digest(credentials()),
+    )
+    ref = firestore_client.collection("state").document(TOKEN_STATE)
+    ref.set(plaintext.model_dump(mode="python"))
+
+    token = provider(firestore_client, auth).token(credentials())
+
+    assert token != plaintext.token and len(auth.issued) == 1
+    assert set(ref.get().to_dict()) == {"sealed"}
 
 
 @pytest.mark.parametrize(

@@ -224,3 +224,21 @@ def test_a_wrong_owner_key_fails_the_run_with_an_error_naming_the_device(
 
     assert caught.value.device == "canonic-0"
     assert traccar.positions == []
+
+
+def test_a_report_dated_ahead_of_the_clock_is_skipped_and_the_others_pushed(
+    runtime: Runtime, google: FakeGoogle, traccar: OsmAndServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    google.trackers[0].network = [
+        # 2037-01-01: a tracker's clock gone wrong, or a forged report (issue 13).
+        Report("crowdsourced", timestamp=2_114_380_800, latitude=-33.8688, longitude=151.2093,
+               accuracy=12.5, status=AGGREGATED),
+    ]  # fmt: skip
+
+    report = runtime.sync.sync_device("canonic-0")
+
+    assert (report.result.fetched, report.result.pushed) == (1, 1)
+    assert pushed(traccar)["canonic-0"] == [(48.85, 2.35, T0)]
+    newest = runtime.store.delivery.state("canonic-0").last_location
+    assert newest is not None and newest.timestamp == T0
+    assert "Google report dated ahead of the clock skipped" in caplog.text

@@ -248,7 +248,7 @@ def test_connect_without_a_redirect_uri_says_which_variable_is_missing(
 
     answer = api.get("/smartcar/connect", headers=AUTH)
 
-    assert answer.status_code == 500 and "SMARTCAR_REDIRECT_URI" in answer.get_json()["error"]
+    assert answer.status_code == 503 and "SMARTCAR_REDIRECT_URI" in answer.get_json()["error"]
 
 
 # --- Views -----------------------------------------------------------------------------------

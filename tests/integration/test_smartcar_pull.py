@@ -271,3 +271,18 @@ def test_a_failed_renewal_is_reported_not_raised(
     report = smartcar_at(runtime, clock).renewal.renew_expiring()
 
     assert report.refreshed == 0 and report.error and "invalid_grant" in report.error
+
+
+def test_a_pulled_position_dated_ahead_of_the_clock_is_skipped(
+    runtime: Runtime, smartcar: SmartcarServer, osmand: OsmAndServer
+) -> None:
+    smartcar.add_vehicle(FakeVehicle(VAN, data_age="2037-01-01T00:00:00.000Z"))
+    connect_vehicles(runtime, utc_now)
+
+    forged = runtime.sync.sync_device(VAN)
+    genuine = runtime.sync.sync_device(CAR)
+
+    assert (forged.result.fetched, forged.result.pushed) == (0, 0)  # skipped, not an error
+    assert runtime.store.delivery.state(VAN).last_location is None
+    assert genuine.result.pushed == 1
+    assert [p.unique_id for p in osmand.positions] == [f"smartcar-{CAR}"]

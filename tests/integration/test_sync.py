@@ -82,6 +82,8 @@ def make_sync(
         pipeline=lambda: pipeline,
         sources={Source.GOOGLE: source},
         trackers={Source.GOOGLE: tracker},
+        max_future_skew=300,
+        clock=clock,
     )
 
 

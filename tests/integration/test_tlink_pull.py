@@ -8,6 +8,7 @@ then password grant) and before it expires; `getDeviceSensorDatas` is read page 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,13 +28,16 @@ from shared.sources.tlink.client import (
     TlinkClient,
     TlinkConnectionError,
 )
-from shared.sources.tlink.models import Credentials
-from shared.store import Store
+from shared.sources.tlink.models import CachedToken, Credentials
+from shared.store.sealed import SealedState, Sealer
+from shared.store.tlink import TokenDocument
 from tests.conftest import Clock, make_settings
 from tests.fakes.osmand import OsmAndServer
 from tests.fakes.tlink import FakeTlink
 
 DEVICE = Device(id="tlink-2864", source=Source.TLINK, name="", traccar_unique_id="tlink-2864")
+KEY = os.urandom(32)
+SEALER = Sealer(key=lambda: KEY)
 
 
 def cold_room(value: str = "5.0", update: str = "2019-05-10 14:16:21") -> dict[str, Any]:
@@ -152,8 +156,46 @@ def test_a_new_instance_reuses_the_token_another_one_stored(
     cold.sync.sync_device("tlink-2864")
 
     assert tlink.grants == ["password"] and len(osmand.positions) == 2
+    token = cold.sealed_state().get("tlink_token", CachedToken)
+    assert token is not None
+    assert set(token.model_dump()) == {"access_token", "expires_at", "obtained_at", "grant"}
+
+
+def test_the_stored_token_is_sealed_and_no_plaintext_reaches_firestore(
+    runtime: Runtime, tlink: FakeTlink, firestore_client: firestore.Client
+) -> None:
+    runtime.sync.sync_device("tlink-2864")
+    token = runtime.sealed_state().get("tlink_token", CachedToken)
+    assert token is not None
+
     stored = firestore_client.document("state/tlink_token").get().to_dict()
-    assert set(stored) == {"access_token", "expires_at", "obtained_at", "grant"}  # no refresh
+
+    # What the webhooks function (Firestore, no key) could read: one opaque field.
+    assert set(stored) == {"sealed"} and stored["sealed"].startswith("v1.")
+    assert token.access_token not in repr(stored) and "password" not in repr(stored)
+
+
+def test_a_token_that_does_not_open_is_obtained_anew_and_the_pull_still_works(
+    runtime: Runtime,
+    tlink: FakeTlink,
+    osmand: OsmAndServer,
+    firestore_client: firestore.Client,
+    tmp_path: Path,
+) -> None:
+    runtime.sync.sync_device("tlink-2864")
+    # An instance whose key differs (rotated since, or the document was sealed elsewhere).
+    other = Runtime(
+        settings_for(tmp_path / "rotated", tlink, osmand), firestore_client=firestore_client
+    )
+    other.secrets.add_version("tlink-credentials", json.dumps(tlink.credentials(userId="385")))
+    tlink.set_devices("385", [cold_room("6.5", "2019-05-10 14:26:21")])
+
+    report = other.sync.sync_device("tlink-2864")
+
+    assert report.result.pushed == 1 and len(osmand.positions) == 2
+    assert tlink.grants == ["password", "password"]  # the unreadable token was replaced
+    assert other.sealed_state().get("tlink_token", CachedToken) is not None
+    assert runtime.sealed_state().get("tlink_token", CachedToken) is None  # the old key's view
 
 
 def test_the_token_is_renewed_before_it_expires(
@@ -164,7 +206,7 @@ def test_the_token_is_renewed_before_it_expires(
         requests.Session(),
         tlink.url,
         credentials=lambda: Credentials.model_validate(tlink.credentials()),
-        state=Store(firestore_client).state,
+        token_cache=TokenDocument(SealedState(firestore_client, sealer=SEALER)),
         clock=clock,
     )
     first = client.access_token()
@@ -184,7 +226,7 @@ def test_all_pages_of_a_users_devices_are_read(tlink: FakeTlink, firestore_clien
         requests.Session(),
         tlink.url,
         credentials=lambda: Credentials.model_validate(tlink.credentials()),
-        state=Store(firestore_client).state,
+        token_cache=TokenDocument(SealedState(firestore_client, sealer=SEALER)),
     )
 
     devices = list(client.device_sensor_datas("385"))
@@ -285,3 +327,55 @@ def test_a_failed_page_is_a_response_error(runtime: Runtime, tlink: FakeTlink) -
         runtime.sync.sync_device("tlink-2864")
 
     assert runtime.sync.sync_device("tlink-2864").result.pushed == 1
+
+
+# --- What a pull or a push may claim (issue 13) ----------------------------------------------
+
+
+def test_a_pulled_reading_dated_ahead_is_skipped_and_the_rest_stored_and_pushed(
+    runtime: Runtime, tlink: FakeTlink, osmand: OsmAndServer, firestore_client: firestore.Client
+) -> None:
+    device = cold_room()
+    device["sensorsList"][0]["updateDate"] = "2037-06-01 00:00:00"  # the temperature
+    tlink.set_devices("385", [device])
+
+    report = runtime.sync.sync_device("tlink-2864")
+
+    assert report.result.pushed == 1
+    [position] = osmand.positions
+    assert position.fix_time == datetime(2019, 5, 10, 6, 16, 21, tzinfo=UTC)
+    assert "Temperature" not in position.attributes and position.attributes["Door"] == 0.0
+    assert readings(firestore_client) == ["2864_11923_1557468981"]
+    stored = firestore_client.document("tlink_devices/2864").get().to_dict()
+    assert sorted(stored["sensors"]) == ["11923"]
+
+
+def test_only_a_pull_for_the_new_user_rebinds_a_device_never_a_push(
+    tmp_path: Path, runtime: Runtime, tlink: FakeTlink, osmand: OsmAndServer
+) -> None:
+    settings = make_settings(
+        tmp_path,
+        tlink_api_url=tlink.url,
+        traccar_server_url=osmand.url,
+        tlink_allow_unauthenticated=True,
+    )
+    webhooks = Runtime(settings, firestore_client=runtime.firestore_client).tlink.webhook
+    push = json.loads((Path(__file__).parents[1] / "data" / "tlink_push.json").read_text())
+    webhooks.receive(json.dumps(push).encode(), signature_header=None, path_token=None)
+    forged = {**push, "deviceUserid": 999, "parentUserId": "998", "time": "2019-05-10 14:20:00"}
+
+    answer = webhooks.receive(json.dumps(forged).encode(), signature_header=None, path_token=None)
+
+    assert answer.status == "ok" and answer.stored_readings == 1
+    stored = runtime.tlink.source.repository.device(2864)
+    assert stored is not None and (stored.user_id, stored.parent_user_id) == ("385", "217")
+    runtime.sync.sync_device("tlink-2864")
+    assert tlink.api_calls[-1]["userId"] == 385  # still pulled for its own user
+
+    tlink.set_devices("999", [cold_room()])
+    runtime.tlink.source.discover("999")  # TLINK itself lists the device under user 999
+
+    rebound = runtime.tlink.source.repository.device(2864)
+    assert rebound is not None and rebound.user_id == "999"
+    runtime.sync.sync_device("tlink-2864")
+    assert tlink.api_calls[-1]["userId"] == 999

@@ -39,6 +39,7 @@ def clients(
         "SECRETS_DIR": str(tmp_path / "secrets"),
         "TRACCAR_SERVER_URL": osmand.url,
         "API_TOKEN": TOKEN,
+        "TLINK_ALLOW_UNAUTHENTICATED": "true",  # pushes without a protection, on purpose
     }.items():
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import functions_framework
 import pytest
@@ -27,6 +28,7 @@ from shared.store import Store
 from shared.web import MAX_BODY_BYTES
 from tests.conftest import PROJECT
 from tests.fakes.osmand import OsmAndServer
+from tests.fakes.smtp import SmtpServer
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data"
@@ -60,6 +62,8 @@ def env(
         "FIRESTORE_EMULATOR_HOST": emulator.address,
         "SECRETS_DIR": str(tmp_path / "secrets"),
         "TRACCAR_SERVER_URL": osmand.url,
+        # Most tests push without a protection, on purpose; the secure default has its own.
+        "TLINK_ALLOW_UNAUTHENTICATED": "true",
     }
     get_settings.cache_clear()
     get_runtime.cache_clear()
@@ -308,7 +312,7 @@ def test_a_required_signature_without_its_secret_is_a_configuration_error(
 
     answer = webhooks.post("/tlink", data=PUSH, headers=JSON)
 
-    assert answer.status_code == 500
+    assert answer.status_code == 503
     assert "TLINK_REQUIRE_SIGNATURE" in answer.get_json()["error"]
     assert nothing_stored(firestore_client)
 
@@ -374,3 +378,219 @@ def test_a_position_traccar_refuses_waits_in_the_outbox_and_the_push_counts_as_d
     assert again.get_json()["status"] == "duplicate"
     [waiting] = store.delivery.outbox("tlink-2864")
     assert (waiting.location.lat, waiting.location.lon) == (31.230416, 121.473701)
+
+
+# --- Nobody outside puts a position into Traccar (issue 13) ----------------------------------
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def pushed_at(moment: datetime, base: bytes = LOCATED, **sensor_times: datetime) -> bytes:
+    """`base` sent at `moment` (its sensors read then), or a sensor at its own `sensor_times`
+    (keyed `s<sensorsId>`)."""
+    data = json.loads(base)
+    local = moment.astimezone(SHANGHAI)
+    data["time"] = local.strftime("%Y-%m-%d %H:%M:%S")
+    for sensor in data["sensorsDates"]:
+        at = sensor_times.get(f"s{sensor['sensorsId']}", moment).astimezone(SHANGHAI)
+        sensor["times"] = at.strftime("%H:%M:%S")
+    return json.dumps(data).encode()
+
+
+def sensors_push(device: int, sensor_ids: list[int], moment: datetime, value: str = "1") -> bytes:
+    local = moment.astimezone(SHANGHAI)
+    return json.dumps({
+        "flag": "00", "deviceId": device, "deviceUserid": 385, "parentUserId": "217",
+        "time": local.strftime("%Y-%m-%d %H:%M:%S"),
+        "sensorsDates": [
+            {"sensorsId": sensor, "sensorsTypeId": 1, "value": value,
+             "times": local.strftime("%H:%M:%S")}
+            for sensor in sensor_ids
+        ],
+    }).encode()  # fmt: skip
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    with SmtpServer() as server:
+        yield server
+
+
+def mail_settings(smtp: SmtpServer) -> dict[str, str]:
+    return {
+        "NOTIFY_SMTP_HOST": smtp.host,
+        "NOTIFY_SMTP_PORT": str(smtp.port),
+        "NOTIFY_EMAIL_FROM": "bridge@example.org",
+        "NOTIFY_EMAIL_TO": "me@example.org",
+    }
+
+
+def subjects(smtp: SmtpServer) -> list[str]:
+    return [mail.message["Subject"] for mail in smtp.messages]
+
+
+def test_with_no_protection_configured_pushes_are_refused_by_default_naming_what_to_set(
+    start: Callable[..., FlaskClient], firestore_client: firestore.Client, smtp: SmtpServer
+) -> None:
+    shipped = start(TLINK_ALLOW_UNAUTHENTICATED="false", **mail_settings(smtp))
+
+    answers = [shipped.post(path, data=LOCATED, headers=JSON) for path in ("/tlink", "/tlink/x")]
+
+    assert [answer.status_code for answer in answers] == [503, 503]
+    error = answers[0].get_json()["error"]
+    for setting in ("TLINK_REQUIRE_PATH_TOKEN", "TLINK_REQUIRE_SIGNATURE",
+                    "TLINK_ALLOW_UNAUTHENTICATED", "tlink-path-token"):  # fmt: skip
+        assert setting in error
+    assert nothing_stored(firestore_client)
+    # The owner hears of it, once.
+    assert subjects(smtp) == ["[traccar-bridge] TLINK push refused"]
+    assert "TLINK_REQUIRE_PATH_TOKEN" in smtp.messages[0].message.get_content()
+
+
+def test_a_push_without_the_configured_protection_stores_nothing_and_is_mailed_once(
+    start: Callable[..., FlaskClient],
+    secrets: LocalSecretStore,
+    firestore_client: firestore.Client,
+    smtp: SmtpServer,
+) -> None:
+    secrets.add_version("tlink-path-token", PATH_TOKEN)
+    secrets.add_version("tlink-webhook-secret", SHARED_SECRET)
+    protected = {
+        "TLINK_ALLOW_UNAUTHENTICATED": "false",
+        "TLINK_REQUIRE_PATH_TOKEN": "true",
+        **mail_settings(smtp),
+    }
+    first_instance = start(**protected)
+    refused = [
+        first_instance.post("/tlink", data=LOCATED, headers=JSON),
+        first_instance.post("/tlink/guess", data=LOCATED, headers=JSON),
+    ]
+    # Another instance (a new runtime), now also wanting a signature: still one mail in all.
+    second_instance = start(**protected, TLINK_REQUIRE_SIGNATURE="true")
+    refused.append(second_instance.post(f"/tlink/{PATH_TOKEN}", data=LOCATED, headers=JSON))
+
+    assert [answer.status_code for answer in refused] == [404, 404, 401]
+    assert nothing_stored(firestore_client)
+    assert subjects(smtp) == ["[traccar-bridge] TLINK push refused"]
+    good = signature(SHARED_SECRET, LOCATED)
+    accepted = second_instance.post(
+        f"/tlink/{PATH_TOKEN}", data=LOCATED, headers={**JSON, "X-TLink-Signature": good}
+    )
+    assert accepted.status_code == 200 and accepted.get_json()["location"] == "synced"
+
+
+def test_a_flood_dated_2037_is_skipped_and_genuine_positions_still_reach_traccar(
+    webhooks: FlaskClient, firestore_client: firestore.Client, osmand: OsmAndServer
+) -> None:
+    forged = [pushed_at(datetime(2037, 6, 1, second, tzinfo=UTC)) for second in range(3)]
+
+    answers = [webhooks.post("/tlink", data=body, headers=JSON) for body in forged]
+
+    assert [answer.status_code for answer in answers] == [200] * 3
+    assert {(a.get_json()["storedReadings"], a.get_json()["location"]) for a in answers} == {
+        (0, "none")
+    }
+    assert osmand.positions == [] and ids(firestore_client, "tlink_readings") == []
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    genuine = webhooks.post("/tlink", data=pushed_at(now - timedelta(seconds=30)), headers=JSON)
+
+    assert genuine.get_json()["location"] == "synced"
+    [position] = osmand.positions
+    assert position.fix_time == now - timedelta(seconds=30)
+    latest = firestore_client.document("tlink_devices/2864").get().to_dict()["sensors"]
+    assert latest["11922"]["time"] == now - timedelta(seconds=30)
+
+
+def test_a_reading_dated_ahead_is_skipped_while_the_rest_of_the_push_is_stored(
+    webhooks: FlaskClient, firestore_client: firestore.Client, osmand: OsmAndServer
+) -> None:
+    now = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=10)
+    # The location sensor claims a fix three hours ahead; the other two are read now.
+    body = pushed_at(now, s11925=now + timedelta(hours=3))
+
+    answer = webhooks.post("/tlink", data=body, headers=JSON)
+
+    assert answer.status_code == 200
+    assert answer.get_json() == {
+        "status": "ok", "deviceId": 2864, "storedReadings": 2, "location": "none"
+    }  # fmt: skip
+    assert ids(firestore_client, "tlink_readings") == [
+        f"2864_11922_{int(now.timestamp())}",
+        f"2864_11926_{int(now.timestamp())}",
+    ]
+    assert osmand.positions == []
+    sensors = firestore_client.document("tlink_devices/2864").get().to_dict()["sensors"]
+    assert sorted(sensors) == ["11922", "11926"]
+
+
+def test_a_device_full_of_sensors_skips_new_ones_once_mailed_and_keeps_its_known_ones(
+    start: Callable[..., FlaskClient], firestore_client: firestore.Client, smtp: SmtpServer
+) -> None:
+    webhooks = start(TLINK_MAX_SENSORS_PER_DEVICE="3", **mail_settings(smtp))
+    now = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+
+    filled = webhooks.post("/tlink", data=sensors_push(7, [1, 2, 3], now), headers=JSON)
+    grown = [  # a new sensor id on every push, as in the attack
+        webhooks.post("/tlink", data=sensors_push(7, [1, 100 + n], now + timedelta(seconds=n + 1)),
+                      headers=JSON)
+        for n in range(3)
+    ]  # fmt: skip
+    genuine = webhooks.post(
+        "/tlink", data=sensors_push(7, [1, 2, 3], now + timedelta(minutes=5), "9"), headers=JSON
+    )
+
+    assert filled.get_json()["storedReadings"] == 3
+    assert [(a.status_code, a.get_json()["storedReadings"]) for a in grown] == [(200, 1)] * 3
+    assert genuine.status_code == 200 and genuine.get_json()["storedReadings"] == 3
+    device = firestore_client.document("tlink_devices/7").get().to_dict()
+    assert sorted(device["sensors"]) == ["1", "2", "3"]
+    assert {sensor["value"] for sensor in device["sensors"].values()} == {"9"}
+    assert not any(
+        reading.startswith("7_10") for reading in ids(firestore_client, "tlink_readings")
+    )
+    assert len(ids(firestore_client, "tlink_readings")) == 3 + 3 + 3
+    assert subjects(smtp) == ["[traccar-bridge] TLINK device 7: too many sensors"]
+
+
+def test_past_the_device_cap_a_push_for_a_new_device_is_skipped_and_known_ones_still_stored(
+    start: Callable[..., FlaskClient], firestore_client: firestore.Client
+) -> None:
+    webhooks = start(RECEIVER_MAX_DEVICES="2")
+    now = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+
+    first = [webhooks.post("/tlink", data=sensors_push(d, [1], now), headers=JSON) for d in (1, 2)]
+    third = webhooks.post("/tlink", data=sensors_push(3, [1], now), headers=JSON)
+    known = webhooks.post(
+        "/tlink", data=sensors_push(1, [1], now + timedelta(seconds=1)), headers=JSON
+    )
+
+    assert [answer.get_json()["status"] for answer in first] == ["ok", "ok"]
+    assert third.status_code == 200
+    assert third.get_json() == {
+        "status": "skipped", "deviceId": 3, "storedReadings": 0, "location": "none"
+    }  # fmt: skip
+    assert known.get_json()["storedReadings"] == 1
+    assert ids(firestore_client, "tlink_devices") == ["1", "2"]
+    assert "tlink-3" not in ids(firestore_client, "devices")
+    assert not any(r.startswith("3_") for r in ids(firestore_client, "tlink_readings"))
+
+
+def test_a_push_naming_another_user_does_not_rebind_the_device(
+    webhooks: FlaskClient, firestore_client: firestore.Client
+) -> None:
+    webhooks.post("/tlink", data=PUSH, headers=JSON)
+
+    forged = webhooks.post(
+        "/tlink",
+        data=body_with(deviceUserid=999, parentUserId="998", time="2019-05-10 14:17:21",
+                       sensorsDates=[{"sensorsId": 11922, "sensorsTypeId": 1, "value": "6.0",
+                                      "times": "14:17:21"}]),
+        headers=JSON,
+    )  # fmt: skip
+
+    assert forged.status_code == 200 and forged.get_json()["storedReadings"] == 1
+    device = firestore_client.document("tlink_devices/2864").get().to_dict()
+    assert (device["user_id"], device["parent_user_id"]) == ("385", "217")
+    reading = firestore_client.document(f"tlink_readings/2864_11922_{PACKET_EPOCH + 60}").get()
+    assert reading.to_dict()["user_id"] == "385"

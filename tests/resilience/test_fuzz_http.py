@@ -100,6 +100,7 @@ def clients(
         "GOOGLE_MCS_PORT": dead.rsplit(":", 1)[1],
         "FCM_TIMEOUT": "5",
         "TLINK_API_URL": dead,
+        "TLINK_ALLOW_UNAUTHENTICATED": "true",  # the parser is what is fuzzed
         "SMARTCAR_API_ORIGIN": dead,
         "SMARTCAR_AUTH_ORIGIN": dead + "/oauth/token",
         "SMARTCAR_CONNECT_ORIGIN": dead,

@@ -57,7 +57,12 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def webhooks(emulator: Emulator, traccar: OsmAndServer, workdir: Path) -> Iterator[Function]:
-    env = environment(emulator.address, workdir, TRACCAR_SERVER_URL=traccar.url)
+    env = environment(
+        emulator.address,
+        workdir,
+        TRACCAR_SERVER_URL=traccar.url,
+        TLINK_ALLOW_UNAUTHENTICATED="true",  # TLINK's copies come unprotected, on purpose
+    )
     with running([("webhooks", "webhooks", {})], env=env, workdir=workdir) as started:
         yield started["webhooks"]
 

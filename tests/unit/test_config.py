@@ -12,7 +12,7 @@ import pytest
 from pydantic import AliasChoices, HttpUrl, SecretStr
 
 from shared.config import Settings, load_settings
-from shared.errors import ConfigError, Unauthorized
+from shared.errors import ConfigError, NotConfigured, Unauthorized
 from shared.web import check_bearer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -238,16 +238,29 @@ def test_config_check_command_accepts_a_good_configuration(clean_env: Path) -> N
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_empty_api_token_means_no_authentication(
+def test_empty_api_token_means_no_authentication_with_the_local_backend(
     clean_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("API_TOKEN", "")
-    settings = load_settings()
+    settings = load_settings(secrets_backend="local")
     app = flask.Flask(__name__)
 
-    assert settings.api_token is None
+    assert settings.api_token is None and not settings.api_token_required
     with app.test_request_context("/services"):
-        check_bearer(flask.request, settings.api_token)  # no header, no token: allowed
+        check_bearer(flask.request, settings.api_token, required=settings.api_token_required)
+
+
+def test_empty_api_token_in_the_cloud_fails_closed_naming_the_secret(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("API_TOKEN", "")
+    settings = load_settings(secrets_backend="secret_manager")
+    app = flask.Flask(__name__)
+
+    assert settings.api_token_required
+    with app.test_request_context("/services"), pytest.raises(NotConfigured) as refused:
+        check_bearer(flask.request, settings.api_token, required=settings.api_token_required)
+    assert refused.value.status == 503 and "api-token" in refused.value.message
 
 
 def test_set_api_token_requires_the_bearer_token(
@@ -258,11 +271,11 @@ def test_set_api_token_requires_the_bearer_token(
     app = flask.Flask(__name__)
 
     with app.test_request_context("/services"), pytest.raises(Unauthorized):
-        check_bearer(flask.request, settings.api_token)
+        check_bearer(flask.request, settings.api_token, required=True)
     with app.test_request_context(
         "/services", headers={"Authorization": "Bearer s3cret-token-value"}
     ):
-        check_bearer(flask.request, settings.api_token)
+        check_bearer(flask.request, settings.api_token, required=True)
 
 
 @pytest.mark.parametrize(

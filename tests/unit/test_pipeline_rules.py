@@ -11,7 +11,9 @@ from shared.pipeline import (
     DEDUP_WINDOW,
     DELIVERED_CAP,
     backoff,
+    horizon_of,
     is_delivered,
+    newest_of,
     prune_delivered,
 )
 
@@ -56,12 +58,45 @@ def test_prune_caps_the_number_of_fingerprints_keeping_the_newest() -> None:
     kept, floor = prune_delivered(delivered, 0, NOW)
     assert len(kept) == DELIVERED_CAP
     assert min(kept.values()) == base + 10
-    assert floor == base + 9
+    # What the cap dropped lies inside the window: the floor stops at the window's start.
+    assert floor == horizon_of(NOW) < base + 9
+
+
+# 2037-01-01: the date of issue 13's flood.
+FLOOD = int(datetime(2037, 1, 1, tzinfo=UTC).timestamp())
+
+
+def test_a_flood_dated_2037_never_lifts_the_floor_into_the_window() -> None:
+    genuine = int((NOW - timedelta(hours=1)).timestamp())
+    delivered = {f"flood{i}": FLOOD + i for i in range(DELIVERED_CAP + 50)} | {"real": genuine}
+    kept, floor = prune_delivered(delivered, FLOOD, NOW)
+    assert floor == horizon_of(NOW) == int((NOW - DEDUP_WINDOW).timestamp())
+    # The cap drops the future-dated fingerprints first: the genuine one stays known.
+    assert kept["real"] == genuine and len(kept) == DELIVERED_CAP
+    later = Location(id="d", lat=1, lon=2, timestamp=genuine + 60)
+    state = DeviceState(id="d", delivered=kept, floor=floor)
+    assert not is_delivered(state, later, now=NOW)
+
+
+def test_a_floor_stored_above_the_window_reads_as_the_windows_start() -> None:
+    state = DeviceState(id="d", delivered={}, floor=FLOOD)  # recorded before the bound
+    recent = Location(id="d", lat=1, lon=2, timestamp=int(NOW.timestamp()) - 60)
+    ancient = recent.model_copy(update={"timestamp": horizon_of(NOW)})
+    assert not is_delivered(state, recent, now=NOW)
+    assert is_delivered(state, ancient, now=NOW)
+
+
+def test_a_newest_position_dated_in_the_future_gives_way_to_a_genuine_one() -> None:
+    forged = Location(id="d", lat=1, lon=2, timestamp=FLOOD)
+    genuine = forged.model_copy(update={"timestamp": int(NOW.timestamp()) - 60})
+    older = genuine.model_copy(update={"timestamp": genuine.timestamp - 60})
+    assert newest_of(forged, genuine, NOW) == genuine
+    assert newest_of(genuine, older, NOW) == genuine
 
 
 def test_a_position_at_or_below_the_floor_counts_as_delivered() -> None:
     state = DeviceState(id="d", delivered={}, floor=1_700_000_000)
     at_floor = Location(id="d", lat=1, lon=2, timestamp=1_700_000_000)
     after = at_floor.model_copy(update={"timestamp": 1_700_000_001})
-    assert is_delivered(state, at_floor)
-    assert not is_delivered(state, after)
+    assert is_delivered(state, at_floor, now=NOW)
+    assert not is_delivered(state, after, now=NOW)

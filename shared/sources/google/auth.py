@@ -7,9 +7,10 @@ instance's memory and in Firestore (`state/google_token`), and reused by every i
 Why Firestore and not the secrets adapter for a bearer credential: a new token comes every
 hour, and Secret Manager bills every version that is not destroyed (the adapter can only
 disable them), so hourly versions would pile up to hundreds of billed versions a month. The
-cached token is short-lived and scoped to Find My Device; Firestore is encrypted at rest and
-readable only by the functions' service account; the token is registered with the log
-redaction whenever it is read or made, and no route returns it. The long-lived credential it is
+cached token is short-lived and scoped to Find My Device; it is sealed (AES-GCM,
+`shared.store.sealed`) under a key only the functions that use it may read, because every
+function (the public webhooks one too) may read Firestore; the token is registered with the
+log redaction whenever it is read or made, and no route returns it. The long-lived credential it is
 minted from (the AAS token) stays in the secrets adapter. The cache entry remembers a digest of
 the credentials it was made with, so new credentials never reuse an old token.
 

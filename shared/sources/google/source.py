@@ -25,7 +25,9 @@ device's pipeline lease:
 
 A device that does not answer within `FCM_TIMEOUT` fails its run with a clear error
 (`FcmError`, 504); a wrong owner key fails it with a `DecryptionError` naming the device.
-Semantic reports never become `Location`s (`decode`), so they never reach Traccar.
+Semantic reports never become `Location`s (`decode`), so they never reach Traccar. A report
+dated more than `MAX_FUTURE_SKEW` ahead of the clock is skipped and logged, the others kept:
+recorded, it would stand above every genuine position to come (issue 13).
 
 `locate_now` is the API's fresh look (`GET /devices/<id>/locations`): one device, no pipeline,
 nothing remembered.
@@ -42,7 +44,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from shared.errors import BridgeError
-from shared.models import Device, Location, Service, Source, utc_now
+from shared.models import Device, Location, Service, Source, too_far_ahead, utc_now
 from shared.sources.google.credentials import GoogleSecrets, require_aas_token
 from shared.sources.google.errors import CredentialsMissing, FcmError, GoogleSourceError
 from shared.sync import FetchFailed
@@ -89,6 +91,7 @@ class GoogleSource:
         mcs_host: str,
         mcs_port: int,
         fcm_timeout: float,
+        max_future_skew: float,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.account = account
@@ -98,6 +101,7 @@ class GoogleSource:
         self._mcs_host = mcs_host
         self._mcs_port = mcs_port
         self._timeout = float(fcm_timeout)
+        self._max_future_skew = max_future_skew
         self._clock = clock
 
     # Cold start: the FCM module (asyncio, and the session's code) loads with the first locate;
@@ -245,10 +249,26 @@ class GoogleSource:
                 except GoogleSourceError as exc:
                     results.errors[device.id] = exc
                     continue
-                results.locations[device.id] = decoded.locations(device.id)
+                located = decoded.locations(device.id)
+                results.locations[device.id] = self._not_ahead(device, located)
                 if decoded.semantic:
                     logger.info(
                         "semantic reports kept out of Traccar",
                         extra={"device_id": device.id, "places": len(decoded.semantic)},
                     )
         return results
+
+    def _not_ahead(self, device: Device, locations: list[Location]) -> list[Location]:
+        """`locations` without those dated more than `MAX_FUTURE_SKEW` after the clock (a
+        tracker's clock gone wrong, a forged report), each skipped one logged."""
+        now = self._clock()
+        kept = []
+        for location in locations:
+            if too_far_ahead(location.timestamp, now=now, skew=self._max_future_skew):
+                logger.warning(
+                    "Google report dated ahead of the clock skipped (MAX_FUTURE_SKEW)",
+                    extra={"device_id": device.id, "timestamp": location.timestamp},
+                )
+            else:
+                kept.append(location)
+        return kept

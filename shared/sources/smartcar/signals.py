@@ -14,18 +14,26 @@ default metric units; an explicit unit this module does not know is skipped (log
 taken for another. A signal without body (`status.error`) is skipped; so is a body that does not
 hold what its code promises. Nothing here invents coordinates: `to_location` gives a position
 only from the delivery's own location signal or from a last known one the caller passes.
+
+What a delivery may claim is bounded before it is read (issue 13): `split_ahead` sets aside the
+signals measured more than `MAX_FUTURE_SKEW` after the clock (stored, such a signal would stay
+"the latest" of its code, and its position the vehicle's newest, until that date), and
+`split_over_cap` the codes a vehicle does not have yet once it holds
+`SMARTCAR_MAX_SIGNALS_PER_VEHICLE` (its record is one Firestore document: 1 MiB at most).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
 
-from shared.models import AttributeValue, Location, Source
+from shared.models import AttributeValue, Location, Source, too_far_ahead
 from shared.sources.smartcar.payloads import Signal
 
 logger = logging.getLogger(__name__)
@@ -168,6 +176,43 @@ def read_signals(signals: list[Signal]) -> Reading:
         elif not _read(reading, signal, signal.body):
             reading.skipped.append(f"{signal.code}: unusable body")
     return reading
+
+
+def split_ahead(
+    signals: list[Signal], *, now: datetime, skew: float
+) -> tuple[list[Signal], list[str]]:
+    """The signals measured at most `skew` seconds after `now`, and "code: why" for the others."""
+    kept, skipped = [], []
+    for signal in signals:
+        measured = signal.measured_at()
+        if measured is not None and too_far_ahead(measured, now=now, skew=skew):
+            ahead = measured - int(now.timestamp())
+            skipped.append(f"{signal.code}: measured {ahead} s ahead of the clock")
+        else:
+            kept.append(signal)
+    return kept, skipped
+
+
+# The codes this module reads: never refused by the cap, so a vehicle filled with other codes
+# still keeps its position and the readings Traccar is sent.
+READ_CODES = frozenset({LOCATION, ODOMETER, STATE_OF_CHARGE, RANGE, IS_CHARGING, SPEED})
+
+
+def split_over_cap(
+    known: Collection[str], signals: list[Signal], *, cap: int
+) -> tuple[list[Signal], list[str]]:
+    """The signals a vehicle already holding the codes `known` may store, and the codes refused:
+    a new code is taken while the vehicle holds fewer than `cap` codes; known codes (and those
+    this module reads) always are."""
+    codes = set(known)
+    kept, refused = [], []
+    for signal in signals:
+        if signal.code in codes or signal.code in READ_CODES or len(codes) < cap:
+            codes.add(signal.code)
+            kept.append(signal)
+        elif signal.code not in refused:
+            refused.append(signal.code)
+    return kept, refused
 
 
 def to_location(

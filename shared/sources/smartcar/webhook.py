@@ -34,6 +34,14 @@ makes its position go out twice (at least once, as a sync run that dies there: A
 The read, the repeat, the lost races, the wait for a busy vehicle and the release on failure
 are the loop every receiver runs (`shared.receiver`); this module describes a delivery to it.
 
+What a delivery may claim is bounded (issue 13), and what exceeds a bound is skipped and logged
+while the rest is stored and answered 2xx (a refusal would only make Smartcar retry it): a
+signal measured more than `MAX_FUTURE_SKEW` ahead of the clock (its position with it: stored, it
+would be the vehicle's newest until that date); a new signal code of a vehicle holding
+`SMARTCAR_MAX_SIGNALS_PER_VEHICLE` codes (known codes still update; the operator is notified
+once per vehicle); a vehicle the bridge has not seen while `RECEIVER_MAX_DEVICES` are recorded
+(its delivery is stored as an event, no vehicle, device or position is made of it).
+
 The VERIFY answer is an HMAC under the very key that signs deliveries: answering any challenge
 would let anyone obtain the signature of a forged body by sending it as a challenge. Every body
 this receiver accepts is a JSON object, so holds "{"; a challenge holding "{" is refused.
@@ -53,7 +61,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared.errors import BadRequest, ConfigError, PayloadTooLarge, Unauthorized
-from shared.models import Device, utc_now
+from shared.models import Device, too_far_ahead, utc_now
 from shared.pipeline import Pipeline
 from shared.receiver import receive_claimed
 from shared.secrets import CachedSecrets, SecretNotFound
@@ -181,6 +189,10 @@ class SmartcarWebhook:
         pipeline: Callable[[], Pipeline],
         signature: SignatureCheck,
         event_retention: timedelta,
+        max_future_skew: float,
+        max_signals: int,
+        max_vehicles: int,
+        notify_signal_cap: Callable[[str, int], object],
         clock: Callable[[], datetime] = utc_now,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -190,6 +202,11 @@ class SmartcarWebhook:
         self._pipeline = pipeline
         self._signature = signature
         self._event_retention = event_retention
+        self._limits = Limits(
+            max_future_skew=max_future_skew, max_signals=max_signals, max_vehicles=max_vehicles
+        )
+        # (vehicle, cap): the operator's email, sent once per vehicle reaching the signal cap.
+        self._notify_signal_cap = notify_signal_cap
         self._clock = clock
         self._sleep = sleep
 
@@ -247,8 +264,19 @@ class SmartcarWebhook:
             store=self._store,
             pipeline=self._pipeline,
             state_ref=state_ref,
+            limits=self._limits,
+            notify_signal_cap=self._notify_signal_cap,
         )
         return receive_claimed(delivery, sleep=self._sleep)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one delivery may claim (issue 13; `MAX_FUTURE_SKEW`, the two caps)."""
+
+    max_future_skew: float
+    max_signals: int
+    max_vehicles: int
 
 
 @dataclass(frozen=True)
@@ -262,6 +290,8 @@ class _Delivery:
     store: SmartcarStore
     pipeline: Callable[[], Pipeline]
     state_ref: Any
+    limits: Limits
+    notify_signal_cap: Callable[[str, int], object]
 
     @property
     def name(self) -> str:
@@ -300,26 +330,69 @@ class _Delivery:
         )
         return Answer({"status": "stored", "eventId": event.eventId})
 
+    def _over_vehicle_cap(self, read: DeliveryRead) -> Answer | None:
+        """For a vehicle the bridge has not seen while `RECEIVER_MAX_DEVICES` vehicles are
+        recorded: the delivery stored as an event only (no vehicle, device or position), so a
+        flood of invented vehicle ids cannot grow the collections or Traccar's device list.
+        Concurrent first deliveries may each pass the count: the cap can be exceeded by them."""
+        if read.vehicle.value is not None or read.device.value is not None:
+            return None
+        if self.store.count_vehicles() < self.limits.max_vehicles:
+            return None
+        skipped = [f"vehicle: {self.limits.max_vehicles} vehicles recorded (RECEIVER_MAX_DEVICES)"]
+        stored = self.stored.model_copy(update={"skipped": skipped})
+        self.store.commit(
+            self.store.writes(self.claim, stored, None, claim_read=read.claim), claim=self.claim
+        )
+        logger.warning(
+            "Smartcar delivery for a new vehicle past the cap: stored as an event only",
+            extra={"event_id": self.event.eventId, "vehicle_id": self.event.vehicle_id,
+                   "cap": self.limits.max_vehicles},
+        )  # fmt: skip
+        return Answer({"status": "stored", "eventId": self.event.eventId, "pushed": 0})
+
     def _vehicle_state(self, read: DeliveryRead) -> Answer:
-        event, now, store = self.event, self.now, self.store
-        reading = signals.read_signals(event.data.signals)
+        event, now, store, limits = self.event, self.now, self.store, self.limits
+        capped = self._over_vehicle_cap(read)
+        if capped is not None:
+            return capped
+        incoming, ahead = signals.split_ahead(
+            event.data.signals, now=now, skew=limits.max_future_skew
+        )
+        known = read.vehicle.value.signals if read.vehicle.value is not None else {}
+        incoming, refused = signals.split_over_cap(known, incoming, cap=limits.max_signals)
+        reading = signals.read_signals(incoming)
         fallback_time = event.delivered_at() or int(now.timestamp())
+        if too_far_ahead(fallback_time, now=now, skew=limits.max_future_skew):
+            # deliveredAt ahead of the clock: the receipt time stands for it.
+            ahead.append(f"meta.deliveredAt: {fallback_time - int(now.timestamp())} s ahead")
+            fallback_time = int(now.timestamp())
+        over_cap = [f"{code}: over {limits.max_signals} signals per vehicle" for code in refused]
+        first_capped = bool(refused) and (
+            read.vehicle.value is None or read.vehicle.value.signals_capped_at is None
+        )
 
         def update(vehicle: VehicleRecord) -> VehicleRecord:
             merged = merge_signals(
                 vehicle.signals,
-                event.data.signals,
+                incoming,
                 event_id=event.eventId,
                 now=now,
                 fallback_time=fallback_time,
             )
-            return _described(vehicle, event, now).model_copy(update={"signals": merged})
+            changes: dict[str, Any] = {"signals": merged}
+            if first_capped:
+                changes["signals_capped_at"] = now
+            return _described(vehicle, event, now).model_copy(update=changes)
 
         change = vehicle_change(read, new_device=_new_device(event, now), update=update, now=now)
-        stored = self.stored.model_copy(update={"skipped": reading.skipped})
+        stored = self.stored.model_copy(update={"skipped": [*ahead, *over_cap, *reading.skipped]})
         device = change.device
+        # Every signal dated ahead: nothing of this delivery is worth a position, not even at
+        # the last known place (it would carry no reading, only the time of its receipt).
+        last_known = _last_known(change.before) if incoming or not ahead else None
         location = signals.to_location(
-            device.id, reading, fallback_time=fallback_time, last_known=_last_known(change.before)
+            device.id, reading, fallback_time=fallback_time, last_known=last_known
         )
         if location is None:
             store.commit(
@@ -340,6 +413,23 @@ class _Delivery:
             )
         for skipped in reading.skipped:
             logger.info("Smartcar signal skipped: %s", skipped, extra={"event_id": event.eventId})
+        for skipped in ahead:
+            logger.warning(
+                "Smartcar signal dated ahead of the clock skipped (MAX_FUTURE_SKEW): %s",
+                skipped,
+                extra={"event_id": event.eventId, "vehicle_id": device.id},
+            )
+        if refused:
+            logger.warning(
+                "Smartcar signal codes past the vehicle's cap skipped: %s",
+                ", ".join(refused),
+                extra={"event_id": event.eventId, "vehicle_id": device.id,
+                       "cap": limits.max_signals},
+            )  # fmt: skip
+        if first_capped:
+            # After the commit that remembered it: sent once per vehicle, never per delivery.
+            label = f"{device.id} ({device.name})" if device.name else device.id
+            self.notify_signal_cap(label, limits.max_signals)
         if report is None:
             logger.info(
                 "Smartcar delivery without a position to push: stored only",
@@ -363,6 +453,9 @@ class _Delivery:
                 update={"last_error": event.data.errors, "last_error_at": now}
             )
 
+        capped = self._over_vehicle_cap(read)
+        if capped is not None:
+            return capped
         change = vehicle_change(read, new_device=_new_device(event, now), update=update, now=now)
         writes = self.store.writes(self.claim, self.stored, change, claim_read=read.claim)
         self.store.commit(writes, claim=self.claim)

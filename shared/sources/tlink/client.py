@@ -5,11 +5,13 @@ with `Authorization: Basic base64(clientId:clientSecret)` answers `access_token`
 and `refresh_token`. API calls carry `Authorization: Bearer <token>` and `tlinkAppId: <clientId>`.
 
 Where the token lives (docs/tlink.md): the access token and its expiry in Firestore
-`state/tlink_token`, so every instance reuses it until it expires instead of asking for one per
-cold start; the refresh token only in the memory of the instance that got it. The token is
-renewed `TOKEN_MARGIN` before it expires, and at once when TLINK answers `invalid_token`
-(revoked, or replaced by another instance's refresh): first with the refresh token, and when
-TLINK refuses that (or the instance has none) with the password grant. Every token is
+`state/tlink_token`, sealed under the state key (`shared.store.sealed`: the webhooks function may
+read Firestore, not the key), so every instance reuses it until it expires instead of asking for
+one per cold start; a token that does not open is fetched anew. The refresh token lives only
+in the memory of the instance that got it. The token is renewed `TOKEN_MARGIN` before it
+expires, and at once when TLINK answers `invalid_token` (revoked, or replaced by another
+instance's refresh): first with the refresh token, and when TLINK refuses that (or the instance
+has none) with the password grant. Every token is
 registered with `shared.logs.register_secret`, so no log line shows it; error texts never hold
 a URL (the password grant's URL carries the password).
 
@@ -25,7 +27,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import requests
@@ -41,7 +43,6 @@ from shared.sources.tlink.models import (
     SensorDataPage,
     TokenAnswer,
 )
-from shared.store import StateRepository
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +53,6 @@ DEFAULT_READ_TIMEOUT = 20.0
 PAGE_SIZE = 100  # TLINK's maximum
 MAX_PAGES = 1_000  # 100 000 devices: a `pages` beyond it is a broken answer, not an account
 TOKEN_MARGIN = timedelta(minutes=5)
-TOKEN_STATE = "tlink_token"  # noqa: S105 - a document's name
 TOKEN_PATH = "/oauth/token"  # noqa: S105 - a URL path
 SENSOR_DATA_PATH = "/api/device/getDeviceSensorDatas"
 SUCCESS_FLAG = "00"
@@ -91,6 +91,15 @@ def _is_invalid_token(response: requests.Response) -> bool:
     return response.status_code == 401 or said
 
 
+class TokenCache(Protocol):
+    """Where the access token is shared between instances (`shared.store.tlink.TokenDocument`);
+    the client reads and writes nothing else."""
+
+    def get(self) -> CachedToken | None: ...
+
+    def put(self, token: CachedToken) -> None: ...
+
+
 class TlinkClient:
     def __init__(
         self,
@@ -98,7 +107,7 @@ class TlinkClient:
         base_url: str,
         *,
         credentials: Callable[[], Credentials],
-        state: StateRepository,
+        token_cache: TokenCache,
         clock: Callable[[], datetime] = utc_now,
         timeout: tuple[float, float] = (DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT),
     ) -> None:
@@ -107,7 +116,7 @@ class TlinkClient:
         self._host = urlsplit(self._base).netloc.rpartition("@")[2]
         self._load_credentials = credentials
         self._loaded: Credentials | None = None
-        self._state = state
+        self._token_cache = token_cache
         self._clock = clock
         self._timeout = timeout
         self._lock = threading.Lock()
@@ -181,7 +190,7 @@ class TlinkClient:
         return token.expires_at - TOKEN_MARGIN > now and token.access_token != self._rejected
 
     def _shared_token(self, now: datetime) -> CachedToken | None:
-        cached = self._state.get(TOKEN_STATE, CachedToken)
+        cached = self._token_cache.get()
         if cached is None:
             return None
         register_secret(cached.access_token)
@@ -242,7 +251,7 @@ class TlinkClient:
             obtained_at=now,
             grant=grant,
         )
-        self._state.put(TOKEN_STATE, token)
+        self._token_cache.put(token)
         logger.info("TLINK access token obtained", extra={"grant": grant})
         return token
 

@@ -21,21 +21,33 @@ there at the report's time. Without either, readings are stored and no Location 
 
 Attributes. Each sensor value of the report (but the location sensor) under the sensor's name as
 the pull API gave it, else `sensor_<id>`; numeric text becomes a number.
+
+What a report may claim (issue 13). Nobody outside decides what the bridge keeps:
+- a reading dated more than `max_future_skew` seconds ahead is skipped (logged), the rest
+  stored: one reading dated 2037 would otherwise become the device's newest position and hide
+  every genuine one after it;
+- a device keeps at most `max_sensors` sensors: a new sensor past the cap is skipped (logged,
+  one notification per device), known sensors still update;
+- a push for a device not recorded yet is skipped (logged, nothing stored) once `max_devices`
+  devices are recorded; a pull is the vendor's own word and is not capped;
+- a push never changes the user a recorded device is bound to: only a pull made for a user
+  that returns the device does. A push's `deviceUserid` binds a new device only.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo
 
 from shared.errors import BadRequest
-from shared.models import AttributeValue, Device, Location, Source, utc_now
+from shared.models import AttributeValue, Device, Location, Source, too_far_ahead, utc_now
 from shared.sources.tlink.models import (
     ApiDevice,
     ApiSensor,
@@ -48,11 +60,15 @@ from shared.sources.tlink.models import (
 from shared.store import Writes
 from shared.store.tlink import Loaded, TlinkRepository
 
+if TYPE_CHECKING:
+    from shared.notify import Notifier
+
 logger = logging.getLogger(__name__)
 
 LOCATION_SENSOR_TYPE = 3
 UNIQUE_ID_PREFIX = "tlink-"
 MAX_EPOCH = 2_147_483_647  # Location.timestamp's bound
+LOGGED_SENSOR_IDS = 20  # a skipped reading's log line names this many sensors at most
 _LAT_LNG = re.compile(r"\s*([+-]?\d+(?:\.\d+)?)\s*,\s*([+-]?\d+(?:\.\d+)?)\s*")
 _INTEGER = re.compile(r"[+-]?\d{1,18}")
 _DECIMAL = re.compile(r"[+-]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?")
@@ -214,6 +230,26 @@ def report_from_push(body: PushBody, zone: ZoneInfo) -> DeviceReport:
     )
 
 
+def newest_fix(device_id: int, readings: Sequence[Reading]) -> Position | None:
+    """The newest "lat,lng" fix among `readings`' location sensors; others are ignored (a push's
+    were refused before, a pull's are logged here)."""
+    position = None
+    for reading in readings:
+        if reading.type_id != LOCATION_SENSOR_TYPE or reading.time is None:
+            continue
+        try:
+            lat_lng = parse_lat_lng(reading.value)
+        except ValueError:
+            logger.warning(
+                'TLINK location sensor value is not "lat,lng"; ignored',
+                extra={"tlink_device_id": device_id, "sensor_id": reading.sensor_id},
+            )
+            continue
+        if lat_lng is not None and (position is None or reading.time >= position.time):
+            position = Position(lat_lng[0], lat_lng[1], reading.time)
+    return position
+
+
 def _api_reading(device_id: int, sensor: ApiSensor, zone: ZoneInfo) -> Reading:
     try:
         moment = api_time(sensor.updateDate, zone)
@@ -247,31 +283,21 @@ def _api_position(device: ApiDevice) -> tuple[float, float] | None:
 def report_from_api(device: ApiDevice, user_id: str | None, zone: ZoneInfo) -> DeviceReport:
     """A device of `getDeviceSensorDatas` as a report; never raises for odd sensor values."""
     readings = tuple(_api_reading(device.id, sensor, zone) for sensor in device.sensorsList)
-    times = [reading.time for reading in readings if reading.time is not None]
-    position = None
-    for reading in readings:
-        if reading.type_id != LOCATION_SENSOR_TYPE or reading.time is None:
-            continue
-        try:
-            lat_lng = parse_lat_lng(reading.value)
-        except ValueError:
-            logger.warning(
-                'TLINK location sensor value is not "lat,lng"; ignored',
-                extra={"tlink_device_id": device.id, "sensor_id": reading.sensor_id},
-            )
-            continue
-        if lat_lng is not None and (position is None or reading.time >= position.time):
-            position = Position(lat_lng[0], lat_lng[1], reading.time)
     return DeviceReport(
         device_id=device.id,
         origin="api",
-        time=max(times) if times else None,
+        time=_newest_time(readings),
         readings=readings,
         user_id=user_id,
         name=device.deviceName,
-        position=position,
+        position=newest_fix(device.id, readings),
         api_lat_lng=_api_position(device),
     )
+
+
+def _newest_time(readings: Sequence[Reading]) -> datetime | None:
+    times = [reading.time for reading in readings if reading.time is not None]
+    return max(times) if times else None
 
 
 # --- Storing -------------------------------------------------------------------------------
@@ -290,6 +316,14 @@ class Prepared:
 
     ingested: Ingested
     writes: Writes
+    # The push names a new device past `max_devices`: nothing to write, nothing to push.
+    skipped_device: bool = False
+    # The device's sensor cap was first reached now: notify once the writes are committed.
+    notify_sensor_cap: bool = False
+
+
+def _nothing(batch: object) -> None:
+    """The writes of a skipped push: none."""
 
 
 def reading_id(device_id: int, sensor_id: int, moment: datetime) -> str:
@@ -337,10 +371,19 @@ class Ingestion:
         repository: TlinkRepository,
         *,
         retention: timedelta,
+        max_future_skew: float,
+        max_sensors: int,
+        max_devices: int,
+        notifier: Callable[[], Notifier],
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._repository = repository
         self._retention = retention
+        self._max_future_skew = max_future_skew
+        self._max_sensors = max_sensors
+        self._max_devices = max_devices
+        # A callable: the notifier's module loads when a mail is due, not on every ingestion.
+        self._notifier = notifier
         self._clock = clock
 
     def apply(self, report: DeviceReport) -> Ingested:
@@ -348,7 +391,15 @@ class Ingestion:
         loaded = self._repository.load(report.device_id, bridge_id(report.device_id))
         prepared = self.prepare(report, loaded)
         self._repository.commit(prepared.writes)
+        self.committed(prepared)
         return prepared.ingested
+
+    def committed(self, prepared: Prepared) -> None:
+        """What follows a prepared ingestion's commit: the sensor cap's one notification (after
+        the commit, so a failed one is retried with its push and notifies then)."""
+        if prepared.notify_sensor_cap:
+            device_id = tlink_device_id(prepared.ingested.device)
+            self._notifier().tlink_sensor_cap(device_id, self._max_sensors)
 
     def prepare(
         self, report: DeviceReport, loaded: Loaded, *, event: TlinkEvent | None = None
@@ -357,17 +408,31 @@ class Ingestion:
         placed, and the writes (with `event`, for a push: pending when there is a position,
         done otherwise) for the caller to commit."""
         now = self._clock()
-        device_key = bridge_id(report.device_id)
         bridge = loaded.bridge
+        if loaded.device is None and report.origin == "push" and self._devices_full():
+            return self._skipped(report, bridge, now)
         document = loaded.device or TlinkDevice(
             id=str(report.device_id), device_id=report.device_id
         )
 
         update: dict[str, object] = {}
-        if report.user_id:
-            update["user_id"] = report.user_id
-        if report.parent_user_id:
-            update["parent_user_id"] = report.parent_user_id
+        user_id = document.user_id
+        if report.origin == "api" or loaded.device is None:
+            # A pull answers for the user it was made for; a push binds a new device only.
+            if report.user_id:
+                update["user_id"] = user_id = report.user_id
+            if report.parent_user_id:
+                update["parent_user_id"] = report.parent_user_id
+        elif report.user_id and report.user_id != document.user_id:
+            logger.warning(
+                "TLINK push names another user than the device's; the device stays bound to "
+                "its user (only a pull for the new user rebinds it)",
+                extra={
+                    "tlink_device_id": report.device_id,
+                    "user_id": document.user_id,
+                    "pushed_user_id": report.user_id,
+                },
+            )
         if report.name:
             update["name"] = report.name
         if report.origin == "api":
@@ -377,9 +442,11 @@ class Ingestion:
             update["last_push"] = now
 
         sensors = dict(document.sensors)
+        report, over_cap = self._admissible(report, sensors, now)
+        if over_cap and document.sensor_cap_notified is None:
+            update["sensor_cap_notified"] = now
         changed: set[str] = set()
         readings: dict[str, TlinkReading] = {}
-        user_id = report.user_id or document.user_id
         for reading in report.readings:
             key = str(reading.sensor_id)
             merged = _merge_sensor(sensors.get(key), reading)
@@ -405,15 +472,7 @@ class Ingestion:
         update["sensors"] = sensors
         document = document.model_copy(update=update)
 
-        name = document.name or (bridge.name if bridge else "") or f"TLINK {report.device_id}"
-        device = Device(
-            id=device_key,
-            source=Source.TLINK,
-            name=name,
-            traccar_unique_id=device_key,
-            first_seen=bridge.first_seen if bridge else now,
-            last_seen=now,
-        )
+        device = self._bridge_device(report, document, bridge, now)
         location = self._location(device, report, document)
         if event is not None and location is not None:
             # Pending until the run that pushes the position commits its outcome.
@@ -427,7 +486,99 @@ class Ingestion:
             event=event,
             event_read=loaded.event,
         )
-        return Prepared(Ingested(device, location, len(readings)), writes)
+        return Prepared(
+            Ingested(device, location, len(readings)),
+            writes,
+            notify_sensor_cap="sensor_cap_notified" in update,
+        )
+
+    def _devices_full(self) -> bool:
+        # Counted only for a device not recorded yet: a known device's push costs no query.
+        return self._repository.count_devices() >= self._max_devices
+
+    def _skipped(self, report: DeviceReport, bridge: Device | None, now: datetime) -> Prepared:
+        logger.warning(
+            "TLINK push of a new device skipped: %d devices are recorded already "
+            "(RECEIVER_MAX_DEVICES); nothing stored",
+            self._max_devices,
+            extra={"tlink_device_id": report.device_id},
+        )
+        document = TlinkDevice(id=str(report.device_id), device_id=report.device_id)
+        device = self._bridge_device(report, document, bridge, now)
+        return Prepared(Ingested(device, None, 0), _nothing, skipped_device=True)
+
+    def _bridge_device(
+        self, report: DeviceReport, document: TlinkDevice, bridge: Device | None, now: datetime
+    ) -> Device:
+        device_key = bridge_id(report.device_id)
+        name = document.name or (bridge.name if bridge else "") or f"TLINK {report.device_id}"
+        return Device(
+            id=device_key,
+            source=Source.TLINK,
+            name=name,
+            traccar_unique_id=device_key,
+            first_seen=bridge.first_seen if bridge else now,
+            last_seen=now,
+        )
+
+    def _admissible(
+        self, report: DeviceReport, sensors: dict[str, SensorState], now: datetime
+    ) -> tuple[DeviceReport, bool]:
+        """`report` without the readings it may not claim (dated too far ahead, a new sensor
+        past the cap: both logged), and whether the sensor cap refused one."""
+        kept: list[Reading] = []
+        future: list[int] = []
+        over_cap: list[int] = []
+        known = set(sensors)
+        for reading in report.readings:
+            key = str(reading.sensor_id)
+            if reading.time is not None and self._ahead(reading.time, now):
+                future.append(reading.sensor_id)
+                continue
+            if key not in known:
+                if len(known) >= self._max_sensors:
+                    over_cap.append(reading.sensor_id)
+                    continue
+                known.add(key)
+            kept.append(reading)
+        packet_ahead = report.time is not None and self._ahead(report.time, now)
+        if future or packet_ahead:
+            logger.warning(
+                "TLINK readings dated more than %g s ahead skipped (MAX_FUTURE_SKEW)",
+                self._max_future_skew,
+                extra={
+                    "tlink_device_id": report.device_id,
+                    "origin": report.origin,
+                    "skipped": len(future),
+                    "sensor_ids": future[:LOGGED_SENSOR_IDS],
+                    "time": report.time.isoformat() if report.time else None,
+                },
+            )
+        if over_cap:
+            logger.warning(
+                "TLINK sensors beyond the device's cap of %d skipped "
+                "(TLINK_MAX_SENSORS_PER_DEVICE); its known sensors still update",
+                self._max_sensors,
+                extra={
+                    "tlink_device_id": report.device_id,
+                    "origin": report.origin,
+                    "skipped": len(over_cap),
+                    "sensor_ids": over_cap[:LOGGED_SENSOR_IDS],
+                },
+            )
+        if len(kept) == len(report.readings) and not packet_ahead:
+            return report, False
+        # The position and the report's time come from what is kept only.
+        moment = _newest_time(kept) if report.origin == "api" else report.time
+        return dataclasses.replace(
+            report,
+            readings=tuple(kept),
+            position=newest_fix(report.device_id, kept),
+            time=None if moment is None or self._ahead(moment, now) else moment,
+        ), bool(over_cap)
+
+    def _ahead(self, moment: datetime, now: datetime) -> bool:
+        return too_far_ahead(moment.timestamp(), now=now, skew=self._max_future_skew)
 
     def _location(
         self, device: Device, report: DeviceReport, document: TlinkDevice

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import requests
@@ -23,8 +24,11 @@ from shared.secrets import CachedSecrets, SecretNotFound, SecretStore
 from shared.sources.tlink.client import TlinkAuthError, TlinkClient
 from shared.sources.tlink.ingest import Ingestion, report_from_api, tlink_device_id
 from shared.sources.tlink.models import Credentials
-from shared.store import StateRepository
-from shared.store.tlink import TlinkRepository
+from shared.store.sealed import SealedState
+from shared.store.tlink import TlinkRepository, TokenDocument
+
+if TYPE_CHECKING:
+    from shared.notify import Notifier
 
 SECRET_CACHE_SECONDS = 60.0  # a rotated webhook secret is picked up within a minute
 
@@ -39,11 +43,15 @@ class TlinkSource:
         secrets: SecretStore,
         cached_secrets: CachedSecrets,
         http_session: requests.Session,
-        state: StateRepository,
+        state: SealedState,  # the access token's cache (`state/tlink_token`), sealed
         api_url: str,
         credentials_secret: str,
         time_zone: str,
         reading_retention: timedelta,
+        max_future_skew: float,
+        max_sensors_per_device: int,
+        max_devices: int,
+        notifier: Callable[[], Notifier],
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.repository = repository
@@ -55,7 +63,15 @@ class TlinkSource:
         self._credentials_secret = credentials_secret
         self.zone = ZoneInfo(time_zone)
         self._clock = clock
-        self.ingestion = Ingestion(repository, retention=reading_retention, clock=clock)
+        self.ingestion = Ingestion(
+            repository,
+            retention=reading_retention,
+            max_future_skew=max_future_skew,
+            max_sensors=max_sensors_per_device,
+            max_devices=max_devices,
+            notifier=notifier,
+            clock=clock,
+        )
 
     @functools.cached_property
     def client(self) -> TlinkClient:
@@ -64,7 +80,7 @@ class TlinkSource:
             self._http_session,
             self._api_url,
             credentials=self.credentials,
-            state=self._state,
+            token_cache=TokenDocument(self._state),
             clock=self._clock,
         )
 

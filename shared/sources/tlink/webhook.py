@@ -2,6 +2,10 @@
 
 Order of work, so that a refused delivery costs nothing and a retried one changes nothing:
 
+0. a protection must be configured: with neither the path token nor the signature on, every
+   push is refused with a 503 naming what to set, unless `TLINK_ALLOW_UNAUTHENTICATED` says
+   unauthenticated pushes are wanted (a closed network, a test). Anyone who knows the URL
+   could otherwise put positions into Traccar (issue 13);
 1. the path token (`TLINK_REQUIRE_PATH_TOKEN`): wrong or missing → 404, as if no such route;
 2. the signature (`TLINK_REQUIRE_SIGNATURE`): `X-TLink-Signature: sha256=<hex>`, HMAC-SHA256
    of the raw body keyed by the shared secret, compared in constant time → 401;
@@ -30,7 +34,8 @@ run dying there: ADR 0002).
 The read, the repeat, the lost races, the wait for a busy device and the release on failure
 are the loop every receiver runs (`shared.receiver`); this module describes a push to it.
 
-TLINK documents no signature of its own; both checks are the bridge's and are off by default.
+TLINK documents no signature of its own; both checks are the bridge's. A refused push (0, 1,
+2) stores nothing; the first one ever refused is mailed to the owner once (`RefusedPushes`).
 """
 
 from __future__ import annotations
@@ -38,12 +43,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from google.api_core.exceptions import GoogleAPICallError, RetryError
 from pydantic import ValidationError
@@ -56,19 +62,25 @@ from shared.sources.tlink.ingest import DeviceReport, bridge_id, report_from_pus
 from shared.sources.tlink.models import PushBody, TlinkEvent
 from shared.sources.tlink.source import TlinkSource
 from shared.store import DeliveryRepository
-from shared.store.tlink import Loaded
+from shared.store.tlink import Loaded, TlinkRepository
 from shared.web import describe_validation_error
+
+if TYPE_CHECKING:
+    from shared.notify import Notifier
 
 logger = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-TLink-Signature"
 SIGNATURE_PREFIX = "sha256="
 EVENT_RETENTION = timedelta(days=7)  # far longer than any vendor retries a delivery
+# An unprotected receiver stays refused until someone configures it: TLINK may retry hourly.
+UNPROTECTED_RETRY_AFTER = 3600
 
 
 @dataclass(frozen=True)
 class PushAnswer:
-    status: str  # "ok" | "duplicate"
+    # "ok" | "duplicate" | "skipped" (a new device past RECEIVER_MAX_DEVICES: nothing stored)
+    status: str
     device_id: int
     stored_readings: int = 0
     # "none" (position unknown), or what the pipeline did: "synced" | "queued" | "error", or
@@ -89,15 +101,15 @@ class PathTokenCheck:
 
     def __init__(self, *, source: TlinkSource, required: bool, secret_name: str) -> None:
         self._source = source
-        self._required = required
-        self._secret_name = secret_name
+        self.required = required
+        self.secret_name = secret_name
 
     def __call__(self, token: str | None) -> None:
-        if not self._required:
+        if not self.required:
             if token is not None:
                 raise NotFound("no such route")
             return
-        expected = self._source.required_secret(self._secret_name, "TLINK_REQUIRE_PATH_TOKEN")
+        expected = self._source.required_secret(self.secret_name, "TLINK_REQUIRE_PATH_TOKEN")
         if token is None or not hmac.compare_digest(token.encode(), expected.encode()):
             raise NotFound("no such route")
 
@@ -113,13 +125,13 @@ class SignatureCheck:
 
     def __init__(self, *, source: TlinkSource, required: bool, secret_name: str) -> None:
         self._source = source
-        self._required = required
-        self._secret_name = secret_name
+        self.required = required
+        self.secret_name = secret_name
 
     def __call__(self, raw: bytes, header: str | None) -> None:
-        if not self._required:
+        if not self.required:
             return
-        secret = self._source.required_secret(self._secret_name, "TLINK_REQUIRE_SIGNATURE")
+        secret = self._source.required_secret(self.secret_name, "TLINK_REQUIRE_SIGNATURE")
         presented = (header or "").strip()
         scheme, _, digest = presented.partition("=")
         expected = signature(secret, raw)
@@ -127,6 +139,47 @@ class SignatureCheck:
         candidate = f"{scheme.lower()}={digest.lower()}".encode()
         if not header or not hmac.compare_digest(candidate, expected.encode()):
             raise Unauthorized(f"missing or wrong {SIGNATURE_HEADER}")
+
+
+class RefusedPushes:
+    """Tells the owner of the first refused push, once: a forged push, or a TLINK console still
+    posting to a URL without the token after an upgrade, would otherwise go unnoticed.
+
+    Once per deployment: `state/tlink_refused_push` is created atomically by the first refusal
+    (delete it to be told again); each instance asks Firestore once, so a flood of refused
+    pushes costs no more than one write per instance. Recording never changes the answer."""
+
+    def __init__(
+        self,
+        *,
+        repository: TlinkRepository,
+        notifier: Callable[[], Notifier],
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._repository = repository
+        # A callable: the notifier's module loads when a refusal is first mailed.
+        self._notifier = notifier
+        self._clock = clock
+        self._asked = False
+        self._lock = threading.Lock()
+
+    def __call__(self, reason: str) -> None:
+        logger.warning("TLINK push refused: %s", reason)
+        with self._lock:
+            if self._asked:
+                return
+            self._asked = True
+        try:
+            first = self._repository.record_refused_push(reason, self._clock())
+        except (GoogleAPICallError, RetryError):
+            logger.warning(
+                "TLINK refused push not recorded; the next one tries again", exc_info=True
+            )
+            with self._lock:
+                self._asked = False
+            return
+        if first:
+            self._notifier().tlink_push_refused(reason)
 
 
 def parse_push(raw: bytes) -> PushBody:
@@ -151,6 +204,8 @@ class TlinkWebhook:
         pipeline: Callable[[], Pipeline],
         path_token: PathTokenCheck,
         signature: SignatureCheck,
+        allow_unauthenticated: bool,
+        refused: Callable[[str], None],
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._source = source
@@ -159,7 +214,24 @@ class TlinkWebhook:
         self._pipeline = pipeline
         self._check_path_token = path_token
         self._check_signature = signature
+        self._allow_unauthenticated = allow_unauthenticated
+        self._refused = refused
         self._sleep = sleep
+
+    @property
+    def protected(self) -> bool:
+        """Whether a push must prove itself (path token or signature)."""
+        return self._check_path_token.required or self._check_signature.required
+
+    def _unprotected(self) -> str:
+        return (
+            "the TLINK receiver has no protection configured and refuses pushes: set "
+            f"TLINK_REQUIRE_PATH_TOKEN=true with the token in secret "
+            f"{self._check_path_token.secret_name} (push URL <webhooks>/tlink/<token>), or "
+            f"TLINK_REQUIRE_SIGNATURE=true with the key in secret "
+            f"{self._check_signature.secret_name}; or TLINK_ALLOW_UNAUTHENTICATED=true to "
+            "accept unauthenticated pushes on purpose (docs/tlink.md)"
+        )
 
     def receive(
         self,
@@ -170,8 +242,17 @@ class TlinkWebhook:
         sleep: Callable[[float], None] | None = None,
     ) -> PushAnswer:
         """Process one push; see the module docstring for the order and the answers."""
-        self._check_path_token(path_token)
-        self._check_signature(raw, signature_header)
+        if not self.protected and not self._allow_unauthenticated:
+            message = self._unprotected()
+            self._refused(message)
+            raise Unavailable(message, retry_after=UNPROTECTED_RETRY_AFTER)
+        try:
+            self._check_path_token(path_token)
+            self._check_signature(raw, signature_header)
+        except (NotFound, Unauthorized) as exc:
+            what = "path token" if isinstance(exc, NotFound) else "signature"
+            self._refused(f"missing or wrong {what} ({exc.status})")
+            raise
         body = parse_push(raw)
         report = report_from_push(body, self._source.zone)
 
@@ -240,11 +321,16 @@ class _Push:
 
     def process(self, read: Loaded) -> PushAnswer:
         report, event, repository = self.report, self.event, self.source.repository
-        prepared = self.source.ingestion.prepare(report, read, event=event)
+        ingestion = self.source.ingestion
+        prepared = ingestion.prepare(report, read, event=event)
+        if prepared.skipped_device:
+            # Not stored, no event either: a redelivery is weighed again (room may have come).
+            return PushAnswer("skipped", report.device_id)
         ingested = prepared.ingested
         location = ingested.location
         if location is None:
             repository.commit(prepared.writes, event=event)
+            ingestion.committed(prepared)
             return PushAnswer("ok", report.device_id, ingested.stored_readings)
         # The event and the readings go in the lease's commit: one round trip before the push.
         run = self.pipeline().run(
@@ -255,6 +341,7 @@ class _Push:
             along=prepared.writes,
             along_outcome=repository.event_done(event),
         )
+        ingestion.committed(prepared)
         return PushAnswer("ok", report.device_id, ingested.stored_readings, _outcome(run, location))
 
 
