@@ -64,6 +64,10 @@ def source_files(root: Path, function: str) -> dict[str, Path]:
         if not (folder / name).is_file():
             raise PackageError(f"functions/{function}/{name} is missing")
         files[name] = folder / name
+    # A function's own files beside main.py (the api's status page: functions/api/static/).
+    for path in (folder / "static").rglob("*"):
+        if _packaged(path, folder):
+            files[path.relative_to(folder).as_posix()] = path
     for path in (root / "shared").rglob("*"):
         if _packaged(path, root):
             files[path.relative_to(root).as_posix()] = path

@@ -37,6 +37,13 @@ class Settings(BaseSettings):
     traccar_server_url: HttpUrl = HttpUrl("http://localhost:5055")
     traccar_api_url: HttpUrl | None = None
     traccar_api_token_secret: str = "traccar-api-token"  # noqa: S105 - a secret's name
+    # What that secret holds (PROTOCOLS.md §2): a token (`token`; Traccar's default one expires
+    # after 7 days) or a dedicated user's `email:password` (`basic`; never expires).
+    traccar_api_auth: Literal["token", "basic"] = "token"
+    # Who sees the devices the bridge creates: a device made with the service account token is
+    # linked to nobody and shows on no map (PROTOCOLS.md §2).
+    traccar_device_user_id: int | None = Field(None, ge=1)
+    traccar_device_group_id: int | None = Field(None, ge=1)
 
     # API protection (Cloud Functions inject it from Secret Manager as an environment variable)
     api_token: SecretStr | None = None
@@ -67,6 +74,12 @@ class Settings(BaseSettings):
     google_secret_name: str = "google-secrets"  # noqa: S105 - a secret's name
     google_auth_url: HttpUrl = HttpUrl("https://android.clients.google.com/auth")
     google_nova_url: HttpUrl = HttpUrl("https://android.googleapis.com/nova")
+    # GCM check-in, done before each MCS login (PROTOCOLS.md §5)
+    google_checkin_url: HttpUrl = HttpUrl("https://android.clients.google.com/checkin")
+    # Locates in flight to Nova at once: many at once risk Google's throttling (429)
+    google_locate_concurrency: int = Field(2, ge=1, le=16)
+    # A crowd-sourced report less precise than this (metres) is marked `approximate`
+    google_approximate_accuracy: float = Field(100.0, ge=0)
     google_mcs_host: str = Field("mtalk.google.com", min_length=1)
     google_mcs_port: int = Field(5228, ge=1, le=65_535)
     fcm_timeout: int = Field(60, ge=2, le=300)
@@ -135,6 +148,8 @@ class Settings(BaseSettings):
     @field_validator(
         "api_token",
         "traccar_api_url",
+        "traccar_device_user_id",
+        "traccar_device_group_id",
         "sync_device_url",
         "refresh_devices_url",
         "smartcar_redirect_uri",

@@ -11,7 +11,17 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+from shared.firestore_limits import MAX_ATTRIBUTE_NAME_BYTES, name_problem, valid_text
 
 
 def utc_now() -> datetime:
@@ -54,6 +64,8 @@ class Device(Document):
     name: str = ""
     traccar_unique_id: str = Field(min_length=1)
     model: str | None = None
+    # Google's devices: "tracker" or "phone" (an Android phone of the account)
+    kind: str | None = None
     first_seen: AwareDatetime = Field(default_factory=utc_now)
     last_seen: AwareDatetime = Field(default_factory=utc_now)
 
@@ -66,6 +78,9 @@ class SyncResult(Document):
     pushed: int = 0
     failed: int = 0
     outbox: int = 0
+    # Set when the run's final commit failed after its push (issue 12): what became of the
+    # bookkeeping (recorded by a smaller write, or kept by the instance for its next run).
+    error: str | None = None
 
 
 class Service(Document):
@@ -77,6 +92,9 @@ class Service(Document):
     delta: int = Field(ge=0, le=MAX_JITTER_SECONDS)
     job_name: str | None = None
     paused: bool = False
+    # Paused by the user (`POST /devices/<id>/services/pause`), apart from the pause expired
+    # Google credentials cause: new credentials resume only what they paused (issue 19).
+    paused_by_user: bool = False
     last_sync: AwareDatetime | None = None
     next_sync: AwareDatetime | None = None
     last_result: SyncResult | None = None
@@ -108,10 +126,23 @@ class LocalJob(Document):
     next_run: AwareDatetime = Field(default_factory=utc_now)
 
 
+def _storable_name(name: str) -> str:
+    """An attribute's name is a Firestore field name inside the stored location and outbox
+    entry: one Firestore refuses failed the run's final commit after the push (issue 12)."""
+    problem = name_problem(name)
+    if problem is not None:
+        raise ValueError(problem)
+    return name
+
+
 AttributeValue = str | int | float | bool
-# An attribute's name is a Firestore field name inside the stored location: never empty, and
-# short enough for Firestore's 1500-byte field paths (last_location.attributes.<name>).
-AttributeName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+# Never empty, and short enough for Firestore's 1500-byte field paths
+# (last_location.attributes.<name>); vendors rename theirs with firestore_limits.field_name.
+AttributeName = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_ATTRIBUTE_NAME_BYTES),
+    AfterValidator(_storable_name),
+]
 
 
 def too_far_ahead(timestamp: float, *, now: datetime, skew: float) -> bool:
@@ -143,11 +174,33 @@ class Location(Model):
     is_own_report: bool | None = None
     source: Source | None = None
     attributes: dict[AttributeName, AttributeValue] = Field(default_factory=dict)
+    # A vendor's delivery id when each delivery is a position of its own (Smartcar's eventId):
+    # a parked car repeats its place and time, and each delivery's readings must still reach
+    # Traccar (issue 16). Part of the fingerprint, never sent to Traccar.
+    delivery: str | None = Field(None, max_length=500)
+
+    @model_validator(mode="after")
+    def _valid_utf8(self) -> Location:
+        """Firestore stores strings as UTF-8 only: a lone surrogate (JSON allows one as an
+        escape) failed the commit after the push (issue 12)."""
+        texts: dict[str, object] = {
+            "id": self.id,
+            "loc_status": self.loc_status,
+            "delivery": self.delivery,
+        }
+        texts.update({f"attributes.{k}": v for k, v in self.attributes.items()})
+        for name, value in texts.items():
+            if isinstance(value, str) and not valid_text(value):
+                raise ValueError(f"{name}: not valid UTF-8 (a lone surrogate)")
+        return self
 
     def fingerprint(self) -> str:
         """The seed-compatible deduplication key: md5 of id, lat, lon, timestamp as Python
-        prints them, concatenated without separators (`locations.json` of seed 000)."""
+        prints them, concatenated without separators (`locations.json` of seed 000); a
+        position with a `delivery` id appends it, so it is its delivery's own."""
         key = f"{self.id}{self.lat}{self.lon}{self.timestamp}"
+        if self.delivery is not None:
+            key += f"#{self.delivery}"
         return hashlib.md5(key.encode(), usedforsecurity=False).hexdigest()
 
 
@@ -186,6 +239,10 @@ class DeviceState(Document):
     lease_until: AwareDatetime | None = None
     last_sync: AwareDatetime | None = None
     last_result: SyncResult | None = None
+    # The last failed run's error (the source's: vendor down, secret missing) and its time,
+    # kept after later successes: `last_result` alone looked clean (issue 18).
+    last_error: str | None = None
+    last_error_at: AwareDatetime | None = None
 
 
 class PushLogEntry(Document):
@@ -207,3 +264,5 @@ class PushLogEntry(Document):
     device_id: str
     attempted_at: AwareDatetime
     expire_at: AwareDatetime
+    # Attributes left out so that the position fit Traccar's body limit (PROTOCOLS.md §1).
+    dropped_attributes: list[str] = Field(default_factory=list)

@@ -15,19 +15,20 @@ from typing import Any
 from pydantic import BaseModel
 
 from shared import __version__
-from shared.models import Device, ExcludedDevice, Location, PushLogEntry, Service
+from shared.models import ExcludedDevice, Location, PushLogEntry, Service
 from shared.service_status import HealthReport, VersionInfo
-from shared.services import ServiceSpec, ServiceView
+from shared.services import DeviceView, ServiceSpec, ServiceView
 from shared.sources.google.account import CredentialsUploaded, TokenStatus
 from shared.sources.google.credentials import AasTokenUpload, GoogleSecretsUpload
 from shared.sources.smartcar import connect as smartcar_connect
 from shared.sources.smartcar import views as smartcar_views
 from shared.sources.tlink import views as tlink_views
+from shared.status_report import StatusReport
 from shared.store import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
 DOCUMENT = Path(__file__).with_name("openapi.json")
 # Routes open without the bearer token (the API's PUBLIC_ENDPOINTS).
-PUBLIC_PATHS = frozenset({"/health", "/versions", "/openapi.json", "/smartcar/exchange"})
+PUBLIC_PATHS = frozenset({"/health", "/versions", "/openapi.json", "/smartcar/exchange", "/status"})
 
 
 class ErrorBody(BaseModel):
@@ -106,6 +107,13 @@ ROUTES: list[tuple[str, str, str, Any, dict[int, tuple[str, Any]], list[dict[str
             "is not configured (the reason names the api-token secret)", HealthReport)}, []),
     ("get", "/versions", "Version and build time", None, {200: ("ok", VersionInfo)}, []),
     ("get", "/openapi.json", "This document", None, {200: ("the document", None)}, []),
+    ("get", "/status",
+     "The status page (HTML, public: it holds no data and reads /status.json with the token)",
+     None, {200: ("the page (text/html)", None)}, []),
+    ("get", "/status.json",
+     "What the status page shows: devices, outbox, credentials, Traccar, recent failures "
+     "(one round of bounded reads; `reads` says how many)", None,
+     {200: ("ok", StatusReport)}, []),
     ("get", "/services", "Sync services with their last run", None,
      {200: ("ok", list[ServiceView])}, []),
     ("get", "/devices/{device_id}/services", "One device's sync service", None,
@@ -114,6 +122,13 @@ ROUTES: list[tuple[str, str, str, Any, dict[int, tuple[str, Any]], list[dict[str
      ServiceSpec,
      {201: ("created", Service), 200: ("updated", Service), 403: ("excluded", ErrorBody),
       404: ("unknown device", ErrorBody)}, [DEVICE_ID]),
+    ("post", "/devices/{device_id}/services/pause",
+     "Pause a sync service (the user's pause: new Google credentials do not resume it)", None,
+     {200: ("paused", ServiceView), 404: ("no service", ErrorBody)}, [DEVICE_ID]),
+    ("post", "/devices/{device_id}/services/resume",
+     "Resume a service the user paused (a Google one stays paused while the credentials are "
+     "expired)", None,
+     {200: ("resumed", ServiceView), 404: ("no service", ErrorBody)}, [DEVICE_ID]),
     ("delete", "/devices/{device_id}/services", "Delete a sync service and its job", None,
      {200: ("deleted", Deleted), 404: ("no service", ErrorBody)}, [DEVICE_ID]),
     ("get", "/excluded-devices", "Devices kept out of auto-registration", None,
@@ -148,7 +163,7 @@ ROUTES: list[tuple[str, str, str, Any, dict[int, tuple[str, Any]], list[dict[str
     # --- Google Find My Device ---
     ("get", "/devices",
      "Devices of every source by id (the Google list is refreshed before the first page)", None,
-     {200: ("ok", list[Device]), 400: ("bad query", ErrorBody)}, PAGE_PARAMETERS),
+     {200: ("ok", list[DeviceView]), 400: ("bad query", ErrorBody)}, PAGE_PARAMETERS),
     ("get", "/devices/{device_id}/locations",
      "Fresh locations of one device (a Google tracker is located now; nothing is pushed)", None,
      {200: ("oldest first, or with ?last the newest one", list[Location]),
@@ -180,13 +195,16 @@ ROUTES: list[tuple[str, str, str, Any, dict[int, tuple[str, Any]], list[dict[str
      "Start Smartcar Connect: 302 to Smartcar's authorize URL with a single-use state", None,
      {302: ("redirect to Smartcar Connect (the URL also in the body)",
             smartcar_connect.ConnectStart),
-      500: ("Smartcar client id, secret or redirect URI not configured", ErrorBody)}, []),
+      503: ("Smartcar client id, secret or redirect URI not configured (the error names the "
+            "setting or secret to provide)", ErrorBody)}, []),
     ("get", "/smartcar/exchange",
      "Smartcar Connect's redirect: swaps the code for tokens and records the vehicles "
      "(public: the single-use state guards it)", None,
      {200: ("connected", smartcar_connect.Connected),
       400: ("missing, unknown, used or expired state; denied; refused code", ErrorBody),
-      502: ("Smartcar failed", ErrorBody)},
+      502: ("Smartcar failed", ErrorBody),
+      503: ("Smartcar client id, secret or redirect URI not configured (the error names the "
+            "setting or secret to provide)", ErrorBody)},
      [{"name": "code", "in": "query", "required": False, "schema": {"type": "string"}},
       {"name": "state", "in": "query", "required": True, "schema": {"type": "string"}},
       {"name": "error", "in": "query", "required": False, "schema": {"type": "string"}},
@@ -223,6 +241,43 @@ ROUTES: list[tuple[str, str, str, Any, dict[int, tuple[str, Any]], list[dict[str
 ]  # fmt: skip
 
 
+# Links from the listings to the routes taking their ids (issue 12): schemathesis' stateful
+# phase follows them, so its cases reach real devices and vehicles, not only the 404 wall.
+# (source method, source path) -> [(target method, target path, path parameter)]
+LINKS: dict[tuple[str, str], list[tuple[str, str, str]]] = {
+    ("get", "/devices"): [
+        ("get", "/devices/{device_id}/services", "device_id"),
+        ("put", "/devices/{device_id}/services", "device_id"),
+        ("delete", "/devices/{device_id}/services", "device_id"),
+        ("post", "/devices/{device_id}/services/pause", "device_id"),
+        ("post", "/devices/{device_id}/services/resume", "device_id"),
+        ("get", "/devices/{device_id}/locations", "device_id"),
+        ("put", "/excluded-devices/{device_id}", "device_id"),
+        ("delete", "/excluded-devices/{device_id}", "device_id"),
+        ("put", "/traccar/devices/{device_id}/locations", "device_id"),
+    ],
+    ("get", "/smartcar/vehicles"): [
+        ("get", "/smartcar/vehicles/{vehicle_id}/latest-signals", "vehicle_id"),
+    ],
+}
+
+
+def operation_id(method: str, path: str) -> str:
+    """`get /devices/{device_id}/services` -> `get_devices_device_id_services`."""
+    words = "".join(c if c.isalnum() else " " for c in f"{method} {path}").split()
+    return "_".join(words)
+
+
+def _links(method: str, path: str) -> dict[str, Any]:
+    return {
+        operation_id(target_method, target): {
+            "operationId": operation_id(target_method, target),
+            "parameters": {parameter: "$response.body#/0/id"},
+        }
+        for target_method, target, parameter in LINKS.get((method, path), [])
+    }
+
+
 def _schema(model: Any, components: dict[str, Any]) -> dict[str, Any]:
     if getattr(model, "__origin__", None) is list:
         return {"type": "array", "items": _schema(model.__args__[0], components)}
@@ -237,7 +292,11 @@ def build_document() -> dict[str, Any]:
     components: dict[str, Any] = {}
     paths: dict[str, dict[str, Any]] = {}
     for method, path, summary, body, answers, parameters in ROUTES:
-        operation: dict[str, Any] = {"summary": summary, "responses": {}}
+        operation: dict[str, Any] = {
+            "operationId": operation_id(method, path),
+            "summary": summary,
+            "responses": {},
+        }
         if parameters:
             operation["parameters"] = parameters
         if body is not None:
@@ -252,6 +311,8 @@ def build_document() -> dict[str, Any]:
             operation["responses"][str(status)] = response
         if method == "get" and path in PAGED_PATHS:
             operation["responses"]["200"]["headers"] = LINK_HEADER
+        if (method, path) in LINKS:
+            operation["responses"]["200"]["links"] = _links(method, path)
         if path not in PUBLIC_PATHS:
             error = {"application/json": {"schema": _schema(ErrorBody, components)}}
             responses = operation["responses"]

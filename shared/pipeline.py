@@ -9,7 +9,10 @@ One run of a device:
    the outbox (so positions always arrive in timestamp order), and the device backs off; a
    position refused `PARK_AFTER_ATTEMPTS` times while Traccar takes the next one is parked;
 5. records a fingerprint only once Traccar accepted the push, and one push-log document per
-   attempt, all in one batch with the new state, releasing the lease.
+   attempt, all in one batch with the new state, releasing the lease;
+6. if that batch fails for good, records what Traccar accepted with a smaller write, or keeps
+   it in the instance for the device's next run: never a locked device, never a position
+   pushed twice (issue 12, `Pipeline._salvage`).
 
 An unknown device (Traccar answers 400) is created through Traccar's REST API when one is
 configured, then pushed again; without it the position waits and the log says why.
@@ -17,22 +20,28 @@ configured, then pushed again; without it the position waits and the log says wh
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
+from shared.errors import Conflict
+from shared.firestore_limits import text
 from shared.models import (
     Device,
     DeviceState,
     Location,
     OutboxEntry,
     PushLogEntry,
+    Source,
     SyncResult,
     utc_now,
 )
-from shared.store import DeliveryRepository, Versioned, Writes
+from shared.store import DeliveryRepository, Lease, Versioned, Writes
 from shared.traccar import (
     OsmAndClient,
     PushOutcome,
@@ -54,6 +63,11 @@ BACKOFF_MAX = timedelta(hours=1)
 # one is tried too: if Traccar takes it, the old one is the problem (a value Traccar cannot
 # parse) and is parked, kept in the outbox but out of the way, until a manual sync retries it.
 PARK_AFTER_ATTEMPTS = 10
+# The icon a device created in Traccar gets (Traccar's device categories): Google's trackers
+# and phones go with people, Smartcar's are cars, TLINK's are sensors of any kind.
+TRACCAR_CATEGORIES = {Source.GOOGLE: "person", Source.SMARTCAR: "car", Source.TLINK: "default"}
+# How much of a failure's message a run's result and push log keep.
+MAX_REASON_CHARS = 300
 
 
 @dataclass(frozen=True)
@@ -137,12 +151,21 @@ class Pipeline:
         traccar_api: Callable[[], TraccarApi | None],
         retention: timedelta,
         clock: Callable[[], datetime] = utc_now,
+        device_user_id: int | None = None,
+        device_group_id: int | None = None,
     ) -> None:
         self._delivery = delivery
         self._osmand = osmand
         self._traccar_api = traccar_api
         self._retention = retention
         self._clock = clock
+        # Who sees the devices created in Traccar (TRACCAR_DEVICE_USER_ID / _GROUP_ID).
+        self._device_user_id = device_user_id
+        self._device_group_id = device_group_id
+        # Fingerprints Traccar accepted whose recording failed (issue 12), by device: a run
+        # of this instance counts them as delivered and records them with its own commit.
+        self._unrecorded: dict[str, dict[str, int]] = {}
+        self._lock = threading.Lock()
 
     def run(
         self,
@@ -179,19 +202,117 @@ class Pipeline:
         except BaseException:
             self._delivery.release(lease, state)
             raise
-        run = _Run(self, device, state, now)
+        run = _Run(self, device, state, now, unrecorded=self._unrecorded_of(device.id))
         if wanted:
             run.parked_unseen = 0  # the outbox was read whole: parked entries are in it
         report = run.deliver(fetched, outbox, force=force)
-        self._delivery.commit(
-            lease,
-            run.final_state(report.result),
-            outbox_put=run.outbox_put,
-            outbox_delete=run.outbox_delete,
-            push_log=run.push_log,
-            along=along_outcome,
-        )
+        try:
+            self._delivery.commit(
+                lease,
+                run.final_state(report.result),
+                outbox_put=run.outbox_put,
+                outbox_delete=run.outbox_delete,
+                push_log=run.push_log,
+                along=along_outcome,
+            )
+        except Conflict:
+            # The lease ran out and a successor holds it: this instance at least remembers
+            # what it pushed, so its own next run of the device does not push it again.
+            self._remember(device.id, run.accepted)
+            raise
+        except Exception as exc:  # any permanent failure: salvaged and reported, not hidden
+            self._salvage(run, report, lease, exc, along_outcome)
+        else:
+            self._forget(device.id, run.unrecorded)
         return report
+
+    def _salvage(
+        self,
+        run: _Run,
+        report: RunReport,
+        lease: Lease,
+        exc: Exception,
+        along_outcome: Writes | None,
+    ) -> None:
+        """After a final commit that failed for good (a document Firestore refuses, an outage
+        that outlasted the retries), release the lease at once and record what Traccar
+        accepted with a smaller write: a device must neither stay locked for the lease's ten
+        minutes nor have its positions pushed again by every later run (issue 12).
+
+        First the run's bookkeeping without the device's newest position (the part holding a
+        source's data), with the outbox changes, the push log and the caller's outcome; then
+        the bookkeeping alone. If both fail, the instance keeps the fingerprints for its next
+        run of the device. Each case is said in the run's result and the log."""
+        device_id = run.device.id
+        reason = _describe(exc)
+        logger.error(
+            "the run's final commit failed after its push: recording it by a smaller write",
+            exc_info=exc,
+            extra={"device_id": device_id, "pushed": report.result.pushed},
+        )
+        attempts: list[tuple[str, dict[str, Any]]] = [
+            (
+                "; what Traccar accepted was recorded by a smaller write",
+                {
+                    "outbox_put": run.outbox_put,
+                    "outbox_delete": run.outbox_delete,
+                    "push_log": [_noted(entry, reason) for entry in run.push_log],
+                    "along": along_outcome,
+                },
+            ),
+            (
+                "; what Traccar accepted was recorded by a smaller write, without the push "
+                f"log and {len(run.outbox_put)} outbox change(s)",
+                {},
+            ),
+        ]
+        for index, (outcome, extra) in enumerate(attempts):
+            report.result.error = text(f"final commit failed ({reason}){outcome}")
+            state = run.final_state(report.result)
+            if not extra:  # the outbox is read again next time: what it still holds is seen
+                count = max(state.outbox_count, run.state.outbox_count)
+                state = state.model_copy(update={"outbox_count": count})
+            try:
+                self._delivery.record(lease, state, **extra)
+            except Conflict:
+                self._remember(device_id, run.accepted)
+                raise
+            except Exception as again:
+                logger.error(
+                    "the smaller write failed too",
+                    exc_info=again,
+                    extra={"device_id": device_id, "attempt": index + 1},
+                )
+                reason = _describe(again)
+                continue
+            self._forget(device_id, run.unrecorded)
+            return
+        self._remember(device_id, run.accepted)
+        report.result.error = text(
+            f"final commit failed and nothing could be recorded ({reason}): this instance "
+            f"keeps the {len(run.accepted)} position(s) Traccar accepted as delivered and "
+            "records them with the device's next run; the lease ends at "
+            f"{iso(run.now + LEASE_DURATION)}"
+        )
+
+    def _unrecorded_of(self, device_id: str) -> dict[str, int]:
+        with self._lock:
+            return dict(self._unrecorded.get(device_id, {}))
+
+    def _remember(self, device_id: str, accepted: dict[str, int]) -> None:
+        if accepted:
+            with self._lock:
+                self._unrecorded.setdefault(device_id, {}).update(accepted)
+
+    def _forget(self, device_id: str, recorded: dict[str, int]) -> None:
+        if not recorded:
+            return
+        with self._lock:
+            kept = self._unrecorded.get(device_id, {})
+            for fingerprint in recorded:
+                kept.pop(fingerprint, None)
+            if not kept:
+                self._unrecorded.pop(device_id, None)
 
     def mark_delivered(self, location: Location) -> str:
         """Record `location` as delivered without pushing it (seed's `POST /locations`)."""
@@ -206,7 +327,16 @@ class Pipeline:
         updated = state.model_copy(
             update={"delivered": delivered, "floor": floor, "last_location": newest}
         )
-        self._delivery.commit(lease, updated, outbox_put=[], outbox_delete=[], push_log=[])
+        try:
+            self._delivery.commit(lease, updated, outbox_put=[], outbox_delete=[], push_log=[])
+        except Conflict:
+            raise
+        except Exception:
+            # Never leave the device locked for the lease's ten minutes (issue 12): give the
+            # lease back as it was, then report the failure.
+            with contextlib.suppress(Exception):
+                self._delivery.record(lease, state)
+            raise
         return location.fingerprint()
 
     def push(self, device: Device, location: Location) -> list[PushResult]:
@@ -224,7 +354,13 @@ class Pipeline:
             attempts[-1] = PushResult(PushOutcome.UNKNOWN_DEVICE, attempts[-1].status, message)
             return attempts
         try:
-            created = api.ensure_device(device.traccar_unique_id, device.name or device.id)
+            created = api.ensure_device(
+                device.traccar_unique_id,
+                device.name or device.id,
+                category=TRACCAR_CATEGORIES.get(device.source),
+                user_id=self._device_user_id,
+                group_id=self._device_group_id,
+            )
         except TraccarError as exc:
             message = f"could not create device {device.traccar_unique_id} in Traccar: {exc}"
             logger.warning(message, extra={"device_id": device.id})
@@ -257,20 +393,49 @@ class Pipeline:
             device_id=device.id,
             attempted_at=now,
             expire_at=now + self._retention,
+            dropped_attributes=list(attempt.dropped),
         )
+
+
+def _describe(exc: BaseException) -> str:
+    """A short, storable account of a failure."""
+    return text(f"{type(exc).__name__}: {exc}")[:MAX_REASON_CHARS]
+
+
+def _noted(entry: PushLogEntry, reason: str) -> PushLogEntry:
+    """`entry` saying its run's final commit failed; its strings made storable."""
+    note = f"final commit failed ({reason}), recorded by a smaller write"
+    error = f"{entry.error}; {note}" if entry.error else note
+    return entry.model_copy(
+        update={
+            "error": text(error),
+            "name": text(entry.name),
+            "loc_status": None if entry.loc_status is None else text(entry.loc_status),
+        }
+    )
 
 
 class _Run:
     """The working state of one run: what was pushed, what waits, what to log."""
 
     def __init__(
-        self, pipeline: Pipeline, device: Device, state: DeviceState, now: datetime
+        self,
+        pipeline: Pipeline,
+        device: Device,
+        state: DeviceState,
+        now: datetime,
+        *,
+        unrecorded: dict[str, int] | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.device = device
         self.state = state
         self.now = now
-        self.delivered = dict(state.delivered)
+        # Accepted by Traccar in an earlier run of this instance whose recording failed:
+        # delivered, and recorded by this run's commit.
+        self.unrecorded = unrecorded or {}
+        self.delivered = {**state.delivered, **self.unrecorded}
+        self.accepted: dict[str, int] = {}  # what Traccar accepted in this run
         self.newest = state.last_location
         self.outbox_put: list[OutboxEntry] = []
         self.outbox_delete: list[str] = []
@@ -285,7 +450,11 @@ class _Run:
     ) -> RunReport:
         waiting: dict[str, OutboxEntry] = {}
         for waited in outbox:
-            if waited.parked and not force:
+            if waited.fingerprint in self.delivered:
+                # Accepted by a run whose outbox changes were not recorded (its final commit
+                # failed, issue 12): delivered already, never pushed twice.
+                self.outbox_delete.append(waited.id)
+            elif waited.parked and not force:
                 self.parked += 1  # stays as it is
             else:
                 waiting[waited.fingerprint] = waited
@@ -295,6 +464,7 @@ class _Run:
             if (
                 fingerprint in waiting
                 or fingerprint in new
+                or fingerprint in self.unrecorded
                 or is_delivered(self.state, location, now=self.now)
             ):
                 continue
@@ -363,6 +533,7 @@ class _Run:
 
     def _accepted(self, fingerprint: str, location: Location, entry: OutboxEntry | None) -> None:
         self.delivered[fingerprint] = location.timestamp
+        self.accepted[fingerprint] = location.timestamp
         if entry is not None:
             self.outbox_delete.append(entry.id)
         self.newest = newest_of(self.newest, location, self.now)

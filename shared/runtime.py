@@ -134,22 +134,34 @@ class Runtime:
             osmand=OsmAndClient(self.http_session, str(self.settings.traccar_server_url)),
             traccar_api=self.traccar_api,
             retention=timedelta(days=self.settings.push_log_retention_days),
+            device_user_id=self.settings.traccar_device_user_id,
+            device_group_id=self.settings.traccar_device_group_id,
         )
 
     def traccar_api(self) -> TraccarApi | None:
-        """Traccar's REST API with the stored token, or None when `TRACCAR_API_URL` is unset."""
+        """Traccar's REST API with the stored credentials (a token, or `email:password` with
+        `TRACCAR_API_AUTH=basic`), or None when `TRACCAR_API_URL` is unset. Read per call, so
+        the run after new credentials are stored uses them."""
         if self.settings.traccar_api_url is None:
             return None
-        from shared.secrets import SecretNotFound
-        from shared.traccar import TraccarApi, TraccarAuthError
+        from shared.secrets import SecretNotFound, missing
+        from shared.traccar import BasicLogin, TraccarApi, TraccarAuthError
 
+        name = self.settings.traccar_api_token_secret
         try:
-            token = self.secrets.read(self.settings.traccar_api_token_secret)
+            stored = self.secrets.read(name).strip()
         except SecretNotFound as exc:
-            raise TraccarAuthError(
-                f"no Traccar API token stored in secret {self.settings.traccar_api_token_secret}"
-            ) from exc
-        return TraccarApi(self.http_session, str(self.settings.traccar_api_url), token.strip())
+            raise TraccarAuthError(missing("Traccar API credentials", name, exc)) from exc
+        credentials: str | BasicLogin = stored
+        if self.settings.traccar_api_auth == "basic":
+            # Split at the first colon, as HTTP Basic does: an email has none, a password may.
+            email, colon, password = stored.partition(":")
+            if not colon or not email:
+                raise TraccarAuthError(
+                    f"secret {name} must hold email:password with TRACCAR_API_AUTH=basic"
+                )
+            credentials = BasicLogin(email, password)
+        return TraccarApi(self.http_session, str(self.settings.traccar_api_url), credentials)
 
     @functools.cached_property
     def cached_secrets(self) -> CachedSecrets:
@@ -250,6 +262,7 @@ class Runtime:
         from shared.models import utc_now
         from shared.sources.google.account import GoogleAccount
         from shared.sources.google.auth import TokenProvider
+        from shared.sources.google.checkin import GcmCheckin
         from shared.sources.google.client import NovaClient
         from shared.sources.google.expiry import GoogleExpiry
         from shared.sources.google.lease import FcmLeases
@@ -308,12 +321,15 @@ class Runtime:
             source=GoogleSource(
                 account=account,
                 leases=FcmLeases(document=documents.fcm_lease),
+                checkin=GcmCheckin(session=self.http_session, url=str(settings.google_checkin_url)),
                 devices=store.devices,
                 services=store.services,
                 mcs_host=settings.google_mcs_host,
                 mcs_port=settings.google_mcs_port,
                 fcm_timeout=settings.fcm_timeout,
                 max_future_skew=settings.max_future_skew,
+                locate_concurrency=settings.google_locate_concurrency,
+                approximate_accuracy=settings.google_approximate_accuracy,
                 clock=now,
             ),
             account=account,

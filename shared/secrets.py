@@ -39,7 +39,30 @@ _SECRET_NAME = re.compile(r"[A-Za-z0-9_-]{1,255}")
 
 
 class SecretNotFound(BridgeError):
+    """No enabled version of a secret; `how_to_store` says how to add one for the backend
+    that was asked (every "no … stored in secret X" message ends with it)."""
+
     status = 404
+
+    def __init__(self, message: str, *, how_to_store: str = "") -> None:
+        super().__init__(f"{message}; {how_to_store}" if how_to_store else message)
+        self.how_to_store = how_to_store
+
+
+def local_store_hint(name: str) -> str:
+    # `make secret` is devtools/secrets.py: the value from stdin or a prompt that does not echo.
+    return f"store it with `make secret NAME={name}`"
+
+
+def secret_manager_hint(name: str) -> str:
+    return f"store it with `gcloud secrets versions add {name} --data-file=-`"
+
+
+def missing(what: str, name: str, exc: SecretNotFound) -> str:
+    """The message for a secret the caller needs: "no <what> stored in secret <name>; store it
+    with …" (the backend's own command when the store said it)."""
+    hint = f"; {exc.how_to_store}" if exc.how_to_store else ""
+    return f"no {what} stored in secret {name}{hint}"
 
 
 def check_secret_name(name: str) -> str:
@@ -71,6 +94,18 @@ class LocalSecretStore:
     def _folder(self, name: str) -> Path:
         return self._directory / check_secret_name(name)
 
+    def names(self) -> dict[str, tuple[list[int], int]]:
+        """Every stored secret: its enabled version numbers and how many are disabled. Names
+        and numbers only; no value is read (`make secrets`)."""
+        if not self._directory.is_dir():
+            return {}
+        found = {}
+        for folder in sorted(self._directory.iterdir()):
+            if folder.is_dir() and _SECRET_NAME.fullmatch(folder.name):
+                disabled = sum(1 for path in folder.iterdir() if path.name.endswith(".disabled"))
+                found[folder.name] = (self._versions(folder.name), disabled)
+        return found
+
     def _versions(self, name: str) -> list[int]:
         folder = self._folder(name)
         if not folder.is_dir():
@@ -80,7 +115,9 @@ class LocalSecretStore:
     def read(self, name: str) -> str:
         versions = self._versions(name)
         if not versions:
-            raise SecretNotFound(f"secret {name} has no enabled version")
+            raise SecretNotFound(
+                f"secret {name} has no enabled version", how_to_store=local_store_hint(name)
+            )
         value = (self._folder(name) / str(versions[-1])).read_text(encoding="utf-8")
         register_secret(value)
         return value
@@ -140,7 +177,9 @@ class SecretManagerStore:
                 name=f"{self._secret_path(name)}/versions/latest", timeout=DEFAULT_GOOGLE_TIMEOUT
             )
         except NotFound:
-            raise SecretNotFound(f"secret {name} has no enabled version") from None
+            raise SecretNotFound(
+                f"secret {name} has no enabled version", how_to_store=secret_manager_hint(name)
+            ) from None
         except FailedPrecondition:
             # `latest` is the newest version whatever its state; when that one is disabled
             # (racing rotations: one kept an older version) an older one may still be enabled.
@@ -154,7 +193,9 @@ class SecretManagerStore:
 
         enabled = self._enabled_versions(name)
         if not enabled:
-            raise SecretNotFound(f"secret {name} has no enabled version")
+            raise SecretNotFound(
+                f"secret {name} has no enabled version", how_to_store=secret_manager_hint(name)
+            )
         newest = max(enabled, key=lambda version: int(version.name.rsplit("/", 1)[-1]))
         try:
             return self._client.access_secret_version(
@@ -162,7 +203,9 @@ class SecretManagerStore:
             )
         except (NotFound, FailedPrecondition):
             # Disabled or destroyed since it was listed.
-            raise SecretNotFound(f"secret {name} has no enabled version") from None
+            raise SecretNotFound(
+                f"secret {name} has no enabled version", how_to_store=secret_manager_hint(name)
+            ) from None
 
     def _enabled_versions(self, name: str) -> list[secretmanager.SecretVersion]:
         from google.api_core.exceptions import NotFound

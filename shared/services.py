@@ -52,15 +52,32 @@ class ServiceView(Model):
     delta: int
     job_name: str | None
     paused: bool
+    paused_by_user: bool = False
     last_sync: datetime | None
     last_result: SyncResult | None
+    # The last failed run's error and when it happened (None: none recorded).
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+
+
+class DeviceView(Device):
+    """A device as `GET /devices` shows it: with its last run, and its last error and when."""
+
+    last_sync: datetime | None = None
+    last_result: SyncResult | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
 
 
 def _view(service: Service, state: DeviceState | None) -> ServiceView:
     return ServiceView(
-        **service.model_dump(include={"id", "name", "timer", "delta", "job_name", "paused"}),
+        **service.model_dump(
+            include={"id", "name", "timer", "delta", "job_name", "paused", "paused_by_user"}
+        ),
         last_sync=state.last_sync if state else None,
         last_result=state.last_result if state else None,
+        last_error=state.last_error if state else None,
+        last_error_at=state.last_error_at if state else None,
     )
 
 
@@ -95,6 +112,23 @@ class Services:
         states = {state.id: state for state in self._delivery.states()}
         return [_view(service, states.get(service.id)) for service in self._services.list()]
 
+    def device_views(self, devices: list[Device]) -> list[DeviceView]:
+        """A page of devices with their runs' outcome (one batch read of their states)."""
+        states = self._delivery.states_of([device.id for device in devices])
+        views = []
+        for device in devices:
+            state = states.get(device.id)
+            views.append(
+                DeviceView(
+                    **device.model_dump(),
+                    last_sync=state.last_sync if state else None,
+                    last_result=state.last_result if state else None,
+                    last_error=state.last_error if state else None,
+                    last_error_at=state.last_error_at if state else None,
+                )
+            )
+        return views
+
     def get(self, device_id: str) -> Service:
         service = self._services.get(device_id)
         if service is None:
@@ -110,10 +144,15 @@ class Services:
         device = self._devices.get(device_id)
         if device is None:
             raise NotFound(f"unknown device: {device_id}")
+        # A user's pause outlives a change of timer (issue 19): one more read, on a rare call.
+        existing = self._services.get(device_id)
+        by_user = existing is not None and existing.paused_by_user
         job_name = self._scheduler.upsert(device_id, timer=spec.timer, delta=spec.delta)
-        paused = self._state.auth().status == "auth_required" and device.source == Source.GOOGLE
+        expired = self._state.auth().status == "auth_required" and device.source == Source.GOOGLE
+        paused = by_user or expired
         if paused:
-            # Google refused our credentials: the job waits until new ones are uploaded.
+            # Google refused our credentials (the job waits until new ones are uploaded), or
+            # the user paused it.
             self._scheduler.pause(device_id)
         service = Service(
             id=device_id,
@@ -122,6 +161,7 @@ class Services:
             delta=spec.delta,
             job_name=job_name,
             paused=paused,
+            paused_by_user=by_user,
         )
         try:
             self._services.create(service)
@@ -130,6 +170,38 @@ class Services:
             return service, False
         self._record_count()
         return service, True
+
+    def pause(self, device_id: str) -> ServiceView:
+        """The user pauses the device's service: its job stops until the user resumes it, new
+        Google credentials or not (`resume_source` leaves it alone)."""
+        service = self.get(device_id)
+        try:
+            self._scheduler.pause(device_id)
+        except NotFound:
+            logger.warning("no scheduler job to pause", extra={"device_id": device_id})
+        paused = service.model_copy(update={"paused": True, "paused_by_user": True})
+        self._services.put(paused)
+        return self.view(paused)
+
+    def resume(self, device_id: str) -> ServiceView:
+        """The user resumes the device's service. A Google device whose credentials expired
+        stays paused (by the expiry now, not the user) until new ones are uploaded: resuming
+        it would only run into Google's refusal again."""
+        service = self.get(device_id)
+        device = self._devices.get(device_id)
+        expired = (
+            device is not None
+            and device.source == Source.GOOGLE
+            and self._state.auth().status == "auth_required"
+        )
+        if not expired:
+            try:
+                self._scheduler.resume(device_id)
+            except NotFound:
+                self._scheduler.upsert(device_id, timer=service.timer, delta=service.delta)
+        resumed = service.model_copy(update={"paused": expired, "paused_by_user": False})
+        self._services.put(resumed)
+        return self.view(resumed)
 
     def delete(self, device_id: str) -> bool:
         """Delete the device's service and its job; False if it had none."""
@@ -168,11 +240,12 @@ class Services:
         return paused
 
     def resume_source(self, source: Source) -> int:
-        """Resume every paused service of `source`; a job that vanished is created again."""
+        """Resume every paused service of `source`; a job that vanished is created again.
+        What the user paused stays paused (issue 19): new credentials are not a user's word."""
         restarted = 0
         for service_id in self.of_source(source):
             service = self._services.get(service_id)
-            if service is None or not service.paused:
+            if service is None or not service.paused or service.paused_by_user:
                 continue
             try:
                 self._scheduler.resume(service_id)

@@ -143,6 +143,8 @@ class Sync:
         for other_id, locations in others.items():
             self._deliver_other(other_id, locations)
         if failures:
+            # Shown by GET /services and GET /devices: a failing pull is not only in the log.
+            self._delivery.record_error(device.id, failures[0].message, at=self._clock())
             logger.warning(
                 "the source failed; the outbox was drained anyway",
                 extra={"device_id": device.id, "error": failures[0].message,
@@ -204,19 +206,14 @@ class Sync:
     def push_single(self, device_id: str, location: Location) -> RunReport:
         """Push one given position now (`PUT /traccar/devices/<id>/locations?single`).
 
-        A device the bridge has not seen yet is pushed under its own id, so a user can replay a
-        position for any device Traccar knows.
+        Only for a device the bridge knows: one it has never seen is a 404 naming it. Pushing
+        it anyway made up a "google" device with a push log of its own, while
+        `GET /devices/<id>/locations` stayed 404 (issue 18).
         """
         if location.id != device_id:
             raise BadRequest(f"id: the location's id {location.id!r} is not {device_id!r}")
         self.check_not_ahead(location)
-        device = self._devices.get(device_id) or Device(
-            id=device_id,
-            source=location.source or Source.GOOGLE,
-            name=device_id,
-            traccar_unique_id=device_id,
-        )
-        return self.push_locations(device, [location])
+        return self.push_locations(self.device_or_404(device_id), [location])
 
     def latest_locations(self, *, limit: int, cursor: str | None = None) -> Page[Location]:
         """The newest delivered position of each device, a page at a time (by device id)."""

@@ -1,18 +1,22 @@
 """The two Traccar clients: positions go in through OsmAnd, devices are made through the REST API.
 
 `OsmAndClient.push` sends one `Location` to Traccar's OsmAnd endpoint (port 5055 by default,
-PROTOCOLS.md §1) and never raises for a network or server failure: it answers a `PushResult`
-whose `outcome` tells the pipeline what to do with the position:
+PROTOCOLS.md §1) as a form-encoded POST body, within Traccar's body limit (attributes that would
+not fit are dropped, least useful first, and named in `PushResult.dropped`), and never raises for
+a network or server failure: it answers a `PushResult` whose `outcome` tells the pipeline what to
+do with the position:
 
     ACCEPTED        2xx: Traccar stored it (record the fingerprint)
     UNKNOWN_DEVICE  400 or 404: Traccar does not know the unique id (create the device, retry)
     RETRY_LATER     anything else: 5xx, other 4xx, 3xx, timeout, refused, closed without a
                     reply (Traccar's way of rejecting a value it cannot parse): keep it queued
 
-`TraccarApi` speaks the REST API (web port, `/api`, bearer token, PROTOCOLS.md §2) and raises:
+`TraccarApi` speaks the REST API (web port, `/api`, a bearer token or a user's email and
+password, PROTOCOLS.md §2) and raises:
 
     TraccarError                 the base; `status` is the HTTP status when there was one
-    ├── TraccarAuthError         401/403: wrong or revoked token, or a user without the right
+    ├── TraccarAuthError         401/403: wrong, expired or revoked credentials, or a user
+    │                            without the right
     ├── TraccarConnectionError   refused, timed out, closed: the server was not reached
     └── TraccarResponseError     any other non-2xx answer, or a body that is not what Traccar sends
 
@@ -23,22 +27,59 @@ query string (positions) and any user:password in the base URL.
 
 from __future__ import annotations
 
+import base64
 import functools
 import http.client
+import logging
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote_plus, urlsplit, urlunsplit
 
 import requests
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from shared.models import AttributeValue, Location, Model
 
+logger = logging.getLogger(__name__)
+
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_READ_TIMEOUT = 15.0
+# Traccar's OsmAnd body limit (`HttpObjectAggregator`): 16 KiB before 6.14, 64 KiB since; above
+# it Traccar answers 413 to every retry. The bridge does not know the server's version, so a
+# push always fits the smaller one (PROTOCOLS.md §1).
+OSMAND_BODY_LIMIT = 16 * 1024
+FORM = "application/x-www-form-urlencoded"
+# Traccar's own attribute keys (`Position.java`, PROTOCOLS.md §1): its UI, reports and handlers
+# read them, so when a body must shrink they are the last attributes to go.
+TRACCAR_ATTRIBUTE_KEYS = frozenset(
+    {
+        "batteryLevel",
+        "battery",
+        "power",
+        "charge",
+        "odometer",
+        "distance",
+        "totalDistance",
+        "ignition",
+        "motion",
+        "alarm",
+        "fuel",
+        "fuelLevel",
+        "lock",
+        "door",
+        "rssi",
+        "sat",
+        "hdop",
+        "approximate",
+        "status",
+        "event",
+    }
+)
+# How many dropped attribute names a log line or an error text lists.
+DROPPED_NAMES_SHOWN = 10
 
 # Keys Traccar's OsmAnd decoder reads as fields of the position (or, for `cell`/`wifi`, as network
 # data) rather than as attributes. An attribute with one of these names would override or corrupt
@@ -72,8 +113,9 @@ OSMAND_RESERVED_KEYS = frozenset(
 RENAMED_ATTRIBUTE_PREFIX = "attr_"
 # OsmAnd keys that are Traccar's own attributes and that no `Location` field sends: a source's
 # attribute of that name is exactly what Traccar expects there (a vehicle's charging flag is
-# Traccar's `charge`), so a value of the right type goes through under its own name.
-PASS_THROUGH_KEYS: dict[str, type] = {"charge": bool}
+# Traccar's `charge`), so a value of the right type goes through under its own name. `valid`:
+# a Smartcar delivery that brings no new location is still a position, marked not a fix.
+PASS_THROUGH_KEYS: dict[str, type] = {"charge": bool, "valid": bool}
 # Enough of an error body to say what went wrong; Traccar answers errors with a whole stack trace.
 ERROR_BODY_LIMIT = 200
 
@@ -89,6 +131,9 @@ class PushResult:
     outcome: PushOutcome
     status: int | None  # the HTTP status, when Traccar (or something in front of it) answered
     error: str | None  # why it was not accepted; never holds a secret
+    # Attributes left out so that the body fits Traccar's limit (names as they would have been
+    # sent); the position itself always goes.
+    dropped: tuple[str, ...] = ()
 
 
 class OsmAndClient:
@@ -108,15 +153,22 @@ class OsmAndClient:
         self._timeout = (connect_timeout, read_timeout)
 
     def push(self, location: Location, unique_id: str) -> PushResult:
-        # POST with the fields in the query string and an empty body. The query string, because
-        # Traccar reads a form body only when the URI has no query, and the query form is the one
-        # every OsmAnd client and Traccar's own tests use. POST rather than GET, because a push is
-        # not idempotent: proxies and load balancers may cache, prefetch or silently replay a
-        # GET, and each replay would be one more stored position in Traccar.
+        # A form-encoded POST body and no query string: Traccar keeps 4096 bytes of request line
+        # and decodes a longer one as `/bad-request`, a 400 that reads like an unknown device (a
+        # device with many long UTF-8 sensor names crossed it); it reads the body when the URI
+        # has no query. POST also because a push is not idempotent: proxies may cache, prefetch
+        # or replay a GET, and each replay would be one more stored position in Traccar.
+        body, dropped = osmand_body(location, unique_id)
+        if dropped:
+            logger.warning(
+                "attributes dropped to fit Traccar's body limit",
+                extra={"unique_id": unique_id, "dropped": _names(dropped)},
+            )
         try:
             response = self._session.post(
                 self._url,
-                params=osmand_params(location, unique_id),
+                data=body,
+                headers={"Content-Type": FORM},
                 timeout=self._timeout,
                 allow_redirects=False,
             )
@@ -129,7 +181,7 @@ class OsmAndClient:
             return _retry(None, f"Traccar at {self._target}: request failed ({failure})")
         status = response.status_code
         if 200 <= status < 300:
-            return PushResult(PushOutcome.ACCEPTED, status, None)
+            return PushResult(PushOutcome.ACCEPTED, status, None, dropped)
         if status in (400, 404):
             return PushResult(
                 PushOutcome.UNKNOWN_DEVICE,
@@ -147,8 +199,50 @@ class OsmAndClient:
         return _retry(status, f"Traccar at {self._target} answered HTTP {status}")
 
 
+def osmand_body(
+    location: Location, unique_id: str, *, limit: int = OSMAND_BODY_LIMIT
+) -> tuple[bytes, tuple[str, ...]]:
+    """The form body of a push within `limit` bytes, and the attributes left out to fit.
+
+    The least useful go first: a vendor's own keys before Traccar's (`TRACCAR_ATTRIBUTE_KEYS`),
+    and among those the largest first, so that the fewest readings are lost. The position's own
+    fields are never dropped: without attributes a body is a few hundred bytes at most, so the
+    position always gets through rather than being refused (413) on every retry.
+    """
+    fields = _field_params(location, unique_id)
+    params = fields + list(_attribute_params(location.attributes))
+    pairs = [f"{quote_plus(key)}={quote_plus(value)}" for key, value in params]
+    size = sum(map(len, pairs)) + len(pairs) - 1
+    if size <= limit:
+        return "&".join(pairs).encode("ascii"), ()
+    candidates = sorted(
+        range(len(fields), len(params)),
+        key=lambda index: (params[index][0] in TRACCAR_ATTRIBUTE_KEYS, -len(pairs[index])),
+    )
+    left_out: set[int] = set()
+    for index in candidates:
+        if size <= limit:
+            break
+        left_out.add(index)
+        size -= len(pairs[index]) + 1
+    kept = [pair for index, pair in enumerate(pairs) if index not in left_out]
+    dropped = tuple(params[index][0] for index in sorted(left_out))
+    return "&".join(kept).encode("ascii"), dropped
+
+
+def _names(dropped: tuple[str, ...]) -> str:
+    shown = ", ".join(dropped[:DROPPED_NAMES_SHOWN])
+    more = len(dropped) - DROPPED_NAMES_SHOWN
+    return f"{shown} and {more} more" if more > 0 else shown
+
+
 def osmand_params(location: Location, unique_id: str) -> list[tuple[str, str]]:
-    """The OsmAnd query parameters of a location, in the order they are sent."""
+    """The OsmAnd parameters of a location, in the order they are sent (nothing dropped)."""
+    return _field_params(location, unique_id) + list(_attribute_params(location.attributes))
+
+
+def _field_params(location: Location, unique_id: str) -> list[tuple[str, str]]:
+    """The position's own OsmAnd fields: never dropped."""
     params = [
         ("id", unique_id),
         ("lat", _number(location.lat)),
@@ -168,7 +262,6 @@ def osmand_params(location: Location, unique_id: str) -> list[tuple[str, str]]:
     params.extend(
         (key, _number(value)) for key, value in optional if value is not None and _is_finite(value)
     )
-    params.extend(_attribute_params(location.attributes))
     return params
 
 
@@ -299,27 +392,59 @@ class TraccarResponseError(TraccarError):
     pass
 
 
+@dataclass(frozen=True)
+class BasicLogin:
+    """A Traccar user's email and password (HTTP Basic): unlike a token, it never expires."""
+
+    email: str
+    password: str = field(repr=False)
+
+
 class TraccarApi:
-    """Traccar's REST API at `base_url` (the web address, e.g. http://host:8082), as one user."""
+    """Traccar's REST API at `base_url` (the web address, e.g. http://host:8082), as one user.
+
+    `credentials` is a bearer token (a token from Traccar's settings, or the server's
+    `web.serviceAccountToken`) or a `BasicLogin` (PROTOCOLS.md §2).
+    """
 
     def __init__(
         self,
         session: requests.Session,
         base_url: str,
-        token: str,
+        credentials: str | BasicLogin,
         *,
         timeout: float | tuple[float, float] = (DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT),
     ) -> None:
         self._session = session
         # rstrip: a configured URL may end with "/" or carry a proxy prefix ("/traccar/").
-        self._devices_url = base_url.rstrip("/") + "/api/devices"
+        self._api_url = base_url.rstrip("/") + "/api"
         self._target = _safe_url(base_url)
-        self._token = token
+        self._credentials = credentials
+        if isinstance(credentials, BasicLogin):
+            pair = f"{credentials.email}:{credentials.password}".encode()
+            self._authorization = "Basic " + base64.b64encode(pair).decode("ascii")
+            self._who = f"user {credentials.email}"
+            self._secrets = [credentials.password, self._authorization.split(" ", 1)[1]]
+        else:
+            self._authorization = f"Bearer {credentials}"
+            self._who = "the token's user"
+            self._secrets = [credentials]
         self._timeout = timeout
 
     def find_device(self, unique_id: str) -> TraccarDevice | None:
-        """The device with this unique id that the token's user can see, or None."""
-        body = self._call("GET", params={"uniqueId": unique_id})
+        """The device with this unique id that the credentials' user can see, or None.
+
+        Traccar's `uniqueId` filter only sees devices linked to the caller, administrator or
+        not; a device linked to nobody (made with the service account, auto-registered) is
+        found by an administrator's `all=true` listing, narrowed by `keyword` and filtered here.
+        """
+        found = self._devices({"uniqueId": unique_id}, unique_id)
+        if found is None:
+            found = self._devices({"all": "true", "keyword": unique_id}, unique_id)
+        return found
+
+    def _devices(self, params: dict[str, str], unique_id: str) -> TraccarDevice | None:
+        body = self._call("GET", "devices", params=params)
         try:
             devices = _device_list().validate_python(body)
         except ValidationError as exc:
@@ -334,9 +459,24 @@ class TraccarApi:
         found = exact or loose
         return found[0] if found else None
 
-    def create_device(self, unique_id: str, name: str) -> TraccarDevice:
+    def create_device(
+        self,
+        unique_id: str,
+        name: str,
+        *,
+        category: str | None = None,
+        group_id: int | None = None,
+        attributes: dict[str, str] | None = None,
+    ) -> TraccarDevice:
         # Traccar stores whatever name it gets; an empty one shows as a blank line in its UI.
-        body = self._call("POST", json={"name": name or unique_id, "uniqueId": unique_id})
+        entity: dict[str, Any] = {"name": name or unique_id, "uniqueId": unique_id}
+        if category:
+            entity["category"] = category
+        if group_id is not None:
+            entity["groupId"] = group_id
+        if attributes:
+            entity["attributes"] = attributes
+        body = self._call("POST", "devices", json=entity)
         try:
             return TraccarDevice.model_validate(body)
         except ValidationError as exc:
@@ -345,13 +485,27 @@ class TraccarApi:
                 "than a device"
             ) from exc
 
-    def ensure_device(self, unique_id: str, name: str) -> TraccarDevice:
-        """The device with this unique id, created when it does not exist yet."""
+    def link_device(self, device_id: int, *, user_id: int) -> None:
+        """Link a device to a user (`POST /api/permissions`): it shows on that user's map."""
+        self._call("POST", "permissions", json={"userId": user_id, "deviceId": device_id})
+
+    def ensure_device(
+        self,
+        unique_id: str,
+        name: str,
+        *,
+        category: str | None = None,
+        user_id: int | None = None,
+        group_id: int | None = None,
+    ) -> TraccarDevice:
+        """The device with this unique id, created when it does not exist yet: in `group_id`,
+        then linked to `user_id`, so that it appears on someone's map (a device made with the
+        service account is linked to nobody otherwise)."""
         found = self.find_device(unique_id)
         if found is not None:
             return found
         try:
-            return self.create_device(unique_id, name)
+            created = self.create_device(unique_id, name, category=category, group_id=group_id)
         except TraccarResponseError as exc:
             # Traccar answers a duplicate uniqueId with 400 and the database's error text, which
             # differs by database. Another instance may have created it since our lookup: look
@@ -360,18 +514,33 @@ class TraccarApi:
                 raise
             found = self.find_device(unique_id)
             if found is None:
-                raise
+                raise TraccarResponseError(
+                    f"Traccar API at {self._target} refused to create device {unique_id} ({exc}); "
+                    f"if it exists already, {self._who} cannot see it: link the device to that "
+                    "user in Traccar, or give the bridge an administrator's credentials",
+                    status=exc.status,
+                ) from exc
             return found
+        if user_id is not None:
+            self.link_device(created.id, user_id=user_id)
+        return created
 
-    def _call(self, method: str, *, params: dict[str, str] | None = None, json: Any = None) -> Any:
-        what = f"{method} /api/devices"
+    def _call(
+        self,
+        method: str,
+        resource: str,
+        *,
+        params: dict[str, str] | None = None,
+        json: Any = None,
+    ) -> Any:
+        what = f"{method} /api/{resource}"
         try:
             response = self._session.request(
                 method,
-                self._devices_url,
+                f"{self._api_url}/{resource}",
                 params=params,
                 json=json,
-                headers={"Authorization": f"Bearer {self._token}", "Accept": "application/json"},
+                headers={"Authorization": self._authorization, "Accept": "application/json"},
                 timeout=self._timeout,
                 allow_redirects=False,
             )
@@ -392,13 +561,15 @@ class TraccarApi:
             ) from exc
         if not 200 <= response.status_code < 300:
             # A redirect, which raise_for_status lets through (there is no cause to chain).
-            # Following it would re-send the token to wherever it points, or turn a POST into
-            # a GET.
+            # Following it would re-send the credentials to wherever it points, or turn a POST
+            # into a GET.
             raise TraccarResponseError(
                 f"Traccar API at {self._target} answered {what} with a redirect "
                 f"({response.status_code}); set TRACCAR_API_URL to the final address",
                 status=response.status_code,
             )
+        if response.status_code == 204:
+            return None  # POST /api/permissions answers No Content
         try:
             return response.json()
         except requests.JSONDecodeError as exc:
@@ -410,9 +581,16 @@ class TraccarApi:
     def _status_error(self, what: str, response: requests.Response | None) -> TraccarError:
         status = response.status_code if response is not None else None
         if status in (401, 403):
+            if isinstance(self._credentials, BasicLogin):
+                hint = "check the email and password stored for the Traccar API"
+            else:
+                hint = (
+                    "a token from Traccar's settings expires (7 days unless made with a far "
+                    "expiration): store a new one, or use TRACCAR_API_AUTH=basic"
+                )
             return TraccarAuthError(
-                f"Traccar API at {self._target} refused the token ({status} to {what}); check "
-                "the Traccar API token secret and that its user may manage devices",
+                f"Traccar API at {self._target} refused the credentials ({status} to {what}); "
+                f"{hint}; the user must be allowed to manage devices",
                 status=status,
             )
         detail = self._body_excerpt(response)
@@ -423,11 +601,12 @@ class TraccarApi:
         )
 
     def _body_excerpt(self, response: requests.Response | None) -> str:
-        """The first line of an error body (Traccar sends a stack trace), short, token-free."""
+        """The first line of an error body (Traccar sends a stack trace), short, secret-free."""
         if response is None:
             return ""
         lines = response.text.strip().splitlines()
         excerpt = lines[0][:ERROR_BODY_LIMIT] if lines else ""
-        if self._token:
-            excerpt = excerpt.replace(self._token, "[REDACTED]")
+        for secret in self._secrets:
+            if secret:
+                excerpt = excerpt.replace(secret, "[REDACTED]")
         return excerpt

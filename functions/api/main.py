@@ -48,7 +48,11 @@ app = create_app(__name__)
 # which cannot send the token: its single-use `state` guards it
 # (shared/sources/smartcar/connect.py); it stays open when the API token is missing too, since
 # that state, not the token, is what protects it.
-PUBLIC_ENDPOINTS = frozenset({"health", "versions", "openapi", "smartcar_exchange"})
+# The status page and its assets (`static`) hold no data (issue 19): the browser asks for the
+# token and reads the JSON routes with it.
+PUBLIC_ENDPOINTS = frozenset(
+    {"health", "versions", "openapi", "smartcar_exchange", "status_page", "static"}
+)
 
 
 @functools.cache
@@ -72,6 +76,14 @@ class PushLogQuery(PageQuery):
 
 class LocationsQuery(PageQuery):
     filter: str | None = None
+
+
+# Only the function's own scripts and styles; map tiles from OpenStreetMap's tile server.
+STATUS_PAGE_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self' data: https://tile.openstreetmap.org; frame-ancestors 'none'; "
+    "base-uri 'none'; form-action 'none'"
+)
 
 
 class NotifyFailed(BridgeError):
@@ -133,9 +145,38 @@ def versions() -> tuple[flask.Response, int]:
 
 @app.get("/openapi.json")
 def openapi() -> tuple[flask.Response, int]:
+    # Cold start: the OpenAPI table names every vendor's models; only this route needs it.
     from shared.openapi import openapi_document
 
     return _json(openapi_document())
+
+
+# --- the status page (issue 19) -------------------------------------------------------------
+
+
+# The page's assets (functions/api/static/) under /status/: functions-framework's own app
+# answers /static/... before ours does. Same endpoint as Flask's static route: public, and
+# left out of the OpenAPI document like it.
+app.add_url_rule("/status/<path:filename>", endpoint="static")
+
+
+@app.get("/status")
+def status_page() -> flask.Response:
+    """The page alone (functions/api/static/): it fetches `/status.json` with the token."""
+    response = app.send_static_file("status.html")
+    # A page that asks for a token must not run inside someone else's frame.
+    response.headers["Content-Security-Policy"] = STATUS_PAGE_POLICY
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+@app.get("/status.json")
+def status_json() -> tuple[flask.Response, int]:
+    # Cold start: the report's models load with the page's first request, never for /health.
+    from shared import status_report
+
+    return _json(status_report.build(get_runtime().store).model_dump(mode="json"))
 
 
 # --- sync services -------------------------------------------------------------------------
@@ -162,6 +203,17 @@ def put_service(device_id: str) -> tuple[flask.Response, int]:
     spec = parse_json(flask.request, ServiceSpec)
     service, created = get_runtime().services.upsert(device_id, spec)
     return _json(service.model_dump(mode="json"), 201 if created else 200)
+
+
+@app.post("/devices/<device_id>/services/pause")
+def pause_service(device_id: str) -> tuple[flask.Response, int]:
+    """A user's pause: uploading Google credentials does not resume it (issue 19)."""
+    return _json(get_runtime().services.pause(device_id).model_dump(mode="json"))
+
+
+@app.post("/devices/<device_id>/services/resume")
+def resume_service(device_id: str) -> tuple[flask.Response, int]:
+    return _json(get_runtime().services.resume(device_id).model_dump(mode="json"))
 
 
 @app.delete("/devices/<device_id>/services")
@@ -249,7 +301,8 @@ def list_devices() -> tuple[flask.Response, int]:
     if query.cursor is None:
         runtime.google.refresh.refresh_for_listing()  # once per listing, not once per page
     page = runtime.store.devices.page(limit=query.limit, cursor=query.cursor)
-    return _paged([device.model_dump(mode="json") for device in page.items], page.next_cursor)
+    views = runtime.services.device_views(page.items)  # with each one's last run and error
+    return _paged([view.model_dump(mode="json") for view in views], page.next_cursor)
 
 
 @app.get("/devices/<device_id>/locations")
@@ -264,6 +317,8 @@ def device_locations(device_id: str) -> tuple[flask.Response, int]:
 
 @app.put("/auth/secrets")
 def put_google_secrets() -> tuple[flask.Response, int]:
+    # Cold start: the Google modules (gpsoauth, the protobufs) load with the first Google
+    # request, never for /health (tests/integration/test_cold_start.py).
     from shared.sources.google import account as google_account
     from shared.sources.google import credentials as google_credentials
 
@@ -274,6 +329,7 @@ def put_google_secrets() -> tuple[flask.Response, int]:
 
 @app.put("/auth/aas-token")
 def put_google_aas_token() -> tuple[flask.Response, int]:
+    # Cold start: as above.
     from shared.sources.google import account as google_account
     from shared.sources.google import credentials as google_credentials
 

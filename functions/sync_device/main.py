@@ -28,7 +28,8 @@ class SyncRequest(Model):
 def run_sync() -> flask.Response:
     body = parse_json(flask.request, SyncRequest)
     report = get_runtime().sync.scheduled_sync(body.device_id, jitter_seconds=body.jitter_seconds)
-    return flask.jsonify(report.result.model_dump())
+    # `error` only when the run's bookkeeping failed (issue 12): the answer is as before.
+    return flask.jsonify(report.result.model_dump(exclude_none=True))
 
 
 @functions_framework.http

@@ -48,6 +48,9 @@ locals {
     LOG_LEVEL               = var.log_level
     TRACCAR_SERVER_URL      = var.traccar_server_url
     TRACCAR_API_URL         = var.traccar_api_url
+    TRACCAR_API_AUTH        = var.traccar_api_auth
+    TRACCAR_DEVICE_USER_ID  = var.traccar_device_user_id
+    TRACCAR_DEVICE_GROUP_ID = var.traccar_device_group_id
     PUSH_LOG_RETENTION_DAYS = tostring(var.push_log_retention_days)
   }
 

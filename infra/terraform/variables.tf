@@ -80,6 +80,39 @@ variable "traccar_api_url" {
   }
 }
 
+variable "traccar_api_auth" {
+  description = "TRACCAR_API_AUTH: what the traccar-api-token secret holds: token (expires, 7 days by default) or basic (email:password of a dedicated Traccar user)."
+  type        = string
+  default     = "token"
+
+  validation {
+    condition     = contains(["token", "basic"], var.traccar_api_auth)
+    error_message = "traccar_api_auth: token or basic."
+  }
+}
+
+variable "traccar_device_user_id" {
+  description = "TRACCAR_DEVICE_USER_ID: the Traccar user each created device is linked to (empty: none)."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = can(regex("^[0-9]*$", var.traccar_device_user_id))
+    error_message = "traccar_device_user_id: empty or a Traccar user id."
+  }
+}
+
+variable "traccar_device_group_id" {
+  description = "TRACCAR_DEVICE_GROUP_ID: the Traccar group each created device joins (empty: none)."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = can(regex("^[0-9]*$", var.traccar_device_group_id))
+    error_message = "traccar_device_group_id: empty or a Traccar group id."
+  }
+}
+
 # --- Scheduling ---------------------------------------------------------------------------------
 
 variable "scheduler_time_zone" {

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -10,10 +12,12 @@ from shared.errors import BadRequest, Conflict, RetryLater
 from shared.models import DeviceState, Location, OutboxEntry, PushLogEntry
 from shared.store.claims import StaleRead, Writes, stale_errors, unchanged_since
 from shared.store.options import reads, writes
-from shared.store.repository import Page, Versioned, by_document_id, document_id
+from shared.store.repository import Page, Versioned, by_document_id, document_id, read_all
 
 if TYPE_CHECKING:
     from google.cloud import firestore
+
+logger = logging.getLogger(__name__)
 
 # Beyond this many fingerprints changed in one run, the final write replaces the whole map
 # rather than listing each change in its update mask.
@@ -62,6 +66,30 @@ class DeliveryRepository:
         if not snapshot.exists:
             return DeviceState(id=device_id)
         return DeviceState.model_validate(snapshot.to_dict())
+
+    def states_of(self, device_ids: list[str]) -> dict[str, DeviceState]:
+        """The states of `device_ids` that exist, in one batch read (a page of devices)."""
+        refs = [self.state_ref(device_id) for device_id in device_ids]
+        snapshots = read_all(self._client, refs) if refs else []
+        found = [DeviceState.model_validate(s.to_dict()) for s in snapshots if s.exists]
+        return {state.id: state for state in found}
+
+    def record_error(self, device_id: str, message: str, *, at: datetime) -> None:
+        """Note a failed run's error on the device's state: a merge of two fields, so neither
+        a held lease nor the run's bookkeeping is touched. Best effort: the caller is raising
+        the error itself already, which must not be replaced by this write's."""
+        from google.api_core.exceptions import GoogleAPIError
+
+        try:
+            self.state_ref(device_id).set(
+                {"id": device_id, "last_error": message, "last_error_at": at},
+                merge=True,
+                **writes(),
+            )
+        except GoogleAPIError as exc:
+            logger.warning(
+                "could not record a run's error", extra={"device_id": device_id, "error": str(exc)}
+            )
 
     def states(self) -> list[DeviceState]:
         return [DeviceState.model_validate(s.to_dict()) for s in self._states.stream(**reads())]
@@ -153,6 +181,25 @@ class DeliveryRepository:
             OutboxEntry.model_validate(snapshot.to_dict()) for snapshot in query.stream(**reads())
         ]
 
+    def oldest_waiting(self, device_id: str) -> OutboxEntry | None:
+        """The device's oldest waiting position (one read; the `outbox` query's index)."""
+        from google.cloud.firestore import FieldFilter
+
+        query = (
+            self._outbox.where(filter=FieldFilter("device_id", "==", device_id))
+            .order_by("location.timestamp")
+            .limit(1)
+        )
+        found = list(query.stream(**reads()))
+        return OutboxEntry.model_validate(found[0].to_dict()) if found else None
+
+    def summaries(self, *, limit: int) -> Page[DeviceState]:
+        """At most `limit` states by device id, without their fingerprints (up to
+        DELIVERED_CAP each: the status page shows counts and times, not them)."""
+        query = self._states.select([f for f in DeviceState.model_fields if f != "delivered"])
+        snapshots, next_cursor = by_document_id(query, limit=limit, cursor=None)
+        return Page([DeviceState.model_validate(s.to_dict() or {}) for s in snapshots], next_cursor)
+
     def commit(
         self,
         lease: Lease,
@@ -177,14 +224,7 @@ class DeliveryRepository:
             _state_changes(released, lease.delivered),
             option=unchanged_since(lease.update_time),
         )
-        for entry in outbox_put:
-            batch.set(self._outbox.document(document_id(entry.id)), entry.model_dump(mode="python"))
-        for entry_id in outbox_delete:
-            batch.delete(self._outbox.document(document_id(entry_id)))
-        for log in push_log:
-            batch.set(self._push_log.document(), log.model_dump(mode="python"))
-        if along is not None:
-            along(batch)
+        self._add_outcome(batch, outbox_put, outbox_delete, push_log, along)
         try:
             batch.commit(**writes())
         except (FailedPrecondition, NotFound):
@@ -199,6 +239,56 @@ class DeliveryRepository:
             if not _written(stored, released):
                 raise Conflict(
                     f"the sync lease of {lease.device_id} expired before the run ended"
+                ) from None
+
+    def _add_outcome(
+        self,
+        batch: firestore.WriteBatch,
+        outbox_put: Sequence[OutboxEntry],
+        outbox_delete: Sequence[str],
+        push_log: Sequence[PushLogEntry],
+        along: Writes | None,
+    ) -> None:
+        """A run's outcome besides its state: outbox changes, push log, a webhook's writes."""
+        for entry in outbox_put:
+            batch.set(self._outbox.document(document_id(entry.id)), entry.model_dump(mode="python"))
+        for entry_id in outbox_delete:
+            batch.delete(self._outbox.document(document_id(entry_id)))
+        for log in push_log:
+            batch.set(self._push_log.document(), log.model_dump(mode="python"))
+        if along is not None:
+            along(batch)
+
+    def record(
+        self,
+        lease: Lease,
+        state: DeviceState,
+        *,
+        outbox_put: Sequence[OutboxEntry] = (),
+        outbox_delete: Sequence[str] = (),
+        push_log: Sequence[PushLogEntry] = (),
+        along: Writes | None = None,
+    ) -> None:
+        """The smaller write of a run whose final commit failed for good (issue 12): `state`'s
+        bookkeeping fields only (never `last_location`, which holds a source's attributes and
+        may be what Firestore refused), the lease released, and what else the caller still
+        hopes to keep. Fails (`Conflict`) if the lease was lost meanwhile, as `commit` does."""
+        from google.api_core.exceptions import FailedPrecondition, NotFound
+
+        released = state.model_copy(update={"lease_owner": None, "lease_until": None})
+        data = _state_changes(released, lease.delivered)
+        data.pop("last_location", None)  # the stored one stays
+        batch = self._client.batch()
+        ref = self.state_ref(lease.device_id)
+        batch.update(ref, data, option=unchanged_since(lease.update_time))
+        self._add_outcome(batch, outbox_put, outbox_delete, push_log, along)
+        try:
+            batch.commit(**writes())
+        except (FailedPrecondition, NotFound):
+            stored = ref.get(**reads())
+            if not stored.exists or not _written(stored, released):
+                raise Conflict(
+                    f"the sync lease of {lease.device_id} was lost before its outcome was recorded"
                 ) from None
 
     def push_log(

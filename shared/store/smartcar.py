@@ -21,7 +21,6 @@ the vehicle to any Traccar device.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import AwareDatetime, Field
 
+from shared.firestore_limits import escaped
 from shared.models import Device, DeviceState, Document, Source
 from shared.store import options
 from shared.store.claims import (
@@ -161,18 +161,12 @@ class LockRecord(Document):
 
 
 def firestore_safe(value: Any) -> Any:
-    """`value` with every array directly inside an array turned into its JSON text.
-
-    Firestore refuses arrays of arrays; a signal body of that shape would otherwise make every
-    delivery of the vehicle fail.
-    """
-    if isinstance(value, dict):
-        return {key: firestore_safe(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [
-            json.dumps(item) if isinstance(item, list) else firestore_safe(item) for item in value
-        ]
-    return value
+    """`value` as Firestore takes it (`shared.firestore_limits.escaped`, issue 12): an array
+    directly inside an array as its JSON text, a reserved, empty or oversized name (a signal
+    code, a body's field) renamed, broken UTF-8 spelt out, a map nested too deep as JSON
+    text. A signal of that shape would otherwise make every delivery of the vehicle fail; the
+    code itself is kept in its entry (`SignalEntry.code`)."""
+    return escaped(value)
 
 
 VehicleUpdate = Callable[[VehicleRecord], VehicleRecord]

@@ -57,6 +57,7 @@ class SensorState(Document):
     re_val: str | None = None
     is_alarm: str | None = None
     is_line: str | None = None
+    switcher: str | None = None  # a switch sensor's state (types 2 and 5)
     time: AwareDatetime | None = None
 
 
@@ -90,6 +91,7 @@ class TlinkReading(Document):
     value: str | None = None
     re_val: str | None = None
     is_alarm: str | None = None
+    switcher: str | None = None
     origin: str  # "push" | "api"
     expire_at: AwareDatetime
 
@@ -110,6 +112,8 @@ class TlinkEvent(Document):
     device_id: int
     received_at: AwareDatetime
     expire_at: AwareDatetime
+    # What of the push was not taken, and why (a location sensor of an unknown encoding).
+    skipped: list[str] = Field(default_factory=list)
 
 
 class CachedToken(Document):

@@ -1,8 +1,10 @@
 """`make run`'s runner (`python -m devtools.run`) as a user starts and stops it.
 
 The runner starts its own Firestore emulator, the four functions and the scheduler loop. The
-test notes every process below the runner (walking /proc), sends SIGTERM, and checks that the
-runner exits promptly and that none of those processes, the emulator's JVM included, is left.
+tests note every process below the runner (walking /proc), send it SIGINT, SIGTERM, SIGHUP or
+SIGKILL, and check that none of those processes, the emulator's JVM included, is left, that a
+second runner on the same ports starts cleanly and finds the data of the first; a port in use
+stops the start before anything runs.
 """
 
 from __future__ import annotations
@@ -119,9 +121,9 @@ def free_port_block(size: int) -> int:
 class Runner:
     """`python -m devtools.run` with its output collected line by line as it comes."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], *arguments: str) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "devtools.run"],
+            [sys.executable, "-m", "devtools.run", *arguments],
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,
@@ -172,6 +174,7 @@ def runner_env(tmp_path: Path, base_port: int, firestore_port: int, **extra: str
         "SECRETS_DIR": str(tmp_path / "secrets"),
         "API_TOKEN": "",
         "LOG_LEVEL": "INFO",
+        "LOCAL_DATA_DIR": str(tmp_path / "data"),
         **extra,
     }
     if "FIRESTORE_EMULATOR_BIN" in os.environ:
@@ -261,3 +264,163 @@ def test_bad_configuration_stops_the_start_naming_the_variable(tmp_path: Path) -
     using = [proc.cmdline for proc in all_processes() if set(ports) & set(proc.cmdline.split())]
     assert using == []
     assert nothing_listens(firestore_port) and nothing_listens(base_port)
+
+
+def stop_and_check_nothing_is_left(runner: Runner, signum: signal.Signals) -> set[Proc]:
+    """Send `signum` to the runner; every process it started must be gone and nothing listen
+    on its ports. Returns what it had started (for the caller's cleanup)."""
+    started = descendants(runner.process.pid)
+    runner.process.send_signal(signum)
+    code = runner.process.wait(timeout=STOP_TIMEOUT)
+    assert code == (-signal.SIGKILL if signum == signal.SIGKILL else 0), runner.output
+
+    # After a SIGKILL no cleanup ran: the kernel's death signal ends the children, which
+    # then stop in their own time (gunicorn's workers, the JVM's shutdown).
+    @RetryResult(lambda left: not left, max_tries=int(STOP_TIMEOUT * 4), delay=0.25, backoff=1)
+    def left_behind() -> list[str]:
+        return [proc.cmdline for proc in started if proc.alive()]
+
+    left_behind()
+    return started
+
+
+def kill_leftovers(runner: Runner, started: set[Proc]) -> None:
+    # Only on failure is anything still there: end exactly what the runner started.
+    for proc in started | descendants(runner.process.pid):
+        if proc.alive():
+            os.kill(proc.pid, signal.SIGKILL)
+    if runner.process.poll() is None:
+        runner.process.kill()
+    runner.process.wait()
+
+
+def exports(tmp_path: Path) -> set[str]:
+    return {path.name for path in (tmp_path / "data").glob("export-*")}
+
+
+@pytest.mark.parametrize(
+    "signum",
+    [signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGKILL],
+    ids=lambda signum: signum.name,
+)
+def test_a_stop_signal_leaves_nothing_behind_and_the_next_start_finds_the_data(
+    emulator: Emulator, tmp_path: Path, signum: signal.Signals
+) -> None:
+    base_port, firestore_port = free_port_block(len(FUNCTIONS)), free_port()
+    # Exports every second: a SIGKILL, which allows no last export, loses at most that.
+    env = runner_env(tmp_path, base_port, firestore_port, LOCAL_EXPORT_INTERVAL="1")
+    first = Runner(env)
+    started: set[Proc] = set()
+    try:
+        first.wait_until_ready()
+        assert "(started empty)" in first.output
+        api = first.urls()["api"]
+        put = requests.put(f"{api}/excluded-devices/kept-{signum.name}", timeout=REQUEST_TIMEOUT)
+        assert put.status_code == 201, put.text
+        if signum == signal.SIGKILL:
+            # Two exports more: the second one began after the write.
+            before = exports(tmp_path)
+
+            @RetryResult(
+                lambda found: len(found - before) >= 2, max_tries=40, delay=0.25, backoff=1
+            )
+            def newer_exports() -> set[str]:
+                # Only the newest is kept: collect the names as they pass.
+                before_and_new.update(exports(tmp_path))
+                return before_and_new
+
+            before_and_new: set[str] = set(before)
+            newer_exports()
+        started = descendants(first.process.pid)
+        assert any("CloudFirestore" in proc.cmdline for proc in started)
+        stop_and_check_nothing_is_left(first, signum)
+        assert all(nothing_listens(base_port + i) for i in range(len(FUNCTIONS)))
+        assert nothing_listens(firestore_port)
+    finally:
+        kill_leftovers(first, started)
+
+    second = Runner(env)
+    try:
+        second.wait_until_ready()
+        assert "loaded export-" in second.output
+        excluded = requests.get(f"{api}/excluded-devices", timeout=REQUEST_TIMEOUT).json()
+        assert [entry["id"] for entry in excluded] == [f"kept-{signum.name}"], excluded
+        stop_and_check_nothing_is_left(second, signal.SIGTERM)
+    finally:
+        kill_leftovers(second, set())
+
+
+def test_reset_starts_empty(emulator: Emulator, tmp_path: Path) -> None:
+    base_port, firestore_port = free_port_block(len(FUNCTIONS)), free_port()
+    env = runner_env(tmp_path, base_port, firestore_port)
+    first = Runner(env)
+    try:
+        first.wait_until_ready()
+        api = first.urls()["api"]
+        put = requests.put(f"{api}/excluded-devices/old", timeout=REQUEST_TIMEOUT)
+        assert put.status_code == 201, put.text
+        stop_and_check_nothing_is_left(first, signal.SIGTERM)  # a clean stop exports
+    finally:
+        kill_leftovers(first, set())
+    assert exports(tmp_path)
+
+    second = Runner(env, "--reset")
+    try:
+        second.wait_until_ready()
+        assert "(started empty, RESET)" in second.output
+        assert requests.get(f"{api}/excluded-devices", timeout=REQUEST_TIMEOUT).json() == []
+        stop_and_check_nothing_is_left(second, signal.SIGTERM)
+    finally:
+        kill_leftovers(second, set())
+
+
+@pytest.mark.parametrize("taken", ["function", "firestore"])
+def test_a_port_in_use_stops_the_start_naming_it(tmp_path: Path, taken: str) -> None:
+    base_port, firestore_port = free_port_block(len(FUNCTIONS)), free_port()
+    busy = base_port + 2 if taken == "function" else firestore_port
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", busy))
+        listener.listen()
+        result = subprocess.run(
+            [sys.executable, "-m", "devtools.run"],
+            cwd=ROOT,
+            env=runner_env(tmp_path, base_port, firestore_port),
+            capture_output=True,
+            text=True,
+            timeout=BAD_CONFIG_TIMEOUT,
+            check=False,
+        )
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    variable = "LOCAL_BASE_PORT" if taken == "function" else "FIRESTORE_PORT"
+    assert f"port already in use: {busy} (" in result.stderr
+    assert variable in result.stderr
+    assert "starting" not in result.stdout and "running" not in result.stdout
+    assert all(nothing_listens(port) for port in (base_port, base_port + 1, firestore_port + 0))
+
+
+def test_the_banner_waits_for_the_functions_not_any_server(tmp_path: Path) -> None:
+    """Another HTTP server answering on a function's port is not taken for the function."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from devtools.run import answers_as_a_function
+
+    class Plain(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.end_headers()
+            self.wfile.write(b"OK")
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Plain)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/health"
+        assert not answers_as_a_function(url)
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -101,7 +101,9 @@ def test_a_signed_delivery_reaches_traccar_as_one_position(
     [position] = traccar_positions.positions
     assert (position.unique_id, position.latitude, position.longitude) == (
         UNIQUE_ID, 37.4292, -122.1381)  # fmt: skip
-    assert int(position.fix_time.timestamp()) == 1731940328 and position.course == 174
+    assert (
+        int(position.fix_time.timestamp()) == 1731940331 and position.course == 174
+    )  # deliveredAt
     assert position.attributes["batteryLevel"] == 78
     assert position.attributes["odometer"] == 10254300.0
     assert stored(firestore_client)["smartcar_events"] == 1

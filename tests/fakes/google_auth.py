@@ -5,7 +5,15 @@ lines out. A known account (email, AAS token in `EncryptedPasswd`, `androidId`) 
 the Find My Device scope with the right app and signature gets `Auth=<token>` with `Expiry`
 (epoch seconds, by `clock`) and `ExpiresInDurationSec`; a wrong or revoked AAS token, or another
 android_id, gets 403 `Error=BadAuthentication`; `needs_browser()` makes it answer
-`Error=NeedsBrowser`.
+`Error=NeedsBrowser` (PROTOCOLS.md §5, OAuth).
+
+The same host serves the GCM check-in (`POST /checkin`, PROTOCOLS.md §5 "GCM check-in"): an
+`AndroidCheckinRequest` (the protobuf of firebase-messaging, MIT) carrying a registered
+`android_id` (`id`, 2) and `security_token` (13) is answered `AndroidCheckinResponse` with the
+same ids and recorded in `checkins`; one carrying no ids is a new device registration, counted in
+`new_registrations` and answered with fresh ids (what a client falling back to "register anew"
+gets); wrong ids get 403. `refuse_checkins()` makes every check-in answer 503.
+`checked_in_since(android_id, moment)` is what the MCS fake asks before it accepts a login.
 
     with FakeGoogleAuth() as auth:
         auth.add_account("me@example.com", "aas_et/abc", "3912345678901234567")
@@ -48,6 +56,10 @@ class FakeGoogleAuth(FakeHttpServer):
         self._revoked: set[str] = set()
         self._error: str | None = None
         self._state_lock = threading.Lock()
+        self._devices: dict[str, str] = {}  # android_id -> security_token (GCM check-in)
+        self.checkins: list[tuple[float, str]] = []  # (time.monotonic(), android_id)
+        self.new_registrations = 0
+        self._refuse_checkins = False
 
     @property
     def auth_url(self) -> str:
@@ -56,6 +68,20 @@ class FakeGoogleAuth(FakeHttpServer):
     def add_account(self, email: str, aas_token: str, android_id: str) -> None:
         with self._state_lock:
             self._accounts[email] = (aas_token, android_id)
+
+    def add_device(self, android_id: str, security_token: str) -> None:
+        """A GCM registration the check-in knows (android_id and security token as decimals)."""
+        with self._state_lock:
+            self._devices[android_id] = security_token
+
+    def refuse_checkins(self, refuse: bool = True) -> None:
+        with self._state_lock:
+            self._refuse_checkins = refuse
+
+    def checked_in_since(self, android_id: str, moment: float) -> bool:
+        """True when `android_id` checked in at or after `moment` (time.monotonic())."""
+        with self._state_lock:
+            return any(at >= moment and who == android_id for at, who in self.checkins)
 
     def revoke(self) -> None:
         """Every AAS token is refused from now on (BadAuthentication), and the access tokens
@@ -81,6 +107,8 @@ class FakeGoogleAuth(FakeHttpServer):
             return list(self._issued)
 
     def handle(self, request: HttpRequest) -> HttpResponse:
+        if request.method == "POST" and request.target == "/checkin":
+            return self._checkin(request)
         if request.method != "POST" or request.target != "/auth":
             return HttpResponse(404, b"Error=NotFound\n")
         form = {key: values[-1] for key, values in parse_qs(request.body.decode()).items()}
@@ -114,6 +142,48 @@ class FakeGoogleAuth(FakeHttpServer):
                 "Auth": issued.token,
             },
         )
+
+    def _checkin(self, request: HttpRequest) -> HttpResponse:
+        # The library's messages (MIT), not the bridge's: the fake shares no code with it.
+        from firebase_messaging.proto.checkin_pb2 import (
+            AndroidCheckinRequest,
+            AndroidCheckinResponse,
+        )
+        from google.protobuf.message import DecodeError
+
+        if request.headers.get("content-type") != "application/x-protobuf":
+            return HttpResponse(400, b"Bad Request")
+        try:
+            asked = AndroidCheckinRequest.FromString(request.body)
+        except DecodeError:
+            return HttpResponse(400, b"Bad Request")
+        with self._state_lock:
+            if self._refuse_checkins:
+                return HttpResponse(503, b"Service Unavailable")
+            if not asked.id and not asked.security_token:
+                # No ids: Google registers a new device (and the stored keys stop matching).
+                self.new_registrations += 1
+                answer = AndroidCheckinResponse(
+                    stats_ok=True,
+                    android_id=secrets.randbits(62),
+                    security_token=secrets.randbits(63),
+                )
+                return HttpResponse(200, answer.SerializeToString(), "application/x-protobuf")
+            android_id = str(asked.id)
+            if self._devices.get(android_id) != str(asked.security_token):
+                return HttpResponse(403, b"Forbidden")
+            self.checkins.append((time.monotonic(), android_id))
+        answer = AndroidCheckinResponse(
+            stats_ok=True,
+            time_msec=int(time.time() * 1000),
+            android_id=asked.id,
+            security_token=asked.security_token,
+        )
+        return HttpResponse(200, answer.SerializeToString(), "application/x-protobuf")
+
+    @property
+    def checkin_url(self) -> str:
+        return f"{self.url}/checkin"
 
 
 def _answer(status: int, fields: dict[str, str]) -> HttpResponse:

@@ -19,6 +19,16 @@ Pushes wait for the client (FCM stores them) and are sent again at the next logi
 acknowledged (`SelectiveAck` in an `IqStanza`). A second login with the same android_id cuts
 the first session, as MCS does. Heartbeat pings are answered.
 
+Phones (PROTOCOLS.md §5, "Android phones"): a `FakeTracker` with `phone=True` is listed with
+`identifierInformation.type` = IDENTIFIER_ANDROID (1) and its canonic id under
+`phoneInformation` (1) → `canonicIds` (2) → `canonicId` (1) → `id` (1), nothing in field 3;
+trackers are listed with type IDENTIFIER_SPOT (2) and their ids in `canonicIds` (3). Phones are
+located with the same action and answer like trackers.
+
+GCM check-in (PROTOCOLS.md §5, "GCM check-in"): `FakeMcs.checkin_gate` (set by `FakeGoogle` to
+`FakeGoogleAuth.checked_in_since`) refuses a login unless the android_id checked in since its
+previous login, as every working client checks in before each MCS login.
+
 `FakeGoogle` puts the three together (with `FakeGoogleAuth`) for one account and makes its
 `secrets.json`; `ca_file` is the CA the MCS certificate chains to (tests export it as
 `SSL_CERT_FILE`, which the library's default TLS context reads).
@@ -37,6 +47,7 @@ import secrets
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -305,6 +316,9 @@ class FakeMcs:
         self.displaced = 0
         self.acked: list[str] = []
         self.port = 0
+        # (android_id, since) -> checked in since then? None: no check-in required.
+        self.checkin_gate: Callable[[str, float], bool] | None = None
+        self._last_login: dict[str, float] = {}
 
     def register(self, identity: FcmIdentity) -> None:
         self._identities[identity.android_id] = identity
@@ -410,9 +424,16 @@ class FakeMcs:
                 or identity is None
                 or login.auth_token != identity.security_token
                 or login.device_id != f"android-{int(identity.android_id):x}"
+                or (
+                    self.checkin_gate is not None
+                    and not self.checkin_gate(
+                        identity.android_id, self._last_login.get(identity.android_id, 0.0)
+                    )
+                )
             ):
                 self.refused_logins += 1
                 return
+            self._last_login[identity.android_id] = time.monotonic()
             previous = self._sessions.get(identity.android_id)
             if previous is not None:
                 self.displaced += 1
@@ -465,6 +486,10 @@ class FakeTracker:
     answers: bool = True
     delay: float = 0.0
 
+    @property
+    def phone(self) -> bool:
+        return self.tracker.phone
+
 
 @dataclass(frozen=True)
 class LocateRequest:
@@ -514,12 +539,14 @@ class FakeNova(FakeHttpServer):
     def _list_devices(self, body: bytes) -> HttpResponse:
         if _path(body, 1, 1) != SPOT_DEVICE:
             return HttpResponse(400, b"Bad Request")
+        return HttpResponse(200, self.device_list(), "application/x-protobuf")
+
+    def device_list(self) -> bytes:
+        """The serialized `nbe_list_devices` answer for the account's devices."""
         answer = b""
         for fake in self.trackers.values():
             tracker = fake.tracker
-            identifiers = bytes_field(
-                3, bytes_field(1, bytes_field(1, tracker.canonic_id.encode()))
-            )
+            identifiers = tracker.identifiers()
             registration = bytes_field(34, fake.model.encode())
             metadata = (
                 bytes_field(1, identifiers)
@@ -527,7 +554,7 @@ class FakeNova(FakeHttpServer):
                 + bytes_field(5, tracker.name.encode())
             )
             answer += bytes_field(2, metadata)
-        return HttpResponse(200, answer, "application/x-protobuf")
+        return answer
 
     def _execute_action(self, body: bytes) -> HttpResponse:
         canonic_id = (_path(body, 1, 3, 1, 1) or b"").decode()
@@ -580,12 +607,24 @@ class FakeGoogle:
         self.mcs = FakeMcs(cert, key)
         self.nova = FakeNova(self.auth, self.mcs)
         self.auth.add_account(self.username, self.aas_token, self.identity.android_id)
+        self.auth.add_device(self.identity.android_id, self.identity.security_token)
         self.mcs.register(self.identity)
+        self.mcs.checkin_gate = self.auth.checked_in_since
         self.trackers = [self.add_tracker(f"canonic-{n}", f"Tracker {n}") for n in range(trackers)]
 
     def add_tracker(self, canonic_id: str, name: str, **options: Any) -> FakeTracker:
         fake = FakeTracker(
             Tracker(owner_key=self.owner_key, canonic_id=canonic_id, name=name), **options
+        )
+        self.nova.add(fake)
+        return fake
+
+    def add_phone(self, canonic_id: str, name: str, **options: Any) -> FakeTracker:
+        """An Android phone of the account: listed and located like a tracker."""
+        options.setdefault("model", "Pixel 8")
+        fake = FakeTracker(
+            Tracker(owner_key=self.owner_key, canonic_id=canonic_id, name=name, phone=True),
+            **options,
         )
         self.nova.add(fake)
         return fake
@@ -607,6 +646,7 @@ class FakeGoogle:
         """Settings overrides pointing the bridge at these fakes."""
         return {
             "google_auth_url": self.auth.auth_url,
+            "google_checkin_url": self.auth.checkin_url,
             "google_nova_url": self.nova.nova_url,
             "google_mcs_host": HOST,
             "google_mcs_port": self.mcs.port,

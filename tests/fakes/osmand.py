@@ -12,6 +12,15 @@ throws, so the connection is closed). Requests without coordinates (cell/wifi on
 answered 200 and recorded with `latitude`/`longitude` None and `outdated` True: Traccar stores
 them too, marked outdated, and fills the coordinates from the device's last position.
 
+Traccar's limits, enforced as its Netty pipeline does (PROTOCOLS.md §1; `OsmAndProtocol.java`,
+`BaseProtocol.MAX_HTTP_LENGTH`): an initial line (method, URI, version) longer than
+`max_initial_line` (Netty's `HttpRequestDecoder` default, 4096 bytes) is decoded as a request for
+`/bad-request`, which has no id: 400, as for an unknown device, and the connection is closed. A
+body longer than `max_body` (`HttpObjectAggregator`: 16 KiB before Traccar 6.14, the default
+here; 64 KiB since, `BODY_LIMIT_SINCE_6_14`) is answered 413 and the connection closed. The form
+body is read (as US-ASCII, like `OsmAndProtocolDecoder`) only when the URI carries no query
+parameters (`OsmAndProtocolDecoder.java`: `if (params.isEmpty())`).
+
 Where Traccar keeps a primitive 0 for a field that was not sent (speed, course, altitude,
 accuracy), a `DecodedPosition` holds None, so tests can tell "not sent" from 0. Times are UTC
 (Traccar's `yyyy-MM-dd HH:mm:ss` form uses the server's zone: this server's zone is UTC) and
@@ -57,6 +66,12 @@ KNOTS_PER_MPS = 1.94384
 JAVA_INT_MIN, JAVA_INT_MAX = -(2**31), 2**31 - 1
 JAVA_LONG_MIN, JAVA_LONG_MAX = -(2**63), 2**63 - 1
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Netty's `HttpRequestDecoder` default `maxInitialLineLength`; Traccar keeps it (PROTOCOLS.md §1).
+MAX_INITIAL_LINE = 4096
+# `HttpObjectAggregator`'s limit in Traccar's HTTP protocols: 16 KiB before 6.14, 64 KiB since
+# ("Unify frame limits", `BaseProtocol.MAX_HTTP_LENGTH`; PROTOCOLS.md §1).
+BODY_LIMIT_BEFORE_6_14 = 16 * 1024
+BODY_LIMIT_SINCE_6_14 = 64 * 1024
 # How often the serving thread checks for stop(): keeps stop() fast.
 POLL_INTERVAL = 0.05
 
@@ -72,6 +87,8 @@ class HttpRequest:
     target: str  # the request target as sent: path and query string
     headers: dict[str, str]  # lower-cased names; the first value of a repeated header
     body: bytes
+    # The initial line as received, without its CRLF (Netty limits its length).
+    request_line: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -79,6 +96,7 @@ class HttpResponse:
     status: int
     body: bytes = b""
     content_type: str | None = None
+    close: bool = False  # close the connection after the answer (Netty does after a bad frame)
 
 
 class CloseConnection(Exception):
@@ -140,7 +158,8 @@ class _Handler(BaseHTTPRequestHandler):
         headers: dict[str, str] = {}
         for name, value in self.headers.items():
             headers.setdefault(name.lower(), value)
-        request = HttpRequest(self.command, self.path, headers, body)
+        line = self.raw_requestline.rstrip(b"\r\n")
+        request = HttpRequest(self.command, self.path, headers, body, line)
         response = self.server.owner._respond(request)
         if response is None:
             self.close_connection = True
@@ -149,6 +168,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(response.body)))
         if response.content_type:
             self.send_header("Content-Type", response.content_type)
+        if response.close:
+            self.send_header("Connection", "close")
+            self.close_connection = True
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(response.body)
@@ -413,12 +435,16 @@ class OsmAndServer(FakeHttpServer):
         *,
         port: int = 0,
         min_accuracy: float = DEFAULT_MIN_ACCURACY,
+        max_initial_line: int = MAX_INITIAL_LINE,
+        max_body: int = BODY_LIMIT_BEFORE_6_14,
     ) -> None:
         super().__init__(port=port)
         self.devices = (
             known_ids if isinstance(known_ids, TraccarDevices) else TraccarDevices(known_ids)
         )
         self.min_accuracy = min_accuracy
+        self.max_initial_line = max_initial_line
+        self.max_body = max_body
         self._positions: list[DecodedPosition] = []
 
     def add_known_id(self, unique_id: str) -> None:
@@ -435,6 +461,13 @@ class OsmAndServer(FakeHttpServer):
             self._positions.clear()
 
     def handle(self, request: HttpRequest) -> HttpResponse:
+        if len(request.request_line) > self.max_initial_line:
+            # Netty's TooLongFrameException: the decoder hands on GET /bad-request (no query, no
+            # body), Traccar finds no id in it and answers 400; the rest of the input is dropped.
+            return HttpResponse(400, close=True)
+        if len(request.body) > self.max_body:
+            # HttpObjectAggregator.handleOversizedMessage: 413, then the connection is closed.
+            return HttpResponse(413, close=True)
         now = _java_date(datetime.now(UTC))
         try:
             status, position = decode_osmand(

@@ -9,12 +9,17 @@ It answers as TLINK's Spring OAuth2 server and API do (PROTOCOLS.md §4):
   issues a new access token (the refresh token is reused, as Spring does by default); an
   unknown or revoked refresh token is a 400 `invalid_grant`. Parameters may come in the query
   string or a form body.
-- `POST /api/device/getDeviceSensorDatas` (JSON `{"userId","currPage","pageSize","deviceId"?}`)
-  needs `Authorization: Bearer <live token>` (else 401 `{"error": "invalid_token"}`) and
+- `GET /api/device/getDeviceSensorDatas` with a JSON body (`{"userId","currPage","pageSize",
+  "deviceId"?}`), the method TLINK's own Python sample for this endpoint uses
+  (`requests.get(url, headers=headers, json=data)`, PROTOCOLS.md §4); any other method is a
+  405, so a client calling it with POST fails here as it may at TLINK. It needs
+  `Authorization: Bearer <live token>` (else 401 `{"error": "invalid_token"}`) and
   `tlinkAppId: <clientId>` (else `flag` "01"); `pageSize` above 100 is `flag` "01". It answers
   `{"flag": "00", "msg", "dataList": [...], "currPage", "pageSize", "pages", "rowCount"}` from
   the devices given to `add_device(user_id, device)` (TLINK's shape: `id`, `deviceName`, `lat`,
-  `lng`, `isLine`, `sensorsList`).
+  `lng` (the pin set in TLINK's console, not a fix), `isLine`, `sensorsList`; in a sensor, the
+  alarm flag is `isAlarms`, a switch's state `switcher`, and a location sensor (`sensorTypeId`
+  3) carries its fix in its own `lat`/`lng`: TLINK's sample, PROTOCOLS.md §4).
 
 Test controls: `expire_access_tokens()` (every issued access token becomes invalid, as at
 expiry or when another client refreshed), `revoke_refresh_tokens()`, `refuse_every_token()`,
@@ -114,11 +119,13 @@ class FakeTlink(FakeHttpServer):
 
     def handle(self, request: HttpRequest) -> HttpResponse:
         path = urlsplit(request.target).path
-        if request.method != "POST":
-            return _answer(405, {"error": "method_not_allowed"})
         if path == "/oauth/token":
+            if request.method != "POST":
+                return _answer(405, {"error": "method_not_allowed"})
             return self._token(request)
         if path == "/api/device/getDeviceSensorDatas":
+            if request.method != "GET":  # TLINK's sample: GET with a JSON body
+                return _answer(405, {"error": "method_not_allowed"})
             return self._sensor_datas(request)
         return _answer(404, {"error": "Not Found", "path": path})
 

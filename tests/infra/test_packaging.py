@@ -184,3 +184,11 @@ def test_packaged_api_reports_its_build_time(tmp_path: Path) -> None:
     assert Path(shared_file).is_relative_to(unpacked)
     assert status == 200
     assert body["built_at"] == COMMIT_DATE
+
+
+def test_the_api_zip_carries_the_status_page_and_leaflet(tmp_path: Path) -> None:
+    """Issue 19: the page's files ship with the api function (no CDN, no build at deploy)."""
+    zips = package(ROOT, tmp_path, functions=["api"])
+    names = set(zipfile.ZipFile(zips["api"]).namelist())
+    for name in ("status.html", "status.js", "status.css", "leaflet/leaflet.js"):
+        assert f"static/{name}" in names

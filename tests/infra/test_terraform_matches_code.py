@@ -88,6 +88,7 @@ LEFT_AT_DEFAULT = {
     "GOOGLE_NOVA_URL",
     "GOOGLE_MCS_HOST",
     "GOOGLE_MCS_PORT",
+    "GOOGLE_CHECKIN_URL",
     "SMARTCAR_API_ORIGIN",
     "SMARTCAR_AUTH_ORIGIN",
     "SMARTCAR_CONNECT_ORIGIN",
@@ -101,6 +102,9 @@ LEFT_AT_DEFAULT = {
     "TLINK_MAX_SENSORS_PER_DEVICE",
     "SMARTCAR_MAX_SIGNALS_PER_VEHICLE",
     "RECEIVER_MAX_DEVICES",
+    # Google's pacing and Traccar's "approximate" mark (issue 14): the defaults follow upstream.
+    "GOOGLE_LOCATE_CONCURRENCY",
+    "GOOGLE_APPROXIMATE_ACCURACY",
 }
 # Settings each function's code reads beyond base_environment.
 NEEDED_ENVIRONMENT: dict[str, set[str]] = {

@@ -98,6 +98,8 @@ def test_api_health_loads_no_vendor_and_no_other_route_module(
     assert answer.status == 200
     assert loaded(modules, *VENDOR_LIBRARIES, *VENDOR_SOURCES) == []
     not_needed = ("shared.openapi", "shared.services", "shared.sync", "shared.pipeline")
+    # The status page's report (issue 19) loads with its own route only.
+    assert loaded(modules, "shared.status_report") == []
     assert loaded(modules, *not_needed, "shared.traccar", "shared.notify") == []
 
 

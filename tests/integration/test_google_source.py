@@ -19,7 +19,7 @@ from shared.errors import RetryLater
 from shared.models import Device, Source
 from shared.runtime import Runtime, get_runtime
 from shared.services import ServiceSpec
-from shared.sources.google.errors import DecryptionError, FcmError
+from shared.sources.google.errors import CheckinFailed, DecryptionError, FcmError
 from shared.sources.google.lease import FcmLeases
 from shared.store.google import LeaseDocument
 from tests.conftest import PROJECT, Clock, make_settings
@@ -242,3 +242,61 @@ def test_a_report_dated_ahead_of_the_clock_is_skipped_and_the_others_pushed(
     newest = runtime.store.delivery.state("canonic-0").last_location
     assert newest is not None and newest.timestamp == T0
     assert "Google report dated ahead of the clock skipped" in caplog.text
+
+
+def test_traccar_gets_the_accuracy_and_what_kind_of_report_each_position_was(
+    runtime: Runtime, google: FakeGoogle, traccar: OsmAndServer
+) -> None:
+    google.trackers[0].network = [
+        Report("crowdsourced", timestamp=T0 - 600, latitude=1.0, longitude=1.0, accuracy=250.0),
+        Report("crowdsourced", timestamp=T0 - 500, latitude=2.0, longitude=2.0, accuracy=20.0),
+        Report("crowdsourced", timestamp=T0 - 400, latitude=3.0, longitude=3.0, accuracy=300.0,
+               status=AGGREGATED),
+    ]  # fmt: skip
+
+    runtime.sync.sync_device("canonic-0")
+
+    seen = {p.latitude: (p.accuracy, p.attributes) for p in traccar.positions
+            if p.unique_id == "canonic-0"}  # fmt: skip
+    assert seen == {
+        1.0: (250.0, {"reportType": "crowdsourced", "approximate": True}),
+        2.0: (20.0, {"reportType": "crowdsourced"}),
+        3.0: (300.0, {"reportType": "aggregated"}),
+        48.85: (5.0, {"reportType": "own"}),
+    }
+
+
+def test_an_android_phone_is_located_and_pushed_like_a_tracker(
+    tmp_path: Path, firestore_client, google: FakeGoogle
+) -> None:
+    phone = google.add_phone("phone-canonic", "Anna's Pixel")
+    phone.recent = Report("own", timestamp=T0, latitude=45.5, longitude=9.2, is_own_report=True,
+                          status=LAST_KNOWN)  # fmt: skip
+    with OsmAndServer(known_ids=["phone-canonic"]) as traccar:
+        runtime = make_runtime(tmp_path, firestore_client, google, traccar,
+                               auto_register_services=True)  # fmt: skip
+        for tracker in google.trackers:  # only the phone this time
+            runtime.services.delete(tracker.tracker.canonic_id)
+        refreshed = runtime.google.refresh.refresh()
+        assert "phone-canonic" in refreshed.auto_registered
+        assert runtime.store.devices.get("phone-canonic").kind == "phone"
+        assert runtime.store.devices.get("canonic-0").kind == "tracker"
+
+        report = runtime.sync.sync_device("phone-canonic")
+
+        assert report.result.pushed >= 1
+        assert pushed(traccar)["phone-canonic"] == [(45.5, 9.2, T0)]
+
+
+def test_the_run_checks_in_before_its_login_and_a_refused_check_in_is_the_runs_error(
+    runtime: Runtime, google: FakeGoogle
+) -> None:
+    runtime.sync.sync_device("canonic-0")
+    assert [who for _, who in google.auth.checkins] == [google.identity.android_id]
+    assert google.auth.checkins[0][0] <= google.mcs.logins[0][0]
+
+    google.auth.refuse_checkins()
+    with pytest.raises(CheckinFailed, match="check-in") as failed:
+        runtime.google.source.locate_now(runtime.store.devices.get("canonic-1"))
+    assert failed.value.status == 502 and "no answer" not in failed.value.message
+    assert google.auth.new_registrations == 0 and len(google.mcs.logins) == 1

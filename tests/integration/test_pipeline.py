@@ -33,6 +33,8 @@ def make_pipeline(runtime: Runtime, osmand: OsmAndServer, clock: Clock) -> Pipel
         traccar_api=runtime.traccar_api,
         retention=timedelta(days=runtime.settings.push_log_retention_days),
         clock=clock,
+        device_user_id=runtime.settings.traccar_device_user_id,
+        device_group_id=runtime.settings.traccar_device_group_id,
     )
 
 
@@ -168,6 +170,25 @@ def test_one_push_log_document_per_attempt_with_the_seed_fields(
     assert entries[1].error and "503" in entries[1].error
 
 
+def test_a_position_too_large_for_traccar_goes_once_with_its_dropped_attributes_logged(
+    pipeline: Pipeline, runtime: Runtime, osmand: OsmAndServer, clock: Clock
+) -> None:
+    # 300 readings of long UTF-8 names: far past Traccar's 16 KiB body (PROTOCOLS.md §1).
+    readings = {f"{'湿度传感器读数' * 2}{index:03d}": 55.0 for index in range(300)}
+    [location] = positions(clock, 60)
+    big = location.model_copy(update={"attributes": {**readings, "ignition": True}})
+
+    first = pipeline.run(DEVICE, fixed([big])).result
+    again = pipeline.run(DEVICE, fixed([big])).result
+
+    assert (first.pushed, first.outbox, again.new) == (1, 0, 0)
+    [position] = osmand.positions
+    assert position.attributes["ignition"] is True
+    [entry], _ = runtime.store.delivery.push_log(device_id="abc123", limit=5)
+    assert entry.outcome == "accepted" and entry.dropped_attributes
+    assert set(entry.dropped_attributes) == set(readings) - set(position.attributes)
+
+
 def test_push_log_retention_is_configurable(
     runtime: Runtime, osmand: OsmAndServer, clock: Clock, tmp_path: Path
 ) -> None:
@@ -227,6 +248,57 @@ def test_unknown_device_is_created_in_traccar_then_pushed(
         assert [(d.unique_id, d.name) for d in api.created] == [("tag-9", "Dog")]
     assert report.result.pushed == 1
     assert [p.unique_id for p in osmand.positions] == ["tag-9"]
+
+
+def test_a_device_made_with_the_service_account_is_linked_to_the_configured_user(
+    runtime: Runtime, osmand: OsmAndServer, clock: Clock, tmp_path: Path
+) -> None:
+    # PROTOCOLS.md §2: a device the service account creates is linked to nobody, on no map.
+    with FakeTraccarApi(
+        "admin-token-0", devices=osmand.devices, service_account_token="svc"
+    ) as api:
+        family = api.add_user("family@example.com", "pw-family-0")
+        settings = make_settings(tmp_path, traccar_api_url=api.url, traccar_device_user_id=family)
+        LocalSecretStore(settings.secrets_dir).add_version(settings.traccar_api_token_secret, "svc")
+        provisioning = Runtime(settings, firestore_client=runtime.firestore_client)
+        tag = Device(id="tag-9", source=Source.GOOGLE, name="Dog", traccar_unique_id="tag-9")
+
+        report = make_pipeline(provisioning, osmand, clock).run(
+            tag, fixed(positions(clock, 10, device_id="tag-9"))
+        )
+
+        assert report.result.pushed == 1
+        assert api.linked_users("tag-9") == {family}
+        assert api.record("tag-9")["category"] == "person"
+
+
+def test_basic_credentials_create_the_device_and_an_expired_token_keeps_positions_waiting(
+    runtime: Runtime, osmand: OsmAndServer, clock: Clock, tmp_path: Path
+) -> None:
+    with FakeTraccarApi("week-old-token", devices=osmand.devices) as api:
+        api.expire_token("week-old-token")
+        api.add_user("bridge@example.com", "pw:bridge", administrator=True)
+        settings = make_settings(tmp_path, traccar_api_url=api.url)
+        secrets = LocalSecretStore(settings.secrets_dir)
+        secrets.add_version(settings.traccar_api_token_secret, "week-old-token")
+        expired = Runtime(settings, firestore_client=runtime.firestore_client)
+        car = Device(id="car-1", source=Source.SMARTCAR, name="Car", traccar_unique_id="car-1")
+
+        waiting = make_pipeline(expired, osmand, clock).run(
+            car, fixed(positions(clock, 10, device_id="car-1"))
+        )
+        assert (waiting.result.pushed, waiting.result.outbox) == (0, 1)
+        assert "expire" in (waiting.locations[0].message or "")
+
+        basic = make_settings(tmp_path, traccar_api_url=api.url, traccar_api_auth="basic")
+        secrets.add_version(settings.traccar_api_token_secret, "bridge@example.com:pw:bridge")
+        clock.advance(3600)
+        renewed = Runtime(basic, firestore_client=runtime.firestore_client)
+        delivered = make_pipeline(renewed, osmand, clock).run(car, fixed([]), force=True)
+
+        assert (delivered.result.pushed, delivered.result.outbox) == (1, 0)
+        assert api.record("car-1")["category"] == "car"
+    assert [p.unique_id for p in osmand.positions] == ["car-1"]
 
 
 def test_reads_per_run_do_not_grow_with_the_stored_history(

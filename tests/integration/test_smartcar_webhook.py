@@ -84,7 +84,8 @@ def test_a_signed_delivery_becomes_one_position_and_is_stored_whole(
     [position] = osmand.positions
     assert (position.unique_id, position.latitude, position.longitude) == (
         UNIQUE_ID, 37.4292, -122.1381)  # fmt: skip
-    assert int(position.fix_time.timestamp()) == 1731940328
+    # Timed at meta.deliveredAt, as Traccar's own Smartcar decoder times its positions.
+    assert int(position.fix_time.timestamp()) == 1731940331 and position.valid
     assert position.course == 174
     assert position.attributes["batteryLevel"] == 78
     assert position.attributes["odometer"] == 10254300.0
@@ -106,6 +107,56 @@ def test_a_signed_delivery_becomes_one_position_and_is_stored_whole(
     device = Device.model_validate(runtime.store.devices.get(VEHICLE))
     assert (device.source, device.name, device.traccar_unique_id) == (
         Source.SMARTCAR, "TESLA Model 3 2020", UNIQUE_ID)  # fmt: skip
+
+
+PARKED_SAMPLE = json.loads((DATA / "smartcar_parked_charging.json").read_text())
+
+
+def parked() -> list[dict[str, Any]]:
+    """The parked car's two deliveries, moved to the last minutes (positions older than the
+    dedup window count as delivered)."""
+    events = copy.deepcopy(PARKED_SAMPLE)
+    shift = (int(time.time()) - 1200) * 1000 - events[0]["meta"]["deliveredAt"]
+    for event in events:
+        event["meta"]["deliveredAt"] += shift
+        for signal in event["data"]["signals"]:
+            signal["meta"] = {key: at + shift for key, at in signal["meta"].items()}
+    return events
+
+
+def test_a_parked_charging_car_gets_one_position_per_delivery(
+    runtime: Runtime, osmand: OsmAndServer
+) -> None:
+    # Both deliveries repeat the location with the same oemUpdatedAt (the car did not move):
+    # deduplicating on the position's fingerprint dropped the second and its new readings.
+    events = parked()
+    first, second = (deliver(runtime, event) for event in events)
+
+    assert (first["pushed"], second["pushed"]) == (1, 1)
+    one, two = osmand.positions
+    assert [int(p.fix_time.timestamp()) for p in (one, two)] == [
+        event["meta"]["deliveredAt"] // 1000 for event in events]  # fmt: skip
+    assert (two.latitude, two.longitude) == (one.latitude, one.longitude) == (37.4292, -122.1381)
+    assert one.valid and not two.valid  # the second brought no new location
+    assert (one.attributes["batteryLevel"], two.attributes["batteryLevel"]) == (61, 62)
+    # Every numeric or boolean signal reaches Traccar: its key where Traccar has one.
+    assert two.attributes["power"] == 230.1
+    assert two.attributes["charge"] is True
+    assert two.attributes["range"] == 306.0
+    assert two.attributes["charge-amperage-amperes"] == 16
+    assert two.attributes["closure-islocked"] is True
+
+
+def test_two_deliveries_of_the_same_second_and_place_are_two_positions(
+    runtime: Runtime, osmand: OsmAndServer
+) -> None:
+    first, second = parked()
+    second["meta"]["deliveredAt"] = first["meta"]["deliveredAt"]
+
+    assert [deliver(runtime, event)["pushed"] for event in (first, second)] == [1, 1]
+    assert len(osmand.positions) == 2
+    assert deliver(runtime, second) == {"status": "duplicate", "eventId": second["eventId"]}
+    assert len(osmand.positions) == 2
 
 
 def test_a_redelivered_event_pushes_once(runtime: Runtime, osmand: OsmAndServer) -> None:
@@ -183,6 +234,7 @@ def test_a_failed_location_signal_falls_back_to_the_last_known_position(
     deliver(runtime, event)
 
     assert [(p.latitude, p.longitude) for p in osmand.positions] == [(37.4292, -122.1381)] * 2
+    assert [p.valid for p in osmand.positions] == [True, False]
 
 
 def test_a_vehicle_error_is_stored_and_logged(
@@ -308,3 +360,17 @@ def test_without_a_management_token_the_error_names_its_secret(
 
     with pytest.raises(ConfigError, match="smartcar-management-token"):
         receive(runtime, (DATA / "smartcar_verify_v4.json").read_bytes(), None)
+
+
+def test_the_vehicle_view_shows_every_signal_even_those_that_never_move_it(
+    runtime: Runtime, osmand: OsmAndServer
+) -> None:
+    event = parked()[0]
+    event["data"]["signals"] = event["data"]["signals"][1:]  # no location: nothing to push
+
+    assert deliver(runtime, event)["pushed"] == 0
+
+    latest = runtime.smartcar.views.latest_signals(VEHICLE)
+    by_code = {entry.code: entry.body for entry in latest.signals}
+    assert by_code["closure-islocked"] == {"value": True}
+    assert by_code["charge-voltage"] == {"unit": "volts", "value": 229.5}

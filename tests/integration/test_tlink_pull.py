@@ -41,7 +41,9 @@ SEALER = Sealer(key=lambda: KEY)
 
 
 def cold_room(value: str = "5.0", update: str = "2019-05-10 14:16:21") -> dict[str, Any]:
-    """A device as `getDeviceSensorDatas` lists it: a fixed place and two sensors."""
+    """A device as `getDeviceSensorDatas` lists it (TLINK's sample, PROTOCOLS.md §4): the pin
+    set in the console, a numeric sensor and a switch (its state in `switcher`, the alarm flag
+    `isAlarms`)."""
     return {
         "id": 2864,
         "deviceName": "Cold room",
@@ -50,11 +52,21 @@ def cold_room(value: str = "5.0", update: str = "2019-05-10 14:16:21") -> dict[s
         "isLine": 1,
         "sensorsList": [
             {"id": 11922, "sensorName": "Temperature", "sensorTypeId": 1, "value": value,
-             "unit": "℃", "isLine": 1, "updateDate": update},
-            {"id": 11923, "sensorName": "Door", "sensorTypeId": 2, "value": "0",
-             "updateDate": update},
+             "unit": "℃", "isLine": 1, "isAlarms": "1", "updateDate": update},
+            {"id": 11923, "sensorName": "Door", "sensorTypeId": 2, "value": "",
+             "switcher": 0, "isAlarms": "0", "updateDate": update},
         ],
     }  # fmt: skip
+
+
+def truck(update: str = "2019-05-10 14:16:21") -> dict[str, Any]:
+    """A device with a location sensor: its fix in the sensor's own `lat`/`lng`."""
+    device = cold_room(update=update)
+    device["sensorsList"].append(
+        {"id": 11925, "sensorName": "GPS", "sensorTypeId": 3, "value": "", "lat": "31.2456",
+         "lng": "121.4901", "isAlarms": "0", "updateDate": update}
+    )  # fmt: skip
+    return device
 
 
 @pytest.fixture
@@ -91,7 +103,9 @@ def test_sync_device_pulls_stores_and_pushes_a_tlink_device(
     assert (report.result.fetched, report.result.pushed) == (1, 1)
     [position] = osmand.positions
     assert position.unique_id == "tlink-2864"
+    # The console's pin is not a fix: the readings go at it, never as a valid position.
     assert (position.latitude, position.longitude) == (31.2304, 121.4737)
+    assert not position.valid
     assert position.fix_time == datetime(2019, 5, 10, 6, 16, 21, tzinfo=UTC)
     assert (position.attributes["Temperature"], position.attributes["Door"]) == (5.0, 0.0)
     [call] = tlink.api_calls
@@ -100,6 +114,31 @@ def test_sync_device_pulls_stores_and_pushes_a_tlink_device(
     assert len(readings(firestore_client)) == 2
     stored = runtime.store.devices.get("tlink-2864")
     assert stored is not None and stored.name == "Cold room"
+
+
+def test_a_location_sensor_places_the_device_at_its_own_lat_lng(
+    runtime: Runtime, tlink: FakeTlink, osmand: OsmAndServer, firestore_client: firestore.Client
+) -> None:
+    tlink.set_devices("385", [truck()])
+
+    runtime.sync.sync_device("tlink-2864")
+
+    [position] = osmand.positions
+    assert (position.latitude, position.longitude) == (31.2456, 121.4901) and position.valid
+    document = firestore_client.collection("tlink_devices").document("2864").get().to_dict()
+    sensors = document["sensors"]
+    assert sensors["11922"]["is_alarm"] == "1"  # the pull's `isAlarms`
+    assert sensors["11923"]["switcher"] == "0"
+    assert sensors["11925"]["value"] == "31.2456,121.4901"
+
+
+def test_the_data_endpoint_is_called_as_tlinks_sample_calls_it(
+    runtime: Runtime, tlink: FakeTlink
+) -> None:
+    # The fake answers 405 to anything but GET with a JSON body, as TLINK's sample calls it.
+    runtime.sync.sync_device("tlink-2864")
+
+    assert len(tlink.api_calls) == 1
 
 
 def test_an_unchanged_device_is_not_pushed_again_and_the_token_is_reused(

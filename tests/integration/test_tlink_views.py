@@ -163,6 +163,24 @@ def test_latest_shows_each_sensor_and_only_to_the_devices_user(
     assert "unknown TLINK device" in error(api, "/tlink/users/385/devices/abc/latest", 404)
 
 
+def test_latest_shows_a_switch_and_a_sensor_of_a_push_that_never_moves_the_device(
+    webhooks: FlaskClient, api: FlaskClient
+) -> None:
+    body = {**PUSH, "sensorsDates": [
+        {"sensorsId": 11926, "sensorsTypeId": 2, "value": "", "switcher": "1",
+         "isAlarm": "1", "times": "14:16:21"},
+        {"sensorsId": 11922, "sensorsTypeId": 1, "value": "5.0", "times": "14:16:21"},
+    ]}  # fmt: skip
+    assert webhooks.post("/tlink", json=body).get_json()["location"] == "none"
+
+    latest = get(api, "/tlink/users/385/devices/2864/latest")
+
+    switch = next(s for s in latest["sensors"] if s["sensorId"] == 11926)
+    assert (switch["latest"]["switcher"], switch["latest"]["isAlarm"]) == ("1", "1")
+    history = get(api, "/tlink/users/385/devices/2864/history", sensorId=11926)
+    assert history["sensors"][0]["history"][0]["switcher"] == "1"
+
+
 def test_history_pages_through_one_sensor_newest_first(
     webhooks: FlaskClient, api: FlaskClient
 ) -> None:

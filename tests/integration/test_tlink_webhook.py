@@ -203,8 +203,38 @@ def test_a_push_for_a_device_placed_by_the_pull_api_is_pushed_there_with_names(
     assert answer.get_json()["location"] == "synced"
     [position] = osmand.positions
     assert (position.latitude, position.longitude) == (48.8566, 2.3522)
+    assert not position.valid  # the console's pin, not a fix (PROTOCOLS.md §4)
     assert int(position.fix_time.timestamp()) == PACKET_EPOCH
     assert position.attributes["Temperature"] == 5.0
+
+
+def test_a_location_of_unknown_encoding_loses_that_position_only(
+    webhooks: FlaskClient, osmand: OsmAndServer, firestore_client: firestore.Client
+) -> None:
+    located = json.loads(LOCATED)
+    located["sensorsDates"][1]["value"] = "N31.2 E121.4"
+    raw = json.dumps(located).encode()
+
+    answer = webhooks.post("/tlink", data=raw, headers=JSON)
+
+    assert answer.status_code == 200
+    body = answer.get_json()
+    assert (body["storedReadings"], body["location"]) == (3, "none")
+    [skipped] = body["skipped"]
+    assert "sensorsId 11925" in skipped and '"lat,lng"' in skipped
+    assert osmand.positions == []
+    assert len(ids(firestore_client, "tlink_readings")) == 3
+    [event] = [s.to_dict() for s in firestore_client.collection("webhook_events").stream()]
+    assert event["skipped"] == [skipped]
+
+
+def test_a_push_keeps_a_switch_state_from_switcher(
+    webhooks: FlaskClient, firestore_client: firestore.Client
+) -> None:
+    webhooks.post("/tlink", data=LOCATED, headers=JSON)
+
+    document = firestore_client.collection("tlink_devices").document("2864").get().to_dict()
+    assert document["sensors"]["11926"]["switcher"] == "1"
 
 
 def test_the_latest_value_only_moves_forward_while_history_keeps_both(
@@ -247,8 +277,6 @@ def test_readings_are_deduplicated_on_sensor_and_time_across_pushes(
         (b"{not json", "body is not valid JSON"),
         (body_with(deviceId=None), "deviceId"),
         (body_with(time="yesterday"), "time"),
-        (body_with(LOCATED, sensorsDates=[{"sensorsId": 11925, "sensorsTypeId": 3,
-                                           "value": "N31.2 E121.4"}]), "sensorsId 11925"),
     ],
 )  # fmt: skip
 def test_a_malformed_push_is_a_400_and_stores_nothing(

@@ -10,13 +10,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
 import requests
 
 from shared.models import Location
 from shared.traccar import (
+    BasicLogin,
     OsmAndClient,
     PushOutcome,
     TraccarApi,
@@ -74,7 +75,11 @@ def location(**overrides: object) -> Location:
 
 
 def query_of(server: OsmAndServer, index: int = -1) -> list[tuple[str, str]]:
-    return parse_qsl(urlsplit(server.requests[index].target).query, keep_blank_values=True)
+    """The parameters of a push: a form body, the query string left empty (PROTOCOLS.md §1)."""
+    request = server.requests[index]
+    assert "?" not in request.target
+    assert request.headers["content-type"] == "application/x-www-form-urlencoded"
+    return parse_qsl(request.body.decode("ascii"), keep_blank_values=True)
 
 
 # --- OsmAnd client ---------------------------------------------------------------------------
@@ -120,7 +125,8 @@ def test_accepted_push_arrives_with_every_field_in_traccar_units_and_types(
     }
     assert type(position.attributes["ignition"]) is bool
     request = osmand.requests[-1]
-    assert (request.method, request.body) == ("POST", b"")
+    assert (request.method, urlsplit(request.target).query) == ("POST", "")
+    assert ("address", "1 rue de la Paix & co; 75002=Paris #2") in query_of(osmand)
 
 
 def test_absent_optional_fields_are_not_sent(client: OsmAndClient, osmand: OsmAndServer) -> None:
@@ -328,14 +334,15 @@ def test_ensure_device_returns_the_existing_one_without_creating(
 def test_ensure_device_after_losing_the_creation_race_finds_the_winner(
     api: TraccarApi, api_server: FakeTraccarApi
 ) -> None:
-    api_server.race_next_lookup("new-tracker", "Created elsewhere")
+    # Right after our second lookup (uniqueId, then all=true), before our POST.
+    api_server.race_next_lookup("new-tracker", "Created elsewhere", lookups=2)
 
     device = api.ensure_device("new-tracker", "Keys")
 
     assert (device.name, device.uniqueId) == ("Created elsewhere", "new-tracker")
     assert api_server.created == []  # our POST got the duplicate 400
     methods = [request.method for request in api_server.requests]
-    assert methods == ["GET", "POST", "GET"]
+    assert methods == ["GET", "GET", "POST", "GET"]
 
 
 def test_create_of_a_duplicate_is_a_response_error_with_status_400(
@@ -428,3 +435,136 @@ def test_a_boolean_charge_attribute_is_traccars_own_charge_flag(
     charging, odd = osmand.positions
     assert charging.attributes == {"charge": True}
     assert odd.attributes == {"attr_charge": "maybe"}
+
+
+# --- Traccar's limits (PROTOCOLS.md §1: 4096-byte request line, 16 KiB body before 6.14) -------
+
+
+def sensors(count: int, *, name_length: int) -> dict[str, object]:
+    """`count` TLINK-like readings with long UTF-8 names (9 bytes each once percent-encoded)."""
+    return {f"{'温度传感器探头' * (name_length // 7)}{index:03d}": 21.5 for index in range(count)}
+
+
+def test_a_device_with_150_sensors_of_long_utf8_names_is_delivered_whole(
+    client: OsmAndClient, osmand: OsmAndServer
+) -> None:
+    readings = sensors(150, name_length=7)
+    assert len(urlencode(readings)) > 4096  # would not fit a request line
+
+    result = client.push(location(attributes=readings), UNIQUE_ID)
+
+    assert (result.outcome, result.dropped) == (PushOutcome.ACCEPTED, ())
+    [position] = osmand.positions
+    assert position.attributes == readings
+    assert len(osmand.requests[-1].request_line) < 100
+
+
+def test_attributes_past_the_body_limit_are_dropped_least_useful_first_and_named(
+    client: OsmAndClient, osmand: OsmAndServer
+) -> None:
+    readings = sensors(300, name_length=14)
+    assert len(urlencode(readings)) > 16 * 1024
+    kept = {"ignition": True, "batteryLevel": 50, "odometer": 12_000.0, "charge": True}
+
+    result = client.push(location(battery=80.0, attributes={**readings, **kept}), UNIQUE_ID)
+
+    assert result.outcome is PushOutcome.ACCEPTED
+    assert result.dropped and set(result.dropped) <= set(readings)
+    assert result.error is None
+    [position] = osmand.positions
+    assert (position.latitude, position.longitude) == (48.8566, 2.3522)
+    assert position.attributes["ignition"] is True
+    assert position.attributes["odometer"] == 12_000.0
+    assert position.attributes["charge"] is True
+    assert position.attributes["batteryLevel"] == 80.0
+    assert not set(result.dropped) & set(position.attributes)
+    assert len(osmand.requests[-1].body) <= 16 * 1024
+    # What fitted went through: only as much was dropped as the limit asked for.
+    assert len(position.attributes) > 100
+
+
+def test_one_attribute_larger_than_the_body_limit_is_dropped_and_the_position_goes(
+    client: OsmAndClient, osmand: OsmAndServer
+) -> None:
+    result = client.push(location(attributes={"photo": "x" * 20_000, "rpm": 900}), UNIQUE_ID)
+
+    assert (result.outcome, result.dropped) == (PushOutcome.ACCEPTED, ("photo",))
+    assert osmand.positions[0].attributes == {"rpm": 900.0}
+
+
+# --- Traccar as deployed (PROTOCOLS.md §2): credentials that expire, devices users can see ------
+
+
+def test_a_device_nobody_is_linked_to_is_found_by_an_administrator_listing_all(
+    api: TraccarApi, api_server: FakeTraccarApi
+) -> None:
+    registered = api_server.devices.add("auto-registered", "Van")  # linked to nobody
+
+    found = api.find_device("auto-registered")
+
+    assert found == TraccarDevice(id=registered.id, name="Van", uniqueId="auto-registered")
+    queries = [parse_qsl(urlsplit(r.target).query) for r in api_server.requests]
+    assert ("all", "true") in queries[-1] and ("keyword", "auto-registered") in queries[-1]
+
+
+def test_a_device_made_with_the_service_account_is_linked_to_the_configured_user_and_found(
+    session: requests.Session, osmand: OsmAndServer
+) -> None:
+    with FakeTraccarApi(TOKEN, devices=osmand.devices, service_account_token="svc-9") as server:
+        owner = server.add_user("family@example.com", "pw-family")
+        api = TraccarApi(session, server.url, "svc-9", timeout=(1.0, SHORT_TIMEOUT))
+
+        created = api.ensure_device("tag-1", "Keys", category="tag", user_id=owner)
+        again = api.ensure_device("tag-1", "Keys", category="tag", user_id=owner)
+
+        assert again == created and len(server.created) == 1
+        assert server.linked_users("tag-1") == {owner}
+        assert server.record("tag-1")["category"] == "tag"
+
+
+def test_a_created_device_can_join_a_group_instead(
+    api: TraccarApi, api_server: FakeTraccarApi
+) -> None:
+    api.ensure_device("car-1", "Car", category="car", group_id=7)
+
+    assert api_server.record("car-1")["groupId"] == 7
+
+
+def test_basic_credentials_of_a_dedicated_user_work_and_its_devices_are_its_own(
+    session: requests.Session, api_server: FakeTraccarApi
+) -> None:
+    api_server.add_user("bridge@example.com", "pw:with-colon")
+    login = BasicLogin("bridge@example.com", "pw:with-colon")
+    api = TraccarApi(session, api_server.url, login, timeout=(1.0, SHORT_TIMEOUT))
+
+    created = api.ensure_device("tracker-7", "Bike")
+
+    assert api.find_device("tracker-7") == created
+
+
+def test_a_user_who_cannot_see_an_existing_device_gets_an_error_naming_what_to_link(
+    session: requests.Session, api_server: FakeTraccarApi
+) -> None:
+    api_server.devices.add("someone-elses", "Van")
+    api_server.add_user("bridge@example.com", "pw-bridge-0123")
+    login = BasicLogin("bridge@example.com", "pw-bridge-0123")
+    api = TraccarApi(session, api_server.url, login, timeout=(1.0, SHORT_TIMEOUT))
+
+    with pytest.raises(TraccarResponseError) as caught:
+        api.ensure_device("someone-elses", "Van")
+
+    message = str(caught.value)
+    assert "someone-elses" in message and "bridge@example.com" in message
+    assert "link" in message and "pw-bridge-0123" not in message
+
+
+def test_an_expired_token_is_an_auth_error_saying_so(
+    api: TraccarApi, api_server: FakeTraccarApi
+) -> None:
+    api_server.expire_token(TOKEN)
+
+    with pytest.raises(TraccarAuthError) as caught:
+        api.find_device("abc")
+
+    assert caught.value.status == 401
+    assert "expire" in str(caught.value) and TOKEN not in str(caught.value)

@@ -13,7 +13,6 @@ from pathlib import Path
 import grpc
 import pytest
 import requests
-from google.api_core.exceptions import GoogleAPICallError
 
 from devtools.emulator import Emulator
 from shared.models import Device, Location, Source
@@ -123,19 +122,75 @@ def test_a_lost_reply_to_the_final_write_still_reports_the_run_as_done(
     assert arrived(osmand) == [loc.timestamp for loc in fresh]
 
 
-def test_a_final_write_that_fails_for_good_leaves_nothing_recorded_and_the_next_run_delivers(
+@pytest.mark.parametrize(
+    ("code", "smaller_writes_failing", "logged"),
+    [
+        (grpc.StatusCode.INTERNAL, 0, True),  # the smaller write with the push log
+        (grpc.StatusCode.INVALID_ARGUMENT, 0, True),  # what a reserved field name gives
+        (grpc.StatusCode.INTERNAL, 1, False),  # the bookkeeping alone
+    ],
+)
+def test_a_final_write_failing_for_good_releases_the_lease_and_records_what_traccar_accepted(
+    code: grpc.StatusCode,
+    smaller_writes_failing: int,
+    logged: bool,
+    pipeline: Pipeline,
+    client: FaultyClient,
+    runtime: Runtime,
+    osmand: OsmAndServer,
+    clock: Clock,
+) -> None:
+    fresh = positions(clock, 20, 10)
+    # The lease write goes through; the final batch fails with an error no client retries,
+    # and so do the first `smaller_writes_failing` smaller writes.
+    client.faults.fail("Commit", skip=1, times=1 + smaller_writes_failing, code=code)
+
+    report = pipeline.run(DEVICE, lambda: fresh)
+
+    assert report.result.pushed == 2
+    assert report.result.error is not None and "smaller write" in report.result.error
+    assert runtime.sync.undelivered(fresh) == []
+    state = runtime.store.delivery.state(DEVICE.id)
+    assert state.lease_owner is None  # released at once, not in LEASE_DURATION
+    assert state.last_result is not None and state.last_result.error == report.result.error
+    entries, _ = runtime.store.delivery.push_log(device_id=DEVICE.id, limit=10)
+    assert len(entries) == (2 if logged else 0)
+    assert all("final commit failed" in (entry.error or "") for entry in entries)
+    clock.advance(1)  # the device's next run, right away: served, and pushes nothing again
+    assert pipeline.run(DEVICE, lambda: fresh).result.pushed == 0
+    assert arrived(osmand) == [loc.timestamp for loc in fresh]
+
+
+def test_when_nothing_can_be_recorded_the_run_says_so_and_the_next_run_pushes_nothing_again(
     pipeline: Pipeline, client: FaultyClient, runtime: Runtime, osmand: OsmAndServer, clock: Clock
 ) -> None:
     fresh = positions(clock, 20, 10)
-    # The lease write goes through; the final batch fails with an error no client retries.
+    # The final batch and both smaller writes fail.
+    client.faults.fail("Commit", skip=1, times=3, code=grpc.StatusCode.INTERNAL)
+
+    report = pipeline.run(DEVICE, lambda: fresh)
+
+    assert report.result.pushed == 2
+    assert report.result.error is not None and "nothing could be recorded" in report.result.error
+    assert runtime.sync.undelivered(fresh) == fresh  # not in Firestore ...
+    clock.advance(LEASE_DURATION.total_seconds())  # the lease could not be released
+    again = pipeline.run(DEVICE, lambda: fresh)  # ... but this instance remembers them
+    assert again.result.pushed == 0 and again.result.error is None
+    assert runtime.sync.undelivered(fresh) == []  # and its commit recorded them
+    assert arrived(osmand) == [loc.timestamp for loc in fresh]
+
+
+def test_a_final_write_failing_for_good_keeps_the_refused_positions_in_the_outbox(
+    pipeline: Pipeline, client: FaultyClient, runtime: Runtime, osmand: OsmAndServer, clock: Clock
+) -> None:
+    fresh = positions(clock, 30, 20, 10)
+    osmand.respond_with(503, times=1)  # the first one is refused: all three wait, in order
     client.faults.fail("Commit", skip=1, code=grpc.StatusCode.INTERNAL)
 
-    with pytest.raises(GoogleAPICallError):
-        pipeline.run(DEVICE, lambda: fresh)
-
-    assert runtime.sync.undelivered(fresh) == fresh  # pushed, but nothing recorded as delivered
-    clock.advance(LEASE_DURATION.total_seconds())  # the crashed run's lease runs out
     report = pipeline.run(DEVICE, lambda: fresh)
-    assert report.result.pushed == 2 and runtime.sync.undelivered(fresh) == []
-    # At least once: the positions went out twice, each time in order, none lost.
-    assert arrived(osmand) == [loc.timestamp for loc in fresh] * 2
+
+    assert report.result.pushed == 0 and report.result.outbox == 3
+    assert runtime.store.delivery.state(DEVICE.id).outbox_count == 3
+    clock.advance(BACKOFF_BASE.total_seconds())
+    assert pipeline.run(DEVICE, lambda: []).result.pushed == 3  # from the outbox
+    assert arrived(osmand) == [loc.timestamp for loc in fresh]

@@ -312,24 +312,39 @@ def test_a_failing_copy_never_deletes_the_claim_of_the_copy_that_won(
     assert claim["owner"] and len(osmand.positions) == 1
 
 
+@pytest.mark.parametrize("smaller_writes_failing", [0, 1])
 @pytest.mark.parametrize("vendor", ["smartcar", "tlink"])
-def test_a_final_commit_failing_for_good_releases_the_claim_for_the_vendors_retry(
+def test_a_final_commit_failing_for_good_neither_locks_the_device_nor_pushes_twice(
     vendor: str,
+    smaller_writes_failing: int,
     runtime: Runtime,
     client: FaultyClient,
     osmand: OsmAndServer,
-    firestore_client: firestore.Client,
 ) -> None:
     raw = new_delivery(vendor)
-    # Claim, records and lease are committed; after the push, the run's outcome is not.
-    client.faults.fail("Commit", skip=1, code=grpc.StatusCode.INTERNAL)
+    # Claim, records and lease are committed; after the push, the run's outcome is not
+    # (issue 12), nor the first `smaller_writes_failing` smaller writes.
+    client.faults.fail(
+        "Commit", skip=1, times=1 + smaller_writes_failing, code=grpc.StatusCode.INTERNAL
+    )
 
-    with pytest.raises((GoogleAPICallError, tlink.Unavailable)):
-        deliver(runtime, vendor, raw)
+    answer = deliver(runtime, vendor, raw)
 
-    assert len(osmand.positions) == 1  # pushed, not recorded: at least once, never lost
-    assert claims(firestore_client) == {}  # the retry is processed, not taken for a repeat
-    assert runtime.store.delivery.state(DEVICE_IDS[vendor]).delivered == {}
+    assert pushed(answer)
+    state = runtime.store.delivery.state(DEVICE_IDS[vendor])
+    assert state.lease_owner is None and len(state.delivered) == 1  # released, recorded
+    assert state.last_result is not None and "smaller write" in (state.last_result.error or "")
+    # The vendor's retry of the same delivery pushes nothing again: its claim was marked done
+    # with the smaller write, or, left pending by the bookkeeping-only one, is taken over and
+    # the recorded fingerprint decides.
+    retry = deliver(runtime, vendor, raw)
+    if smaller_writes_failing == 0:
+        assert retry["status"] == "duplicate"
+    assert not pushed(retry)
+    assert len(osmand.positions) == 1
+    # The device's next delivery is served at once, not told the device is busy.
+    assert pushed(deliver(runtime, vendor, new_delivery(vendor)))
+    assert len(osmand.positions) == 2
 
 
 def test_a_connect_writing_the_vehicle_between_read_and_commit_keeps_both_changes(

@@ -33,3 +33,13 @@ def test_an_explicit_emulator_path_wins(monkeypatch: pytest.MonkeyPatch) -> None
 def test_the_installed_sdk_script_is_found_when_java_is_there() -> None:
     command = emulator.find_emulator()
     assert Path(command[0]).name in {"cloud_firestore_emulator", "gcloud"}
+
+
+def test_the_jvm_is_started_directly_so_that_its_death_signal_is_its_own() -> None:
+    # The SDK script forks java: a death signal set on the script would not reach the JVM.
+    command = emulator.jvm_command(emulator.find_emulator())
+    if Path(command[0]).name == "gcloud":
+        pytest.skip("gcloud's wrapper: no jar beside a script to start directly")
+    assert Path(command[0]).name == "java"
+    assert command[-2:] == [emulator.MAIN_CLASS, "start"]
+    assert Path(command[command.index("-cp") + 1]).is_file()

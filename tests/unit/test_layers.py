@@ -25,10 +25,11 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("shared", "shared.models", "shared.errors", "shared.logs"),
     ("shared.config", "shared.store", "shared.traccar", "shared.secrets", "shared.web"),
     ("shared.pipeline", "shared.scheduler", "shared.notify"),
-    ("shared.services", "shared.sync", "shared.receiver", "shared.service_status"),
+    ("shared.services", "shared.sync", "shared.receiver", "shared.service_status",
+     "shared.status_report"),
     ("shared.sources",),
     ("shared.runtime", "shared.openapi"),
-)
+)  # fmt: skip
 VENDORS = ("google", "smartcar", "tlink")
 # Who may import the composition root.
 RUNTIME_IMPORTERS = ("functions", "devtools", "bench")

@@ -14,10 +14,17 @@ import math
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 
-from tests.fakes.osmand import CellTower, DecodedPosition, OsmAndServer, WifiAccessPoint
+from tests.fakes.osmand import (
+    BODY_LIMIT_SINCE_6_14,
+    CellTower,
+    DecodedPosition,
+    OsmAndServer,
+    WifiAccessPoint,
+)
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 KNOWN_IDS = {
@@ -367,6 +374,34 @@ def test_form_body_is_read_when_the_uri_has_no_query(server: OsmAndServer) -> No
     # With a query, the body is not looked at.
     assert send(server, "/?id=123456", method="POST", body=body, content_type=form) == 200
     assert server.positions[1].latitude is None
+
+
+def test_a_request_line_over_4096_bytes_is_a_bad_request_without_id(server: OsmAndServer) -> None:
+    # Netty's HttpRequestDecoder keeps 4096 bytes of initial line: longer is GET /bad-request.
+    base = "/?id=123456&lat=1.5&lon=2.5&note="
+    fits = base + "x" * (4096 - len(f"GET {base} HTTP/1.1"))
+    assert send(server, fits) == 200
+    assert send(server, fits + "x") == 400
+    assert len(server.positions) == 1
+
+
+def test_a_form_body_over_16_kib_is_413_before_traccar_6_14_and_fits_64_kib_since() -> None:
+    form = "application/x-www-form-urlencoded"
+    head = b"id=123456&lat=1.5&lon=2.5&note="
+    body = head + b"x" * (16 * 1024 - len(head))
+    with OsmAndServer(known_ids=KNOWN_IDS) as old:
+        assert send(old, "/", method="POST", body=body, content_type=form) == 200
+        assert send(old, "/", method="POST", body=body + b"x", content_type=form) == 413
+        assert len(old.positions) == 1
+    with OsmAndServer(known_ids=KNOWN_IDS, max_body=BODY_LIMIT_SINCE_6_14) as new:
+        assert send(new, "/", method="POST", body=body * 3, content_type=form) == 200
+
+
+def test_a_form_body_carries_percent_encoded_utf8_names_and_values(server: OsmAndServer) -> None:
+    body = "id=123456&lat=1.5&lon=2.5&" + urlencode({"温度传感器": "高"})
+    form = "application/x-www-form-urlencoded"
+    assert send(server, "/", method="POST", body=body.encode(), content_type=form) == 200
+    assert only_position(server).attributes == {"温度传感器": "高"}
 
 
 def test_any_method_and_path_is_accepted(server: OsmAndServer) -> None:

@@ -8,6 +8,12 @@ reports first, then the recent location), each with `latitude`, `longitude`, `al
 `accuracy`, `timestamp`, `status` and `is_own_report`. Semantic reports have no coordinates and
 are not locations: they, and reports skipped as undecryptable, are noted on stderr. Bad input or a
 wrong key exits with status 1 and one line on stderr.
+
+    python -m shared.sources.google devices <file>
+
+reads a saved `nbe_list_devices` answer (raw protobuf; `--encoding` as above) and prints a JSON
+array of its devices, each with `id` (the canonic id), `name`, `kind` (`tracker` or `phone`) and
+`model`: what the bridge will list, so a user can check what the account returns.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from shared.sources.google.client import parse_device_list
 from shared.sources.google.crypto import parse_owner_key
 from shared.sources.google.decode import decode_device_update
 from shared.sources.google.errors import GoogleSourceError
@@ -50,6 +57,12 @@ def _decode(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _devices(arguments: argparse.Namespace) -> int:
+    devices = parse_device_list(_read_payload(arguments.file, arguments.encoding))
+    print(json.dumps([device.model_dump() for device in devices], indent=2))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m shared.sources.google")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -62,9 +75,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="how the file holds the DeviceUpdate (default: raw protobuf bytes)",
     )
     decode.add_argument("file", type=Path, help="file holding a serialized DeviceUpdate")
+    devices = commands.add_parser("devices", help="list the devices of a saved device list")
+    devices.add_argument(
+        "--encoding",
+        choices=("raw", "hex", "base64"),
+        default="raw",
+        help="how the file holds the nbe_list_devices answer (default: raw protobuf bytes)",
+    )
+    devices.add_argument("file", type=Path, help="file holding a nbe_list_devices answer")
     arguments = parser.parse_args(argv)
     try:
-        return _decode(arguments)
+        return _devices(arguments) if arguments.command == "devices" else _decode(arguments)
     except GoogleSourceError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
     except OSError as exc:

@@ -93,10 +93,6 @@ class GoogleAccount:
         state = self.credentials_state()
         return state.fcm_expires_at or fcm_installation_expiry(credentials, state.uploaded_at)
 
-    def claim_fcm_expiry_notice(self, expires_at: datetime) -> bool:
-        """True for the one run that is to send the email about `expires_at`."""
-        return self._credentials_state.claim_fcm_expiry_notice(expires_at)
-
     # --- the credential routes --------------------------------------------------------------
 
     def upload_secrets(self, upload: GoogleSecretsUpload) -> int:

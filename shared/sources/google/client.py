@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import datetime
+from typing import TYPE_CHECKING, Literal
 
 import requests
 from google.api_core.exceptions import RetryError
@@ -20,6 +21,9 @@ from google.api_core.retry import Retry, if_exception_type
 
 from shared.models import Model
 from shared.sources.google.errors import NovaError
+
+if TYPE_CHECKING:
+    from shared.sources.google.proto import device_update_pb2
 
 logger = logging.getLogger(__name__)
 
@@ -46,11 +50,59 @@ class NovaUnauthorized(NovaError):
 
 
 class GoogleDevice(Model):
-    """A tracker of the account, as the device list names it."""
+    """A tracker or an Android phone of the account, as the device list names it."""
 
     id: str  # the canonic id
     name: str
+    kind: Literal["tracker", "phone"] = "tracker"
     model: str | None = None
+
+
+def canonic_id_of(metadata: device_update_pb2.DeviceMetadata) -> str | None:
+    """The device's canonic id, read where its identifier type keeps it (PROTOCOLS.md §5):
+    phones (IDENTIFIER_ANDROID) under `phoneInformation`, trackers in `canonicIds`. A reader
+    of `canonicIds` alone would silently drop every phone."""
+    identifiers = metadata.identifiers
+    phone_ids = identifiers.phone_information.canonic_ids.canonic_id
+    ids = phone_ids if phone_ids else identifiers.canonic_ids.canonic_id
+    return ids[0].id if ids and ids[0].id else None
+
+
+def is_phone(metadata: device_update_pb2.DeviceMetadata) -> bool:
+    from shared.sources.google.proto import device_update_pb2 as pb  # cold start: as below
+
+    identifiers = metadata.identifiers
+    return identifiers.type == pb.IDENTIFIER_ANDROID or bool(
+        identifiers.phone_information.canonic_ids.canonic_id
+    )
+
+
+def parse_device_list(answer: bytes) -> list[GoogleDevice]:
+    """The devices of a `nbe_list_devices` answer; entries without a canonic id are skipped."""
+    from google.protobuf.message import DecodeError  # cold start: as in `list_devices`
+
+    from shared.sources.google.proto import nova_pb2
+
+    try:
+        listed = nova_pb2.DevicesList.FromString(answer)
+    except DecodeError as exc:
+        raise NovaError(f"the device list is not a DevicesList protobuf: {exc}") from None
+    devices = []
+    for metadata in listed.device_metadata:
+        canonic_id = canonic_id_of(metadata)
+        if canonic_id is None:
+            logger.warning("a listed device has no canonic id; skipped")
+            continue
+        registration = metadata.information.registration
+        devices.append(
+            GoogleDevice(
+                id=canonic_id,
+                name=metadata.user_defined_name,
+                kind="phone" if is_phone(metadata) else "tracker",
+                model=registration.model or None,
+            )
+        )
+    return devices
 
 
 def default_retry() -> Retry:
@@ -78,36 +130,15 @@ class NovaClient:
         self._timeout = timeout
 
     def list_devices(self, token: str) -> list[GoogleDevice]:
-        """The account's trackers (SPOT devices); entries without a canonic id are skipped."""
+        """The account's trackers and Android phones (`parse_device_list`)."""
         # Cold start: protobuf and our messages load with the first Nova call, not with the
         # stack (a credential route or a sync without credentials never needs them).
-        from google.protobuf.message import DecodeError
-
         from shared.sources.google.proto import device_update_pb2, nova_pb2
 
         request = nova_pb2.DevicesListRequest()
         request.payload.type = device_update_pb2.SPOT_DEVICE
         request.payload.id = str(uuid.uuid4())
-        answer = self._post(token, LIST_DEVICES, request.SerializeToString())
-        try:
-            listed = nova_pb2.DevicesList.FromString(answer)
-        except DecodeError as exc:
-            raise NovaError(f"the device list is not a DevicesList protobuf: {exc}") from None
-        devices = []
-        for metadata in listed.device_metadata:
-            ids = metadata.identifiers.canonic_ids.canonic_id
-            if not ids or not ids[0].id:
-                logger.warning("a listed device has no canonic id; skipped")
-                continue
-            registration = metadata.information.registration
-            devices.append(
-                GoogleDevice(
-                    id=ids[0].id,
-                    name=metadata.user_defined_name,
-                    model=registration.model or None,
-                )
-            )
-        return devices
+        return parse_device_list(self._post(token, LIST_DEVICES, request.SerializeToString()))
 
     def locate(
         self, token: str, canonic_id: str, *, request_uuid: str, fcm_token: str, now: datetime

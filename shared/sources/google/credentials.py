@@ -125,6 +125,10 @@ class GoogleSecrets(_Open):
         return self.fcm_credentials.gcm.android_id
 
     @property
+    def security_token(self) -> str:
+        return self.fcm_credentials.gcm.security_token
+
+    @property
     def fcm_token(self) -> str:
         return self.fcm_credentials.fcm.registration.token
 

@@ -7,12 +7,12 @@ Semantic reports (status SEMANTIC: a place name such as "Home", no coordinates) 
 apart, in `DecodedUpdate.semantic`, and never as `GoogleReport`s or `Location`s: they must not
 reach Traccar.
 
-Failures: a payload that does not parse, or lacks the key or a report's fields, raises
-`MalformedUpdate`. A key that does not decrypt raises `DecryptionError` naming the device. A
-report that fails to decrypt while others of the same update succeed is skipped and described
-in `DecodedUpdate.skipped` (one corrupt report should not cost the good ones); when none
-succeeds, the first failure is raised, which is how a wrong owner key shows with a CBC-wrapped
-identity key.
+Failures: a payload that does not parse, or lacks the identity key, raises `MalformedUpdate`. A
+key that does not decrypt raises `DecryptionError` naming the device. A report that fails to
+decrypt or to validate, or a network location left without a timestamp (a timestamp list shorter
+than the reports), is skipped and described in `DecodedUpdate.skipped`: one bad report costs
+that report only. When reports failed to decrypt and none succeeded, the first failure is
+raised, which is how a wrong owner key shows with a CBC-wrapped identity key.
 """
 
 from __future__ import annotations
@@ -26,10 +26,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.models import Location, Source
 from shared.sources.google import crypto
+from shared.sources.google.client import canonic_id_of
 from shared.sources.google.errors import DecryptionError, MalformedUpdate
 from shared.sources.google.proto import device_update_pb2 as pb
 
 COORDINATE_SCALE = 1e7
+# `reportType` of each status, as Traccar users read it; a report the owner's own devices made
+# (`isOwnReport`) is "own" whatever its status.
+REPORT_TYPES = {
+    "CROWDSOURCED": "crowdsourced",
+    "LAST_KNOWN": "lastKnown",
+    "AGGREGATED": "aggregated",
+}
 _SEMANTIC = pb.LocationStatus.SEMANTIC
 _FLOAT32_SIGNIFICANT_DIGITS = 9
 
@@ -47,7 +55,22 @@ class GoogleReport(BaseModel):
     status: str
     is_own_report: bool
 
-    def to_location(self, device_id: str) -> Location:
+    def to_location(self, device_id: str, *, approximate_above: float | None = None) -> Location:
+        """The pipeline's `Location`. Traccar gets what kind of report it was as attributes a
+        user can filter on: `reportType` (not Traccar's own `status` key, which means something
+        else there), and `approximate` for a crowd-sourced report less precise than
+        `approximate_above` metres (Traccar's own key for an imprecise fix)."""
+        report_type = (
+            "own" if self.is_own_report else REPORT_TYPES.get(self.status, self.status.lower())
+        )
+        attributes: dict[str, str | bool] = {"reportType": report_type}
+        if (
+            approximate_above is not None
+            and report_type == "crowdsourced"
+            and self.accuracy is not None
+            and self.accuracy > approximate_above
+        ):
+            attributes["approximate"] = True
         return Location(
             id=device_id,
             lat=self.latitude,
@@ -58,6 +81,7 @@ class GoogleReport(BaseModel):
             loc_status=self.status,
             is_own_report=self.is_own_report,
             source=Source.GOOGLE,
+            attributes=attributes,
         )
 
 
@@ -82,12 +106,17 @@ class DecodedUpdate(BaseModel):
     semantic: list[SemanticReport]
     skipped: list[str] = Field(default_factory=list, description="reports that did not decrypt")
 
-    def locations(self, device_id: str | None = None) -> list[Location]:
+    def locations(
+        self, device_id: str | None = None, *, approximate_above: float | None = None
+    ) -> list[Location]:
         """The reports as pipeline `Location`s of `device_id` (default: the update's canonic id)."""
         device = device_id or self.canonic_id
         if not device:
             raise MalformedUpdate("DeviceUpdate names no device: pass the device id")
-        return [report.to_location(device) for report in self.reports]
+        return [
+            report.to_location(device, approximate_above=approximate_above)
+            for report in self.reports
+        ]
 
 
 def parse_device_update(payload: bytes) -> pb.DeviceUpdate:
@@ -107,8 +136,7 @@ def decode_device_update(
     """
     message = parse_device_update(update) if isinstance(update, bytes) else update
     metadata = message.device_metadata
-    canonic_ids = metadata.identifiers.canonic_ids.canonic_id
-    canonic_id = canonic_ids[0].id if canonic_ids else None
+    canonic_id = canonic_id_of(metadata)  # a phone's sits under phoneInformation
     name = metadata.user_defined_name
     label = device_id or canonic_id or (f'"{name}"' if name else "(unidentified)")
 
@@ -128,8 +156,9 @@ def decode_device_update(
 
     reports: list[GoogleReport] = []
     semantic: list[SemanticReport] = []
-    failures: list[str] = []
-    for position, report, timestamp in _reports_in_order(message, label):
+    ordered, failures = _reports_in_order(message)
+    undecryptable: list[str] = []
+    for position, report, timestamp in ordered:
         if report.status == _SEMANTIC:
             semantic.append(
                 SemanticReport(
@@ -142,12 +171,14 @@ def decode_device_update(
         try:
             reports.append(_decrypt_report(decryptor, report, timestamp, mcu=mcu))
         except DecryptionError as exc:
-            failures.append(f"{position}: {exc.message}")
+            # One bad report costs that report only: the others are delivered.
+            undecryptable.append(f"{position}: {exc.message}")
+            failures.append(undecryptable[-1])
         except MalformedUpdate as exc:
-            raise MalformedUpdate(f"device {label}, {position}: {exc.message}") from None
-    if failures and not reports:
+            failures.append(f"{position}: {exc.message}")
+    if undecryptable and not reports:
         hint = f"; {crypto.WRONG_OWNER_KEY_HINT}" if key_wrap == "cbc" else ""
-        raise DecryptionError(f"no report decrypts ({failures[0]}){hint}", device=label)
+        raise DecryptionError(f"no report decrypts ({undecryptable[0]}){hint}", device=label)
     return DecodedUpdate(
         request_uuid=message.fcm_metadata.request_uuid,
         canonic_id=canonic_id,
@@ -160,25 +191,28 @@ def decode_device_update(
 
 
 def _reports_in_order(
-    message: pb.DeviceUpdate, label: str
-) -> list[tuple[str, pb.LocationReport, int]]:
-    """(position, report, timestamp) for each report: network locations first, then recent."""
+    message: pb.DeviceUpdate,
+) -> tuple[list[tuple[str, pb.LocationReport, int]], list[str]]:
+    """(position, report, timestamp) for each report, network locations first, then recent;
+    and the network locations skipped for want of a timestamp (paired by index, so a shorter
+    list leaves the last ones without: guessing their time would misdate them)."""
     information = message.device_metadata.information
     locations = information.location_information.reports.recent_and_network_locations
     network = locations.network_locations
     times = locations.network_location_timestamps
-    if len(times) < len(network):
-        raise MalformedUpdate(
-            f"device {label}: {len(network)} network locations but {len(times)} timestamps"
-        )
     ordered = [
         (f"network location {index}", report, times[index].seconds)
-        for index, report in enumerate(network)
+        for index, report in enumerate(network[: len(times)])
+    ]
+    skipped = [
+        f"network location {index}: no timestamp ({len(times)} for {len(network)} network "
+        "locations)"
+        for index in range(len(times), len(network))
     ]
     if locations.HasField("recent_location"):
         recent_time = locations.recent_location_timestamp.seconds
         ordered.append(("recent location", locations.recent_location, recent_time))
-    return ordered
+    return ordered, skipped
 
 
 def _decrypt_report(

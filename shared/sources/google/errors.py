@@ -13,6 +13,8 @@
         │                       unexpected answer): worth retrying later
         ├── NovaError           502, the Nova API refused a request or stayed unavailable
         └── FcmError            504, no MCS session or no answer to a locate within the timeout
+            ├── CheckinFailed   502, the GCM check-in before the MCS login was refused or failed
+            └── McsLoginFailed  502, MCS refused the login or could not be reached
 
 "Permanent" (credentials missing or expired: a human must upload new ones) is kept apart from
 "retry later" (AuthFailed, NovaError, FcmError). A lease held by another run is
@@ -59,3 +61,11 @@ class NovaError(GoogleSourceError):
 
 class FcmError(GoogleSourceError):
     status = 504
+
+
+class CheckinFailed(FcmError):
+    status = 502
+
+
+class McsLoginFailed(FcmError):
+    status = 502

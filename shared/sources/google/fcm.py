@@ -8,10 +8,12 @@ stored GCM `android_id`/`security_token`, heartbeats, the decryption with
 
 A session (`run_session`):
 
+0. checks in (`checkin`, the GCM check-in with the stored ids, `shared.sources.google.checkin`):
+   every working client does it before each MCS login (PROTOCOLS.md §5);
 1. logs in, and waits until MCS accepted the login: a push for a locate sent before that could
    be missed (PROTOCOLS.md §5);
 2. sends every locate request (`send`, a blocking call, runs in worker threads, up to
-   `MAX_CONCURRENT_SENDS` at once);
+   `concurrency` at once: many at once risk Nova's 429);
 3. keeps the first `DeviceUpdate` whose `fcm_metadata.request_uuid` matches each request, and
    ends as soon as every request is answered or failed, or when `timeout` seconds have passed
    since the start (the unanswered ones are simply missing from the result).
@@ -41,14 +43,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.errors import BridgeError
-from shared.sources.google.errors import AuthExpired, CredentialsMissing, FcmError
+from shared.sources.google.errors import (
+    AuthExpired,
+    CredentialsMissing,
+    FcmError,
+    McsLoginFailed,
+)
 
 logger = logging.getLogger(__name__)
 
 FCM_PAYLOAD_KEY = "com.google.android.apps.adm.FCM_PAYLOAD"
 LOGIN_POLL_INTERVAL = 0.05  # seconds between two looks at the login state
 STOP_TIMEOUT = 5.0  # seconds to let the library close its connection
-MAX_CONCURRENT_SENDS = 8  # locate requests in flight to Nova at once
+# Locate requests in flight to Nova at once (GOOGLE_LOCATE_CONCURRENCY's default).
+DEFAULT_CONCURRENT_SENDS = 2
 
 
 @dataclass(frozen=True)
@@ -152,13 +160,13 @@ async def _wait_for_login(client: Any, deadline: float, endpoint: McsEndpoint) -
     while not client.is_started():
         listener = client.tasks[0] if client.tasks else None
         if listener is not None and listener.done():
-            raise FcmError(
+            raise McsLoginFailed(
                 f"could not log in to FCM at {endpoint.host}:{endpoint.port}: the connection "
                 "failed or was refused (outbound TCP 5228 must be open; the stored GCM "
                 "credentials may be stale)"
             )
         if time.monotonic() >= deadline:
-            raise FcmError(
+            raise McsLoginFailed(
                 f"FCM at {endpoint.host}:{endpoint.port} did not confirm the login in time (the "
                 "stored GCM android_id/security_token may be stale)"
             )
@@ -170,10 +178,12 @@ async def _send_all(
     send: Callable[[str], None],
     collector: _Collector,
     deadline: float,
+    concurrency: int,
 ) -> None:
-    """Send the locate requests side by side: one after another, each waiting for Nova's
-    answer, the last tracker's answer would come (N - 1) Nova round trips later."""
-    slots = asyncio.Semaphore(MAX_CONCURRENT_SENDS)
+    """Send the locate requests side by side, `concurrency` at a time: one after another, each
+    waiting for Nova's answer, the last tracker's answer would come (N - 1) Nova round trips
+    later; all at once, an account with many trackers gets Nova's 429 (PROTOCOLS.md §5)."""
+    slots = asyncio.Semaphore(concurrency)
 
     async def send_one(request_uuid: str) -> None:
         async with slots:
@@ -200,10 +210,14 @@ async def _session(
     requests: Sequence[str],
     send: Callable[[str], None],
     timeout: float,
+    checkin: Callable[[], None],
+    concurrency: int,
 ) -> SessionResult:
     from firebase_messaging import FcmPushClientConfig, FcmRegisterConfig
 
     deadline = time.monotonic() + timeout
+    # Before each login, never after it: a login without a check-in is refused (PROTOCOLS.md §5).
+    await asyncio.to_thread(checkin)
     collector = _Collector(requests)
     config = credentials.get("config") or {}
     # Only `chrome_version` is read by a session (the login's id); the rest is registration's.
@@ -225,7 +239,7 @@ async def _session(
     try:
         await _wait_for_login(client, deadline, endpoint)
         logger.info("logged in to FCM; sending %d locate request(s)", len(requests))
-        await _send_all(requests, send, collector, deadline)
+        await _send_all(requests, send, collector, deadline, concurrency)
         remaining = deadline - time.monotonic()
         if remaining > 0 and not collector.done.is_set():
             listener = client.tasks[0]
@@ -246,6 +260,11 @@ def run_session(
     send: Callable[[str], None],
     *,
     timeout: float,
+    checkin: Callable[[], None],
+    concurrency: int = DEFAULT_CONCURRENT_SENDS,
 ) -> SessionResult:
-    """Log in, `send(request_uuid)` each request, collect the answers (see the module doc)."""
-    return asyncio.run(_session(credentials, endpoint, requests, send, timeout))
+    """Check in, log in, `send(request_uuid)` each request, collect the answers (see the module
+    doc)."""
+    return asyncio.run(
+        _session(credentials, endpoint, requests, send, timeout, checkin, concurrency)
+    )

@@ -1,17 +1,20 @@
 """The hourly refresh of the Google account (`refresh_devices`), and the device list of the API.
 
-`refresh_device_list` reads the account's trackers from Nova into Firestore `devices` (name,
-model, first and last seen; the Traccar unique id is the canonic id) and emails about each
-device that is new, except on the very first refresh (`state/google_refresh`), when every device
-is new and an email per tracker would be noise.
+`refresh_device_list` reads the account's trackers and Android phones from Nova into Firestore
+`devices` (name, model, kind `tracker`/`phone`, first and last seen; the Traccar unique id is
+the canonic id) and emails about each device that is new, except on the very first refresh
+(`state/google_refresh`), when every device is new and an email per tracker would be noise.
 
 `refresh` adds what the hourly run does on top:
 
 - auto-registration (`AUTO_REGISTER_SERVICES`): every Google device that is not excluded and
   has no sync service gets one (`AUTO_REGISTER_TIMER` ± `AUTO_REGISTER_DELTA`), with an email;
-- the FCM installation expiry watch: one email when it expires within 24 hours, remembered in
-  `state/google_credentials` so later runs stay quiet (a new upload resets it);
 - smart tracking's end for devices whose runs stopped.
+
+The FCM installation token's expiry is not watched: the bridge uses it neither to listen (MCS
+takes the GCM android_id/security_token) nor to locate (Nova gets the registration token), and
+upstream runs for months without refreshing it (PROTOCOLS.md §5); an email about it was a false
+alarm.
 
 Google is not called at all when no credentials are stored or `state/auth` says
 `auth_required`; the report says why. The sync services (and the scheduler's client) are made
@@ -27,7 +30,6 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field
 
 from shared.models import Device, Model, Source
-from shared.sources.google.account import FCM_EXPIRY_WARNING_SECONDS
 from shared.sources.google.errors import AuthExpired, CredentialsMissing, GoogleSourceError
 from shared.store.google import RefreshState
 
@@ -49,7 +51,6 @@ class RefreshReport(Model):
     devices: int = 0
     new: list[str] = Field(default_factory=list)
     auto_registered: list[str] = Field(default_factory=list)
-    fcm_expiry_notified: bool = False
     smart_tracking_ended: list[str] = Field(default_factory=list)
 
 
@@ -112,6 +113,7 @@ class GoogleRefresh:
                     name=found.name,
                     traccar_unique_id=existing.traccar_unique_id if existing else found.id,
                     model=found.model,
+                    kind=found.kind,
                     first_seen=existing.first_seen if existing else now,
                     last_seen=now,
                 )
@@ -136,18 +138,6 @@ class GoogleRefresh:
         spec = ServiceSpec(timer=self._auto_register_timer, delta=self._auto_register_delta)
         return self._services().auto_register(Source.GOOGLE, spec)
 
-    def _watch_fcm_expiry(self) -> bool:
-        """Email once when the FCM installation token expires within 24 h; True if sent now."""
-        account = self._account
-        expires_at = account.fcm_expiry(account.credentials())
-        now = account.clock()
-        if expires_at is None or (expires_at - now).total_seconds() > FCM_EXPIRY_WARNING_SECONDS:
-            return False
-        if not account.claim_fcm_expiry_notice(expires_at):
-            return False
-        self._notifier().fcm_token_expiring(expires_at)
-        return True
-
     def refresh(self) -> RefreshReport:
         """The hourly run for the Google account (see the module docstring)."""
         ended = self._smart_tracking.sweep()
@@ -169,7 +159,6 @@ class GoogleRefresh:
             devices=count,
             new=new,
             auto_registered=self._register(),
-            fcm_expiry_notified=self._watch_fcm_expiry(),
             smart_tracking_ended=ended,
         )
 

@@ -51,6 +51,7 @@ from shared.sync import FetchFailed
 
 if TYPE_CHECKING:
     from shared.sources.google.account import GoogleAccount
+    from shared.sources.google.checkin import GcmCheckin
     from shared.sources.google.fcm import McsEndpoint
     from shared.sources.google.lease import FcmLeases, LeaseHold
     from shared.store import Repository
@@ -86,22 +87,28 @@ class GoogleSource:
         *,
         account: GoogleAccount,
         leases: FcmLeases,
+        checkin: GcmCheckin,
         devices: Repository[Device],
         services: Repository[Service],
         mcs_host: str,
         mcs_port: int,
         fcm_timeout: float,
         max_future_skew: float,
+        locate_concurrency: int,
+        approximate_accuracy: float,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.account = account
         self._leases = leases
+        self._checkin = checkin
         self._devices = devices
         self._services = services
         self._mcs_host = mcs_host
         self._mcs_port = mcs_port
         self._timeout = float(fcm_timeout)
         self._max_future_skew = max_future_skew
+        self._locate_concurrency = locate_concurrency
+        self._approximate_accuracy = approximate_accuracy
         self._clock = clock
 
     # Cold start: the FCM module (asyncio, and the session's code) loads with the first locate;
@@ -226,6 +233,10 @@ class GoogleSource:
             list(requests),
             send,
             timeout=self._timeout,
+            checkin=lambda: self._checkin.check_in(
+                credentials.android_id, credentials.security_token
+            ),
+            concurrency=self._locate_concurrency,
         )
         # Imported here: protobuf and the crypto stack load only when a Google device is synced.
         from shared.sources.google.decode import decode_device_update
@@ -249,8 +260,15 @@ class GoogleSource:
                 except GoogleSourceError as exc:
                     results.errors[device.id] = exc
                     continue
-                located = decoded.locations(device.id)
+                located = decoded.locations(device.id, approximate_above=self._approximate_accuracy)
                 results.locations[device.id] = self._not_ahead(device, located)
+                if decoded.skipped:
+                    # Counted and named in the log; the rest of the update is delivered.
+                    logger.warning(
+                        "Google reports skipped: %s",
+                        "; ".join(decoded.skipped),
+                        extra={"device_id": device.id, "skipped": len(decoded.skipped)},
+                    )
                 if decoded.semantic:
                     logger.info(
                         "semantic reports kept out of Traccar",

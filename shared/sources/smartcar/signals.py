@@ -8,12 +8,25 @@
     tractionbattery-range          → attribute `range` in km
     charge-ischarging              → attribute `charge` (bool)
     motion-currentspeed            → `Location.speed` in knots (OsmAnd's unit)
+    charge-voltage                 → attribute `power` in volts (Traccar's key and unit)
+    any other signal               → its numeric and boolean fields as attributes (`pass_through`)
+
+Every numeric or boolean signal reaches Traccar (PROTOCOLS.md §3: what Traccar's own decoder
+gets right), under Traccar's key where one exists, else under the signal's code; a body carrying
+a `unit` this module does not convert names it in the key (`charge-amperage-amperes`), so a
+value is never read in a unit it is not in.
 
 Distances in miles and speeds in mph are converted; a body without a unit is read in Smartcar's
 default metric units; an explicit unit this module does not know is skipped (logged), never
 taken for another. A signal without body (`status.error`) is skipped; so is a body that does not
 hold what its code promises. Nothing here invents coordinates: `to_location` gives a position
 only from the delivery's own location signal or from a last known one the caller passes.
+
+One delivery is one position (`to_location`), timed at the delivery (`meta.deliveredAt`), as
+Traccar's own decoder does: a parked, charging car repeats its location with the same
+`oemUpdatedAt` and a new state of charge every time, and each of those readings must reach
+Traccar. A position whose location is not new is sent `valid=false`; the delivery's `eventId`
+is part of its fingerprint (`Location.delivery`), so two deliveries never collapse into one.
 
 What a delivery may claim is bounded before it is read (issue 13): `split_ahead` sets aside the
 signals measured more than `MAX_FUTURE_SKEW` after the clock (stored, such a signal would stay
@@ -33,6 +46,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from shared.firestore_limits import name_problem
 from shared.models import AttributeValue, Location, Source, too_far_ahead
 from shared.sources.smartcar.payloads import Signal
 
@@ -44,6 +58,7 @@ STATE_OF_CHARGE = "tractionbattery-stateofcharge"
 RANGE = "tractionbattery-range"
 IS_CHARGING = "charge-ischarging"
 SPEED = "motion-currentspeed"
+VOLTAGE = "charge-voltage"
 
 METRES_PER_KM = 1000.0
 KM_PER_MILE = 1.609344
@@ -53,6 +68,12 @@ _KILOMETRES = {"km", "kilometers", "kilometres", "kilometer", "kilometre"}
 _MILES = {"mi", "miles", "mile"}
 _KPH = {"kph", "km/h", "kmh", "kilometers_per_hour", "kilometres_per_hour"}
 _MPH = {"mph", "miles_per_hour"}
+_VOLTS = {"v", "volt", "volts"}
+# Traccar's attribute key for a signal carried as-is in its unit (Position.KEY_POWER: volts).
+TRACCAR_KEYS = {VOLTAGE: ("power", _VOLTS)}
+# The attribute Traccar's OsmAnd decoder reads as the position's validity (shared/traccar.py
+# passes a bool of that name through).
+VALID = "valid"
 
 # Where a position without a location signal of its own comes from (`Location.loc_status`).
 LAST_KNOWN = "last_known"
@@ -163,7 +184,41 @@ def _read(reading: Reading, signal: Signal, body: dict[str, Any]) -> bool:
         if knots is None:
             return False
         reading.speed = knots
+    else:
+        return pass_through(reading.attributes, code, body)
     return True
+
+
+def _key_part(text: str) -> str:
+    return "_".join(text.strip().lower().split())
+
+
+def pass_through(attributes: dict[str, AttributeValue], code: str, body: dict[str, Any]) -> bool:
+    """A signal this module does not convert, as attributes: `value` under Traccar's key for the
+    code (when its unit is Traccar's) or the code itself, any other numeric or boolean field
+    under `<code>-<field>`; a unit, when the body names one, ends the key (`-<unit>`), so a
+    reader never mistakes amperes for volts. False when the body holds no such field."""
+    unit = _unit(body)
+    suffix = f"-{_key_part(unit)}" if unit else ""
+    found = False
+    for name, value in body.items():
+        if name == "unit" or not isinstance(value, bool | int | float):
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            continue
+        traccar = TRACCAR_KEYS.get(code)
+        if name == "value" and traccar is not None and (unit is None or unit in traccar[1]):
+            key = traccar[0]
+        elif name == "value":
+            key = code + suffix
+        else:
+            key = f"{code}-{_key_part(name)}{suffix}"
+        key = key[:256]
+        if name_problem(key) is not None:
+            continue  # a body's odd field name: Firestore could not store the position
+        attributes[key] = value
+        found = True
+    return found
 
 
 def read_signals(signals: list[Signal]) -> Reading:
@@ -173,7 +228,7 @@ def read_signals(signals: list[Signal]) -> Reading:
     for signal in ordered:
         if signal.body is None:
             reading.skipped.append(f"{signal.code}: {signal.failure()}")
-        elif not _read(reading, signal, signal.body):
+        elif not _read(reading, signal, signal.body) and signal.code in READ_CODES:
             reading.skipped.append(f"{signal.code}: unusable body")
     return reading
 
@@ -219,35 +274,47 @@ def to_location(
     vehicle_id: str,
     reading: Reading,
     *,
-    fallback_time: int,
+    delivered_at: int,
     last_known: tuple[float, float] | None,
+    last_located_at: int | None = None,
+    delivery: str | None = None,
 ) -> Location | None:
-    """The position to push for a delivery, or None when there is no position to put it at.
+    """The one position of a delivery, or None when there is no place to put it at.
 
-    With its own location signal: that position, timed by the signal's `oemUpdatedAt`. Without:
-    the vehicle's last known position (`loc_status` "last_known"), timed `fallback_time`, so the
-    attributes still reach Traccar; without a last known position either: None.
+    Timed `delivered_at` (the delivery's `meta.deliveredAt`), at the delivery's own location or,
+    without one, at the vehicle's last known position (`loc_status` "last_known"); without a last
+    known position either: None. The location is not new, and the position is sent
+    `valid=false`, when it is the last known one or its `oemUpdatedAt` is not after the stored
+    location's (`last_located_at`). `delivery` (the event id) makes its fingerprint its own.
     """
     if reading.located:
         lat, lon = reading.lat, reading.lon
-        timestamp = reading.located_at or fallback_time
         status = None
+        new = (
+            reading.located_at is None
+            or last_located_at is None
+            or reading.located_at > last_located_at
+        )
     elif last_known is not None:
-        (lat, lon), timestamp, status = last_known, fallback_time, LAST_KNOWN
+        (lat, lon), status, new = last_known, LAST_KNOWN, False
     else:
         return None
+    attributes = dict(reading.attributes)
+    if not new:
+        attributes[VALID] = False
     try:
         return Location(
             id=vehicle_id,
             lat=lat,
             lon=lon,
-            timestamp=timestamp,
+            timestamp=delivered_at,
             speed=reading.speed,
             bearing=reading.bearing,
             battery=reading.battery,
             loc_status=status,
             source=Source.SMARTCAR,
-            attributes=dict(reading.attributes),
+            attributes=attributes,
+            delivery=delivery,
         )
     except ValidationError as exc:
         # A time out of Location's range (before 1970, after 2038): nothing sensible to push.

@@ -28,7 +28,7 @@ from pydantic import AwareDatetime, Field, ValidationError
 
 from shared.errors import ConfigError, RetryLater
 from shared.models import Model, utc_now
-from shared.secrets import CachedSecrets, SecretNotFound, SecretStore
+from shared.secrets import CachedSecrets, SecretNotFound, SecretStore, missing
 from shared.sources.smartcar.client import SdkOrigins, SmartcarClient, TokenSet, configure_sdk
 from shared.sources.smartcar.errors import NotConnected, SmartcarError
 
@@ -226,8 +226,8 @@ class ClientFactory:
         name = self._client_secret_name
         try:
             secret = self._secrets.read(name).strip()
-        except SecretNotFound:
-            raise ConfigError(f"no Smartcar client secret stored in secret {name}") from None
+        except SecretNotFound as exc:
+            raise ConfigError(missing("Smartcar client secret", name, exc)) from None
         if not self._configured:
             configure_sdk(self._origins)
             self._configured = True

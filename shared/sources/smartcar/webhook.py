@@ -61,10 +61,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared.errors import BadRequest, ConfigError, PayloadTooLarge, Unauthorized
+from shared.firestore_limits import escaped
 from shared.models import Device, too_far_ahead, utc_now
 from shared.pipeline import Pipeline
 from shared.receiver import receive_claimed
-from shared.secrets import CachedSecrets, SecretNotFound
+from shared.secrets import CachedSecrets, SecretNotFound, missing
 from shared.sources.smartcar import signals
 from shared.sources.smartcar.payloads import (
     VEHICLE_ERROR,
@@ -142,10 +143,8 @@ class SignatureCheck:
         max_age = self._secrets.min_reread if fresh else None
         try:
             token = self._secrets.read(self.secret_name, max_age=max_age).strip()
-        except SecretNotFound:
-            raise ConfigError(
-                f"no Smartcar management token stored in secret {self.secret_name}"
-            ) from None
+        except SecretNotFound as exc:
+            raise ConfigError(missing("Smartcar management token", self.secret_name, exc)) from None
         if not token:
             raise ConfigError(
                 f"the Smartcar management token in secret {self.secret_name} is empty"
@@ -175,7 +174,9 @@ def parse_body(raw: bytes) -> object:
         raise BadRequest(f"body is not valid JSON: {exc}") from None
     if not isinstance(document, dict):
         raise BadRequest("body: expected a JSON object")
-    return document
+    # JSON may spell a lone surrogate (`"\ud800"`), which no Firestore string holds, and a
+    # field name Firestore reserves: made storable here, once, for every record (issue 12).
+    return escaped(document)
 
 
 class SmartcarWebhook:
@@ -390,9 +391,19 @@ class _Delivery:
         device = change.device
         # Every signal dated ahead: nothing of this delivery is worth a position, not even at
         # the last known place (it would carry no reading, only the time of its receipt).
-        last_known = _last_known(change.before) if incoming or not ahead else None
+        last_known, last_located_at = (
+            _last_known(change.before) if incoming or not ahead else (None, None)
+        )
+        # One position per delivery, its own by the eventId (PROTOCOLS.md §3): the claim
+        # already makes a redelivery a duplicate; the fingerprint must not make a parked car's
+        # next delivery one.
         location = signals.to_location(
-            device.id, reading, fallback_time=fallback_time, last_known=last_known
+            device.id,
+            reading,
+            delivered_at=fallback_time,
+            last_known=last_known,
+            last_located_at=last_located_at,
+            delivery=event.eventId,
         )
         if location is None:
             store.commit(
@@ -541,13 +552,16 @@ def merge_signals(
     return merged
 
 
-def _last_known(vehicle: VehicleRecord | None) -> tuple[float, float] | None:
-    """The vehicle's stored position, if it holds usable coordinates."""
+def _last_known(vehicle: VehicleRecord | None) -> tuple[tuple[float, float] | None, int | None]:
+    """The vehicle's stored position, if it holds usable coordinates, and when it was measured
+    (a delivery's location measured no later is not new)."""
     entry = vehicle.signals.get(signals.LOCATION) if vehicle else None
     if entry is None or entry.body is None:
-        return None
+        return None, None
     reading = signals.read_signals([Signal(code=signals.LOCATION, body=entry.body)])
-    return (reading.lat, reading.lon) if reading.located else None  # type: ignore[return-value]
+    if not reading.located:
+        return None, None
+    return (reading.lat, reading.lon), entry.measured_at  # type: ignore[return-value]
 
 
 def _error_summary(error: dict[str, Any]) -> str:

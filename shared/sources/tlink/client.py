@@ -55,6 +55,9 @@ MAX_PAGES = 1_000  # 100 000 devices: a `pages` beyond it is a broken answer, no
 TOKEN_MARGIN = timedelta(minutes=5)
 TOKEN_PATH = "/oauth/token"  # noqa: S105 - a URL path
 SENSOR_DATA_PATH = "/api/device/getDeviceSensorDatas"
+# TLINK's own Python sample for this endpoint calls it with GET and a JSON body
+# (`requests.get(url, headers=headers, json=data)`, PROTOCOLS.md §4), as seed 002 did.
+SENSOR_DATA_METHOD = "GET"
 SUCCESS_FLAG = "00"
 
 
@@ -164,7 +167,7 @@ class TlinkClient:
                 "Authorization": f"Bearer {token}",
                 "tlinkAppId": self._credentials().clientId,
             }
-            response = self._send("POST", path, json=body, headers=headers)
+            response = self._send(SENSOR_DATA_METHOD, path, json=body, headers=headers)
             if _is_invalid_token(response):
                 logger.info("TLINK refused its access token; renewing it", extra={"path": path})
                 self._reject(token)

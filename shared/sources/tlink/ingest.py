@@ -13,14 +13,19 @@ and the days before and after it, that puts it closest to the packet's time (a r
 23:59:58 in a packet sent at 00:00:03 belongs to the day before). Without `times`, the packet's
 time. Everything is stored in UTC.
 
-Position. A location sensor (`sensorsTypeId` 3) whose value is "lat,lng" in decimal degrees
-places the device at that reading's time; any other non-empty encoding is refused (400) since
-guessing would put the device in the wrong place; "0,0" and "" mean "no fix". Otherwise, when the
-pull API reported the device's `lat`/`lng` (a fixed device's configured place), the device is
-there at the report's time. Without either, readings are stored and no Location is made.
+Position (PROTOCOLS.md §4). A location sensor (`sensorsTypeId` 3) places the device at that
+reading's time: in a pull, its fix is in the sensor's own `lat`/`lng` (TLINK's sample; the
+bridge stores it as the reading's value, "lat,lng"); in a push, `lat`/`lng` when present, else a
+value "lat,lng" in decimal degrees. "0,0" and "" mean "no fix". Any other encoding loses that one
+position, never the push: guessing would put the device in the wrong place, so the position is
+skipped (logged, and named in the push's event, `TlinkEvent.skipped`) while every reading is
+stored. The pull API's device `lat`/`lng` is the pin set in TLINK's console, not a fix: a report
+without a fix of its own goes to Traccar at the pin only with `valid=false`, carrying its
+readings. Without either, readings are stored and no Location is made.
 
 Attributes. Each sensor value of the report (but the location sensor) under the sensor's name as
-the pull API gave it, else `sensor_<id>`; numeric text becomes a number.
+the pull API gave it, else `sensor_<id>`; numeric text becomes a number; a switch without a
+`value` is read from its `switcher`. The pull's alarm flag is `isAlarms` (a push's `isAlarm`).
 
 What a report may claim (issue 13). Nobody outside decides what the bridge keeps:
 - a reading dated more than `max_future_skew` seconds ahead is skipped (logged), the rest
@@ -47,6 +52,8 @@ from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo
 
 from shared.errors import BadRequest
+from shared.firestore_limits import attribute_name
+from shared.firestore_limits import text as storable_text
 from shared.models import AttributeValue, Device, Location, Source, too_far_ahead, utc_now
 from shared.sources.tlink.models import (
     ApiDevice,
@@ -66,6 +73,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 LOCATION_SENSOR_TYPE = 3
+# Traccar's OsmAnd `valid` (shared/traccar.py passes a bool of that name through).
+VALID = "valid"
 UNIQUE_ID_PREFIX = "tlink-"
 MAX_EPOCH = 2_147_483_647  # Location.timestamp's bound
 LOGGED_SENSOR_IDS = 20  # a skipped reading's log line names this many sensors at most
@@ -159,6 +168,7 @@ class Reading:
     is_line: str | None = None
     name: str | None = None
     unit: str | None = None
+    switcher: str | None = None
 
 
 @dataclass(frozen=True)
@@ -181,6 +191,17 @@ class DeviceReport:
     name: str | None = None
     position: Position | None = None  # from a location sensor
     api_lat_lng: tuple[float, float] | None = None  # the pull API's lat/lng (api only)
+    skipped: tuple[str, ...] = ()  # "sensorsDates.<i> (sensorsId <id>): why", for the event
+
+
+def located_value(
+    sensor_lat: float | None, sensor_lng: float | None, value: str | None
+) -> str | None:
+    """A location sensor's value as "lat,lng" from its own `lat`/`lng` fields when it has them
+    (the pull API's form, PROTOCOLS.md §4), else its `value` as sent."""
+    if sensor_lat is None or sensor_lng is None:
+        return value
+    return f"{sensor_lat!r},{sensor_lng!r}"
 
 
 def report_from_push(body: PushBody, zone: ZoneInfo) -> DeviceReport:
@@ -191,21 +212,32 @@ def report_from_push(body: PushBody, zone: ZoneInfo) -> DeviceReport:
         raise BadRequest(f"time: {exc}") from None
     readings = []
     position = None
+    skipped: list[str] = []
     for index, sensor in enumerate(body.sensorsDates):
         where = f"sensorsDates.{index} (sensorsId {sensor.sensorsId})"
         try:
             moment = reading_time(body.time, sensor.times, zone)
         except ValueError as exc:
             raise BadRequest(f"{where}: times: {exc}") from None
+        value = sensor.value
         if sensor.sensorsTypeId == LOCATION_SENSOR_TYPE:
+            value = located_value(sensor.lat, sensor.lng, sensor.value)
             try:
-                lat_lng = parse_lat_lng(sensor.value)
+                lat_lng = parse_lat_lng(value)
             except ValueError as exc:
-                shown = (sensor.value or "")[:40]
-                raise BadRequest(
-                    f'{where}: a location sensor\'s value must be "lat,lng" in decimal '
-                    f"degrees ({exc}); got {shown!r}"
-                ) from None
+                # The encoding is undocumented (PROTOCOLS.md §4): this one position is lost,
+                # said so in the log and the push's event; the push's readings are kept.
+                shown = (value or "")[:40]
+                skipped.append(
+                    f'{where}: position skipped: a location sensor\'s value must be "lat,lng" '
+                    f"in decimal degrees ({exc}); got {shown!r}"
+                )
+                logger.warning(
+                    "TLINK location sensor of an unknown encoding: its position is skipped, "
+                    "the push's readings are stored",
+                    extra={"tlink_device_id": body.deviceId, "sensor_id": sensor.sensorsId},
+                )
+                lat_lng = None
             if lat_lng is not None and (position is None or moment >= position.time):
                 position = Position(lat_lng[0], lat_lng[1], moment)
         readings.append(
@@ -213,10 +245,11 @@ def report_from_push(body: PushBody, zone: ZoneInfo) -> DeviceReport:
                 sensor_id=sensor.sensorsId,
                 time=moment,
                 type_id=sensor.sensorsTypeId,
-                value=sensor.value,
+                value=value,
                 re_val=sensor.reVal,
                 is_alarm=sensor.isAlarm,
                 is_line=sensor.isLine,
+                switcher=sensor.switcher,
             )
         )
     return DeviceReport(
@@ -227,6 +260,7 @@ def report_from_push(body: PushBody, zone: ZoneInfo) -> DeviceReport:
         user_id=body.deviceUserid,
         parent_user_id=body.parentUserId,
         position=position,
+        skipped=tuple(skipped),
     )
 
 
@@ -259,15 +293,19 @@ def _api_reading(device_id: int, sensor: ApiSensor, zone: ZoneInfo) -> Reading:
             extra={"tlink_device_id": device_id, "sensor_id": sensor.id, "reason": str(exc)},
         )
         moment = None
+    value = sensor.value
+    if sensor.sensorTypeId == LOCATION_SENSOR_TYPE:
+        value = located_value(sensor.lat, sensor.lng, sensor.value)
     return Reading(
         sensor_id=sensor.id,
         time=moment,
         type_id=sensor.sensorTypeId,
-        value=sensor.value,
-        is_alarm=sensor.isAlarm,
+        value=value,
+        is_alarm=sensor.isAlarms if sensor.isAlarms is not None else sensor.isAlarm,
         is_line=sensor.isLine,
         name=sensor.sensorName,
         unit=sensor.unit,
+        switcher=sensor.switcher,
     )
 
 
@@ -346,6 +384,7 @@ def _merge_sensor(old: SensorState | None, reading: Reading) -> SensorState:
             re_val=reading.re_val,
             is_alarm=reading.is_alarm,
             is_line=reading.is_line,
+            switcher=reading.switcher,
             time=reading.time,
         )
     return base.model_copy(update=update)
@@ -355,13 +394,18 @@ def attributes(report: DeviceReport, sensors: dict[str, SensorState]) -> dict[st
     """The report's sensor values keyed by sensor name (else `sensor_<id>`), numbers as numbers."""
     found: dict[str, AttributeValue] = {}
     for reading in sorted(report.readings, key=lambda item: item.sensor_id):
-        if reading.type_id == LOCATION_SENSOR_TYPE or reading.value is None:
+        # A switch may carry its state in `switcher` only (PROTOCOLS.md §4).
+        value = reading.value if reading.value not in (None, "") else reading.switcher
+        if reading.type_id == LOCATION_SENSOR_TYPE or value is None:
             continue
         state = sensors.get(str(reading.sensor_id))
         name = ((state.name if state else None) or "").strip() or f"sensor_{reading.sensor_id}"
+        # A name Firestore could not store in the position (`__x__`, too long, broken UTF-8)
+        # is renamed: it failed the run's final commit after the push (issue 12).
+        name = attribute_name(name)
         if name in found:  # two sensors of one name: the second is told apart by its id
-            name = f"{name}_{reading.sensor_id}"
-        found[name] = attribute_value(reading.value)
+            name = attribute_name(f"{name}_{reading.sensor_id}")
+        found[name] = attribute_value(storable_text(value))
     return found
 
 
@@ -466,6 +510,7 @@ class Ingestion:
                 value=reading.value,
                 re_val=reading.re_val,
                 is_alarm=reading.is_alarm,
+                switcher=reading.switcher,
                 origin=report.origin,
                 expire_at=reading.time + self._retention,
             )
@@ -583,10 +628,14 @@ class Ingestion:
     def _location(
         self, device: Device, report: DeviceReport, document: TlinkDevice
     ) -> Location | None:
+        found = attributes(report, document.sensors)
         if report.position is not None:
             lat, lng, moment = report.position.lat, report.position.lng, report.position.time
         elif document.lat is not None and document.lng is not None and report.time is not None:
+            # The console's pin, not a fix (PROTOCOLS.md §4): the readings go there, marked so
+            # Traccar never takes the pin for where the device was seen.
             lat, lng, moment = document.lat, document.lng, report.time
+            found[VALID] = False
         else:
             return None
         return Location(
@@ -595,5 +644,5 @@ class Ingestion:
             lon=lng,
             timestamp=int(moment.timestamp()),
             source=Source.TLINK,
-            attributes=attributes(report, document.sensors),
+            attributes=found,
         )

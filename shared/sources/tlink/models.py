@@ -91,6 +91,9 @@ class PushSensor(BaseModel):
     sensorsId: int = Field(ge=0)
     sensorsTypeId: int | None = None
     value: VendorText = None
+    # A location sensor's fix, when a push carries it as the pull API does (PROTOCOLS.md §4).
+    lat: VendorCoordinate = None
+    lng: VendorCoordinate = None
     reVal: VendorText = None
     isAlarm: VendorText = None
     isLine: VendorText = None
@@ -127,7 +130,12 @@ class ApiSensor(BaseModel):
     sensorTypeId: int | None = None
     value: VendorText = None
     unit: VendorText = None
-    isAlarm: VendorText = None
+    # A location sensor's fix (`sensorTypeId` 3): its own lat/lng, not `value` (TLINK's sample).
+    lat: VendorCoordinate = None
+    lng: VendorCoordinate = None
+    isAlarms: VendorText = None  # the pull's alarm flag (a push's is `isAlarm`)
+    isAlarm: VendorText = None  # tolerated: what a push calls it
+    switcher: VendorText = None  # a switch's state (types 2 and 5)
     isLine: VendorText = None
     # "yyyy-MM-dd HH:mm:ss" in TLINK's zone (naive datetime), or epoch milliseconds (int).
     updateDate: Annotated[datetime | int | None, BeforeValidator(_optional_naive_time)] = None

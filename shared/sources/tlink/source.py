@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from shared.errors import ConfigError, Conflict
 from shared.models import Device, Location, Source, utc_now
-from shared.secrets import CachedSecrets, SecretNotFound, SecretStore
+from shared.secrets import CachedSecrets, SecretNotFound, SecretStore, missing
 from shared.sources.tlink.client import TlinkAuthError, TlinkClient
 from shared.sources.tlink.ingest import Ingestion, report_from_api, tlink_device_id
 from shared.sources.tlink.models import Credentials
@@ -89,8 +89,8 @@ class TlinkSource:
         name = self._credentials_secret
         try:
             return Credentials.model_validate_json(self._secrets.read(name))
-        except SecretNotFound:
-            raise TlinkAuthError(f"no TLINK credentials: store them in secret {name}") from None
+        except SecretNotFound as exc:
+            raise TlinkAuthError(missing("TLINK credentials", name, exc)) from None
         except ValidationError as exc:
             fields = sorted({".".join(map(str, error["loc"])) or "body" for error in exc.errors()})
             raise TlinkAuthError(
@@ -105,8 +105,10 @@ class TlinkSource:
         """A secret a setting turned on; its absence is a configuration error (500)."""
         try:
             value = self.secret(name).strip()
-        except SecretNotFound:
-            raise ConfigError(f"{setting} is on but secret {name} has no value") from None
+        except SecretNotFound as exc:
+            raise ConfigError(
+                f"{setting} is on but secret {name} has no value; {exc.how_to_store}"
+            ) from None
         if not value:
             raise ConfigError(f"{setting} is on but secret {name} is empty")
         return value

@@ -76,6 +76,7 @@ class TlinkReadingView(Model):
     value: str | None
     reVal: str | None = None
     isAlarm: str | None = None
+    switcher: str | None = None  # a switch's state (types 2 and 5): its value may be empty
 
 
 class TlinkSensorLatestView(Model):
@@ -173,7 +174,11 @@ def _sensor(state: SensorState) -> dict[str, object]:
     latest = None
     if state.time is not None:
         latest = TlinkReadingView(
-            time=state.time, value=state.value, reVal=state.re_val, isAlarm=state.is_alarm
+            time=state.time,
+            value=state.value,
+            reVal=state.re_val,
+            isAlarm=state.is_alarm,
+            switcher=state.switcher,
         )
     return {
         "sensorId": state.sensor_id,
@@ -187,7 +192,11 @@ def _sensor(state: SensorState) -> dict[str, object]:
 
 def _reading(reading: TlinkReading) -> TlinkReadingView:
     return TlinkReadingView(
-        time=reading.time, value=reading.value, reVal=reading.re_val, isAlarm=reading.is_alarm
+        time=reading.time,
+        value=reading.value,
+        reVal=reading.re_val,
+        isAlarm=reading.is_alarm,
+        switcher=reading.switcher,
     )
 
 

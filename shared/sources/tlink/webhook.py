@@ -9,7 +9,8 @@ Order of work, so that a refused delivery costs nothing and a retried one change
 1. the path token (`TLINK_REQUIRE_PATH_TOKEN`): wrong or missing → 404, as if no such route;
 2. the signature (`TLINK_REQUIRE_SIGNATURE`): `X-TLink-Signature: sha256=<hex>`, HMAC-SHA256
    of the raw body keyed by the shared secret, compared in constant time → 401;
-3. the body parsed (`PushBody`) → 400 naming the field or sensor;
+3. the body parsed (`PushBody`) → 400 naming the field (a location of unknown encoding loses
+   that position only: `skipped` in the answer);
 4. one read (one round trip): the delivery's event (`webhook_events/tlink-<sha256 of body>`),
    the device's TLINK document and `devices` entry, its delivery state. An event found *done*
    is a redelivery: 200 `duplicate`, nothing done. An event found *pending* is a copy whose
@@ -86,14 +87,19 @@ class PushAnswer:
     # "none" (position unknown), or what the pipeline did: "synced" | "queued" | "error", or
     # "delivered_before" (Traccar accepted this very position earlier)
     location: str = "none"
+    # What of the push was not taken (a location of an unknown encoding), said to the sender.
+    skipped: tuple[str, ...] = ()
 
     def body(self) -> dict[str, object]:
-        return {
+        body: dict[str, object] = {
             "status": self.status,
             "deviceId": self.device_id,
             "storedReadings": self.stored_readings,
             "location": self.location,
         }
+        if self.skipped:
+            body["skipped"] = list(self.skipped)
+        return body
 
 
 class PathTokenCheck:
@@ -263,6 +269,7 @@ class TlinkWebhook:
             device_id=body.deviceId,
             received_at=now,
             expire_at=now + EVENT_RETENTION,
+            skipped=list(report.skipped),
         )
         push = _Push(
             report=report,
@@ -331,7 +338,9 @@ class _Push:
         if location is None:
             repository.commit(prepared.writes, event=event)
             ingestion.committed(prepared)
-            return PushAnswer("ok", report.device_id, ingested.stored_readings)
+            return PushAnswer(
+                "ok", report.device_id, ingested.stored_readings, skipped=report.skipped
+            )
         # The event and the readings go in the lease's commit: one round trip before the push.
         run = self.pipeline().run(
             ingested.device,
@@ -342,7 +351,13 @@ class _Push:
             along_outcome=repository.event_done(event),
         )
         ingestion.committed(prepared)
-        return PushAnswer("ok", report.device_id, ingested.stored_readings, _outcome(run, location))
+        return PushAnswer(
+            "ok",
+            report.device_id,
+            ingested.stored_readings,
+            _outcome(run, location),
+            skipped=report.skipped,
+        )
 
 
 def _outcome(report: RunReport, location: Location) -> str:

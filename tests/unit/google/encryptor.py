@@ -179,6 +179,15 @@ class Tracker:
     mcu: bool = False
     canonic_id: str = "tracker-canonic-1"
     name: str = "Keys"
+    # An Android phone: its canonic id sits under phoneInformation (PROTOCOLS.md §5).
+    phone: bool = False
+
+    def identifiers(self) -> bytes:
+        """`DeviceMetadata.identifierInformation` (1) as Google writes it for this device."""
+        canonic_ids = bytes_field(1, bytes_field(1, self.canonic_id.encode()))
+        if self.phone:
+            return bytes_field(1, bytes_field(2, canonic_ids)) + varint_field(2, 1)
+        return varint_field(2, 2) + bytes_field(3, canonic_ids)
 
     def wrapped_identity_key(self) -> bytes:
         if self.wrap == "gcm":
@@ -216,9 +225,8 @@ class Tracker:
             locations += bytes_field(6, time_message(stamp))
         location_information = bytes_field(3, bytes_field(4, locations))
         information = bytes_field(1, registration) + bytes_field(2, location_information)
-        identifiers = bytes_field(3, bytes_field(1, bytes_field(1, self.canonic_id.encode())))
         metadata = (
-            bytes_field(1, identifiers)
+            bytes_field(1, self.identifiers())
             + bytes_field(4, information)
             + bytes_field(5, self.name.encode())
         )

@@ -245,14 +245,34 @@ def test_update_without_identity_key_is_malformed():
         decode_device_update(b"", os.urandom(32))
 
 
-def test_network_locations_without_their_timestamps_are_malformed():
+def test_network_locations_without_their_timestamps_are_skipped_and_the_rest_kept():
     tracker = Tracker()
-    reports = [Report("own", timestamp=1, status=LAST_KNOWN)] * 2
+    reports = [
+        Report("own", timestamp=1, latitude=1.0, status=LAST_KNOWN),
+        Report("own", timestamp=2, latitude=2.0, status=LAST_KNOWN),
+    ]
+    recent = Report("own", timestamp=3, latitude=3.0, status=LAST_KNOWN)
 
-    with pytest.raises(MalformedUpdate, match="2 network locations but 1 timestamps"):
-        decode_device_update(
-            tracker.device_update(reports, network_timestamps=[1]), tracker.owner_key
-        )
+    decoded = decode_device_update(
+        tracker.device_update(reports, recent, network_timestamps=[1]), tracker.owner_key
+    )
+
+    assert [(r.latitude, r.timestamp) for r in decoded.reports] == [(1.0, 1), (3.0, 3)]
+    assert decoded.skipped == ["network location 1: no timestamp (1 for 2 network locations)"]
+
+
+def test_a_report_that_does_not_validate_costs_only_that_report():
+    tracker = Tracker()
+    # Decrypts, but its plaintext is no location (latitude beyond 90°).
+    reports = [
+        Report("own", timestamp=1, latitude=95.0, status=LAST_KNOWN),
+        Report("own", timestamp=2, latitude=2.0, status=LAST_KNOWN),
+    ]
+
+    decoded = decode_device_update(tracker.device_update(reports), tracker.owner_key)
+
+    assert [r.latitude for r in decoded.reports] == [2.0]
+    assert len(decoded.skipped) == 1 and decoded.skipped[0].startswith("network location 0:")
 
 
 def test_update_without_reports_decodes_to_nothing():

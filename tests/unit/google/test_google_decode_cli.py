@@ -165,3 +165,29 @@ def test_missing_file_exits_non_zero(tmp_path, capsys):
 
     assert main(["decode", "--owner-key", os.urandom(32).hex(), str(missing)]) == 1
     assert capsys.readouterr().err == f"error: cannot read {missing}: No such file or directory\n"
+
+
+def test_devices_command_prints_trackers_and_phones_of_a_saved_device_list(tmp_path, capsys):
+    from tests.fakes.google_auth import FakeGoogleAuth
+    from tests.fakes.nova import FakeNova, FakeTracker
+
+    nova = FakeNova(FakeGoogleAuth(), None)  # type: ignore[arg-type]  # never started
+    nova.add(FakeTracker(Tracker(canonic_id="tag-1", name="Keys")))
+    nova.add(FakeTracker(Tracker(canonic_id="phone-1", name="Pixel", phone=True), model="Pixel 8"))
+    saved = tmp_path / "devices.bin"
+    saved.write_bytes(nova.device_list())
+
+    assert main(["devices", str(saved)]) == 0
+
+    assert json.loads(capsys.readouterr().out) == [
+        {"id": "tag-1", "name": "Keys", "kind": "tracker", "model": "Acme Tag"},
+        {"id": "phone-1", "name": "Pixel", "kind": "phone", "model": "Pixel 8"},
+    ]
+
+
+def test_devices_command_rejects_a_file_that_is_not_a_device_list(tmp_path, capsys):
+    saved = tmp_path / "devices.bin"
+    saved.write_bytes(b"\xff\xff\xff")
+
+    assert main(["devices", str(saved)]) == 1
+    assert capsys.readouterr().err.startswith("error: the device list is not")

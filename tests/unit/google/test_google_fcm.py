@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from shared.sources.google import fcm
+from shared.sources.google.checkin import GcmCheckin
 from shared.sources.google.client import NovaClient
 from shared.sources.google.credentials import GoogleSecrets
-from shared.sources.google.errors import FcmError, NovaError
+from shared.sources.google.errors import CheckinFailed, FcmError, McsLoginFailed, NovaError
 from shared.sources.google.fcm import McsEndpoint, SessionResult, request_uuid_of, run_session
 from shared.sources.google.proto import device_update_pb2
 from tests.fakes.nova import FCM_PAYLOAD_KEY, FakeGoogle
@@ -77,6 +77,15 @@ def locate_sender(google: FakeGoogle, canonic_ids: dict[str, str]):
     return send
 
 
+def checkin(google: FakeGoogle, credentials: dict | None = None):
+    """The check-in of the stored (or given library) credentials against the fake."""
+    gcm = (credentials or GoogleSecrets.model_validate(google.secrets()).library_credentials())[
+        "gcm"
+    ]
+    client = GcmCheckin(session=requests.Session(), url=google.auth.checkin_url)
+    return lambda: client.check_in(str(gcm["android_id"]), str(gcm["security_token"]))
+
+
 def locate_all(google: FakeGoogle, requests_: dict[str, str], *, timeout: float) -> SessionResult:
     """One FCM session locating `requests_` (request uuid → canonic id) through the fakes."""
     credentials, endpoint, _, _ = session_parts(google)
@@ -86,6 +95,7 @@ def locate_all(google: FakeGoogle, requests_: dict[str, str], *, timeout: float)
         list(requests_),
         locate_sender(google, requests_),
         timeout=timeout,
+        checkin=checkin(google),
     )
 
 
@@ -176,8 +186,8 @@ def test_refused_gcm_credentials_end_in_a_clear_error_within_the_timeout(
     stale["gcm"]["security_token"] = "1"
 
     started = time.monotonic()
-    with pytest.raises(FcmError, match="did not confirm the login"):
-        run_session(stale, endpoint, ["r1"], lambda _: None, timeout=1.5)
+    with pytest.raises(McsLoginFailed, match="did not confirm the login"):
+        run_session(stale, endpoint, ["r1"], lambda _: None, timeout=1.5, checkin=checkin(google))
 
     assert time.monotonic() - started < 5
     assert google.nova.locates == []  # nothing sent without a session
@@ -196,6 +206,7 @@ def test_an_unreachable_mcs_fails_fast_with_a_clear_error(google: FakeGoogle) ->
             ["r1"],
             lambda _: None,
             timeout=10,
+            checkin=checkin(google),
         )
 
     assert time.monotonic() - started < 3
@@ -214,8 +225,9 @@ def test_locate_requests_are_sent_side_by_side(google: FakeGoogle) -> None:
         real_send(request_uuid)
 
     result = run_session(
-        credentials.library_credentials(), endpoint, list(requests_), send, timeout=10
-    )
+        credentials.library_credentials(), endpoint, list(requests_), send, timeout=10,
+        checkin=checkin(google),
+    )  # fmt: skip
 
     assert not both_in_flight.broken
     assert set(result.answers) == set(requests_) and not result.failures
@@ -224,7 +236,6 @@ def test_locate_requests_are_sent_side_by_side(google: FakeGoogle) -> None:
 def test_requests_left_when_the_time_is_up_are_failures_not_sent(
     google: FakeGoogle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(fcm, "MAX_CONCURRENT_SENDS", 1)  # the second waits for the first
     credentials, endpoint, _, _ = session_parts(google)
     requests_ = {str(uuid.uuid4()): "canonic-0", str(uuid.uuid4()): "canonic-1"}
     real_send = locate_sender(google, requests_)
@@ -234,9 +245,48 @@ def test_requests_left_when_the_time_is_up_are_failures_not_sent(
         real_send(request_uuid)
 
     result = run_session(
-        credentials.library_credentials(), endpoint, list(requests_), slow_send, timeout=1
-    )
+        credentials.library_credentials(), endpoint, list(requests_), slow_send, timeout=1,
+        checkin=checkin(google), concurrency=1,  # the second waits for the first
+    )  # fmt: skip
 
     [(late, error)] = result.failures.items()
     assert requests_[late] == "canonic-1" and "not sent in time" in error.message
     assert [locate.canonic_id for locate in google.nova.locates] == ["canonic-0"]
+
+
+def test_the_session_checks_in_with_the_stored_ids_before_it_logs_in(google: FakeGoogle) -> None:
+    locate_all(google, {str(uuid.uuid4()): "canonic-0"}, timeout=10)
+
+    [(checked_in, android_id)] = google.auth.checkins
+    [(logged_in, _)] = google.mcs.logins
+    assert android_id == google.identity.android_id and checked_in <= logged_in
+    assert google.auth.new_registrations == 0
+
+
+def test_a_login_without_a_check_in_is_refused_by_mcs(google: FakeGoogle) -> None:
+    credentials, endpoint, _, _ = session_parts(google)
+
+    with pytest.raises(McsLoginFailed):
+        run_session(
+            credentials.library_credentials(), endpoint, ["r1"], lambda _: None, timeout=1.5,
+            checkin=lambda: None,
+        )  # fmt: skip
+    assert google.mcs.refused_logins >= 1
+
+
+def test_a_refused_check_in_fails_as_such_and_never_registers_anew(google: FakeGoogle) -> None:
+    credentials, endpoint, _, _ = session_parts(google)
+    google.auth.refuse_checkins()
+
+    with pytest.raises(CheckinFailed, match="check-in failed"):
+        run_session(
+            credentials.library_credentials(), endpoint, ["r1"], lambda _: None, timeout=5,
+            checkin=checkin(google),
+        )  # fmt: skip
+    stale = credentials.library_credentials()
+    stale["gcm"]["security_token"] = "1"
+    google.auth.refuse_checkins(False)
+    with pytest.raises(CheckinFailed, match="refused"):
+        checkin(google, stale)()
+    assert google.auth.new_registrations == 0
+    assert google.mcs.logins == [] and google.nova.locates == []

@@ -61,6 +61,20 @@ def test_the_device_list_names_canonic_ids_names_and_models(google: FakeGoogle) 
     ]
 
 
+def test_phones_are_listed_from_their_phone_information_with_their_kind(
+    google: FakeGoogle,
+) -> None:
+    google.add_phone("phone-canonic", "Anna's Pixel")
+
+    devices = client(google).list_devices(access_token(google))
+
+    assert [(d.id, d.name, d.kind, d.model) for d in devices] == [
+        ("canonic-0", "Tracker 0", "tracker", "Acme Tag"),
+        ("canonic-1", "Tracker 1", "tracker", "Acme Tag"),
+        ("phone-canonic", "Anna's Pixel", "phone", "Pixel 8"),
+    ]
+
+
 def test_a_locate_names_the_device_the_request_and_the_fcm_token(google: FakeGoogle) -> None:
     client(google).locate(
         access_token(google), "canonic-1", request_uuid="req-1", fcm_token="fcm-token", now=NOW

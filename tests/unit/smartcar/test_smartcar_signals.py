@@ -24,11 +24,11 @@ def test_the_v4_sample_becomes_a_position_with_converted_attributes() -> None:
     event = parse_event(json.loads((DATA / "smartcar_vehicle_state_v4.json").read_text()))
     reading = read_signals(event.data.signals)
 
-    location = to_location(VEHICLE, reading, fallback_time=1731940331, last_known=None)
+    location = to_location(VEHICLE, reading, delivered_at=1731940331, last_known=None)
 
     assert location is not None
     assert (location.id, location.lat, location.lon) == (VEHICLE, 37.4292, -122.1381)
-    assert location.timestamp == 1731940328  # the location's oemUpdatedAt, not deliveredAt
+    assert location.timestamp == 1731940331  # deliveredAt: one position per delivery
     assert location.bearing == 174
     assert location.battery == 78
     assert location.speed is None  # motion-currentspeed failed: skipped, not zero
@@ -118,24 +118,66 @@ def test_a_heading_beyond_a_turn_is_brought_back_into_range() -> None:
 def test_without_a_location_signal_the_last_known_position_carries_the_attributes() -> None:
     reading = read_signals([signal("tractionbattery-stateofcharge", {"value": 64})])
 
-    location = to_location(VEHICLE, reading, fallback_time=1731950000, last_known=(48.85, 2.35))
+    location = to_location(VEHICLE, reading, delivered_at=1731950000, last_known=(48.85, 2.35))
 
     assert location is not None
     assert (location.lat, location.lon, location.timestamp) == (48.85, 2.35, 1731950000)
     assert location.loc_status == LAST_KNOWN and location.bearing is None
-    assert location.battery == 64 and location.attributes == {"stateOfCharge": 64.0}
+    assert location.battery == 64
+    assert location.attributes == {"stateOfCharge": 64.0, "valid": False}
 
 
 def test_without_any_known_position_nothing_is_invented() -> None:
     reading = read_signals([signal("tractionbattery-stateofcharge", {"value": 64})])
 
-    assert to_location(VEHICLE, reading, fallback_time=1731950000, last_known=None) is None
+    assert to_location(VEHICLE, reading, delivered_at=1731950000, last_known=None) is None
 
 
 def test_a_location_without_its_own_time_takes_the_delivery_time() -> None:
     reading = read_signals([Signal(code="location-preciselocation",
                                    body={"latitude": 1.5, "longitude": 2.5})])  # fmt: skip
 
-    location = to_location(VEHICLE, reading, fallback_time=1731950000, last_known=None)
+    location = to_location(VEHICLE, reading, delivered_at=1731950000, last_known=None)
 
     assert location is not None and location.timestamp == 1731950000
+
+
+def test_a_repeated_location_is_not_a_new_fix_and_each_delivery_has_its_own_fingerprint() -> None:
+    reading = read_signals([signal("location-preciselocation", {"latitude": 1, "longitude": 2})])
+
+    first, second = (
+        to_location(
+            VEHICLE,
+            reading,
+            delivered_at=1731950000,
+            last_known=None,
+            last_located_at=1731940328,
+            delivery=event_id,
+        )
+        for event_id in ("event-1", "event-2")
+    )
+
+    assert first is not None and second is not None
+    assert first.attributes == {"valid": False}  # oemUpdatedAt not after the stored one
+    assert first.fingerprint() != second.fingerprint()
+
+
+@pytest.mark.parametrize(
+    ("code", "body", "attributes"),
+    [
+        ("charge-voltage", {"unit": "volts", "value": 230.5}, {"power": 230.5}),
+        ("charge-voltage", {"unit": "millivolts", "value": 12}, {"charge-voltage-millivolts": 12}),
+        ("charge-amperage", {"unit": "amperes", "value": 16}, {"charge-amperage-amperes": 16}),
+        ("closure-islocked", {"value": True}, {"closure-islocked": True}),
+        ("charge-chargelimits", {"unit": "percent", "value": 80, "mode": "DEFAULT"},
+         {"charge-chargelimits-percent": 80}),
+        ("tractionbattery-nominalcapacity", {"capacity": 75.0, "unit": "kWh"},
+         {"tractionbattery-nominalcapacity-capacity-kwh": 75.0}),
+    ],
+)  # fmt: skip
+def test_every_numeric_or_boolean_signal_passes_through(
+    code: str, body: dict, attributes: dict
+) -> None:
+    reading = read_signals([signal(code, body)])
+
+    assert reading.attributes == attributes and reading.skipped == []

@@ -96,14 +96,25 @@ def test_a_location_sensor_places_the_device_at_its_reading_time() -> None:
 @pytest.mark.parametrize(
     "value", ["31.23 121.47", "N31.23,E121.47", "31.23;121.47", '{"lat":31.2}', "91,10", "1,181"]
 )
-def test_other_location_encodings_are_refused_naming_the_sensor(value: str) -> None:
-    body = push(sensorsDates=[{"sensorsId": 777, "sensorsTypeId": 3, "value": value}])
+def test_other_location_encodings_lose_that_position_only_naming_the_sensor(value: str) -> None:
+    body = push(sensorsDates=[{"sensorsId": 777, "sensorsTypeId": 3, "value": value},
+                              {"sensorsId": 778, "sensorsTypeId": 1, "value": "5"}])  # fmt: skip
 
-    with pytest.raises(BadRequest) as refused:
-        report_from_push(parse_push(body), SHANGHAI)
+    report = report_from_push(parse_push(body), SHANGHAI)
 
-    assert "sensorsDates.0 (sensorsId 777)" in refused.value.message
-    assert '"lat,lng"' in refused.value.message
+    assert report.position is None and len(report.readings) == 2
+    [skipped] = report.skipped
+    assert "sensorsDates.0 (sensorsId 777)" in skipped and '"lat,lng"' in skipped
+
+
+def test_a_pushed_location_sensor_with_lat_lng_fields_places_the_device() -> None:
+    body = push(sensorsDates=[{"sensorsId": 777, "sensorsTypeId": 3, "value": "",
+                               "lat": "31.5", "lng": 121.25}])  # fmt: skip
+
+    report = report_from_push(parse_push(body), SHANGHAI)
+
+    assert report.position is not None
+    assert (report.position.lat, report.position.lng) == (31.5, 121.25)
 
 
 @pytest.mark.parametrize("value", ["", "0,0", "0.0, 0.0", None])

@@ -24,17 +24,19 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n/shared/sources/google/proto/device_update.proto\x12\x12traccar_bridge.fmd\"&\n\x04Time\x12\x0f\n\x07seconds\x18\x01 \x01(\x03\x12\r\n\x05nanos\x18\x02 \x01(\x05\"\x17\n\tCanonicId\x12\n\n\x02id\x18\x01 \x01(\t\"?\n\nCanonicIds\x12\x31\n\ncanonic_id\x18\x01 \x03(\x0b\x32\x1d.traccar_bridge.fmd.CanonicId\" \n\x0f\x46\x63mRegistration\x12\r\n\x05token\x18\x01 \x01(\t\"\xc9\x01\n\x15\x41\x63tionRequestMetadata\x12,\n\x04type\x18\x01 \x01(\x0e\x32\x1e.traccar_bridge.fmd.DeviceType\x12\x14\n\x0crequest_uuid\x18\x02 \x01(\t\x12\x17\n\x0f\x66md_client_uuid\x18\x03 \x01(\t\x12=\n\x10\x66\x63m_registration\x18\x04 \x01(\x0b\x32#.traccar_bridge.fmd.FcmRegistration\x12\x14\n\x0cunknown_flag\x18\x06 \x01(\x08\"\x8c\x01\n\x0c\x44\x65viceUpdate\x12?\n\x0c\x66\x63m_metadata\x18\x01 \x01(\x0b\x32).traccar_bridge.fmd.ActionRequestMetadata\x12;\n\x0f\x64\x65vice_metadata\x18\x03 \x01(\x0b\x32\".traccar_bridge.fmd.DeviceMetadata\"\xa3\x01\n\x0e\x44\x65viceMetadata\x12:\n\x0bidentifiers\x18\x01 \x01(\x0b\x32%.traccar_bridge.fmd.DeviceIdentifiers\x12:\n\x0binformation\x18\x04 \x01(\x0b\x32%.traccar_bridge.fmd.DeviceInformation\x12\x19\n\x11user_defined_name\x18\x05 \x01(\t\"H\n\x11\x44\x65viceIdentifiers\x12\x33\n\x0b\x63\x61nonic_ids\x18\x03 \x01(\x0b\x32\x1e.traccar_bridge.fmd.CanonicIds\"\x98\x01\n\x11\x44\x65viceInformation\x12<\n\x0cregistration\x18\x01 \x01(\x0b\x32&.traccar_bridge.fmd.DeviceRegistration\x12\x45\n\x14location_information\x18\x02 \x01(\x0b\x32\'.traccar_bridge.fmd.LocationInformation\"\x9f\x01\n\x12\x44\x65viceRegistration\x12H\n\x16\x65ncrypted_user_secrets\x18\x13 \x01(\x0b\x32(.traccar_bridge.fmd.EncryptedUserSecrets\x12\x14\n\x0cmanufacturer\x18\x14 \x01(\t\x12\x1a\n\x12\x66\x61st_pair_model_id\x18\x15 \x01(\t\x12\r\n\x05model\x18\" \x01(\t\"Q\n\x14\x45ncryptedUserSecrets\x12\x1e\n\x16\x65ncrypted_identity_key\x18\x01 \x01(\x0c\x12\x19\n\x11owner_key_version\x18\x03 \x01(\x05\"K\n\x13LocationInformation\x12\x34\n\x07reports\x18\x03 \x01(\x0b\x32#.traccar_bridge.fmd.LocationReports\"f\n\x0fLocationReports\x12S\n\x1crecent_and_network_locations\x18\x04 \x01(\x0b\x32-.traccar_bridge.fmd.RecentAndNetworkLocations\"\x93\x02\n\x19RecentAndNetworkLocations\x12;\n\x0frecent_location\x18\x01 \x01(\x0b\x32\".traccar_bridge.fmd.LocationReport\x12;\n\x19recent_location_timestamp\x18\x02 \x01(\x0b\x32\x18.traccar_bridge.fmd.Time\x12=\n\x11network_locations\x18\x05 \x03(\x0b\x32\".traccar_bridge.fmd.LocationReport\x12=\n\x1bnetwork_location_timestamps\x18\x06 \x03(\x0b\x32\x18.traccar_bridge.fmd.Time\"\xbc\x01\n\x0eLocationReport\x12?\n\x11semantic_location\x18\x05 \x01(\x0b\x32$.traccar_bridge.fmd.SemanticLocation\x12\x35\n\x0cgeo_location\x18\n \x01(\x0b\x32\x1f.traccar_bridge.fmd.GeoLocation\x12\x32\n\x06status\x18\x0b \x01(\x0e\x32\".traccar_bridge.fmd.LocationStatus\")\n\x10SemanticLocation\x12\x15\n\rlocation_name\x18\x01 \x01(\t\"z\n\x0bGeoLocation\x12=\n\x10\x65ncrypted_report\x18\x01 \x01(\x0b\x32#.traccar_bridge.fmd.EncryptedReport\x12\x1a\n\x12\x64\x65vice_time_offset\x18\x02 \x01(\r\x12\x10\n\x08\x61\x63\x63uracy\x18\x03 \x01(\x02\"_\n\x0f\x45ncryptedReport\x12\x19\n\x11public_key_random\x18\x01 \x01(\x0c\x12\x1a\n\x12\x65ncrypted_location\x18\x02 \x01(\x0c\x12\x15\n\ris_own_report\x18\x03 \x01(\x08\"F\n\rPlainLocation\x12\x10\n\x08latitude\x18\x01 \x01(\x0f\x12\x11\n\tlongitude\x18\x02 \x01(\x0f\x12\x10\n\x08\x61ltitude\x18\x03 \x01(\x05*N\n\nDeviceType\x12\x1b\n\x17\x44\x45VICE_TYPE_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x41NDROID_DEVICE\x10\x01\x12\x0f\n\x0bSPOT_DEVICE\x10\x02*P\n\x0eLocationStatus\x12\x0c\n\x08SEMANTIC\x10\x00\x12\x0e\n\nLAST_KNOWN\x10\x01\x12\x10\n\x0c\x43ROWDSOURCED\x10\x02\x12\x0e\n\nAGGREGATED\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n/shared/sources/google/proto/device_update.proto\x12\x12traccar_bridge.fmd\"&\n\x04Time\x12\x0f\n\x07seconds\x18\x01 \x01(\x03\x12\r\n\x05nanos\x18\x02 \x01(\x05\"\x17\n\tCanonicId\x12\n\n\x02id\x18\x01 \x01(\t\"?\n\nCanonicIds\x12\x31\n\ncanonic_id\x18\x01 \x03(\x0b\x32\x1d.traccar_bridge.fmd.CanonicId\" \n\x0f\x46\x63mRegistration\x12\r\n\x05token\x18\x01 \x01(\t\"\xc9\x01\n\x15\x41\x63tionRequestMetadata\x12,\n\x04type\x18\x01 \x01(\x0e\x32\x1e.traccar_bridge.fmd.DeviceType\x12\x14\n\x0crequest_uuid\x18\x02 \x01(\t\x12\x17\n\x0f\x66md_client_uuid\x18\x03 \x01(\t\x12=\n\x10\x66\x63m_registration\x18\x04 \x01(\x0b\x32#.traccar_bridge.fmd.FcmRegistration\x12\x14\n\x0cunknown_flag\x18\x06 \x01(\x08\"\x8c\x01\n\x0c\x44\x65viceUpdate\x12?\n\x0c\x66\x63m_metadata\x18\x01 \x01(\x0b\x32).traccar_bridge.fmd.ActionRequestMetadata\x12;\n\x0f\x64\x65vice_metadata\x18\x03 \x01(\x0b\x32\".traccar_bridge.fmd.DeviceMetadata\"\xa3\x01\n\x0e\x44\x65viceMetadata\x12:\n\x0bidentifiers\x18\x01 \x01(\x0b\x32%.traccar_bridge.fmd.DeviceIdentifiers\x12:\n\x0binformation\x18\x04 \x01(\x0b\x32%.traccar_bridge.fmd.DeviceInformation\x12\x19\n\x11user_defined_name\x18\x05 \x01(\t\"\xbb\x01\n\x11\x44\x65viceIdentifiers\x12?\n\x11phone_information\x18\x01 \x01(\x0b\x32$.traccar_bridge.fmd.PhoneInformation\x12\x30\n\x04type\x18\x02 \x01(\x0e\x32\".traccar_bridge.fmd.IdentifierType\x12\x33\n\x0b\x63\x61nonic_ids\x18\x03 \x01(\x0b\x32\x1e.traccar_bridge.fmd.CanonicIds\"G\n\x10PhoneInformation\x12\x33\n\x0b\x63\x61nonic_ids\x18\x02 \x01(\x0b\x32\x1e.traccar_bridge.fmd.CanonicIds\"\x98\x01\n\x11\x44\x65viceInformation\x12<\n\x0cregistration\x18\x01 \x01(\x0b\x32&.traccar_bridge.fmd.DeviceRegistration\x12\x45\n\x14location_information\x18\x02 \x01(\x0b\x32\'.traccar_bridge.fmd.LocationInformation\"\x9f\x01\n\x12\x44\x65viceRegistration\x12H\n\x16\x65ncrypted_user_secrets\x18\x13 \x01(\x0b\x32(.traccar_bridge.fmd.EncryptedUserSecrets\x12\x14\n\x0cmanufacturer\x18\x14 \x01(\t\x12\x1a\n\x12\x66\x61st_pair_model_id\x18\x15 \x01(\t\x12\r\n\x05model\x18\" \x01(\t\"Q\n\x14\x45ncryptedUserSecrets\x12\x1e\n\x16\x65ncrypted_identity_key\x18\x01 \x01(\x0c\x12\x19\n\x11owner_key_version\x18\x03 \x01(\x05\"K\n\x13LocationInformation\x12\x34\n\x07reports\x18\x03 \x01(\x0b\x32#.traccar_bridge.fmd.LocationReports\"f\n\x0fLocationReports\x12S\n\x1crecent_and_network_locations\x18\x04 \x01(\x0b\x32-.traccar_bridge.fmd.RecentAndNetworkLocations\"\x93\x02\n\x19RecentAndNetworkLocations\x12;\n\x0frecent_location\x18\x01 \x01(\x0b\x32\".traccar_bridge.fmd.LocationReport\x12;\n\x19recent_location_timestamp\x18\x02 \x01(\x0b\x32\x18.traccar_bridge.fmd.Time\x12=\n\x11network_locations\x18\x05 \x03(\x0b\x32\".traccar_bridge.fmd.LocationReport\x12=\n\x1bnetwork_location_timestamps\x18\x06 \x03(\x0b\x32\x18.traccar_bridge.fmd.Time\"\xbc\x01\n\x0eLocationReport\x12?\n\x11semantic_location\x18\x05 \x01(\x0b\x32$.traccar_bridge.fmd.SemanticLocation\x12\x35\n\x0cgeo_location\x18\n \x01(\x0b\x32\x1f.traccar_bridge.fmd.GeoLocation\x12\x32\n\x06status\x18\x0b \x01(\x0e\x32\".traccar_bridge.fmd.LocationStatus\")\n\x10SemanticLocation\x12\x15\n\rlocation_name\x18\x01 \x01(\t\"z\n\x0bGeoLocation\x12=\n\x10\x65ncrypted_report\x18\x01 \x01(\x0b\x32#.traccar_bridge.fmd.EncryptedReport\x12\x1a\n\x12\x64\x65vice_time_offset\x18\x02 \x01(\r\x12\x10\n\x08\x61\x63\x63uracy\x18\x03 \x01(\x02\"_\n\x0f\x45ncryptedReport\x12\x19\n\x11public_key_random\x18\x01 \x01(\x0c\x12\x1a\n\x12\x65ncrypted_location\x18\x02 \x01(\x0c\x12\x15\n\ris_own_report\x18\x03 \x01(\x08\"F\n\rPlainLocation\x12\x10\n\x08latitude\x18\x01 \x01(\x0f\x12\x11\n\tlongitude\x18\x02 \x01(\x0f\x12\x10\n\x08\x61ltitude\x18\x03 \x01(\x05*N\n\nDeviceType\x12\x1b\n\x17\x44\x45VICE_TYPE_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x41NDROID_DEVICE\x10\x01\x12\x0f\n\x0bSPOT_DEVICE\x10\x02*U\n\x0eIdentifierType\x12\x16\n\x12IDENTIFIER_UNKNOWN\x10\x00\x12\x16\n\x12IDENTIFIER_ANDROID\x10\x01\x12\x13\n\x0fIDENTIFIER_SPOT\x10\x02*P\n\x0eLocationStatus\x12\x0c\n\x08SEMANTIC\x10\x00\x12\x0e\n\nLAST_KNOWN\x10\x01\x12\x10\n\x0c\x43ROWDSOURCED\x10\x02\x12\x0e\n\nAGGREGATED\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shared.sources.google.proto.device_update_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DEVICETYPE']._serialized_start=2208
-  _globals['_DEVICETYPE']._serialized_end=2286
-  _globals['_LOCATIONSTATUS']._serialized_start=2288
-  _globals['_LOCATIONSTATUS']._serialized_end=2368
+  _globals['_DEVICETYPE']._serialized_start=2397
+  _globals['_DEVICETYPE']._serialized_end=2475
+  _globals['_IDENTIFIERTYPE']._serialized_start=2477
+  _globals['_IDENTIFIERTYPE']._serialized_end=2562
+  _globals['_LOCATIONSTATUS']._serialized_start=2564
+  _globals['_LOCATIONSTATUS']._serialized_end=2644
   _globals['_TIME']._serialized_start=71
   _globals['_TIME']._serialized_end=109
   _globals['_CANONICID']._serialized_start=111
@@ -49,28 +51,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DEVICEUPDATE']._serialized_end=580
   _globals['_DEVICEMETADATA']._serialized_start=583
   _globals['_DEVICEMETADATA']._serialized_end=746
-  _globals['_DEVICEIDENTIFIERS']._serialized_start=748
-  _globals['_DEVICEIDENTIFIERS']._serialized_end=820
-  _globals['_DEVICEINFORMATION']._serialized_start=823
-  _globals['_DEVICEINFORMATION']._serialized_end=975
-  _globals['_DEVICEREGISTRATION']._serialized_start=978
-  _globals['_DEVICEREGISTRATION']._serialized_end=1137
-  _globals['_ENCRYPTEDUSERSECRETS']._serialized_start=1139
-  _globals['_ENCRYPTEDUSERSECRETS']._serialized_end=1220
-  _globals['_LOCATIONINFORMATION']._serialized_start=1222
-  _globals['_LOCATIONINFORMATION']._serialized_end=1297
-  _globals['_LOCATIONREPORTS']._serialized_start=1299
-  _globals['_LOCATIONREPORTS']._serialized_end=1401
-  _globals['_RECENTANDNETWORKLOCATIONS']._serialized_start=1404
-  _globals['_RECENTANDNETWORKLOCATIONS']._serialized_end=1679
-  _globals['_LOCATIONREPORT']._serialized_start=1682
-  _globals['_LOCATIONREPORT']._serialized_end=1870
-  _globals['_SEMANTICLOCATION']._serialized_start=1872
-  _globals['_SEMANTICLOCATION']._serialized_end=1913
-  _globals['_GEOLOCATION']._serialized_start=1915
-  _globals['_GEOLOCATION']._serialized_end=2037
-  _globals['_ENCRYPTEDREPORT']._serialized_start=2039
-  _globals['_ENCRYPTEDREPORT']._serialized_end=2134
-  _globals['_PLAINLOCATION']._serialized_start=2136
-  _globals['_PLAINLOCATION']._serialized_end=2206
+  _globals['_DEVICEIDENTIFIERS']._serialized_start=749
+  _globals['_DEVICEIDENTIFIERS']._serialized_end=936
+  _globals['_PHONEINFORMATION']._serialized_start=938
+  _globals['_PHONEINFORMATION']._serialized_end=1009
+  _globals['_DEVICEINFORMATION']._serialized_start=1012
+  _globals['_DEVICEINFORMATION']._serialized_end=1164
+  _globals['_DEVICEREGISTRATION']._serialized_start=1167
+  _globals['_DEVICEREGISTRATION']._serialized_end=1326
+  _globals['_ENCRYPTEDUSERSECRETS']._serialized_start=1328
+  _globals['_ENCRYPTEDUSERSECRETS']._serialized_end=1409
+  _globals['_LOCATIONINFORMATION']._serialized_start=1411
+  _globals['_LOCATIONINFORMATION']._serialized_end=1486
+  _globals['_LOCATIONREPORTS']._serialized_start=1488
+  _globals['_LOCATIONREPORTS']._serialized_end=1590
+  _globals['_RECENTANDNETWORKLOCATIONS']._serialized_start=1593
+  _globals['_RECENTANDNETWORKLOCATIONS']._serialized_end=1868
+  _globals['_LOCATIONREPORT']._serialized_start=1871
+  _globals['_LOCATIONREPORT']._serialized_end=2059
+  _globals['_SEMANTICLOCATION']._serialized_start=2061
+  _globals['_SEMANTICLOCATION']._serialized_end=2102
+  _globals['_GEOLOCATION']._serialized_start=2104
+  _globals['_GEOLOCATION']._serialized_end=2226
+  _globals['_ENCRYPTEDREPORT']._serialized_start=2228
+  _globals['_ENCRYPTEDREPORT']._serialized_end=2323
+  _globals['_PLAINLOCATION']._serialized_start=2325
+  _globals['_PLAINLOCATION']._serialized_end=2395
 # @@protoc_insertion_point(module_scope)

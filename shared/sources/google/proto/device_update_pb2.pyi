@@ -13,6 +13,12 @@ class DeviceType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ANDROID_DEVICE: _ClassVar[DeviceType]
     SPOT_DEVICE: _ClassVar[DeviceType]
 
+class IdentifierType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    IDENTIFIER_UNKNOWN: _ClassVar[IdentifierType]
+    IDENTIFIER_ANDROID: _ClassVar[IdentifierType]
+    IDENTIFIER_SPOT: _ClassVar[IdentifierType]
+
 class LocationStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     SEMANTIC: _ClassVar[LocationStatus]
@@ -22,6 +28,9 @@ class LocationStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
 DEVICE_TYPE_UNSPECIFIED: DeviceType
 ANDROID_DEVICE: DeviceType
 SPOT_DEVICE: DeviceType
+IDENTIFIER_UNKNOWN: IdentifierType
+IDENTIFIER_ANDROID: IdentifierType
+IDENTIFIER_SPOT: IdentifierType
 SEMANTIC: LocationStatus
 LAST_KNOWN: LocationStatus
 CROWDSOURCED: LocationStatus
@@ -86,6 +95,16 @@ class DeviceMetadata(_message.Message):
     def __init__(self, identifiers: _Optional[_Union[DeviceIdentifiers, _Mapping]] = ..., information: _Optional[_Union[DeviceInformation, _Mapping]] = ..., user_defined_name: _Optional[str] = ...) -> None: ...
 
 class DeviceIdentifiers(_message.Message):
+    __slots__ = ("phone_information", "type", "canonic_ids")
+    PHONE_INFORMATION_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    CANONIC_IDS_FIELD_NUMBER: _ClassVar[int]
+    phone_information: PhoneInformation
+    type: IdentifierType
+    canonic_ids: CanonicIds
+    def __init__(self, phone_information: _Optional[_Union[PhoneInformation, _Mapping]] = ..., type: _Optional[_Union[IdentifierType, str]] = ..., canonic_ids: _Optional[_Union[CanonicIds, _Mapping]] = ...) -> None: ...
+
+class PhoneInformation(_message.Message):
     __slots__ = ("canonic_ids",)
     CANONIC_IDS_FIELD_NUMBER: _ClassVar[int]
     canonic_ids: CanonicIds
