@@ -44,6 +44,14 @@ class Settings(BaseSettings):
     # linked to nobody and shows on no map (PROTOCOLS.md §2).
     traccar_device_user_id: int | None = Field(None, ge=1)
     traccar_device_group_id: int | None = Field(None, ge=1)
+    # Traccar's "Send command" through its Find Hub sender (PROTOCOLS.md §2b): the key Traccar
+    # presents to the API's /devices/<uniqueId>/position-* routes, and the API's public URL.
+    # With both, sync_device writes `command.sender`, `command.findHub.url` and
+    # `command.findHub.key` onto the devices its pipeline creates or finds in Traccar;
+    # Terraform gives API_URL and the key to sync_device only (the public webhooks function
+    # never reads the key).
+    traccar_command_key_secret: str = "traccar-command-key"  # noqa: S105 - a secret's name
+    api_url: HttpUrl | None = None
 
     # API protection (Cloud Functions inject it from Secret Manager as an environment variable)
     api_token: SecretStr | None = None
@@ -80,6 +88,9 @@ class Settings(BaseSettings):
     google_locate_concurrency: int = Field(2, ge=1, le=16)
     # A crowd-sourced report less precise than this (metres) is marked `approximate`
     google_approximate_accuracy: float = Field(100.0, ge=0)
+    # A tracker that gave no answer is located again after 10 min, then 20, 40... at most this
+    # (seconds) until it answers: each silent locate costs a whole FCM wait
+    google_silent_backoff_max: int = Field(21_600, ge=600, le=7 * 86_400)
     google_mcs_host: str = Field("mtalk.google.com", min_length=1)
     google_mcs_port: int = Field(5228, ge=1, le=65_535)
     fcm_timeout: int = Field(60, ge=2, le=300)
@@ -129,7 +140,15 @@ class Settings(BaseSettings):
     smartcar_api_origin: HttpUrl = HttpUrl("https://api.smartcar.com")
     smartcar_auth_origin: HttpUrl = HttpUrl("https://auth.smartcar.com/oauth/token")
     smartcar_connect_origin: HttpUrl = HttpUrl("https://connect.smartcar.com")
+    # The management API: disconnecting a removed vehicle (DELETE /devices/<id>, issue 20).
+    smartcar_management_origin: HttpUrl = HttpUrl("https://management.smartcar.com")
     smartcar_event_retention_days: int = Field(30, ge=1, le=3_650)
+    # API v3 (PROTOCOLS.md §3): the vehicle API and the application token endpoint.
+    smartcar_vehicle_api_url: HttpUrl = HttpUrl("https://vehicle.api.smartcar.com/v3")
+    smartcar_iam_token_url: HttpUrl = HttpUrl("https://iam.smartcar.com/oauth2/token")
+    # Smartcar plans count API calls per vehicle per month (500 on common plans): a pull
+    # schedule that would exceed this is refused (`shared.services`).
+    smartcar_monthly_calls: int = Field(500, ge=1, le=10_000_000)
 
     # What input may claim (issue 13): a position or reading dated more than this many seconds
     # ahead of the clock is refused (API) or skipped (vendor deliveries and pulls).
@@ -150,6 +169,7 @@ class Settings(BaseSettings):
         "traccar_api_url",
         "traccar_device_user_id",
         "traccar_device_group_id",
+        "api_url",
         "sync_device_url",
         "refresh_devices_url",
         "smartcar_redirect_uri",

@@ -243,6 +243,9 @@ class DeviceState(Document):
     # kept after later successes: `last_result` alone looked clean (issue 18).
     last_error: str | None = None
     last_error_at: AwareDatetime | None = None
+    # Set when a webhook delivery arrived while a run held the lease and was handed off to the
+    # outbox (ADR 0002); cleared once the outbox is empty. The sweep looks for it.
+    handoff_since: AwareDatetime | None = None
 
 
 class PushLogEntry(Document):

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import socket
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import ConfigDict, Field, SecretStr
@@ -99,7 +98,7 @@ class Notifier:
     def enabled(self) -> bool:
         return self.config.enabled
 
-    # The seed's events, plus FCM expiry (SPEC.md) and the test mail of POST /notify/test.
+    # The seed's events, the Google alerts (issue 14) and the test mail of POST /notify/test.
 
     def new_device(self, device_name: str, device_id: str, source: str) -> NotifyResult:
         name = _one_line(device_name) or device_id
@@ -141,16 +140,34 @@ class Notifier:
             "The sync jobs resume as soon as the upload succeeds.\n",
         )
 
-    def fcm_token_expiring(self, expires_at: datetime) -> NotifyResult:
-        when = expires_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    def google_sign_in_required(self) -> NotifyResult:
         return self.send(
-            "FCM token expiring soon",
-            f"The FCM installation token of the Google credentials expires on {when}.\n"
-            "Google locate answers arrive through FCM; once the token has expired, locate\n"
-            "requests stay unanswered and Google devices stop updating.\n\n"
-            "POST /auth/token-status shows the current expiry. To renew, regenerate\n"
-            "Auth/secrets.json with GoogleFindMyTools' main.py on a machine with Chrome and\n"
-            "upload it with PUT /auth/secrets.\n",
+            "Google wants a browser sign-in - action required",
+            "Google answered NeedsBrowser for the stored credentials: it wants the account's\n"
+            "owner to sign in again in a browser (this often follows use from an unusual IP or\n"
+            "region). The credentials are kept and the sync jobs keep their schedule; Google is\n"
+            "asked again every few hours, and GET /health lists the alert until it clears.\n\n"
+            "To recover: sign in at accounts.google.com from the region you deploy in, then\n"
+            "upload new credentials (GoogleFindMyTools' main.py writes Auth/secrets.json) with\n"
+            "PUT /auth/secrets.\n",
+        )
+
+    def google_mcs_login_refused(self, reason: str) -> NotifyResult:
+        return self.send(
+            "Google push channel refused - action required",
+            "Google locate answers arrive over FCM (MCS), and it keeps refusing the bridge:\n\n"
+            f"  {_one_line(reason)}\n\n"
+            "GET /health lists the alert until a session logs in again. This mail is sent once\n"
+            "per incident.\n",
+        )
+
+    def google_owner_key_not_renewable(self, reason: str) -> NotifyResult:
+        return self.send(
+            "Google owner key outdated - action required",
+            "The trackers' locations can no longer be decrypted:\n\n"
+            f"  {_one_line(reason)}\n\n"
+            "GET /health lists the alert until an update decrypts again. This mail is sent once\n"
+            "per incident.\n",
         )
 
     def tlink_push_refused(self, reason: str) -> NotifyResult:
@@ -172,6 +189,19 @@ class Notifier:
             "(TLINK_MAX_SENSORS_PER_DEVICE). New sensors of this device are skipped (logged);\n"
             "its known sensors still update. If the device really has that many sensors, raise\n"
             "the cap. This mail is sent once per device.\n",
+        )
+
+    def traccar_api_unauthorized(self, reason: str) -> NotifyResult:
+        return self.send(
+            "Traccar API credentials refused - action required",
+            "Traccar's REST API refused the bridge's credentials:\n\n"
+            f"  {_one_line(reason)}\n\n"
+            "Devices Traccar does not know cannot be created; their positions wait in the\n"
+            "outbox and go once new credentials are stored. A token made in Traccar's UI\n"
+            "expires after 7 days: make one with a far expiry, or store a dedicated user's\n"
+            "email:password with TRACCAR_API_AUTH=basic (README, Traccar setup), in the\n"
+            "secret traccar-api-token. GET /health shows traccar_api: unauthorized until then.\n"
+            "This mail is sent once per incident.\n",
         )
 
     def smartcar_signal_cap(self, vehicle: str, cap: int) -> NotifyResult:

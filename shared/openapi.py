@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from shared import __version__
 from shared.models import ExcludedDevice, Location, PushLogEntry, Service
+from shared.removal import DeviceRemoved
 from shared.service_status import HealthReport, VersionInfo
 from shared.services import DeviceView, ServiceSpec, ServiceView
 from shared.sources.google.account import CredentialsUploaded, TokenStatus
@@ -29,6 +30,14 @@ from shared.store import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 DOCUMENT = Path(__file__).with_name("openapi.json")
 # Routes open without the bearer token (the API's PUBLIC_ENDPOINTS).
 PUBLIC_PATHS = frozenset({"/health", "/versions", "/openapi.json", "/smartcar/exchange", "/status"})
+# Traccar's Find Hub commands (PROTOCOLS.md §2b): opened by the command key, not the API token.
+COMMAND_PATHS = frozenset(
+    f"/devices/{{unique_id}}/{command}"
+    for command in ("position-single", "position-periodic", "position-stop")
+)
+COMMAND_KEY_MISSING = (
+    "no command key stored: the error names the secret to set (traccar-command-key)"
+)
 
 
 class ErrorBody(BaseModel):
@@ -93,6 +102,9 @@ API_AUTH_MISSING = (
     "the API's bearer token is not configured (SECRETS_BACKEND=secret_manager and the "
     "api-token secret has no version)"
 )
+UNIQUE_ID = {"name": "unique_id", "in": "path", "required": True, "schema": {"type": "string"},
+             "description": "the device's unique id in Traccar (the id the bridge pushes "
+                            "with)"}  # fmt: skip
 SMARTCAR_VEHICLE_ID = {"name": "vehicle_id", "in": "path", "required": True,
                        "schema": {"type": "string"},
                        "description": "Smartcar vehicleId"}  # fmt: skip
@@ -131,6 +143,26 @@ ROUTES: list[tuple[str, str, str, Any, dict[int, tuple[str, Any]], list[dict[str
      {200: ("resumed", ServiceView), 404: ("no service", ErrorBody)}, [DEVICE_ID]),
     ("delete", "/devices/{device_id}/services", "Delete a sync service and its job", None,
      {200: ("deleted", Deleted), 404: ("no service", ErrorBody)}, [DEVICE_ID]),
+    # --- Traccar's "Send command" (Find Hub sender): empty answers, the work afterwards ---
+    ("post", "/devices/{unique_id}/position-single",
+     "Traccar's locate now: the device's sync job runs now, after the answer (empty body)",
+     None,
+     {202: ("the run is requested; the position arrives with it", None),
+      404: ("no device pushes with this unique id", ErrorBody),
+      409: ("the device has no sync service", ErrorBody)}, [UNIQUE_ID]),
+    ("post", "/devices/{unique_id}/position-periodic",
+     "Traccar's periodic positions: create or update the device's sync service (empty body)",
+     None,
+     {200: ("the service syncs every `interval` seconds", None),
+      400: ("bad interval", ErrorBody),
+      404: ("no device pushes with this unique id", ErrorBody)},
+     [UNIQUE_ID, _query("interval", "integer",
+                        "seconds between syncs (Traccar's frequency; absent from Traccar 6.8: "
+                        "the auto-registration timer)", minimum=60, maximum=86_400)]),
+    ("post", "/devices/{unique_id}/position-stop",
+     "Traccar's stop: remove the device's sync service, if any (empty body)", None,
+     {200: ("no sync service any more", None),
+      404: ("no device pushes with this unique id", ErrorBody)}, [UNIQUE_ID]),
     ("get", "/excluded-devices", "Devices kept out of auto-registration", None,
      {200: ("ok", list[ExcludedDevice])}, []),
     ("put", "/excluded-devices/{device_id}", "Exclude a device (removes its service)", None,
@@ -164,6 +196,16 @@ ROUTES: list[tuple[str, str, str, Any, dict[int, tuple[str, Any]], list[dict[str
     ("get", "/devices",
      "Devices of every source by id (the Google list is refreshed before the first page)", None,
      {200: ("ok", list[DeviceView]), 400: ("bad query", ErrorBody)}, PAGE_PARAMETERS),
+    ("delete", "/devices/{device_id}",
+     "Remove a device: its service and job, delivery state, outbox, readings and views; with "
+     "?traccar=true the Traccar device; a Smartcar vehicle is disconnected at Smartcar. The "
+     "answer says whether it comes back by itself (a Google device, unless excluded)", None,
+     {200: ("removed", DeviceRemoved), 400: ("bad query", ErrorBody),
+      404: ("unknown device", ErrorBody),
+      502: ("Traccar or Smartcar failed; nothing was removed but the service", ErrorBody),
+      503: ("Traccar's REST API or the Smartcar management token not configured (the error "
+            "names what to set)", ErrorBody)},
+     [DEVICE_ID, _query("traccar", "boolean", "delete the Traccar device too", default=False)]),
     ("get", "/devices/{device_id}/locations",
      "Fresh locations of one device (a Google tracker is located now; nothing is pushed)", None,
      {200: ("oldest first, or with ?last the newest one", list[Location]),
@@ -313,7 +355,13 @@ def build_document() -> dict[str, Any]:
             operation["responses"]["200"]["headers"] = LINK_HEADER
         if (method, path) in LINKS:
             operation["responses"]["200"]["links"] = _links(method, path)
-        if path not in PUBLIC_PATHS:
+        if path in COMMAND_PATHS:
+            error = {"application/json": {"schema": _schema(ErrorBody, components)}}
+            responses = operation["responses"]
+            responses["401"] = {"description": "missing or wrong command key", "content": error}
+            responses["503"] = {"description": COMMAND_KEY_MISSING, "content": error}
+            operation["security"] = [{"commandKey": []}]
+        elif path not in PUBLIC_PATHS:
             error = {"application/json": {"schema": _schema(ErrorBody, components)}}
             responses = operation["responses"]
             responses["401"] = {"description": "missing or wrong bearer token", "content": error}
@@ -331,7 +379,12 @@ def build_document() -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": dict(sorted(components.items())),
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                # The secret traccar-command-key, which Traccar sends from the device's
+                # `command.findHub.key` attribute.
+                "commandKey": {"type": "http", "scheme": "bearer"},
+            },
         },
     }
 

@@ -14,6 +14,9 @@ One run of a device:
    it in the instance for the device's next run: never a locked device, never a position
    pushed twice (issue 12, `Pipeline._salvage`).
 
+A webhook's run finding the lease held hands its positions off to the outbox instead, and the
+lease holder delivers them before it lets go (`Pipeline.run(hand_off=True)`, ADR 0002).
+
 An unknown device (Traccar answers 400) is created through Traccar's REST API when one is
 configured, then pushed again; without it the position waits and the log says why.
 """
@@ -27,9 +30,9 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
-from shared.errors import Conflict
+from shared.errors import Conflict, RetryLater
 from shared.firestore_limits import text
 from shared.models import (
     Device,
@@ -41,12 +44,20 @@ from shared.models import (
     SyncResult,
     utc_now,
 )
-from shared.store import DeliveryRepository, Lease, Versioned, Writes
+from shared.store import (
+    DeliveryRepository,
+    Lease,
+    StaleRead,
+    StateChanged,
+    Versioned,
+    Writes,
+)
 from shared.traccar import (
     OsmAndClient,
     PushOutcome,
     PushResult,
     TraccarApi,
+    TraccarAuthError,
     TraccarError,
 )
 
@@ -68,6 +79,24 @@ PARK_AFTER_ATTEMPTS = 10
 TRACCAR_CATEGORIES = {Source.GOOGLE: "person", Source.SMARTCAR: "car", Source.TLINK: "default"}
 # How much of a failure's message a run's result and push log keep.
 MAX_REASON_CHARS = 300
+# Times a run's final commit may find deliveries handed off under its lease and deliver them
+# before it gives up (each lost commit means a delivery was stored; a flood outlasting this
+# leaves the rest to the sweep once the lease has ended).
+MAX_HANDOFF_ROUNDS = 20
+# What a handed-off position's outbox entry says until it is tried (ADR 0002).
+HANDED_OFF = "handed off: another run held the device's lease"
+# The fields a run computes; the rest of a state changed under its lease (a hand-off's outbox
+# count, a recorded error) is taken as stored when it delivers what was handed off.
+RUN_FIELDS = ("delivered", "floor", "last_location", "parked_count", "failures", "retry_at",
+              "last_sync", "last_result")  # fmt: skip
+
+
+class TraccarApiStatus(Protocol):
+    """Where a REST call's outcome goes (`shared.traccar_status`): a refusal is said once."""
+
+    def unauthorized(self, reason: str) -> None: ...
+
+    def working(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -83,6 +112,9 @@ class LocationReport:
 class RunReport:
     result: SyncResult
     locations: list[LocationReport] = field(default_factory=list)
+    # The device's lease was held: the positions were stored in its outbox for the lease
+    # holder (or the sweep) to deliver (`Pipeline.run(hand_off=True)`).
+    handed_off: bool = False
 
 
 def backoff(failures: int) -> timedelta:
@@ -153,10 +185,17 @@ class Pipeline:
         clock: Callable[[], datetime] = utc_now,
         device_user_id: int | None = None,
         device_group_id: int | None = None,
+        command_attributes: Callable[[], dict[str, str] | None] = lambda: None,
+        api_status: TraccarApiStatus | None = None,
     ) -> None:
         self._delivery = delivery
         self._osmand = osmand
         self._traccar_api = traccar_api
+        # Traccar's Find Hub sender attributes for the devices created or found (None: not
+        # this function's to write, or not configured); read when a device is provisioned.
+        self._command_attributes = command_attributes
+        # Told of every REST call's outcome: a refused credential is reported once.
+        self._api_status = api_status
         self._retention = retention
         self._clock = clock
         # Who sees the devices created in Traccar (TRACCAR_DEVICE_USER_ID / _GROUP_ID).
@@ -176,6 +215,7 @@ class Pipeline:
         read: Versioned[DeviceState] | None = None,
         along: Writes | None = None,
         along_outcome: Writes | None = None,
+        hand_off: bool = False,
     ) -> RunReport:
         """Fetch, deduplicate and push `device`'s positions. `force` ignores the backoff.
 
@@ -184,16 +224,27 @@ class Pipeline:
         its claim is taken with the lease, before any push, in one round trip. Their
         preconditions failing raises `StaleRead` before anything was pushed or written.
         `along_outcome` joins the run's final commit (the webhook's claim marked done).
+
+        `hand_off` (a webhook, with `read`): when another run holds the lease, the positions go
+        to the outbox in one commit with `along` and `along_outcome`, instead of `RetryLater`;
+        the holder delivers them before it lets go (`_take_over`), else the sweep does.
         """
         now = self._clock()
-        state, lease = self._delivery.acquire(
-            device.id,
-            uuid.uuid4().hex,
-            now=now,
-            until=now + LEASE_DURATION,
-            read=read,
-            along=along,
-        )
+        try:
+            state, lease = self._delivery.acquire(
+                device.id,
+                uuid.uuid4().hex,
+                now=now,
+                until=now + LEASE_DURATION,
+                read=read,
+                along=along,
+            )
+        except StaleRead:
+            raise
+        except RetryLater:
+            if not hand_off or read is None or read.value is None:
+                raise
+            return self._hand_off(device, fetch(), read, now, along, along_outcome)
         try:
             fetched = list(fetch())
             # Parked positions are only worth a read when a manual sync retries them.
@@ -206,25 +257,116 @@ class Pipeline:
         if wanted:
             run.parked_unseen = 0  # the outbox was read whole: parked entries are in it
         report = run.deliver(fetched, outbox, force=force)
-        try:
-            self._delivery.commit(
-                lease,
-                run.final_state(report.result),
-                outbox_put=run.outbox_put,
-                outbox_delete=run.outbox_delete,
-                push_log=run.push_log,
-                along=along_outcome,
+        rounds = 0
+        while True:
+            try:
+                self._delivery.commit(
+                    lease,
+                    run.final_state(report.result),
+                    outbox_put=run.outbox_put,
+                    outbox_delete=run.outbox_delete,
+                    push_log=run.push_log,
+                    along=along_outcome,
+                )
+            except StateChanged as changed:
+                rounds += 1
+                if rounds <= MAX_HANDOFF_ROUNDS:
+                    run = self._take_over(run, report, lease, changed, force=force)
+                    continue
+                self._remember(device.id, run.accepted)
+                raise
+            except Conflict:
+                # The lease ran out and a successor holds it: this instance at least remembers
+                # what it pushed, so its own next run of the device does not push it again.
+                self._remember(device.id, run.accepted)
+                raise
+            except Exception as exc:  # any permanent failure: salvaged and reported, not hidden
+                self._salvage(run, report, lease, exc, along_outcome)
+            else:
+                self._forget(device.id, run.unrecorded)
+            return report
+
+    def _hand_off(
+        self,
+        device: Device,
+        fetched: Iterable[Location],
+        read: Versioned[DeviceState],
+        now: datetime,
+        along: Writes | None,
+        along_outcome: Writes | None,
+    ) -> RunReport:
+        """The device is busy: store its new positions in the outbox, with the caller's writes
+        (the claim done: the delivery is stored durably and answered at once)."""
+        state = read.value
+        assert state is not None
+        fetched = list(fetched)
+        unrecorded = self._unrecorded_of(device.id)
+        entries: dict[str, OutboxEntry] = {}
+        for location in sorted(fetched, key=lambda loc: loc.timestamp):
+            fingerprint = location.fingerprint()
+            if fingerprint in unrecorded or is_delivered(state, location, now=now):
+                continue
+            entries[fingerprint] = OutboxEntry(
+                id=f"{device.id}_{fingerprint}",
+                device_id=device.id,
+                fingerprint=fingerprint,
+                location=location,
+                last_error=HANDED_OFF,
+                next_attempt=now,
+                created_at=now,
             )
-        except Conflict:
-            # The lease ran out and a successor holds it: this instance at least remembers
-            # what it pushed, so its own next run of the device does not push it again.
-            self._remember(device.id, run.accepted)
-            raise
-        except Exception as exc:  # any permanent failure: salvaged and reported, not hidden
-            self._salvage(run, report, lease, exc, along_outcome)
-        else:
-            self._forget(device.id, run.unrecorded)
-        return report
+
+        def writes(batch: Any) -> None:
+            for add in (along, along_outcome):
+                if add is not None:
+                    add(batch)
+
+        self._delivery.hand_off(read, list(entries.values()), now=now, along=writes)
+        logger.info(
+            "device busy: delivery handed off to its outbox",
+            extra={"device_id": device.id, "queued": len(entries)},
+        )
+        result = SyncResult(
+            fetched=len(fetched), new=len(entries), outbox=state.outbox_count + len(entries)
+        )
+        queued = [LocationReport(e.location, "queued", HANDED_OFF) for e in entries.values()]
+        return RunReport(result, queued, handed_off=True)
+
+    def _take_over(
+        self, run: _Run, report: RunReport, lease: Lease, changed: StateChanged, *, force: bool
+    ) -> _Run:
+        """Deliveries were handed off under `run`'s lease: deliver them, oldest first, after
+        what `run` did, as one more round of the same run (its outcome and this round's go in
+        one final commit, on the version of the state the hand-offs left). `report` grows."""
+        device = run.device
+        lease.update_time = changed.update_time
+        done = run.final_state(report.result)
+        state = changed.state.model_copy(update={key: getattr(done, key) for key in RUN_FIELDS})
+        outbox = {entry.id: entry for entry in self._delivery.outbox(device.id)}
+        for entry_id in run.outbox_delete:
+            outbox.pop(entry_id, None)
+        outbox.update({entry.id: entry for entry in run.outbox_put})
+        waiting = sorted(outbox.values(), key=lambda entry: entry.location.timestamp)
+        more = _Run(self, device, state, run.now, unrecorded=run.unrecorded)
+        more.parked_unseen = 0  # the outbox was read whole
+        # A refusal in this run set the backoff: the handed-off positions wait behind it.
+        extra = more.deliver([], waiting, force=force and not run.failed)
+        put = {entry.id: entry for entry in run.outbox_put}
+        put.update({entry.id: entry for entry in more.outbox_put})
+        deleted = [*run.outbox_delete, *more.outbox_delete]
+        more.outbox_delete = list(dict.fromkeys(deleted))
+        more.outbox_put = [entry for key, entry in put.items() if key not in more.outbox_delete]
+        more.push_log = [*run.push_log, *more.push_log]
+        more.accepted = {**run.accepted, **more.accepted}
+        report.result.pushed += extra.result.pushed
+        report.result.failed += extra.result.failed
+        report.result.outbox = extra.result.outbox
+        report.locations += extra.locations
+        logger.info(
+            "deliveries handed off under the lease delivered before releasing it",
+            extra={"device_id": device.id, "pushed": extra.result.pushed},
+        )
+        return more
 
     def _salvage(
         self,
@@ -360,12 +502,17 @@ class Pipeline:
                 category=TRACCAR_CATEGORIES.get(device.source),
                 user_id=self._device_user_id,
                 group_id=self._device_group_id,
+                attributes=self._command_attributes(),
             )
         except TraccarError as exc:
             message = f"could not create device {device.traccar_unique_id} in Traccar: {exc}"
+            if self._api_status is not None and isinstance(exc, TraccarAuthError):
+                self._api_status.unauthorized(str(exc))  # once per incident, not per push
             logger.warning(message, extra={"device_id": device.id})
             attempts[-1] = PushResult(PushOutcome.UNKNOWN_DEVICE, attempts[-1].status, message)
             return attempts
+        if self._api_status is not None:
+            self._api_status.working()
         logger.info(
             "device created in Traccar",
             extra={"device_id": device.id, "traccar_id": created.id},
@@ -597,5 +744,7 @@ class _Run:
                 "retry_at": retry_at,
                 "last_sync": self.now,
                 "last_result": result,
+                # Kept while positions wait, so the sweep retries them once the backoff ends.
+                "handoff_since": self.state.handoff_since if self.waiting else None,
             }
         )

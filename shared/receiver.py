@@ -8,7 +8,9 @@ every vendor, so it lives here once:
 - the commit's precondition failed (`StaleRead`: a concurrent copy or writer got in between,
   nothing written): read again, where the copy's claim is found; after `WRITE_ATTEMPTS` lost
   races, 503 with Retry-After (the vendor retries);
-- the device is busy (`RetryLater`, nothing written): wait up to `BUSY_WAIT_SECONDS` in
+- the device is busy (`RetryLater`, nothing written; Smartcar's and TLINK's receivers never
+  meet it: their pipeline runs hand a busy device's delivery off, ADR 0002): wait up to
+  `BUSY_WAIT_SECONDS` in
   `BUSY_POLL_SECONDS` steps when the receiver says it is worth it (a copy of the delivery whose
   position is on its way usually ends within it), then answer 429 with Retry-After;
 - anything else failed after the read: the delivery's own claim is released, so the vendor's

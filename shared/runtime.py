@@ -28,8 +28,10 @@ if TYPE_CHECKING:
     import requests
     from google.cloud import firestore
 
+    from shared.commands import TraccarCommands
     from shared.notify import Notifier, NotifierConfig
     from shared.pipeline import Pipeline
+    from shared.removal import DeviceRemoval
     from shared.scheduler import JobScheduler
     from shared.secrets import CachedSecrets, SecretStore
     from shared.services import Services
@@ -128,6 +130,7 @@ class Runtime:
     def pipeline(self) -> Pipeline:
         from shared.pipeline import Pipeline
         from shared.traccar import OsmAndClient
+        from shared.traccar_status import TraccarApiWatch
 
         return Pipeline(
             delivery=self.store.delivery,
@@ -136,7 +139,30 @@ class Runtime:
             retention=timedelta(days=self.settings.push_log_retention_days),
             device_user_id=self.settings.traccar_device_user_id,
             device_group_id=self.settings.traccar_device_group_id,
+            command_attributes=self.command_attributes,
+            api_status=TraccarApiWatch(mark=self.store.traccar_api, notifier=lambda: self.notifier),
         )
+
+    def command_attributes(self) -> dict[str, str] | None:
+        """The Find Hub sender's attributes for Traccar's devices (PROTOCOLS.md §2b), or None:
+        without `API_URL` (only sync_device gets it; the public webhooks function
+        never reads the command key) or without a stored key. Read per call (cached a minute),
+        so a new key reaches the devices with their next provisioning."""
+        if self.settings.api_url is None:
+            return None
+        from shared.secrets import SecretNotFound
+
+        try:
+            key = self.cached_secrets.read(self.settings.traccar_command_key_secret).strip()
+        except SecretNotFound:
+            return None
+        if not key:
+            return None
+        return {
+            "command.sender": "findHub",
+            "command.findHub.url": str(self.settings.api_url).rstrip("/"),
+            "command.findHub.key": key,
+        }
 
     def traccar_api(self) -> TraccarApi | None:
         """Traccar's REST API with the stored credentials (a token, or `email:password` with
@@ -211,6 +237,47 @@ class Runtime:
             delivery=store.delivery,
             scheduler=self.scheduler,
             notifier=self.notifier,
+            smartcar_monthly_calls=self.settings.smartcar_monthly_calls,
+        )
+
+    @functools.cached_property
+    def commands(self) -> TraccarCommands:
+        """Traccar's Find Hub commands (PROTOCOLS.md §2b) on the sync services."""
+        from shared.commands import TraccarCommands
+
+        return TraccarCommands(
+            devices=self.store.devices,
+            services=lambda: self.services,
+            scheduler=lambda: self.scheduler,
+            secrets=self.cached_secrets,
+            key_secret=self.settings.traccar_command_key_secret,
+            default_timer=self.settings.auto_register_timer,
+            default_delta=self.settings.auto_register_delta,
+        )
+
+    @functools.cached_property
+    def removal(self) -> DeviceRemoval:
+        """`DELETE /devices/<id>` (issue 20); Smartcar's module loads for a vehicle only."""
+        from shared.removal import DeviceRemoval
+        from shared.store.removal import DeviceRecords
+
+        def smartcar_disconnect(vehicle_id: str) -> bool:
+            from shared.sources.smartcar.disconnect import SmartcarDisconnect
+
+            return SmartcarDisconnect(
+                session=self.http_session,
+                management_origin=str(self.settings.smartcar_management_origin),
+                secrets=self.cached_secrets,
+                secret_name=self.settings.smartcar_management_token_secret,
+            )(vehicle_id)
+
+        return DeviceRemoval(
+            services=self.services,
+            devices=self.store.devices,
+            excluded=self.store.excluded_devices,
+            records=DeviceRecords(self.store.client),
+            traccar_api=self.traccar_api,
+            smartcar_disconnect=smartcar_disconnect,
         )
 
     @functools.cached_property
@@ -261,6 +328,7 @@ class Runtime:
         # Cold start: the Google modules load with the first Google request, never for /health.
         from shared.models import utc_now
         from shared.sources.google.account import GoogleAccount
+        from shared.sources.google.alerts import GoogleAlerts
         from shared.sources.google.auth import TokenProvider
         from shared.sources.google.checkin import GcmCheckin
         from shared.sources.google.client import NovaClient
@@ -288,6 +356,12 @@ class Runtime:
         tokens = TokenProvider(
             cache=documents.token, auth_url=str(settings.google_auth_url), clock=now
         )
+        alerts = GoogleAlerts(
+            document=documents.alerts,
+            credentials_state=documents.credentials,
+            notifier=notifier,
+            clock=now,
+        )
         expiry = GoogleExpiry(
             auth=documents.auth,
             secrets=self.secrets,
@@ -304,6 +378,7 @@ class Runtime:
             expiry=expiry,
             credentials_state=documents.credentials,
             auth=documents.auth,
+            alerts=alerts,
             clock=now,
         )
         smart_tracking = SmartTracker(
@@ -320,7 +395,10 @@ class Runtime:
         return GoogleStack(
             source=GoogleSource(
                 account=account,
-                leases=FcmLeases(document=documents.fcm_lease),
+                leases=FcmLeases(
+                    document=documents.fcm_lease,
+                    silent_backoff_max=timedelta(seconds=settings.google_silent_backoff_max),
+                ),
                 checkin=GcmCheckin(session=self.http_session, url=str(settings.google_checkin_url)),
                 devices=store.devices,
                 services=store.services,
@@ -330,6 +408,7 @@ class Runtime:
                 max_future_skew=settings.max_future_skew,
                 locate_concurrency=settings.google_locate_concurrency,
                 approximate_accuracy=settings.google_approximate_accuracy,
+                alerts=alerts,
                 clock=now,
             ),
             account=account,
@@ -339,6 +418,7 @@ class Runtime:
                 smart_tracking=smart_tracking,
                 auth=documents.auth,
                 devices=store.devices,
+                excluded=store.excluded_devices,
                 state=documents.refresh,
                 services=services,
                 notifier=notifier,
@@ -371,7 +451,12 @@ class Runtime:
         from shared.models import utc_now
         from shared.sources.smartcar.client import SdkOrigins
         from shared.sources.smartcar.stack import SmartcarStack
-        from shared.sources.smartcar.tokens import ClientFactory, TokenRenewal, TokenStore
+        from shared.sources.smartcar.tokens import (
+            ApplicationToken,
+            ClientFactory,
+            TokenRenewal,
+            TokenStore,
+        )
 
         now = clock or utc_now
         pause = sleep or time.sleep
@@ -396,8 +481,13 @@ class Runtime:
             redirect_uri=str(redirect_uri) if redirect_uri is not None else None,
             mode=settings.smartcar_mode,
             scopes=settings.smartcar_scopes,
+            session=lambda: self.http_session,
+            vehicle_api_url=str(settings.smartcar_vehicle_api_url),
+            token_url=str(settings.smartcar_iam_token_url),
             clock=now,
         )
+        # One application token per stack, so per instance (API v3).
+        app_token = ApplicationToken(api=client.api, clock=now)
         tokens = TokenStore(
             secrets=self.secrets,
             locks=store,
@@ -409,8 +499,15 @@ class Runtime:
         def source() -> SmartcarSource:
             from shared.sources.smartcar.source import SmartcarSource
 
+            def user_of(vehicle_id: str) -> str | None:
+                vehicle = store().vehicle(vehicle_id)
+                return vehicle.user_id if vehicle is not None else None
+
             return SmartcarSource(
                 client=client,
+                api=client.api,
+                app_token=app_token,
+                user_of=user_of,
                 tokens=tokens,
                 max_future_skew=settings.max_future_skew,
                 clock=now,
@@ -442,7 +539,14 @@ class Runtime:
         def connect() -> SmartcarConnect:
             from shared.sources.smartcar.connect import SmartcarConnect
 
-            return SmartcarConnect(store=store(), client=client, tokens=tokens, clock=now)
+            return SmartcarConnect(
+                store=store(),
+                client=client,
+                api=client.api,
+                app_token=app_token,
+                tokens=tokens,
+                clock=now,
+            )
 
         def views() -> SmartcarViews:
             from shared.sources.smartcar.views import SmartcarViews

@@ -91,6 +91,8 @@ class JobScheduler(Protocol):
 
     def delete(self, device_id: str) -> bool: ...
 
+    def run(self, device_id: str) -> None: ...
+
 
 class CloudSchedulerJobs:
     """Sync jobs in Google Cloud Scheduler, through the official client."""
@@ -169,6 +171,11 @@ class CloudSchedulerJobs:
             return False
         return True
 
+    def run(self, device_id: str) -> None:
+        """Run the device's job now (Cloud Scheduler's RunJob): the sync outlives the caller's
+        request, as Traccar's "locate now" needs (it waits 5 s, a Google locate up to 60)."""
+        self._call("run_job", device_id)
+
     def _set_state(self, method: str, device_id: str, wanted: int) -> None:
         """`wanted`: a `scheduler_v1.Job.State` (an int enum, compared with the job's)."""
         from google.api_core.exceptions import FailedPrecondition
@@ -230,6 +237,13 @@ class LocalJobs:
 
     def delete(self, device_id: str) -> bool:
         return self._jobs.delete(job_id_for(device_id))
+
+    def run(self, device_id: str) -> None:
+        """Due now: the local loop runs it on its next tick, then on its timer again."""
+        job = self._jobs.get(job_id_for(device_id))
+        if job is None:
+            raise NotFound(f"no sync job for device {device_id}")
+        self._jobs.put(job.model_copy(update={"next_run": self._clock()}))
 
 
 def next_delay(timer: int, delta: int, rng: random.Random | None = None) -> float:

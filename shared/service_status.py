@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
@@ -14,10 +15,23 @@ from shared.store import Store
 BUILD_INFO = Path(__file__).with_name("build_info.json")
 
 
+class HealthAlert(Model):
+    """An open incident that needs the user (Google's, issue 14): until it clears."""
+
+    name: str
+    since: datetime
+    reason: str | None = None
+
+
 class HealthReport(Model):
     status: Literal["ok", "auth_required", "misconfigured"]
     services: int
     reason: str | None = None
+    # Absent when none is open. They do not change `status`: the syncs still run.
+    alerts: list[HealthAlert] | None = None
+    # `unauthorized` while Traccar's REST API refuses the credentials (absent otherwise): the
+    # positions keep flowing to OsmAnd, only new devices wait, so `status` stays.
+    traccar_api: Literal["unauthorized"] | None = None
 
     def public(self) -> HealthReport:
         """What a caller without the bearer token sees: the status and the count. Google's
@@ -25,7 +39,8 @@ class HealthReport(Model):
         is no secret, and nobody can present a token the API does not have."""
         if self.status == "misconfigured":
             return self
-        return self.model_copy(update={"reason": None})
+        alerts = [a.model_copy(update={"reason": None}) for a in self.alerts or []] or None
+        return self.model_copy(update={"reason": None, "alerts": alerts, "traccar_api": None})
 
 
 class VersionInfo(Model):
@@ -48,9 +63,21 @@ def health(store: Store, *, misconfigured: str | None = None) -> HealthReport:
         store.state.fill_service_count(services, read=record)
     if misconfigured is not None:
         return HealthReport(status="misconfigured", services=services, reason=misconfigured)
+    alerts = [
+        HealthAlert(name=name, since=value.get("since"), reason=value.get("reason"))
+        for name, value in sorted(record.alerts.items())
+        if isinstance(value, dict) and value.get("since") is not None
+    ] or None
+    traccar_api = "unauthorized" if record.traccar_api == "unauthorized" else None
     if record.auth.status == "auth_required":
-        return HealthReport(status="auth_required", services=services, reason=record.auth.reason)
-    return HealthReport(status="ok", services=services)
+        return HealthReport(
+            status="auth_required",
+            services=services,
+            reason=record.auth.reason,
+            alerts=alerts,
+            traccar_api=traccar_api,
+        )
+    return HealthReport(status="ok", services=services, alerts=alerts, traccar_api=traccar_api)
 
 
 def version_info() -> VersionInfo:

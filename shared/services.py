@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field
 
-from shared.errors import Conflict, Forbidden, NotFound
+from shared.errors import BadRequest, Conflict, Forbidden, NotFound
 from shared.models import (
     MAX_JITTER_SECONDS,
     Device,
@@ -41,6 +41,44 @@ class ServiceSpec(Model):
 
     timer: int = Field(ge=60, le=86_400)
     delta: int = Field(0, ge=0, le=MAX_JITTER_SECONDS)
+
+
+# Smartcar's call budget (PROTOCOLS.md §3): counted per vehicle per month; the longest month.
+MONTH_SECONDS = 31 * 86_400
+SMARTCAR_CALLS_PER_PULL = 1  # one GET /vehicles/{id}/signals (`smartcar.client`)
+
+
+def shortest_gap(timer: int, delta: int) -> int:
+    """The shortest time between two runs of a job every `timer` ± `delta`, on either scheduler
+    backend: the local loop's `timer - delta`, Cloud Scheduler's cron step (which may round
+    the timer down: 90 min runs hourly) less the jitter applied inside the run."""
+    from shared.scheduler import cron_for
+
+    fields = cron_for(timer).split()
+    if fields[0] == "*":
+        step = 60
+    elif fields[0].startswith("*/"):
+        step = int(fields[0][2:]) * 60
+    elif fields[1] == "*":
+        step = 3_600
+    elif fields[1].startswith("*/"):
+        step = int(fields[1][2:]) * 3_600
+    else:
+        step = 86_400
+    return max(1, min(timer, step) - delta)
+
+
+def calls_a_month(timer: int, delta: int) -> int:
+    """Smartcar API calls a vehicle pulled every `timer` ± `delta` may cost in a month."""
+    return -(-MONTH_SECONDS // shortest_gap(timer, delta)) * SMARTCAR_CALLS_PER_PULL
+
+
+def smallest_fitting_timer(delta: int, budget: int) -> int | None:
+    """The shortest timer whose pulls stay within `budget` calls a month (None: none does)."""
+    for timer in range(60, 86_401):
+        if calls_a_month(timer, delta) <= budget:
+            return timer
+    return None
 
 
 class ServiceView(Model):
@@ -94,7 +132,9 @@ class Services:
         delivery: DeliveryRepository,
         scheduler: JobScheduler,
         notifier: Notifier,
+        smartcar_monthly_calls: int = 500,
     ) -> None:
+        self._smartcar_monthly_calls = smartcar_monthly_calls
         self._services = services
         self._devices = devices
         self._excluded = excluded
@@ -144,6 +184,8 @@ class Services:
         device = self._devices.get(device_id)
         if device is None:
             raise NotFound(f"unknown device: {device_id}")
+        if device.source == Source.SMARTCAR:
+            self._check_smartcar_budget(spec)
         # A user's pause outlives a change of timer (issue 19): one more read, on a rare call.
         existing = self._services.get(device_id)
         by_user = existing is not None and existing.paused_by_user
@@ -170,6 +212,33 @@ class Services:
             return service, False
         self._record_count()
         return service, True
+
+    def _check_smartcar_budget(self, spec: ServiceSpec) -> None:
+        """A 400 naming the most frequent schedule that fits when `spec` would spend more than
+        SMARTCAR_MONTHLY_CALLS of the vehicle's Smartcar calls a month."""
+        budget = self._smartcar_monthly_calls
+        calls = calls_a_month(spec.timer, spec.delta)
+        if calls <= budget:
+            return
+        fitting = smallest_fitting_timer(spec.delta, budget)
+        advice = (
+            f"the shortest timer that fits is {fitting} s (with delta {spec.delta})"
+            if fitting is not None
+            else "no timer up to a day fits: raise SMARTCAR_MONTHLY_CALLS"
+        )
+        raise BadRequest(
+            f"timer: every {spec.timer} s ± {spec.delta} s would make up to {calls} Smartcar "
+            f"calls a month for this vehicle, over SMARTCAR_MONTHLY_CALLS ({budget}); {advice}"
+        )
+
+    def fitting_spec(self, source: Source, spec: ServiceSpec) -> ServiceSpec:
+        """`spec`, its timer lengthened for Smartcar until it fits the call budget."""
+        if source != Source.SMARTCAR or calls_a_month(spec.timer, spec.delta) <= (
+            self._smartcar_monthly_calls
+        ):
+            return spec
+        fitting = smallest_fitting_timer(spec.delta, self._smartcar_monthly_calls)
+        return spec.model_copy(update={"timer": fitting or 86_400})
 
     def pause(self, device_id: str) -> ServiceView:
         """The user pauses the device's service: its job stops until the user resumes it, new
@@ -258,6 +327,8 @@ class Services:
     def auto_register(self, source: Source, spec: ServiceSpec) -> list[str]:
         """Give every device of `source` without a service (and not excluded) one; returns the
         ids registered now and tells the notifier of each."""
+        # Smartcar's call budget: an auto-registered vehicle is pulled no more often than fits.
+        spec = self.fitting_spec(source, spec)
         excluded = {e.id for e in self._excluded.list()}
         served = {s.id for s in self._services.list()}
         registered = []

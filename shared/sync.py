@@ -16,7 +16,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from shared.errors import BadRequest, BridgeError, Conflict, NotFound, RetryLater
 from shared.models import Device, Location, Source, too_far_ahead, utc_now
@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from shared.store import DeliveryRepository, Page, Repository
 
 logger = logging.getLogger(__name__)
+
+# Devices whose handed-off deliveries one sweep delivers at most (each is one pipeline run).
+SWEEP_LIMIT = 50
 
 
 class FetchFailed(BridgeError):
@@ -56,6 +59,14 @@ class LocationSource(Protocol):
         `BridgeError`; one whose locate still answered for other devices is a `FetchFailed`
         carrying their positions."""
         ...
+
+
+@runtime_checkable
+class ManualFetch(Protocol):
+    """A source whose scheduled fetch paces itself (Google backs silent trackers off): a sync
+    a user asked for (the API, Traccar's command) fetches without that pacing."""
+
+    def fetch_manual(self, device: Device) -> list[Location]: ...
 
 
 class MovementTracker(Protocol):
@@ -121,7 +132,10 @@ class Sync:
 
         def fetch() -> list[Location]:
             try:
-                found = source.fetch(device)
+                if force and isinstance(source, ManualFetch):
+                    found = source.fetch_manual(device)
+                else:
+                    found = source.fetch(device)
             except FetchFailed as exc:
                 # The device's own locate failed; the others it answered for are still due.
                 failures.append(exc.error)
@@ -197,7 +211,45 @@ class Sync:
         (`sleep`, the instance's own by default: a benchmark records it instead)."""
         if jitter_seconds:
             (sleep or self._sleep)(random.uniform(0, jitter_seconds))  # noqa: S311 - spreading load
-        return self.sync_device(device_id)
+        report = self.sync_device(device_id)
+        # Not after a failed run: Firestore down would make the sweep wait its timeouts too.
+        self._sweep_quietly()
+        return report
+
+    def _sweep_quietly(self) -> None:
+        """The sweep after a scheduled run: its failure must not turn the device's run into
+        one (the next scheduled run or the hourly refresh sweeps again)."""
+        try:
+            self.sweep_handoffs()
+        except Exception:
+            logger.exception("the sweep of handed-off deliveries failed")
+
+    def sweep_handoffs(self, *, limit: int = SWEEP_LIMIT) -> list[str]:
+        """Deliver what webhooks handed off to a busy device's outbox and no lease holder
+        delivered (its run died, or the delivery came just as it let go): each such device's
+        pipeline runs, unless Traccar refused it lately (its backoff) or a run holds its lease
+        (that run delivers them: the pipeline's lease check says so, on the pipeline's clock).
+        One query when there is nothing to do. Returns the devices run (ADR 0002)."""
+        now = self._clock()
+        ran = []
+        for state in self._delivery.handed_off(limit=limit):
+            if state.retry_at and state.retry_at > now:
+                continue
+            device = self._devices.get(state.id)
+            if device is None:
+                logger.warning("handed-off deliveries of an unknown device", extra={
+                    "device_id": state.id})  # fmt: skip
+                continue
+            try:
+                report = self.pipeline.run(device, list)
+            except BridgeError as exc:  # busy again, or Firestore: the next sweep retries
+                logger.warning("sweep: a device's handed-off deliveries wait", extra={
+                    "device_id": device.id, "reason": exc.message})  # fmt: skip
+                continue
+            logger.info("sweep: handed-off deliveries delivered", extra={
+                "device_id": device.id, **report.result.model_dump()})  # fmt: skip
+            ran.append(device.id)
+        return ran
 
     def push_locations(self, device: Device, locations: list[Location]) -> RunReport:
         """Push given positions (the API's `?single`) through the same pipeline as a run."""

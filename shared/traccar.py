@@ -39,7 +39,7 @@ from typing import Any
 from urllib.parse import quote_plus, urlsplit, urlunsplit
 
 import requests
-from pydantic import ConfigDict, TypeAdapter, ValidationError
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 
 from shared.models import AttributeValue, Location, Model
 
@@ -359,13 +359,16 @@ def _connection_failure(exc: requests.ConnectionError) -> str:
 
 
 class TraccarDevice(Model):
-    """A Traccar device as the REST API answers it (vendor field names; the rest is ignored)."""
+    """A Traccar device as the REST API answers it (vendor field names). The fields not named
+    here are kept too: Traccar's `PUT /api/devices/{id}` stores the whole body it gets, so an
+    update sends the device back as Traccar gave it, changed only where meant."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="allow")
 
     id: int
     name: str
     uniqueId: str  # Traccar's field name, kept as the vendor spells it
+    attributes: dict[str, Any] = Field(default_factory=dict)
 
 
 @functools.cache
@@ -485,9 +488,34 @@ class TraccarApi:
                 "than a device"
             ) from exc
 
+    def set_attributes(self, device: TraccarDevice, attributes: dict[str, str]) -> TraccarDevice:
+        """`device` with `attributes` added to its own (`PUT /api/devices/{id}`); no call when
+        it has them already."""
+        if all(device.attributes.get(key) == value for key, value in attributes.items()):
+            return device
+        entity = device.model_dump()
+        entity["attributes"] = {**device.attributes, **attributes}
+        body = self._call("PUT", f"devices/{device.id}", json=entity)
+        try:
+            return TraccarDevice.model_validate(body)
+        except ValidationError as exc:
+            raise TraccarResponseError(
+                f"Traccar API at {self._target} answered PUT /api/devices/{device.id} with "
+                "something other than a device"
+            ) from exc
+
     def link_device(self, device_id: int, *, user_id: int) -> None:
         """Link a device to a user (`POST /api/permissions`): it shows on that user's map."""
         self._call("POST", "permissions", json={"userId": user_id, "deviceId": device_id})
+
+    def delete_device(self, unique_id: str) -> bool:
+        """Delete the device with this unique id (`DELETE /api/devices/{id}`, its positions go
+        with it in Traccar); False if the credentials' user sees no such device."""
+        found = self.find_device(unique_id)
+        if found is None:
+            return False
+        self._call("DELETE", f"devices/{found.id}")
+        return True
 
     def ensure_device(
         self,
@@ -497,15 +525,19 @@ class TraccarApi:
         category: str | None = None,
         user_id: int | None = None,
         group_id: int | None = None,
+        attributes: dict[str, str] | None = None,
     ) -> TraccarDevice:
         """The device with this unique id, created when it does not exist yet: in `group_id`,
         then linked to `user_id`, so that it appears on someone's map (a device made with the
-        service account is linked to nobody otherwise)."""
+        service account is linked to nobody otherwise). It carries `attributes` (the command
+        sender's) either way: created with them, or given them when found without."""
         found = self.find_device(unique_id)
         if found is not None:
-            return found
+            return self.set_attributes(found, attributes) if attributes else found
         try:
-            created = self.create_device(unique_id, name, category=category, group_id=group_id)
+            created = self.create_device(
+                unique_id, name, category=category, group_id=group_id, attributes=attributes
+            )
         except TraccarResponseError as exc:
             # Traccar answers a duplicate uniqueId with 400 and the database's error text, which
             # differs by database. Another instance may have created it since our lookup: look
@@ -520,7 +552,7 @@ class TraccarApi:
                     "user in Traccar, or give the bridge an administrator's credentials",
                     status=exc.status,
                 ) from exc
-            return found
+            return self.set_attributes(found, attributes) if attributes else found
         if user_id is not None:
             self.link_device(created.id, user_id=user_id)
         return created

@@ -53,6 +53,10 @@ app = create_app(__name__)
 PUBLIC_ENDPOINTS = frozenset(
     {"health", "versions", "openapi", "smartcar_exchange", "status_page", "static"}
 )
+# Traccar's Find Hub commands (PROTOCOLS.md §2b) carry the command key, not the API token: the
+# key is written into Traccar's device attributes, which every user seeing the device can read,
+# so it opens these three routes and nothing else, and the API token never opens them.
+COMMAND_ENDPOINTS = frozenset({"command_single", "command_periodic", "command_stop"})
 
 
 @functools.cache
@@ -116,9 +120,20 @@ def _location_reports(report: RunReport) -> list[dict[str, object]]:
     return answers
 
 
+class PeriodicQuery(Model):
+    """`position-periodic`'s `interval` (Traccar's `frequency`, seconds); Traccar 6.8 sends
+    none. The bounds are a sync service's."""
+
+    interval: int | None = Field(None, ge=60, le=86_400)
+
+
 @app.before_request
 def authenticate() -> None:
-    if flask.request.endpoint not in PUBLIC_ENDPOINTS:
+    if flask.request.endpoint in COMMAND_ENDPOINTS:
+        scheme, _, presented = flask.request.headers.get("Authorization", "").partition(" ")
+        bearer = presented.strip() if scheme.lower() == "bearer" else None
+        get_runtime().commands.authorize(bearer)
+    elif flask.request.endpoint not in PUBLIC_ENDPOINTS:
         settings = get_runtime().settings
         check_bearer(flask.request, settings.api_token, required=settings.api_token_required)
 
@@ -223,6 +238,29 @@ def delete_service(device_id: str) -> tuple[flask.Response, int]:
     return _json({"status": "deleted", "id": device_id})
 
 
+# --- Traccar's commands (Find Hub sender, PROTOCOLS.md §2b) --------------------------------
+# Traccar waits about 5 s and only reads the status: an empty answer at once, the work after.
+
+
+@app.post("/devices/<unique_id>/position-single")
+def command_single(unique_id: str) -> tuple[str, int]:
+    get_runtime().commands.locate_now(unique_id)
+    return "", 202
+
+
+@app.post("/devices/<unique_id>/position-periodic")
+def command_periodic(unique_id: str) -> tuple[str, int]:
+    query = parse_query(flask.request, PeriodicQuery)
+    get_runtime().commands.periodic(unique_id, query.interval)
+    return "", 200
+
+
+@app.post("/devices/<unique_id>/position-stop")
+def command_stop(unique_id: str) -> tuple[str, int]:
+    get_runtime().commands.stop(unique_id)
+    return "", 200
+
+
 # --- excluded devices ----------------------------------------------------------------------
 
 
@@ -303,6 +341,20 @@ def list_devices() -> tuple[flask.Response, int]:
     page = runtime.store.devices.page(limit=query.limit, cursor=query.cursor)
     views = runtime.services.device_views(page.items)  # with each one's last run and error
     return _paged([view.model_dump(mode="json") for view in views], page.next_cursor)
+
+
+class RemoveQuery(Model):
+    """`DELETE /devices/<id>?traccar=true` deletes the Traccar device too."""
+
+    traccar: bool = False
+
+
+@app.delete("/devices/<device_id>")
+def remove_device(device_id: str) -> tuple[flask.Response, int]:
+    """Everything the bridge keeps about the device (shared/removal.py, issue 20)."""
+    query = parse_query(flask.request, RemoveQuery)
+    removed = get_runtime().removal.remove(device_id, traccar=query.traccar)
+    return _json(removed.model_dump(mode="json", exclude_none=True))
 
 
 @app.get("/devices/<device_id>/locations")

@@ -26,9 +26,12 @@ def refresh() -> flask.Response:
         runtime.google.refresh.refresh(),
         runtime.smartcar.renewal.renew_expiring(),
     ]
+    # Webhook deliveries handed off to a busy device that no lease holder delivered.
+    swept = runtime.sync.sweep_handoffs()
     return flask.jsonify(
         sources=[report.model_dump(mode="json") for report in reports],
         devices=runtime.store.devices.count(),
+        swept=swept,
     )
 
 

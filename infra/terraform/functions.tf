@@ -86,6 +86,13 @@ locals {
     SCHEDULER_TIME_ZONE       = var.scheduler_time_zone
   }
 
+  # Traccar's "Send command" (Find Hub sender): sync_device writes the API's URL and the
+  # command key onto the devices it creates or finds in Traccar (never the api, and never the
+  # public webhooks function, which does not get the key).
+  commands_environment = {
+    API_URL = local.run_urls["api"]
+  }
+
   # Smartcar's OAuth client: Connect (api) and the token refreshes (api and sync_device when
   # they pull a vehicle, refresh_devices renewing refresh tokens) all go through the SDK's
   # AuthClient, which needs the client id, the redirect URI and the mode.
@@ -232,6 +239,7 @@ resource "google_cloudfunctions2_function" "sync_device" {
       local.base_environment,
       local.tracking_environment,
       local.scheduler_environment,
+      local.commands_environment,
       local.smartcar_environment,
       local.tlink_environment,
     )

@@ -11,18 +11,21 @@ locals {
   # variable counts as a read: Cloud Run resolves it as the runtime account.
   secret_readers = {
     api = [
-      "api-token",              # API_TOKEN
-      "google-secrets",         # /auth/*, GET /devices, GET /devices/<id>/locations, manual sync
-      "traccar-api-token",      # the pipeline creates devices Traccar does not know
-      "smtp-password",          # POST /notify/test, the Google expiry email
-      "smartcar-client-secret", # Connect (start, exchange); manual sync of a vehicle refreshes tokens
-      "smartcar-tokens",        # Connect stores a user's tokens; manual sync of a vehicle
-      "tlink-credentials",      # manual sync of a TLINK device pulls it
-      "state-encryption-key",   # the cached Google and TLINK access tokens (Firestore state/)
+      "api-token",                 # API_TOKEN
+      "google-secrets",            # /auth/*, GET /devices, GET /devices/<id>/locations, manual sync
+      "traccar-api-token",         # the pipeline creates devices Traccar does not know
+      "traccar-command-key",       # checks Traccar's commands (/devices/<uniqueId>/position-*)
+      "smtp-password",             # POST /notify/test, the Google expiry email
+      "smartcar-client-secret",    # Connect (start, exchange); manual sync of a vehicle refreshes tokens
+      "smartcar-tokens",           # Connect stores a user's tokens; manual sync of a vehicle
+      "tlink-credentials",         # manual sync of a TLINK device pulls it
+      "state-encryption-key",      # the cached Google and TLINK access tokens (Firestore state/)
+      "smartcar-management-token", # DELETE /devices/<id> disconnects a vehicle at Smartcar
     ]
     sync_device = [
       "google-secrets",         # the locate
       "traccar-api-token",      # the pipeline creates devices Traccar does not know
+      "traccar-command-key",    # written onto the devices the pipeline creates or finds
       "smtp-password",          # the Google expiry email
       "smartcar-client-secret", # a vehicle's pull refreshes its access token
       "smartcar-tokens",        # a vehicle's pull
@@ -73,7 +76,8 @@ locals {
   job_managers = {
     # Services (PUT/DELETE /devices/<id>/services, exclusions), new Google credentials (resume,
     # or re-create a lost job), smart tracking and Google expiry during a manual sync.
-    api = ["create", "delete", "enable", "get", "pause", "update"]
+    # Traccar's "locate now" command runs the device's job at once (run).
+    api = ["create", "delete", "enable", "get", "pause", "run", "update"]
     # Smart tracking re-plans the device's job (upsert); Google expiry pauses the Google jobs.
     sync_device = ["create", "get", "pause", "update"]
     # Auto-registration (upsert, paused at once while Google credentials are expired), smart
@@ -170,8 +174,8 @@ resource "google_secret_manager_secret_iam_member" "rotator" {
 }
 
 # One role per job-managing function, with exactly the Cloud Scheduler permissions its code
-# needs (job_managers above). Narrower than roles/cloudscheduler.admin: no running jobs by hand,
-# no listing, no other locations' settings; sync_device and refresh_devices cannot delete or
+# needs (job_managers above). Narrower than roles/cloudscheduler.admin: running a job by hand
+# only for the api (Traccar's "locate now" command), no listing, no other locations' settings; sync_device and refresh_devices cannot delete or
 # resume a job.
 resource "google_project_iam_custom_role" "scheduler_jobs" {
   for_each = local.job_managers

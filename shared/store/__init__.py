@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from shared.models import Device, ExcludedDevice, LocalJob, Service
+from shared.models import ExcludedDevice, LocalJob, Service
 from shared.store.claims import (
     ClaimStatus,
     StaleRead,
@@ -26,12 +26,13 @@ from shared.store.claims import (
     unchanged_since,
     write_if_unchanged,
 )
-from shared.store.delivery import DeliveryRepository, Lease
+from shared.store.delivery import DeliveryRepository, Lease, StateChanged
 from shared.store.options import FIRESTORE_DEADLINE, reads, writes
 from shared.store.repository import (
     DEFAULT_PAGE_SIZE,
     MAX_ID_BYTES,
     MAX_PAGE_SIZE,
+    DeviceRepository,
     HealthRecord,
     Page,
     Repository,
@@ -40,6 +41,7 @@ from shared.store.repository import (
     document_id,
     read_all,
 )
+from shared.store.traccar import TraccarApiMark
 
 if TYPE_CHECKING:
     from google.cloud import firestore
@@ -51,11 +53,13 @@ __all__ = [
     "MAX_PAGE_SIZE",
     "ClaimStatus",
     "DeliveryRepository",
+    "DeviceRepository",
     "HealthRecord",
     "Lease",
     "Page",
     "Repository",
     "StaleRead",
+    "StateChanged",
     "StateRepository",
     "Store",
     "Versioned",
@@ -77,9 +81,10 @@ class Store:
 
     def __init__(self, client: firestore.Client) -> None:
         self.client = client
-        self.devices = Repository(client, "devices", Device)
+        self.devices = DeviceRepository(client)
         self.services = Repository(client, "services", Service)
         self.excluded_devices = Repository(client, "excluded_devices", ExcludedDevice)
         self.local_jobs = Repository(client, "local_jobs", LocalJob)
         self.state = StateRepository(client)
         self.delivery = DeliveryRepository(client)
+        self.traccar_api = TraccarApiMark(client)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from shared.errors import BadRequest, Conflict, RetryLater
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Beyond this many fingerprints changed in one run, the final write replaces the whole map
 # rather than listing each change in its update mask.
 MAX_FIELD_CHANGES = 500
@@ -39,6 +40,17 @@ class Lease:
         self.owner = owner
         self.update_time = update_time
         self.delivered = delivered or {}
+
+
+class StateChanged(Conflict):
+    """A run's final commit found the device's state written meanwhile while its lease is still
+    the run's: deliveries were handed off to the outbox (`hand_off`). The run reads the outbox,
+    delivers them and commits again on `update_time`, the version it now builds on."""
+
+    def __init__(self, message: str, *, state: DeviceState, update_time: datetime) -> None:
+        super().__init__(message)
+        self.state = state
+        self.update_time = update_time
 
 
 class DeliveryRepository:
@@ -166,9 +178,64 @@ class DeliveryRepository:
         ref = self.state_ref(lease.device_id)
         data = state.model_copy(update={"lease_owner": None, "lease_until": None})
         option = unchanged_since(lease.update_time)
-        # FailedPrecondition: the lease had expired and another run took it; nothing to undo.
-        with contextlib.suppress(FailedPrecondition):
+        try:
             ref.update(data.model_dump(mode="python"), option=option, **writes())
+        except FailedPrecondition:
+            # The lease expired and another run took it (nothing to undo), or a delivery was
+            # handed off under it: then the lease fields alone are given back, so the handed-off
+            # delivery is not held up for the lease's ten minutes (the sweep delivers it).
+            stored = ref.get(**reads())
+            if stored.exists and (stored.to_dict() or {}).get("lease_owner") == lease.owner:
+                free = {"lease_owner": None, "lease_until": None}
+                with contextlib.suppress(FailedPrecondition):
+                    ref.update(free, option=unchanged_since(stored.update_time), **writes())
+
+    def hand_off(
+        self,
+        read: Versioned[DeviceState],
+        entries: Sequence[OutboxEntry],
+        *,
+        now: datetime,
+        along: Writes,
+    ) -> None:
+        """Store a delivery that found the device's lease held (ADR 0002): its positions in the
+        outbox, the state's outbox count and `handoff_since`, and the caller's writes (claim,
+        records), in one commit, on condition that the state did not change since `read`.
+
+        Writing the state is what makes the lease holder's final commit fail and drain the
+        outbox before it lets go (`StateChanged`); had the holder committed first, this commit
+        fails instead (`StaleRead`, nothing written) and the delivery reads again, finding the
+        lease free. Either way no delivery is left behind by a live holder."""
+        assert read.value is not None and read.update_time is not None  # a lease was read
+        batch = self._client.batch()
+        if entries:
+            since = read.value.handoff_since or now
+            count = read.value.outbox_count + len(entries)
+            changes = {"outbox_count": count, "handoff_since": since}
+            batch.update(
+                self.state_ref(read.value.id), changes, option=unchanged_since(read.update_time)
+            )
+        self._add_outcome(batch, entries, (), (), along)
+        try:
+            batch.commit(**writes())
+        except stale_errors():
+            raise StaleRead(
+                f"the sync state of {read.value.id} or a document written with its hand-off "
+                "changed since it was read"
+            ) from None
+
+    def handed_off(self, *, limit: int) -> list[DeviceState]:
+        """At most `limit` states holding handed-off deliveries not yet delivered, without
+        their fingerprints (the sweep runs each device's pipeline, which reads its state)."""
+        from google.cloud.firestore import FieldFilter
+
+        # Any time at all: a null or missing field is not matched by a range filter.
+        query = (
+            self._states.where(filter=FieldFilter("handoff_since", ">=", EPOCH))
+            .select([f for f in DeviceState.model_fields if f != "delivered"])
+            .limit(limit)
+        )
+        return [DeviceState.model_validate(s.to_dict() or {}) for s in query.stream(**reads())]
 
     def outbox(self, device_id: str) -> list[OutboxEntry]:
         """The device's waiting positions, oldest position first."""
@@ -235,11 +302,20 @@ class DeliveryRepository:
                     "database reset?); what was pushed is pushed again by the next run"
                 ) from None
             # A retried commit whose first attempt landed (the reply was lost) finds the state
-            # changed by itself: the run is done. Anything else means the lease was lost.
-            if not _written(stored, released):
-                raise Conflict(
-                    f"the sync lease of {lease.device_id} expired before the run ended"
+            # changed by itself: the run is done. A state changed under a lease still held is a
+            # delivery handed off meanwhile. Anything else means the lease was lost.
+            if _written(stored, released):
+                return
+            current = DeviceState.model_validate(stored.to_dict())
+            if current.lease_owner == lease.owner:
+                raise StateChanged(
+                    f"the sync state of {lease.device_id} changed under the run's lease",
+                    state=current,
+                    update_time=stored.update_time,
                 ) from None
+            raise Conflict(
+                f"the sync lease of {lease.device_id} expired before the run ended"
+            ) from None
 
     def _add_outcome(
         self,

@@ -27,6 +27,8 @@ LEASE_DOCUMENT = "fcm_lease"
 CREDENTIALS_STATE = "google_credentials"
 REFRESH_STATE = "google_refresh"
 SMART_TRACKING = "smart_tracking"
+GOOGLE_ALERTS = "google_alerts"  # a field of `state/auth`
+OPEN_ATTEMPTS = 3
 
 
 # --- the documents ------------------------------------------------------------------------------
@@ -41,24 +43,49 @@ class CachedToken(Document):
     credentials_digest: str
 
 
+class SilentTracker(Document):
+    """A tracker that gave no answer `misses` locates in a row: not located before `until`."""
+
+    misses: int = Field(ge=1)
+    until: AwareDatetime
+
+
 class FcmLease(Document):
-    """`state/fcm_lease`: who holds the FCM session, until when, and who was located when."""
+    """`state/fcm_lease`: who holds the FCM session, until when, who was located when, and
+    which trackers stay silent (their backoff)."""
 
     owner: str | None = None
     until: AwareDatetime | None = None
     located: dict[str, AwareDatetime] = Field(default_factory=dict)
+    silent: dict[str, SilentTracker] = Field(default_factory=dict)
+
+    def backing_off(self, device_id: str, now: datetime) -> bool:
+        silent = self.silent.get(device_id)
+        return silent is not None and silent.until > now
 
     def held(self, now: datetime) -> bool:
         return bool(self.owner and self.until and self.until > now)
 
 
 class CredentialsState(Document):
-    """`state/google_credentials`: when the credentials were uploaded, FCM expiry, its notice."""
+    """`state/google_credentials`: when the credentials were uploaded, the FCM installation
+    token's expiry (shown by the token status route, never alerted on), and how many sessions
+    in a row MCS refused (`mcs_refusals`, reset by a login)."""
 
     uploaded_at: AwareDatetime | None = None
     fcm_expires_at: AwareDatetime | None = None
-    # The expiry an "expiring soon" email was sent for: one email per installation token.
-    fcm_expiry_notified_for: AwareDatetime | None = None
+    mcs_refusals: int = Field(0, ge=0)
+
+
+class GoogleAlert(Document):
+    """An open incident that needs the user (`state/auth`, field `google_alerts.<name>`):
+    emailed once when it opened, shown by `/health` until it clears. `retry_at` is when
+    Google may be asked again (the sign-in alert's backoff), `attempts` how often it refused."""
+
+    reason: str
+    since: AwareDatetime
+    retry_at: AwareDatetime | None = None
+    attempts: int = Field(1, ge=1)
 
 
 class RefreshState(Document):
@@ -178,27 +205,82 @@ class CredentialsStateDocument:
     def put(self, state: CredentialsState) -> None:
         self._ref.set(state.model_dump(mode="python"), **writes())
 
-    def claim_fcm_expiry_notice(self, expires_at: datetime) -> bool:
-        """Record that the email about `expires_at` is being sent; False if it was already.
+    def add_mcs_refusal(self) -> int:
+        """One more MCS session refused in a row; returns how many now. Not atomic: two runs
+        never overlap (the FCM lease), and a count off by one only moves the alert a run."""
+        count = self.get().mcs_refusals + 1
+        self._ref.set({"mcs_refusals": count}, merge=True, **writes())
+        return count
 
-        One email per expiry, even with two runs at once: the first to write it wins (a
-        transaction: its commit fails when the document changed since its read, and is retried).
-        """
-        ref = self._ref
+    def reset_mcs_refusals(self) -> bool:
+        """A session logged in; True when refusals were counted before (one read otherwise)."""
+        if self.get().mcs_refusals == 0:
+            return False
+        self._ref.set({"mcs_refusals": 0}, merge=True, **writes())
+        return True
 
-        @firestore.transactional
-        def claim(transaction: firestore.Transaction) -> bool:
-            snapshot = ref.get(transaction=transaction, **reads())
-            data: dict[str, Any] = (snapshot.to_dict() or {}) if snapshot.exists else {}
-            if data.get("fcm_expiry_notified_for") == expires_at:
+
+class AlertsDocument:
+    """Google's open alerts, kept in `state/auth` (field `GOOGLE_ALERTS`) so that `/health`
+    still reads one document. Each alert is its own map entry, written by field path: the
+    credentials' state and the services' count beside it stay as they are."""
+
+    def __init__(self, client: firestore.Client) -> None:
+        self._ref = client.collection("state").document(AUTH_STATE)
+
+    def get(self) -> dict[str, GoogleAlert]:
+        snapshot = self._ref.get([GOOGLE_ALERTS], **reads())
+        return _alerts_of(snapshot.to_dict() if snapshot.exists else None)
+
+    def open(self, name: str, alert: GoogleAlert) -> bool:
+        """Record `alert` unless one named `name` is open; True only for the call that opened
+        it (optimistic, as `AuthMark.mark_required`: of callers racing, one write succeeds)."""
+        for _ in range(OPEN_ATTEMPTS):
+            snapshot = self._ref.get(**reads())
+            if name in _alerts_of(snapshot.to_dict() if snapshot.exists else None):
                 return False
-            transaction.set(ref, {**data, "fcm_expiry_notified_for": expires_at})
+            try:
+                if snapshot.exists:
+                    self._ref.update(
+                        {_alert_path(name): alert.model_dump(mode="python")},
+                        option=unchanged_since(snapshot.update_time),
+                        **writes(),
+                    )
+                else:
+                    data = {
+                        **AuthState().model_dump(mode="python"),
+                        GOOGLE_ALERTS: {name: alert.model_dump(mode="python")},
+                    }
+                    self._ref.create(data, **writes())
+            except stale_errors():
+                continue  # written meanwhile (maybe the services' count): look again
             return True
+        return False
 
-        # `transaction.set` only adds to the commit. The decorator begins and commits the
-        # transaction itself, and `Transaction._begin`/`_commit` take no retry or timeout: those
-        # two calls keep the client's defaults (the decorator retries a contended commit).
-        return bool(claim(self._client.transaction()))
+    def put(self, name: str, alert: GoogleAlert) -> None:
+        """Rewrite an open alert (its next retry)."""
+        self._ref.update({_alert_path(name): alert.model_dump(mode="python")}, **writes())
+
+    def clear(self, *names: str) -> None:
+        from google.cloud.firestore import DELETE_FIELD
+
+        try:
+            self._ref.update({_alert_path(name): DELETE_FIELD for name in names}, **writes())
+        except stale_errors():
+            pass  # no document: nothing open
+
+
+def _alert_path(name: str) -> str:
+    from google.cloud.firestore_v1.field_path import FieldPath
+
+    return FieldPath(GOOGLE_ALERTS, name).to_api_repr()
+
+
+def _alerts_of(data: dict[str, Any] | None) -> dict[str, GoogleAlert]:
+    raw = (data or {}).get(GOOGLE_ALERTS)
+    if not isinstance(raw, dict):
+        return {}
+    return {name: GoogleAlert.model_validate(value) for name, value in raw.items()}
 
 
 class GoogleDocuments:
@@ -209,6 +291,7 @@ class GoogleDocuments:
         self.token = TokenCache(client, sealer=sealer)
         self.fcm_lease = LeaseDocument(client)
         self.credentials = CredentialsStateDocument(client)
+        self.alerts = AlertsDocument(client)
         self.refresh = RefreshDocument(client)
         self.smart_tracking = Repository(client, SMART_TRACKING, SmartTrackingState)
 
@@ -232,18 +315,22 @@ class RefreshDocument:
 __all__ = [
     "AUTH_STATE",
     "CREDENTIALS_STATE",
+    "GOOGLE_ALERTS",
     "LEASE_DOCUMENT",
     "REFRESH_STATE",
     "TOKEN_STATE",
+    "AlertsDocument",
     "AuthMark",
     "CachedToken",
     "CredentialsState",
     "CredentialsStateDocument",
     "FcmLease",
+    "GoogleAlert",
     "GoogleDocuments",
     "LeaseDocument",
     "RefreshDocument",
     "RefreshState",
+    "SilentTracker",
     "SmartTrackingState",
     "TokenCache",
 ]

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Generic, TypeVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
 from shared.errors import BadRequest, Conflict
-from shared.models import AuthState
+from shared.models import AuthState, Device
 from shared.store.options import reads, writes
 
 if TYPE_CHECKING:
@@ -157,6 +157,33 @@ class Repository(Generic[M]):
         return int(result[0][0].value)
 
 
+class DeviceRepository(Repository[Device]):
+    """The `devices` collection, with its one query beyond the id."""
+
+    def __init__(self, client: firestore.Client) -> None:
+        super().__init__(client, "devices", Device)
+
+    def with_traccar_unique_id(self, unique_id: str, *, limit: int) -> list[Device]:
+        """At most `limit` devices pushing to Traccar as `unique_id` (a Traccar command names
+        a device so); the field's single-field index answers it."""
+        from google.cloud.firestore import FieldFilter
+
+        query = self._collection.where(filter=FieldFilter("traccar_unique_id", "==", unique_id))
+        return [Device.model_validate(s.to_dict()) for s in query.limit(limit).stream(**reads())]
+
+
+# `state/auth`'s field saying whether Traccar's REST API took the credentials
+# (`shared.store.traccar`): `{"status": "unauthorized", "reason", "since"}`, absent when it did.
+TRACCAR_API_FIELD = "traccar_api"
+
+
+def traccar_api_status(data: dict[str, Any] | None) -> str:
+    """`unauthorized` or `ok`, from `state/auth`'s data."""
+    value = (data or {}).get(TRACCAR_API_FIELD)
+    refused = isinstance(value, dict) and value.get("status") == "unauthorized"
+    return "unauthorized" if refused else "ok"
+
+
 @dataclass(frozen=True)
 class HealthRecord:
     """What `/health` reads, from one document: the Google credentials' state and the number
@@ -166,6 +193,10 @@ class HealthRecord:
     auth: AuthState
     services: int | None
     update_time: datetime | None
+    # Google's open alerts (`shared.store.google.AlertsDocument`), name -> {reason, since, ...}.
+    alerts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Whether Traccar's REST API took the credentials (`shared.store.traccar`).
+    traccar_api: str = "ok"
 
 
 # `state/auth` also carries the number of sync services, so `/health` costs one document read
@@ -204,7 +235,14 @@ class StateRepository:
         data = snapshot.to_dict() or {}
         count = data.get(SERVICE_COUNT_FIELD)
         services = count if isinstance(count, int) and count >= 0 else None
-        return HealthRecord(AuthState.model_validate(data), services, snapshot.update_time)
+        alerts = data.get("google_alerts")
+        return HealthRecord(
+            AuthState.model_validate(data),
+            services,
+            snapshot.update_time,
+            alerts if isinstance(alerts, dict) else {},
+            traccar_api_status(data),
+        )
 
     def record_service_count(self, count: int) -> None:
         """Record the number of sync services (just counted after a change) in `state/auth`,

@@ -146,8 +146,11 @@ def test_simultaneous_pushes_of_one_device_all_reach_traccar(
         answers = list(pool.map(lambda body: post(webhooks, "/tlink", body), bodies))
 
     assert [answer.status_code for answer in answers] == [200] * 3, [a.text for a in answers]
-    assert [answer.json()["location"] for answer in answers] == ["synced"] * 3
+    # A push finding another's run holding the lease is handed off to the outbox and answered
+    # at once ("queued"); that run delivers it before it lets go (issue 16, ADR 0002).
+    assert {answer.json()["location"] for answer in answers} <= {"synced", "queued"}
     assert len(traccar.positions) == 3
+    assert len({position.fix_time for position in traccar.positions}) == 3  # each once
 
 
 def test_the_protected_receiver_wants_its_path_token_and_signature(

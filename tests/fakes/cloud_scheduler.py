@@ -1,14 +1,15 @@
 """An in-memory Cloud Scheduler served over real gRPC, for the official client in tests.
 
 Google ships no Cloud Scheduler emulator. This fake serves the job RPCs `CloudSchedulerJobs`
-uses (CreateJob, UpdateJob, GetJob, PauseJob, ResumeJob, DeleteJob) with the
+uses (CreateJob, UpdateJob, GetJob, PauseJob, ResumeJob, DeleteJob, RunJob) with the
 `google-cloud-scheduler` package's own types; other RPCs answer UNIMPLEMENTED. It follows the
 service's documented contract:
 
 - a job is `projects/P/locations/L/jobs/ID` under the request's parent, ID made of letters,
   digits, `-` and `_` (500 at most); a job created without a name gets a generated id;
 - CreateJob on an existing name is ALREADY_EXISTS; UpdateJob, GetJob, PauseJob, ResumeJob and
-  DeleteJob of a missing job are NOT_FOUND;
+  DeleteJob and RunJob of a missing job are NOT_FOUND; RunJob ("force a job to run now")
+  dispatches the job whatever its schedule, recorded in `runs`;
 - a new job is ENABLED; only an ENABLED job can be paused and only a PAUSED one resumed
   (FAILED_PRECONDITION otherwise); UpdateJob keeps the state, so a paused job stays paused;
 - UpdateJob replaces the fields named in `update_mask` (top-level paths), or every populated
@@ -106,6 +107,9 @@ class FakeCloudScheduler(GrpcFake):
     def __init__(self) -> None:
         super().__init__()
         self._jobs: dict[str, scheduler_v1.Job] = {}
+        # Jobs forced to run by RunJob ("Force a job to run now", Cloud Scheduler's reference),
+        # in order: the dispatch itself is Cloud Scheduler's, not the caller's.
+        self.runs: list[str] = []
 
     def rpcs(self) -> dict[str, tuple[Callable[[Any], Any], Any, Any]]:
         cs = scheduler_v1
@@ -116,6 +120,7 @@ class FakeCloudScheduler(GrpcFake):
             "PauseJob": (self._pause_job, cs.PauseJobRequest, cs.Job),
             "ResumeJob": (self._resume_job, cs.ResumeJobRequest, cs.Job),
             "DeleteJob": (self._delete_job, cs.DeleteJobRequest, empty_pb2.Empty),
+            "RunJob": (self._run_job, cs.RunJobRequest, cs.Job),
         }
 
     def client(self) -> scheduler_v1.CloudSchedulerClient:
@@ -232,6 +237,11 @@ class FakeCloudScheduler(GrpcFake):
 
     def _resume_job(self, request: scheduler_v1.ResumeJobRequest) -> scheduler_v1.Job:
         return self._set_state(request.name, State.PAUSED, State.ENABLED)
+
+    def _run_job(self, request: scheduler_v1.RunJobRequest) -> scheduler_v1.Job:
+        job = self._existing(request.name)
+        self.runs.append(request.name)
+        return self._copy(job)
 
     def _delete_job(self, request: scheduler_v1.DeleteJobRequest) -> empty_pb2.Empty:
         self._existing(request.name)

@@ -4,8 +4,16 @@ It answers as Google does to `gpsoauth.perform_oauth`: a form-encoded POST in, `
 lines out. A known account (email, AAS token in `EncryptedPasswd`, `androidId`) asking for
 the Find My Device scope with the right app and signature gets `Auth=<token>` with `Expiry`
 (epoch seconds, by `clock`) and `ExpiresInDurationSec`; a wrong or revoked AAS token, or another
-android_id, gets 403 `Error=BadAuthentication`; `needs_browser()` makes it answer
-`Error=NeedsBrowser` (PROTOCOLS.md §5, OAuth).
+android_id, gets 403 `Error=BadAuthentication` (PROTOCOLS.md §5, OAuth: "that is the expiry
+case"). Answers that are not that (PROTOCOLS.md §5, OAuth, and issue 14 point 6):
+
+- `needs_browser()`: every request is answered 403 `Error=NeedsBrowser` with a sign-in `Url`
+  until `signed_in()` (the user signed in in a browser); retrying does not clear it;
+- `bad_authentication(times=1)`: the next `times` requests are answered `BadAuthentication`
+  although the token is good (the refusal that a second, fresh attempt does not repeat);
+- `fail_with(status, times=1)`: the next `times` requests get a bare `status` (5xx) page.
+
+`oauth_requests` counts the token requests, whatever their answer.
 
 The same host serves the GCM check-in (`POST /checkin`, PROTOCOLS.md §5 "GCM check-in"): an
 `AndroidCheckinRequest` (the protobuf of firebase-messaging, MIT) carrying a registered
@@ -55,6 +63,9 @@ class FakeGoogleAuth(FakeHttpServer):
         self._issued: list[Issued] = []
         self._revoked: set[str] = set()
         self._error: str | None = None
+        self._bad_authentications = 0
+        self._failures: list[int] = []
+        self.oauth_requests = 0
         self._state_lock = threading.Lock()
         self._devices: dict[str, str] = {}  # android_id -> security_token (GCM check-in)
         self.checkins: list[tuple[float, str]] = []  # (time.monotonic(), android_id)
@@ -91,8 +102,23 @@ class FakeGoogleAuth(FakeHttpServer):
             self._revoked.update(issued.token for issued in self._issued)
 
     def needs_browser(self) -> None:
+        """Google wants a browser sign-in: every request gets `NeedsBrowser` until `signed_in`."""
         with self._state_lock:
             self._error = "NeedsBrowser"
+
+    def signed_in(self) -> None:
+        with self._state_lock:
+            self._error = None
+
+    def bad_authentication(self, times: int = 1) -> None:
+        """The next `times` requests are refused `BadAuthentication` although the token is good."""
+        with self._state_lock:
+            self._bad_authentications = times
+
+    def fail_with(self, status: int, times: int = 1) -> None:
+        """The next `times` requests are answered a bare `status` page (Google's 5xx)."""
+        with self._state_lock:
+            self._failures.extend([status] * times)
 
     def is_valid(self, token: str) -> bool:
         now = self._clock()
@@ -113,8 +139,16 @@ class FakeGoogleAuth(FakeHttpServer):
             return HttpResponse(404, b"Error=NotFound\n")
         form = {key: values[-1] for key, values in parse_qs(request.body.decode()).items()}
         with self._state_lock:
+            self.oauth_requests += 1
             error = self._error
             account = self._accounts.get(form.get("Email", ""))
+            failure = self._failures.pop(0) if self._failures else None
+            flaky = self._bad_authentications > 0
+            self._bad_authentications = max(0, self._bad_authentications - 1)
+        if failure is not None:
+            return HttpResponse(failure, b"<html>Server Error</html>", "text/html")
+        if flaky:
+            return _answer(403, {"Error": "BadAuthentication"})
         if error is not None:
             return _answer(403, {"Error": error, "Url": "https://accounts.google.com/signin"})
         expected = (form.get("EncryptedPasswd"), form.get("androidId"))

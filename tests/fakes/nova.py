@@ -9,6 +9,15 @@ generated code with the bridge, so a wrong field number in our `.proto` shows.
 Requests need `Authorization: Bearer <token>` with a token `FakeGoogleAuth` issued (401
 otherwise), the form content type and Google's user agent (400 otherwise).
 
+Throttling (PROTOCOLS.md §5, Nova: "Retry 429/5xx with exponential backoff"; "Pacing": many
+locates at once risk Nova's 429): `throttle(times, retry_after=None)` answers the next `times`
+requests 429, with a `Retry-After` header (seconds) when given; `answered_at` records when
+each request came (time.monotonic()), throttled or not, so a test can see the client waited.
+
+Silent trackers (PROTOCOLS.md §5, "Known failures": a locate answering nothing, no reports or a
+tracker set to high-traffic areas only): a `FakeTracker` with `answers=False` takes the locate
+(200) and no push ever follows.
+
 `FakeMcs` is MCS (`mtalk.google.com:5228`) over TLS: a login (`LoginRequest`, tag 2) with a
 registered android_id and security token is answered `LoginResponse`; a push is a
 `DataMessageStanza` whose `raw_data` is Web-Push "aesgcm" encrypted for the registration's
@@ -28,6 +37,15 @@ located with the same action and answer like trackers.
 GCM check-in (PROTOCOLS.md §5, "GCM check-in"): `FakeMcs.checkin_gate` (set by `FakeGoogle` to
 `FakeGoogleAuth.checked_in_since`) refuses a login unless the android_id checked in since its
 previous login, as every working client checks in before each MCS login.
+
+A dead GCM registration (PROTOCOLS.md §5, "Known failures": MCS refusing, the stored
+android_id/security_token no longer known): `FakeMcs.refuse_logins()` refuses every login,
+counted in `refused_logins`, until `refuse_logins(False)`.
+
+Owner key rotation (PROTOCOLS.md §5, "Owner key renewal": an end-to-end-encryption reset moves
+the owner key on; "Known failures": `InvalidTag` with a stale owner key):
+`FakeGoogle.rotate_owner_key()` wraps every tracker's identity key with a new owner key from
+then on; the secrets.json made before keeps the old one.
 
 `FakeGoogle` puts the three together (with `FakeGoogleAuth`) for one account and makes its
 `secrets.json`; `ca_file` is the CA the MCS certificate chains to (tests export it as
@@ -319,6 +337,10 @@ class FakeMcs:
         # (android_id, since) -> checked in since then? None: no check-in required.
         self.checkin_gate: Callable[[str, float], bool] | None = None
         self._last_login: dict[str, float] = {}
+        self._refuse_logins = False
+
+    def refuse_logins(self, refuse: bool = True) -> None:
+        self._refuse_logins = refuse
 
     def register(self, identity: FcmIdentity) -> None:
         self._identities[identity.android_id] = identity
@@ -420,7 +442,8 @@ class FakeMcs:
             login = mcs_pb2.LoginRequest.FromString(body) if tag == TAG_LOGIN_REQUEST else None
             identity = self._identities.get(login.user) if login is not None else None
             if (
-                login is None
+                self._refuse_logins
+                or login is None
                 or identity is None
                 or login.auth_token != identity.security_token
                 or login.device_id != f"android-{int(identity.android_id):x}"
@@ -508,6 +531,12 @@ class FakeNova(FakeHttpServer):
         self.trackers: dict[str, FakeTracker] = {}
         self.locates: list[LocateRequest] = []
         self._timers: list[threading.Timer] = []
+        self._throttle: list[int | None] = []
+        self.answered_at: list[tuple[float, int]] = []  # (time.monotonic(), status)
+
+    def throttle(self, times: int = 1, *, retry_after: int | None = None) -> None:
+        """Answer the next `times` requests 429 (with `Retry-After` seconds when given)."""
+        self._throttle.extend([retry_after] * times)
 
     @property
     def nova_url(self) -> str:
@@ -530,6 +559,15 @@ class FakeNova(FakeHttpServer):
             or request.headers.get("user-agent") != NOVA_USER_AGENT
         ):
             return HttpResponse(400, b"Bad Request")
+        if self._throttle:
+            retry_after = self._throttle.pop(0)
+            self.answered_at.append((time.monotonic(), 429))
+            return HttpResponse(
+                429,
+                b"Too Many Requests",
+                headers=(("Retry-After", str(retry_after)),) if retry_after is not None else (),
+            )
+        self.answered_at.append((time.monotonic(), 200))
         if request.method == "POST" and request.target == "/nova/nbe_list_devices":
             return self._list_devices(request.body)
         if request.method == "POST" and request.target == "/nova/nbe_execute_action":
@@ -611,6 +649,13 @@ class FakeGoogle:
         self.mcs.register(self.identity)
         self.mcs.checkin_gate = self.auth.checked_in_since
         self.trackers = [self.add_tracker(f"canonic-{n}", f"Tracker {n}") for n in range(trackers)]
+
+    def rotate_owner_key(self) -> bytes:
+        """A new owner key wraps every tracker's identity key from now on (see the module doc)."""
+        self.owner_key = os.urandom(32)
+        for fake in self.nova.trackers.values():
+            fake.tracker.owner_key = self.owner_key
+        return self.owner_key
 
     def add_tracker(self, canonic_id: str, name: str, **options: Any) -> FakeTracker:
         fake = FakeTracker(

@@ -97,6 +97,7 @@ class HttpResponse:
     body: bytes = b""
     content_type: str | None = None
     close: bool = False  # close the connection after the answer (Netty does after a bad frame)
+    headers: tuple[tuple[str, str], ...] = ()  # any other header (Retry-After)
 
 
 class CloseConnection(Exception):
@@ -168,6 +169,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(response.body)))
         if response.content_type:
             self.send_header("Content-Type", response.content_type)
+        for name, value in response.headers:
+            self.send_header(name, value)
         if response.close:
             self.send_header("Connection", "close")
             self.close_connection = True
@@ -367,6 +370,7 @@ class TraccarDevices:
     def __init__(self, unique_ids: Iterable[str] = ()) -> None:
         self._lock = threading.Lock()
         self._devices: dict[str, RegisteredDevice] = {}
+        self._last_id = 0
         for unique_id in unique_ids:
             self.add(unique_id)
 
@@ -374,13 +378,22 @@ class TraccarDevices:
         with self._lock:
             if unique_id in self._devices:
                 raise DuplicateDevice(unique_id)
-            device = RegisteredDevice(len(self._devices) + 1, unique_id, name or unique_id)
+            device = RegisteredDevice(self._next_id(), unique_id, name or unique_id)
             self._devices[unique_id] = device
             return device
 
     def get(self, unique_id: str) -> RegisteredDevice | None:
         with self._lock:
             return self._devices.get(unique_id)
+
+    def _next_id(self) -> int:
+        # Not the count: a removed device's id is not given again, as in Traccar's database.
+        self._last_id = max([self._last_id, *(d.id for d in self._devices.values())]) + 1
+        return self._last_id
+
+    def remove(self, unique_id: str) -> None:
+        with self._lock:
+            self._devices.pop(unique_id, None)
 
     def __contains__(self, unique_id: object) -> bool:
         with self._lock:

@@ -17,6 +17,32 @@ wire protocol the official SDK speaks (PROTOCOLS.md §3, Smartcar's API referenc
   answers (`/location`, `/odometer`, `/battery`) whose headers carry `sc-data-age`. A bearer
   token that is unknown, revoked or rotated away is a 401 `AUTHENTICATION`; a read the vehicle
   lacks the permission for is a 403 `PERMISSION` (in a batch, for that path only).
+- `DELETE /v2.0/management/connections/?vehicle_id=<id>` (HTTP Basic `default:<management
+  token>`, the management API; the Python SDK's `smartcar.delete_connections`, smartcar 6.x
+  `smartcar/smartcar.py`) disconnects the vehicle from the application and answers
+  `{"connections": [{"vehicleId", "userId", "connectedAt"}]}`, empty when it was not connected;
+  a wrong management token is a 401. Pass `management_token` to serve it (404 otherwise).
+  `disconnected` lists the vehicles disconnected so far.
+- API v3 (PROTOCOLS.md §3; smartcar.com/docs `api-reference/vehicles-api-intro`,
+  `api-reference/list-signals`, `api-reference/get-signal`, `api-reference/list-connections`,
+  `connect/handle-the-response`, blog "Introducing Smartcar API V3", 2026-04-22):
+  - Connect's consent redirects with `user_id` (and `state`), no code: `handle-the-response`
+    ("Smartcar will redirect the user back ... along with a `user_id`").
+  - `POST /oauth2/token` (`iam_token_url`), form `grant_type=client_credentials`, `client_id`,
+    `client_secret`: one application token, `expires_in` 3600, no refresh token (the blog: "one
+    application-level access token, valid for an hour"). Wrong credentials: 401
+    `invalid_client`. `expire_app_tokens()` ends those issued so far.
+  - Under `vehicle_api_url` (`/v3`), with `Authorization: Bearer <application token>` and the
+    header `sc-user-id` (required; 400 without it): `GET /v3/connections?userId&page&pageSize`
+    (`{"data": [{"id", "type": "connection", "attributes": {"permissions", "vehicle": {make,
+    model, year}}, "relationships": {"vehicle": {"data": {"id"}}, "user": {"data": {"id"}}}}],
+    "meta": {"page", "pageSize", "totalCount"}}`), `GET /v3/vehicles/<id>/signals?page&pageSize`
+    (`{"data": [{"id", "type": "signal", "attributes": {"code", "name", "group", "status":
+    {"value"}, "body"}, "meta": {"retrievedAt", "oemUpdatedAt"}}], "meta": {"page", "pageSize",
+    "totalCount"}, "links": {"next"}, "included": {"vehicle": {"attributes": {make, model,
+    year}}}}`, times in epoch seconds as the examples show), `GET /v3/vehicles/<id>/signals/<code>`
+    (`{"data": <one signal>}`). A signal the vehicle lacks the permission for has no body and
+    `status {"value": "ERROR", "error": {"type": "PERMISSION"}}`. A user token (v2) is a 401 here.
 - `revoke_access_tokens()`, `revoke_refresh_tokens()` end what was issued so far;
   `rate_limit(retry_after)` makes the next API call a 429 `RATE_LIMIT` with `Retry-After`.
 
@@ -30,6 +56,7 @@ import json
 import secrets
 import threading
 from dataclasses import dataclass, field
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Self
@@ -37,6 +64,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 HOST = "127.0.0.1"
 ACCESS_LIFETIME = 7200
+APP_TOKEN_LIFETIME = 3600
 POLL_INTERVAL = 0.05  # how often the serving thread checks for shutdown: keeps it fast
 ALL_PERMISSIONS = frozenset(
     {"read_vehicle_info", "read_location", "read_odometer", "read_battery", "read_charge"}
@@ -89,8 +117,17 @@ class _Answer:
 class SmartcarServer:
     """See the module docstring."""
 
-    def __init__(self, *, client_id: str, client_secret: str, redirect_uri: str) -> None:
+    def __init__(
+        self,
+        *,
+        client_id: str,
+        client_secret: str,
+        redirect_uri: str,
+        management_token: str | None = None,
+    ) -> None:
         self.client_id = client_id
+        self.management_token = management_token
+        self.disconnected: list[str] = []
         self.client_secret = client_secret
         self.redirect_uri = redirect_uri
         self.vehicles: dict[str, FakeVehicle] = {}
@@ -99,6 +136,7 @@ class SmartcarServer:
         self._codes: dict[str, str] = {}  # code -> redirect URI
         self._access: dict[str, str] = {}  # live access token -> user id
         self._refresh: dict[str, str] = {}  # live refresh token -> user id
+        self._app_tokens: set[str] = set()  # live v3 application tokens
         self._deny_next = False
         self._rate_limited: int | None = None
         self._requests: list[Request] = []
@@ -138,6 +176,16 @@ class SmartcarServer:
     def token_url(self) -> str:
         return self.url + "/oauth/token"
 
+    @property
+    def iam_token_url(self) -> str:
+        """The v3 application token endpoint (`https://iam.smartcar.com/oauth2/token`)."""
+        return self.url + "/oauth2/token"
+
+    @property
+    def vehicle_api_url(self) -> str:
+        """The v3 vehicle API base (`https://vehicle.api.smartcar.com/v3`)."""
+        return self.url + "/v3"
+
     # Test controls
 
     def add_vehicle(self, vehicle: FakeVehicle) -> FakeVehicle:
@@ -155,6 +203,16 @@ class SmartcarServer:
         with self._lock:
             self._access.clear()
 
+    def expire_app_tokens(self) -> None:
+        """Every v3 application token issued so far stops working (its hour is over)."""
+        with self._lock:
+            self._app_tokens.clear()
+
+    def issue_legacy_tokens(self) -> dict[str, Any]:
+        """A v2 token pair for the user, as a Connect before the v3 upgrade left it."""
+        with self._lock:
+            return self._issue(self.user.id)
+
     def revoke_refresh_tokens(self) -> None:
         """Every refresh token stops working: the user must go through Connect again."""
         with self._lock:
@@ -170,8 +228,14 @@ class SmartcarServer:
             return list(self._requests)
 
     def grants(self) -> list[str]:
-        """The `grant_type` of every token request, in order."""
-        return [r.form.get("grant_type", "") for r in self.requests if r.path == "/oauth/token"]
+        """The `grant_type` of every token request (v2 and v3), in order."""
+        paths = ("/oauth/token", "/oauth2/token")
+        return [r.form.get("grant_type", "") for r in self.requests if r.path in paths]
+
+    def v3_calls(self, vehicle_id: str | None = None) -> list[Request]:
+        """The v3 vehicle API calls made (of one vehicle's paths, when given)."""
+        prefix = "/v3/vehicles/" + vehicle_id if vehicle_id else "/v3/"
+        return [r for r in self.requests if r.path.startswith(prefix)]
 
     # Protocol
 
@@ -182,6 +246,12 @@ class SmartcarServer:
                 return self._authorize(request)
             if request.path == "/oauth/token" and request.method == "POST":
                 return self._token(request)
+            if request.path == "/oauth2/token" and request.method == "POST":
+                return self._app_token(request)
+            if request.path.startswith("/v3/"):
+                return self._v3(request)
+            if request.path.rstrip("/") == "/v2.0/management/connections":
+                return self._connections(request)
             if request.path.startswith("/v2.0/"):
                 return self._api(request)
             return _Answer(404, {"error": "not_found", "error_description": "no such route"})
@@ -198,9 +268,8 @@ class SmartcarServer:
             self._deny_next = False
             result = {"error": "access_denied", "error_description": "User denied access"}
         else:
-            code = secrets.token_hex(16)
-            self._codes[code] = query["redirect_uri"]
-            result = {"code": code}
+            # v3: the redirect names the user; requests are then scoped with `sc-user-id`.
+            result = {"user_id": self.user.id}
         if "state" in query:
             result["state"] = query["state"]
         return _Answer(302, headers={"Location": f"{self.redirect_uri}?{urlencode(result)}"})
@@ -237,6 +306,71 @@ class SmartcarServer:
             "expires_in": ACCESS_LIFETIME,
             "refresh_token": refresh,
         }
+
+    def _connections(self, request: Request) -> _Answer:
+        if self.management_token is None or request.method != "DELETE":
+            return _Answer(404, {"error": "not_found", "error_description": "no such route"})
+        expected = base64.b64encode(f"default:{self.management_token}".encode()).decode()
+        if request.headers.get("authorization") != f"Basic {expected}":
+            return _Answer(401, _error(401, "AUTHENTICATION", None, "invalid management token"))
+        vehicle_id = request.query.get("vehicle_id", "")
+        if vehicle_id not in self.user.vehicles:
+            return _Answer(200, {"connections": []})
+        self.user.vehicles.remove(vehicle_id)
+        self.disconnected.append(vehicle_id)
+        connection = {"vehicleId": vehicle_id, "userId": self.user.id, "connectedAt": None}
+        return _Answer(200, {"connections": [connection]})
+
+    def _app_token(self, request: Request) -> _Answer:
+        form = request.form
+        if form.get("grant_type") != "client_credentials":
+            return _Answer(400, {"error": "unsupported_grant_type"})
+        if (form.get("client_id"), form.get("client_secret")) != (
+            self.client_id, self.client_secret):  # fmt: skip
+            return _Answer(401, {"error": "invalid_client", "error_description": "bad client"})
+        token = secrets.token_hex(16)
+        self._app_tokens.add(token)
+        return _Answer(
+            200, {"access_token": token, "token_type": "Bearer", "expires_in": APP_TOKEN_LIFETIME}
+        )
+
+    def _v3(self, request: Request) -> _Answer:
+        if self._rate_limited is not None:
+            retry_after, self._rate_limited = self._rate_limited, None
+            return _Answer(
+                429,
+                _error(429, "RATE_LIMIT", "VEHICLE", "too many requests"),
+                {"Retry-After": str(retry_after)},
+            )
+        token = request.headers.get("authorization", "").removeprefix("Bearer ")
+        if token not in self._app_tokens:
+            return _Answer(401, _error(401, "AUTHENTICATION", None, "invalid access token"))
+        user_id = request.headers.get("sc-user-id")
+        if not user_id:
+            return _Answer(400, _error(400, "VALIDATION", None, "sc-user-id header required"))
+        page = int(request.query.get("page", "1"))
+        size = int(request.query.get("pageSize", "10"))
+        parts = [part for part in request.path.split("/")[2:] if part]  # after "/v3"
+        if parts == ["connections"] and request.method == "GET":
+            if user_id != self.user.id:
+                return _paged([], page, size)
+            items = [_connection(self.vehicles[v], user_id) for v in self.user.vehicles]
+            return _paged(items, page, size)
+        if len(parts) >= 3 and parts[0] == "vehicles" and parts[2] == "signals":
+            vehicle = self.vehicles.get(parts[1])
+            if vehicle is None or vehicle.id not in self.user.vehicles or user_id != self.user.id:
+                return _Answer(404, _error(404, "RESOURCE_NOT_FOUND", "PATH", "no such vehicle"))
+            found = _signals(vehicle)
+            if len(parts) == 3:
+                answer = _paged(found, page, size)
+                described = {"make": vehicle.make, "model": vehicle.model, "year": vehicle.year}
+                answer.body["included"] = {"vehicle": {"attributes": described}}
+                return answer
+            [one] = [s for s in found if s["attributes"]["code"] == parts[3]] or [None]
+            if one is None or len(parts) > 4:
+                return _Answer(404, _error(404, "RESOURCE_NOT_FOUND", "PATH", "no such signal"))
+            return _Answer(200, {"data": one})
+        return _Answer(404, _error(404, "RESOURCE_NOT_FOUND", "PATH", "no such path"))
 
     def _api(self, request: Request) -> _Answer:
         if self._rate_limited is not None:
@@ -306,6 +440,65 @@ class SmartcarServer:
         return _Answer(200, {"responses": answers})
 
 
+def _paged(items: list[dict[str, Any]], page: int, size: int) -> _Answer:
+    chunk = items[(page - 1) * size : page * size]
+    more = page * size < len(items)
+    return _Answer(
+        200,
+        {"data": chunk, "meta": {"page": page, "pageSize": size, "totalCount": len(items)},
+         "links": {"next": f"?page={page + 1}&pageSize={size}" if more else None}},
+    )  # fmt: skip
+
+
+def _connection(vehicle: FakeVehicle, user_id: str) -> dict[str, Any]:
+    return {
+        "id": f"conn-{vehicle.id}",
+        "type": "connection",
+        "attributes": {
+            "permissions": sorted(vehicle.permissions),
+            "vehicle": {"make": vehicle.make, "model": vehicle.model, "year": vehicle.year}
+            if "read_vehicle_info" in vehicle.permissions else {},
+        },
+        "relationships": {
+            "vehicle": {"data": {"id": vehicle.id, "type": "vehicle"}},
+            "user": {"data": {"id": user_id, "type": "user"}},
+        },
+    }  # fmt: skip
+
+
+_V3_SIGNALS = (
+    ("location-preciselocation", "PreciseLocation", "Location", "read_location"),
+    ("odometer-traveleddistance", "TraveledDistance", "Odometer", "read_odometer"),
+    ("tractionbattery-stateofcharge", "StateOfCharge", "TractionBattery", "read_battery"),
+    ("tractionbattery-range", "Range", "TractionBattery", "read_battery"),
+)
+
+
+def _signals(vehicle: FakeVehicle) -> list[dict[str, Any]]:
+    measured = int(datetime.fromisoformat(vehicle.data_age.replace("Z", "+00:00")).timestamp())
+    bodies = {
+        "location-preciselocation": {"latitude": vehicle.latitude,
+                                     "longitude": vehicle.longitude},
+        "odometer-traveleddistance": {"unit": "kilometers", "value": vehicle.odometer_km},
+        "tractionbattery-stateofcharge": {"unit": "percent",
+                                          "value": round(vehicle.battery_fraction * 100, 6)},
+        "tractionbattery-range": {"unit": "kilometers", "value": vehicle.range_km},
+    }  # fmt: skip
+    found = []
+    for code, name, group, permission in _V3_SIGNALS:
+        attributes: dict[str, Any] = {"code": code, "name": name, "group": group}
+        if permission in vehicle.permissions:
+            attributes |= {"status": {"value": "SUCCESS"}, "body": bodies[code]}
+        else:
+            attributes["status"] = {"value": "ERROR",
+                                    "error": {"type": "PERMISSION", "code": None}}  # fmt: skip
+        found.append(
+            {"id": code, "type": "signal", "attributes": attributes,
+             "meta": {"retrievedAt": measured + 1, "oemUpdatedAt": measured}}
+        )  # fmt: skip
+    return found
+
+
 def _reading(vehicle: FakeVehicle, path: str) -> dict[str, Any]:
     if path == "/location":
         return {"latitude": vehicle.latitude, "longitude": vehicle.longitude}
@@ -350,7 +543,7 @@ def _handler_for(owner: SmartcarServer) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(payload)
 
-        do_GET = do_POST = _serve
+        do_GET = do_POST = do_DELETE = _serve
 
         def log_message(self, format: str, *args: Any) -> None:
             pass

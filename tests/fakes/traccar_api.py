@@ -33,10 +33,22 @@ Users and what they see, as a deployed Traccar has them:
   (PROTOCOLS.md §2); a device added straight to `devices` (auto-registration, the web UI of
   another user) is linked to nobody until `link`.
 - `POST /api/devices` keeps `category`, `groupId` and `attributes`; `PUT /api/devices/{id}`
-  replaces a visible device's fields; `POST /api/permissions` with `{"userId"|"groupId",
-  "deviceId"}` links (204; administrators only here, `PermissionsResource.java`). A user linked
-  to a group sees its devices (`link_user_to_group`). `record(unique_id)` shows what Traccar
-  stores for a device.
+  replaces a visible device's fields, `DELETE /api/devices/{id}` removes it (204);
+  `POST /api/permissions` with `{"userId"|"groupId", "deviceId"}` links (204; administrators
+  only here, `PermissionsResource.java`). A user linked to a group sees its devices
+  (`link_user_to_group`). `record(unique_id)` shows what Traccar stores for a device.
+  Traccar's `PUT` takes the whole device and stores what it gets (`BaseObjectResource.update`):
+  attributes left out of the body are gone, so a client adding attributes must send the ones
+  already there.
+- "Send command" through the Find Hub sender (PROTOCOLS.md §2b, `FindHubCommandSender.java`,
+  Traccar 6.8+): `send_command(unique_id, command, frequency=...)` does what Traccar does when a
+  user presses the button on a device whose stored attributes say `command.sender=findHub`: an
+  empty-bodied `POST <command.findHub.url>/devices/<uniqueId>/<command>` with
+  `Authorization: Bearer <command.findHub.key>` and `Accept: application/json`, waiting
+  `COMMAND_READ_TIMEOUT` (5 s, `client.readTimeout`) for the answer; `position-periodic` carries
+  `?interval=<frequency>` since 6.9 and nothing in 6.8.x (`traccar_version=(6, 8)`). Any non-2xx
+  answer, or none in time, is a failure shown to the user (`CommandFailed` here). A device
+  without those attributes cannot take the command (Traccar offers no Find Hub sender for it).
 """
 
 from __future__ import annotations
@@ -45,6 +57,8 @@ import base64
 import binascii
 import json
 import threading
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -64,6 +78,27 @@ ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "admin-password-0123"
 # `ServiceAccountUser.ID`: the id Traccar gives `web.serviceAccountToken`'s requests.
 SERVICE_ACCOUNT_ID = 9_000_000_000_000_000
+# How long Traccar's HTTP client waits for a command's answer (PROTOCOLS.md §2b).
+COMMAND_READ_TIMEOUT = 5.0
+FIND_HUB_COMMANDS = ("position-single", "position-periodic", "position-stop")
+
+
+class CommandFailed(Exception):
+    """Traccar would report the command as failed to its user: `status` is the bridge's
+    answer (None: no answer in time, or no connection)."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class SentCommand:
+    """What the bridge answered to one command."""
+
+    status: int
+    body: bytes
+    url: str
 
 
 @dataclass
@@ -156,6 +191,42 @@ class FakeTraccarApi(FakeHttpServer):
         assert device is not None, unique_id
         return self._serialise(device)
 
+    # Traccar's "Send command" (PROTOCOLS.md §2b)
+
+    def send_command(
+        self,
+        unique_id: str,
+        command: str,
+        *,
+        frequency: int | None = None,
+        traccar_version: tuple[int, int] = (6, 9),
+        timeout: float = COMMAND_READ_TIMEOUT,
+    ) -> SentCommand:
+        """Send `command` to the device as Traccar's Find Hub sender does; `CommandFailed`
+        for what Traccar shows its user as a failure."""
+        assert command in FIND_HUB_COMMANDS, command
+        attributes = self.record(unique_id)["attributes"]
+        if attributes.get("command.sender") != "findHub":
+            raise CommandFailed(f"device {unique_id} has no Find Hub command sender")
+        base = str(attributes.get("command.findHub.url", "")).rstrip("/")
+        key = str(attributes.get("command.findHub.key", ""))
+        url = f"{base}/devices/{unique_id}/{command}"
+        if command == "position-periodic" and frequency is not None and traccar_version >= (6, 9):
+            url += f"?interval={frequency}"
+        request = urllib.request.Request(  # noqa: S310 - a test's own local URL
+            url,
+            data=b"",
+            method="POST",
+            headers={"Authorization": f"Bearer {key}", "Accept": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+                return SentCommand(response.status, response.read(), url)
+        except urllib.error.HTTPError as exc:
+            raise CommandFailed(f"{url} answered {exc.code}", status=exc.code) from exc
+        except (urllib.error.URLError, TimeoutError) as exc:
+            raise CommandFailed(f"{url}: no answer ({exc})") from exc
+
     # Requests
 
     def handle(self, request: HttpRequest) -> HttpResponse:
@@ -170,6 +241,8 @@ class FakeTraccarApi(FakeHttpServer):
             return self._permit(caller, request)
         if path.startswith("/api/devices/") and request.method == "PUT":
             return self._update(caller, path.removeprefix("/api/devices/"), request)
+        if path.startswith("/api/devices/") and request.method == "DELETE":
+            return self._delete(caller, path.removeprefix("/api/devices/"))
         if path != "/api/devices":
             return HttpResponse(404)
         if request.method == "GET":
@@ -280,6 +353,14 @@ class FakeTraccarApi(FakeHttpServer):
         with self._api_lock:
             self._fields[device.id] = _stored_fields(entity)
         return HttpResponse(200, _json(self._serialise(device)), JSON)
+
+    def _delete(self, caller: FakeUser, device_id: str) -> HttpResponse:
+        """`DELETE /api/devices/{id}`: 204, as Traccar's `BaseObjectResource.remove` answers."""
+        device = next((d for d in self.devices.all() if str(d.id) == device_id), None)
+        if device is None or not (caller.administrator or self._visible(caller, device)):
+            return _error("java.lang.SecurityException: Device access denied")
+        self.devices.remove(device.unique_id)
+        return HttpResponse(204)
 
     def _permit(self, caller: FakeUser, request: HttpRequest) -> HttpResponse:
         try:

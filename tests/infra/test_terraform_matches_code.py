@@ -47,6 +47,9 @@ GOOGLE_USERS = {"api", "sync_device", "refresh_devices"}
 SECRET_NAME_READERS: dict[str, set[str]] = {
     # Pipeline.push creates a device Traccar does not know: every function that pushes.
     "traccar_api_token_secret": {"api", "sync_device", "webhooks"},
+    # Traccar's commands: the api checks the key; sync_device writes it onto the Traccar
+    # devices its pipeline creates or finds. Never the public webhooks function.
+    "traccar_command_key_secret": {"api", "sync_device"},
     # api: /auth/*, GET /devices, GET /devices/<id>/locations, manual sync; sync_device: the
     # locate; refresh_devices: the device list and the FCM expiry watch.
     "google_secret_name": GOOGLE_USERS,
@@ -54,8 +57,8 @@ SECRET_NAME_READERS: dict[str, set[str]] = {
     # hourly renewal of refresh tokens (refresh_devices).
     "smartcar_client_secret_secret": GOOGLE_USERS,
     "smartcar_tokens_secret": GOOGLE_USERS,
-    # SC-Signature and VERIFY: the webhooks only.
-    "smartcar_management_token_secret": {"webhooks"},
+    # SC-Signature and VERIFY (webhooks); disconnecting a removed vehicle (api, issue 20).
+    "smartcar_management_token_secret": {"webhooks", "api"},
     # A TLINK device's pull: sync_device, and the api's manual sync (the views read Firestore).
     "tlink_credentials_secret": {"api", "sync_device"},
     # The optional push protections: the webhooks only.
@@ -92,6 +95,11 @@ LEFT_AT_DEFAULT = {
     "SMARTCAR_API_ORIGIN",
     "SMARTCAR_AUTH_ORIGIN",
     "SMARTCAR_CONNECT_ORIGIN",
+    "SMARTCAR_MANAGEMENT_ORIGIN",
+    "SMARTCAR_VEHICLE_API_URL",
+    "SMARTCAR_IAM_TOKEN_URL",
+    # Smartcar's call budget: 500 fits common plans; a Terraform variable when plans differ.
+    "SMARTCAR_MONTHLY_CALLS",
     # Workstation only: the local secrets folder, the local loop's refresh target.
     "SECRETS_DIR",
     "REFRESH_DEVICES_URL",
@@ -105,6 +113,7 @@ LEFT_AT_DEFAULT = {
     # Google's pacing and Traccar's "approximate" mark (issue 14): the defaults follow upstream.
     "GOOGLE_LOCATE_CONCURRENCY",
     "GOOGLE_APPROXIMATE_ACCURACY",
+    "GOOGLE_SILENT_BACKOFF_MAX",
 }
 # Settings each function's code reads beyond base_environment.
 NEEDED_ENVIRONMENT: dict[str, set[str]] = {
@@ -134,6 +143,7 @@ NEEDED_ENVIRONMENT: dict[str, set[str]] = {
         "NOTIFY_SMTP_HOST",  # the expiry email
         "NOTIFY_EMAIL_TO",
         "SYNC_DEVICE_URL",  # smart tracking re-plans the device's own job
+        "API_URL",  # command.findHub.url on the devices the pipeline creates or finds
         "SCHEDULER_SERVICE_ACCOUNT",
         "SMARTCAR_CLIENT_ID",  # token refresh goes through the SDK's AuthClient
         "SMARTCAR_REDIRECT_URI",
@@ -167,7 +177,8 @@ NEEDED_ENVIRONMENT: dict[str, set[str]] = {
 JOB_VERBS: dict[str, set[str]] = {
     # Services and exclusions (upsert, pause while auth_required, delete), new credentials
     # (resume, or upsert a lost job), smart tracking and Google expiry in a manual sync.
-    "api": {"create", "update", "pause", "enable", "delete", "get"},
+    # Traccar's "locate now" runs the device's job at once.
+    "api": {"create", "update", "pause", "enable", "delete", "get", "run"},
     # Smart tracking (upsert), Google expiry (pause every Google job).
     "sync_device": {"create", "update", "pause", "get"},
     # Auto-registration (upsert, pause), smart tracking's end (upsert), Google expiry (pause).
@@ -181,6 +192,7 @@ SCHEDULER_METHODS = {
     "resume_job": "enable",
     "delete_job": "delete",
     "get_job": "get",
+    "run_job": "run",
 }
 # SecretManagerStore's client methods → the permission each needs.
 SECRET_METHODS = {
@@ -210,6 +222,10 @@ QUERIED_FIELDS: dict[str, set[str]] = {
     # DeliveryRepository.outbox and .push_log.
     "outbox": {"device_id", "location.timestamp"},
     "push_log": {"device_id", "attempted_at"},
+    # DeliveryRepository.handed_off: the states holding handed-off deliveries (issue 16).
+    "device_state": {"handoff_since"},
+    # TraccarCommands.device: the device pushing to Traccar under a unique id.
+    "devices": {"id", "traccar_unique_id"},
     # TlinkRepository: a user's devices, a sensor's history.
     tlink_store.DEVICES: {"user_id", "device_id"},
     tlink_store.READINGS: {"device_id", "sensor_id", "time"},

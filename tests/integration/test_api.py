@@ -372,3 +372,33 @@ def test_openapi_documents_exactly_the_routes_of_the_app(api: FlaskClient) -> No
         for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}
     }
     assert routes == documented
+
+
+# --- what Firestore would refuse is caught at the edge (issue 12) ----------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("__main__", "reserves"),
+        ("x" * 1_600, "longer than"),
+    ],
+)
+def test_an_attribute_firestore_would_refuse_is_a_400_and_the_device_stays_free(
+    api: FlaskClient, store: Store, osmand: OsmAndServer, name: str, why: str
+) -> None:
+    """The issue's reproduction: `__main__` used to pass the API, be pushed, then fail the final
+    commit (500, the lease held ten minutes, the position pushed again by every later run)."""
+    refused = {**SEED_LOCATION, "attributes": {name: 1}}
+
+    pushed = api.put("/traccar/devices/abc123/locations?single", json=refused, headers=AUTH)
+    posted = api.post("/locations", json=refused, headers=AUTH)
+
+    for response in (pushed, posted):
+        assert response.status_code == 400 and why in error_of(response)
+        assert "attributes" in error_of(response)
+    assert osmand.positions == []
+    # Nothing held the device: a genuine position right after is served at once, once.
+    again = api.put("/traccar/devices/abc123/locations?single", json=SEED_LOCATION, headers=AUTH)
+    assert again.status_code == 200 and again.get_json()[0]["status"] == "synced"
+    assert len(osmand.positions) == 1

@@ -10,7 +10,7 @@ from pathlib import Path
 import gpsoauth
 import pytest
 
-from shared.sources.google.auth import TokenProvider, TokenRejected
+from shared.sources.google.auth import BrowserSignIn, TokenProvider, TokenRejected
 from shared.sources.google.credentials import GoogleSecrets
 from shared.sources.google.errors import AuthFailed, CredentialsMissing
 from shared.store.google import TOKEN_STATE, CachedToken, TokenCache
@@ -184,11 +184,41 @@ def test_a_refused_aas_token_or_another_android_id_is_a_token_rejection(
     assert provider(firestore_client, auth).cached() is None
 
 
-def test_needs_browser_is_a_token_rejection_too(firestore_client, auth: FakeGoogleAuth) -> None:
+def test_needs_browser_is_a_browser_sign_in_not_a_token_rejection(
+    firestore_client, auth: FakeGoogleAuth
+) -> None:
     auth.needs_browser()
-    with pytest.raises(TokenRejected) as caught:
+    with pytest.raises(BrowserSignIn):
         provider(firestore_client, auth).token(credentials())
-    assert caught.value.error == "NeedsBrowser"
+    assert auth.oauth_requests == 1  # asking again does not clear it
+
+
+def test_a_single_bad_authentication_is_asked_again_and_gives_a_token(
+    firestore_client, auth: FakeGoogleAuth
+) -> None:
+    auth.bad_authentication(times=1)
+    token = provider(firestore_client, auth).token(credentials())
+    assert auth.is_valid(token)
+    assert auth.oauth_requests == 2
+
+
+def test_bad_authentication_is_a_token_rejection_only_when_a_fresh_attempt_gets_it_too(
+    firestore_client, auth: FakeGoogleAuth
+) -> None:
+    auth.bad_authentication(times=2)
+    with pytest.raises(TokenRejected):
+        provider(firestore_client, auth).token(credentials())
+    assert auth.oauth_requests == 2
+
+
+@pytest.mark.parametrize("status", [500, 502, 503])
+def test_a_5xx_from_google_is_a_failure_of_that_run(
+    firestore_client, auth: FakeGoogleAuth, status: int
+) -> None:
+    auth.fail_with(status)
+    with pytest.raises(AuthFailed):
+        provider(firestore_client, auth).token(credentials())
+    assert auth.is_valid(provider(firestore_client, auth).token(credentials()))
 
 
 def test_an_answer_without_token_or_known_error_is_an_auth_failure_not_a_key_error(

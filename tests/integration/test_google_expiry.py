@@ -176,13 +176,3 @@ def test_a_refusal_of_credentials_replaced_meanwhile_changes_nothing(
     assert smtp.messages == []
     assert stored(runtime)["aas_token"] == "aas_et/uploaded-while-the-old-one-was-refused"
     assert not any(paused_jobs(runtime).values())
-
-
-def test_needs_browser_is_an_expiry_too(runtime: Runtime, google: FakeGoogle) -> None:
-    google.auth.needs_browser()
-    account = runtime.google.account
-
-    with pytest.raises(AuthExpired, match="NeedsBrowser"):
-        account.list_devices()
-
-    assert runtime.store.state.auth().reason == "Google answered NeedsBrowser"

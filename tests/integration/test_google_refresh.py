@@ -214,3 +214,21 @@ def test_smart_tracking_that_outlived_its_device_runs_ends_with_the_refresh(
     report = runtime.google_stack(clock=clock).refresh.refresh()
 
     assert report.smart_tracking_ended == ["gone"] and states.list() == []
+
+
+def test_a_removed_device_comes_back_with_the_next_refresh_unless_excluded(
+    runtime: Runtime, clock: Clock
+) -> None:
+    """Issue 20: `DELETE /devices/<id>` says so; an excluded device stays away."""
+    refresh = runtime.google_stack(clock=clock).refresh
+    refresh.refresh()
+    runtime.services.exclude("canonic-1")
+
+    back = runtime.removal.remove("canonic-0")
+    away = runtime.removal.remove("canonic-1")
+    refresh.refresh()
+
+    assert (back.comes_back, away.comes_back) == (True, False)
+    assert [device.id for device in runtime.store.devices.list()] == ["canonic-0"]
+    # The device that came back is registered again; the excluded one has no service.
+    assert [service.id for service in runtime.store.services.list()] == ["canonic-0"]

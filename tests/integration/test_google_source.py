@@ -200,17 +200,78 @@ def test_sync_device_answers_429_with_retry_after_while_a_locate_runs(
     get_runtime.cache_clear()
 
 
-def test_a_device_that_does_not_answer_fails_with_an_error_naming_it(
+def test_a_silent_tracker_ends_its_run_well_and_backs_off_until_it_answers(
+    tmp_path: Path, firestore_client, google: FakeGoogle, traccar: OsmAndServer, clock: Clock
+) -> None:
+    runtime = make_runtime(
+        tmp_path, firestore_client, google, traccar, fcm_timeout=2,
+        google_silent_backoff_max=1800,
+    )  # fmt: skip
+    source = runtime.google_stack(clock=clock).source
+    device = runtime.store.devices.get("canonic-0")
+    assert device is not None
+    google.trackers[0].answers = False
+
+    # No error: Cloud Scheduler would retry into the same wait. The companions that did answer
+    # are brought along all the same.
+    found = source.fetch(device)
+    assert sorted({location.id for location in found}) == ["canonic-1", "canonic-2"]
+    assert len(google.nova.locates) == 3
+
+    def locates_of_0() -> int:
+        return sum(locate.canonic_id == "canonic-0" for locate in google.nova.locates)
+
+    # Its own runs in the same round, and the batches of others, leave it out: 10 min first.
+    clock.advance(60)
+    assert source.fetch(device) == []
+    clock.advance(530)
+    source.fetch(runtime.store.devices.get("canonic-1"))  # type: ignore[arg-type]
+    assert locates_of_0() == 1
+    # Then it is tried again; silent again, it waits twice as long (20 min), then at most
+    # GOOGLE_SILENT_BACKOFF_MAX (30 min here).
+    clock.advance(10)
+    source.fetch(device)
+    assert locates_of_0() == 2
+    clock.advance(19 * 60)
+    source.fetch(device)
+    assert locates_of_0() == 2
+    clock.advance(61)
+    source.fetch(device)
+    assert locates_of_0() == 3
+    lease = FcmLeases(document=LeaseDocument(firestore_client)).read()
+    assert lease.silent["canonic-0"].misses == 3
+    assert lease.silent["canonic-0"].until == clock.now + timedelta(minutes=30)
+
+    # It answers again: located at its next attempt, and off the list.
+    google.trackers[0].answers = True
+    clock.advance(30 * 60)
+    assert {location.id for location in source.fetch(device)} >= {"canonic-0"}
+    assert "canonic-0" not in FcmLeases(document=LeaseDocument(firestore_client)).read().silent
+
+
+def test_a_manual_sync_locates_a_silent_tracker_despite_its_backoff(
+    tmp_path: Path, firestore_client, google: FakeGoogle, traccar: OsmAndServer
+) -> None:
+    runtime = make_runtime(tmp_path, firestore_client, google, traccar, fcm_timeout=2)
+    google.trackers[0].answers = False
+    runtime.sync.sync_device("canonic-0")  # the scheduled run: silent, no error
+    runtime.sync.sync_device("canonic-0")  # its retry, had there been one: backing off
+    assert sum(locate.canonic_id == "canonic-0" for locate in google.nova.locates) == 1
+
+    # The API's sync (force) asks Google now, and says what it found.
+    with pytest.raises(FcmError, match="device canonic-0: no answer"):
+        runtime.sync.sync_device("canonic-0", force=True)
+    assert sum(locate.canonic_id == "canonic-0" for locate in google.nova.locates) == 2
+
+
+def test_the_fresh_look_of_a_silent_tracker_is_a_504_naming_it(
     tmp_path: Path, firestore_client, google: FakeGoogle, traccar: OsmAndServer
 ) -> None:
     runtime = make_runtime(tmp_path, firestore_client, google, traccar, fcm_timeout=2)
     google.trackers[0].answers = False
 
     with pytest.raises(FcmError, match="device canonic-0: no answer from Google within 2 s"):
-        runtime.sync.sync_device("canonic-0")
-
-    # The companions that did answer are delivered all the same.
-    assert sorted(pushed(traccar)) == ["canonic-1", "canonic-2"]
+        runtime.google.fresh_locations("canonic-0")
 
 
 def test_a_wrong_owner_key_fails_the_run_with_an_error_naming_the_device(

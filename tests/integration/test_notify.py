@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -330,15 +329,31 @@ def test_a_device_name_cannot_inject_headers(plain_server: SmtpServer) -> None:
             ["BadAuthentication", "PUT /auth/secrets", "PUT /auth/aas-token", "503"],
         ),
         (
-            lambda n: n.fcm_token_expiring(
-                datetime(2026, 3, 1, 14, 30, tzinfo=timezone(timedelta(hours=2)))
-            ),
-            "FCM token expiring soon",
-            ["2026-03-01 12:30 UTC", "PUT /auth/secrets"],
+            lambda n: n.google_sign_in_required(),
+            "Google wants a browser sign-in - action required",
+            ["NeedsBrowser", "accounts.google.com", "region", "PUT /auth/secrets"],
+        ),
+        (
+            lambda n: n.google_mcs_login_refused("login refused"),
+            "Google push channel refused - action required",
+            ["login refused", "GET /health"],
+        ),
+        (
+            lambda n: n.google_owner_key_not_renewable("no shared_key"),
+            "Google owner key outdated - action required",
+            ["no shared_key", "GET /health"],
         ),
         (lambda n: n.test(), "Test notification", ["traccar-bridge"]),
     ],
-    ids=["new-device", "auto-registered", "google-token-expired", "fcm-expiring", "test"],
+    ids=[
+        "new-device",
+        "auto-registered",
+        "google-token-expired",
+        "sign-in",
+        "mcs-login",
+        "owner-key",
+        "test",
+    ],
 )
 def test_each_event_sends_its_subject_and_explains_itself(
     plain_server: SmtpServer, event, subject: str, body_parts: list[str]

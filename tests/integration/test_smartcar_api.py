@@ -72,6 +72,8 @@ def env(
         "SMARTCAR_API_ORIGIN": smartcar.url,
         "SMARTCAR_AUTH_ORIGIN": smartcar.token_url,
         "SMARTCAR_CONNECT_ORIGIN": smartcar.url,
+        "SMARTCAR_VEHICLE_API_URL": smartcar.vehicle_api_url,
+        "SMARTCAR_IAM_TOKEN_URL": smartcar.iam_token_url,
     }
     get_settings.cache_clear()
     get_runtime.cache_clear()
@@ -157,17 +159,15 @@ def test_a_completed_connect_stores_the_tokens_and_records_the_vehicles(
     devices = documents(firestore_client, "devices")
     assert (devices[CAR]["name"], devices[CAR]["source"]) == ("TESLA Model 3 2020", "smartcar")
     assert devices[VAN]["name"] == VAN
-    tokens = json.loads(LocalSecretStore(tmp_path / "secrets").read("smartcar-tokens"))
-    entry = tokens["users"][smartcar.user.id]
-    assert entry["vehicles"] == sorted([CAR, VAN])
-    assert entry["access_token"] and entry["refresh_token"]
-    assert smartcar.grants() == ["authorization_code"]
+    # API v3: no user tokens; the application token and the user id list the vehicles.
+    assert not (tmp_path / "secrets" / "smartcar-tokens").exists()
+    assert smartcar.grants() == ["client_credentials"]
+    [listed_connections] = [r for r in smartcar.requests if r.path == "/v3/connections"]
+    assert listed_connections.headers["sc-user-id"] == smartcar.user.id
 
     listed = api.get("/smartcar/vehicles", headers=AUTH).get_json()
     assert [(v["id"], v["user_id"], v["connected_at"] is not None) for v in listed] == [
         (VAN, smartcar.user.id, True), (CAR, smartcar.user.id, True)]  # fmt: skip
-    # Tokens never leave the secrets adapter.
-    assert entry["access_token"] not in answer.get_data(as_text=True)
 
 
 def test_a_state_is_single_use(api: FlaskClient, smartcar: SmartcarServer) -> None:
@@ -177,17 +177,17 @@ def test_a_state_is_single_use(api: FlaskClient, smartcar: SmartcarServer) -> No
     replay = api.get(f"/smartcar/exchange?{query}")
 
     assert replay.status_code == 400 and "used already" in replay.get_json()["error"]
-    assert smartcar.grants() == ["authorization_code"]
+    assert smartcar.grants() == ["client_credentials"]
 
 
 def test_a_forged_or_missing_state_is_refused_before_smartcar_is_asked(
     api: FlaskClient, smartcar: SmartcarServer
 ) -> None:
     query = parse_qs(consent(start_connect(api)))
-    code = query["code"][0]
+    user_id = query["user_id"][0]
 
-    forged = api.get(f"/smartcar/exchange?code={code}&state=forged-state-value")
-    missing = api.get(f"/smartcar/exchange?code={code}")
+    forged = api.get(f"/smartcar/exchange?user_id={user_id}&state=forged-state-value")
+    missing = api.get(f"/smartcar/exchange?user_id={user_id}")
 
     assert forged.status_code == 400 and "state: unknown" in forged.get_json()["error"]
     assert missing.status_code == 400 and "state: missing" in missing.get_json()["error"]
@@ -206,6 +206,8 @@ def test_an_expired_state_is_refused(
             smartcar_api_origin=smartcar.url,
             smartcar_auth_origin=smartcar.token_url,
             smartcar_connect_origin=smartcar.url,
+            smartcar_vehicle_api_url=smartcar.vehicle_api_url,
+            smartcar_iam_token_url=smartcar.iam_token_url,
         ),
         firestore_client=firestore_client,
     )
@@ -227,16 +229,24 @@ def test_a_denied_consent_is_reported(api: FlaskClient, smartcar: SmartcarServer
     assert "access_denied: User denied access" in answer.get_json()["error"]
 
 
-def test_a_code_smartcar_refuses_is_a_bad_request(
-    api: FlaskClient, smartcar: SmartcarServer
+def test_a_user_id_smartcar_lists_no_vehicle_of_is_a_bad_request(
+    api: FlaskClient, smartcar: SmartcarServer, firestore_client: firestore.Client
 ) -> None:
     state = parse_qs(consent(start_connect(api)))["state"][0]
 
-    answer = api.get(f"/smartcar/exchange?code=not-a-code&state={state}")
+    answer = api.get(f"/smartcar/exchange?user_id=somebody-else&state={state}")
 
     assert answer.status_code == 400
-    assert "Smartcar refused the code" in answer.get_json()["error"]
-    assert "invalid_grant" in answer.get_json()["error"]
+    assert "user_id: Smartcar lists no vehicle" in answer.get_json()["error"]
+    assert documents(firestore_client, "devices") == {}
+
+
+def test_a_redirect_without_a_user_id_is_a_bad_request(api: FlaskClient) -> None:
+    state = parse_qs(consent(start_connect(api)))["state"][0]
+
+    answer = api.get(f"/smartcar/exchange?state={state}")
+
+    assert answer.status_code == 400 and "user_id: missing" in answer.get_json()["error"]
 
 
 def test_connect_without_a_redirect_uri_says_which_variable_is_missing(

@@ -1,5 +1,6 @@
-"""The Smartcar pull source: a connected vehicle's position read with its stored tokens, the
-tokens refreshed before they expire, against a local Smartcar over real sockets (official SDK)."""
+"""The Smartcar pull source against a local Smartcar over real sockets: API v3 with the
+instance's application token and `sc-user-id`; vehicles connected before the upgrade read with
+their v2 tokens (refreshed before they expire) until their user id is known."""
 
 from __future__ import annotations
 
@@ -56,6 +57,8 @@ def runtime(
         smartcar_api_origin=smartcar.url,
         smartcar_auth_origin=smartcar.token_url,
         smartcar_connect_origin=smartcar.url,
+        smartcar_vehicle_api_url=smartcar.vehicle_api_url,
+        smartcar_iam_token_url=smartcar.iam_token_url,
     )
     runtime = Runtime(settings, firestore_client=firestore_client)
     runtime.secrets.add_version(settings.smartcar_client_secret_secret, CLIENT_SECRET)
@@ -75,6 +78,26 @@ def connect_vehicles(runtime: Runtime, clock: Callable[[], datetime]) -> None:
     back = requests.get(started.authorize_url, allow_redirects=False, timeout=REQUEST_TIMEOUT)
     query = {k: v[0] for k, v in parse_qs(back.headers["Location"].split("?", 1)[1]).items()}
     connect.exchange(ExchangeQuery(**query))
+
+
+def connect_before_v3(
+    runtime: Runtime, smartcar: SmartcarServer, clock: Callable[[], datetime]
+) -> None:
+    """The vehicles as a v2 Connect left them: a token pair in the secret, devices recorded,
+    no user id known to the vehicle records."""
+    from shared.sources.smartcar.client import TokenSet
+
+    issued = smartcar.issue_legacy_tokens()
+    now = clock()
+    tokens = TokenSet(
+        access_token=issued["access_token"],
+        refresh_token=issued["refresh_token"],
+        expires_at=now + timedelta(seconds=issued["expires_in"]),
+        refresh_expires_at=now + timedelta(days=60),
+    )
+    smartcar_at(runtime, clock).tokens.connect(smartcar.user.id, tokens, smartcar.user.vehicles)
+    for vehicle_id in smartcar.user.vehicles:
+        runtime.store.devices.put(device(vehicle_id))
 
 
 def device(vehicle_id: str = CAR) -> Device:
@@ -100,22 +123,100 @@ def test_a_sync_job_pulls_the_connected_vehicle_into_traccar(
     assert position.attributes["batteryLevel"] == 78
     assert position.attributes["odometer"] == 10254300.0
     assert position.attributes["range"] == 402.5
-    [batch] = [r for r in smartcar.requests if r.path.endswith("/batch")]
-    assert batch.headers["authorization"] == "Bearer " + stored_tokens(runtime)["users"][
-        smartcar.user.id]["access_token"]  # fmt: skip
+    # API v3: one call of the budget, the application token and the user's id.
+    [read] = smartcar.v3_calls(CAR)
+    assert read.path == f"/v3/vehicles/{CAR}/signals"
+    assert read.headers["sc-user-id"] == smartcar.user.id
+    assert set(smartcar.grants()) == {"client_credentials"}  # no user token anywhere
+    assert not [r for r in smartcar.requests if r.path.startswith("/v2.0/")]
+
+
+def test_the_application_token_serves_every_pull_until_its_hour_ends(
+    runtime: Runtime, smartcar: SmartcarServer, clock: Clock
+) -> None:
+    smartcar.add_vehicle(FakeVehicle(VAN, latitude=48.85, longitude=2.35))
+    connect_vehicles(runtime, clock)
+    stack = smartcar_at(runtime, clock)  # an instance of its own
+    connected = len(smartcar.grants())
+
+    stack.source.fetch(device(CAR))
+    stack.source.fetch(device(VAN))
+    clock.advance(timedelta(minutes=50).total_seconds())
+    stack.source.fetch(device(CAR))
+    assert len(smartcar.grants()) == connected + 1
+    clock.advance(timedelta(minutes=9).total_seconds())  # its hour nearly over
+    stack.source.fetch(device(CAR))
+
+    assert smartcar.grants()[connected:] == ["client_credentials", "client_credentials"]
+    reads = smartcar.v3_calls(CAR) + smartcar.v3_calls(VAN)
+    assert len({r.headers["authorization"] for r in reads}) == 2
+
+
+def test_a_refused_application_token_is_replaced_and_the_read_retried(
+    runtime: Runtime, smartcar: SmartcarServer, clock: Clock
+) -> None:
+    connect_vehicles(runtime, clock)
+    stack = smartcar_at(runtime, clock)
+    stack.source.fetch(device())
+    fetched = len(smartcar.grants())
+    smartcar.expire_app_tokens()
+
+    [location] = stack.source.fetch(device())
+
+    assert location.lat == 37.4292
+    assert len(smartcar.grants()) == fetched + 1
+
+
+def test_a_vehicle_connected_before_v3_keeps_its_v2_tokens_until_its_user_id_is_known(
+    runtime: Runtime, smartcar: SmartcarServer, clock: Clock
+) -> None:
+    connect_before_v3(runtime, smartcar, clock)
+    stack = smartcar_at(runtime, clock)
+
+    [before] = stack.source.fetch(device())
+    assert [r.path for r in smartcar.requests if r.path.endswith("/batch")]
+    assert smartcar.v3_calls() == [] and smartcar.user.id in stored_tokens(runtime)["users"]
+
+    # A webhook delivery names the user (data.user.id): from then on, API v3.
+    from shared.store.smartcar import SmartcarStore, VehicleRecord
+
+    store = SmartcarStore(runtime.store.client)
+    store.record(
+        new_device=device(),
+        update=lambda record: record.model_copy(update={"user_id": smartcar.user.id}),
+        now=clock.now,
+    )
+    [after] = stack.source.fetch(device())
+
+    assert (before.lat, after.lat) == (37.4292, 37.4292)
+    assert [r.headers["sc-user-id"] for r in smartcar.v3_calls(CAR)] == [smartcar.user.id]
+    assert stored_tokens(runtime)["users"] == {}  # the v2 tokens are dropped
+    assert isinstance(store.vehicle(CAR), VehicleRecord)
+
+
+def test_connect_drops_the_v2_tokens_of_the_vehicles_it_names(
+    runtime: Runtime, smartcar: SmartcarServer, clock: Clock
+) -> None:
+    connect_before_v3(runtime, smartcar, clock)
+
+    connect_vehicles(runtime, clock)
+    smartcar_at(runtime, clock).source.fetch(device())
+
+    assert stored_tokens(runtime)["users"] == {}
+    assert len(smartcar.v3_calls(CAR)) == 1
 
 
 def test_an_access_token_near_its_end_is_refreshed_before_use(
     runtime: Runtime, smartcar: SmartcarServer, clock: Clock
 ) -> None:
-    connect_vehicles(runtime, clock)
+    connect_before_v3(runtime, smartcar, clock)
     before = stored_tokens(runtime)["users"][smartcar.user.id]
     clock.advance(timedelta(hours=1, minutes=56).total_seconds())
 
     [location] = smartcar_at(runtime, clock).source.fetch(device())
 
     assert isinstance(location, Location) and location.lat == 37.4292
-    assert smartcar.grants() == ["authorization_code", "refresh_token"]
+    assert smartcar.grants() == ["refresh_token"]
     after = stored_tokens(runtime)["users"][smartcar.user.id]
     assert after["refresh_token"] != before["refresh_token"]
     assert datetime.fromisoformat(after["expires_at"]) == clock.now + timedelta(hours=2)
@@ -127,31 +228,31 @@ def test_an_access_token_near_its_end_is_refreshed_before_use(
 def test_a_fresh_access_token_is_used_as_it_is(
     runtime: Runtime, smartcar: SmartcarServer, clock: Clock
 ) -> None:
-    connect_vehicles(runtime, clock)
+    connect_before_v3(runtime, smartcar, clock)
     clock.advance(timedelta(hours=1, minutes=54).total_seconds())
 
     smartcar_at(runtime, clock).source.fetch(device())
 
-    assert smartcar.grants() == ["authorization_code"]
+    assert smartcar.grants() == []
 
 
 def test_a_refused_access_token_is_refreshed_once_and_the_read_retried(
     runtime: Runtime, smartcar: SmartcarServer, clock: Clock
 ) -> None:
-    connect_vehicles(runtime, clock)
+    connect_before_v3(runtime, smartcar, clock)
     smartcar.revoke_access_tokens()
 
     locations = smartcar_at(runtime, clock).source.fetch(device())
 
     assert len(locations) == 1
-    assert smartcar.grants() == ["authorization_code", "refresh_token"]
+    assert smartcar.grants() == ["refresh_token"]
 
 
 def test_two_vehicles_of_one_user_syncing_at_once_refresh_the_tokens_once(
     runtime: Runtime, smartcar: SmartcarServer, clock: Clock
 ) -> None:
     smartcar.add_vehicle(FakeVehicle(VAN, latitude=48.85, longitude=2.35))
-    connect_vehicles(runtime, clock)
+    connect_before_v3(runtime, smartcar, clock)
     clock.advance(timedelta(hours=2).total_seconds())
     found: dict[str, list[Location]] = {}
     barrier = threading.Barrier(2)
@@ -173,7 +274,7 @@ def test_two_vehicles_of_one_user_syncing_at_once_refresh_the_tokens_once(
 def test_refresh_tokens_near_their_end_are_renewed(
     runtime: Runtime, smartcar: SmartcarServer, clock: Clock
 ) -> None:
-    connect_vehicles(runtime, clock)
+    connect_before_v3(runtime, smartcar, clock)
     stack = smartcar_at(runtime, clock)
     store, client = stack.tokens, stack.client()
 
@@ -189,7 +290,7 @@ def test_refresh_tokens_near_their_end_are_renewed(
 def test_a_revoked_connection_asks_for_a_new_connect(
     runtime: Runtime, smartcar: SmartcarServer, clock: Clock
 ) -> None:
-    connect_vehicles(runtime, clock)
+    connect_before_v3(runtime, smartcar, clock)
     smartcar.revoke_access_tokens()
     smartcar.revoke_refresh_tokens()
 
@@ -239,7 +340,9 @@ def test_an_unreachable_smartcar_is_a_connection_error(
     from shared.sources.smartcar.errors import SmartcarConnectionError
 
     connect_vehicles(runtime, clock)
-    settings = runtime.settings.model_copy(update={"smartcar_api_origin": "http://127.0.0.1:9"})
+    settings = runtime.settings.model_copy(
+        update={"smartcar_vehicle_api_url": "http://127.0.0.1:9/v3"}
+    )
     offline = Runtime(settings, firestore_client=runtime.firestore_client)
 
     with pytest.raises(SmartcarConnectionError, match="not reached"):
@@ -250,7 +353,7 @@ def test_the_hourly_refresh_renews_refresh_tokens_near_their_end(
     runtime: Runtime, smartcar: SmartcarServer, clock: Clock
 ) -> None:
     assert smartcar_at(runtime, clock).renewal.renew_expiring().skipped
-    connect_vehicles(runtime, clock)
+    connect_before_v3(runtime, smartcar, clock)
 
     assert smartcar_at(runtime, clock).renewal.renew_expiring().refreshed == 0
     clock.advance(timedelta(days=54).total_seconds())
@@ -264,7 +367,7 @@ def test_the_hourly_refresh_renews_refresh_tokens_near_their_end(
 def test_a_failed_renewal_is_reported_not_raised(
     runtime: Runtime, smartcar: SmartcarServer, clock: Clock
 ) -> None:
-    connect_vehicles(runtime, clock)
+    connect_before_v3(runtime, smartcar, clock)
     smartcar.revoke_refresh_tokens()
     clock.advance(timedelta(days=54).total_seconds())
 

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import logging
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -19,8 +20,8 @@ from typing import Any
 import pytest
 from google.cloud import firestore
 
-from shared.errors import ConfigError, PayloadTooLarge, RetryLater, Unauthorized
-from shared.models import Device, Source
+from shared.errors import ConfigError, PayloadTooLarge, Unauthorized
+from shared.models import Device, Location, Source
 from shared.runtime import Runtime
 from shared.sources.smartcar.webhook import MAX_EVENT_BYTES, Answer
 from tests.conftest import make_settings
@@ -269,25 +270,77 @@ def test_a_vehicle_error_is_stored_and_logged(
     assert record.errors == ["VEHICLE_STATE:ASLEEP:ERROR"]  # type: ignore[attr-defined]
 
 
-def test_a_busy_vehicle_answers_retry_later_and_the_retry_is_processed(
+def delivered_at(seconds_ago: int) -> dict[str, Any]:
+    """A new delivery, delivered `seconds_ago` (its position is timed at deliveredAt)."""
+    event = fresh()
+    event["meta"]["deliveredAt"] = (int(time.time()) - seconds_ago) * 1000
+    return event
+
+
+def test_deliveries_to_a_busy_vehicle_are_answered_at_once_and_delivered_by_the_lease_holder(
+    runtime: Runtime, osmand: OsmAndServer, firestore_client: firestore.Client
+) -> None:
+    # Issue 16: Smartcar drops a delivery after three retries; a 429 for a busy vehicle lost it.
+    assert deliver(runtime, delivered_at(50))["pushed"] == 1  # the vehicle and its device exist
+    device = runtime.store.devices.get(VEHICLE)
+    assert device is not None
+    go_on = threading.Event()
+
+    def nothing_new_once_told() -> list[Location]:
+        go_on.wait(30)
+        return []
+
+    def held_run() -> None:  # a sync run of the vehicle, holding its lease until told to end
+        runtime.sync.pipeline.run(device, nothing_new_once_told)
+
+    holder = threading.Thread(target=held_run)
+    holder.start()
+    while runtime.store.delivery.state(VEHICLE).lease_owner is None:
+        time.sleep(0.01)
+    # Sent out of order, as Smartcar may: Traccar gets them oldest first.
+    events = [delivered_at(20), delivered_at(40), delivered_at(30)]
+    answers, latencies = [], []
+    for event in events:
+        started = time.monotonic()
+        answers.append(deliver(runtime, event))
+        latencies.append(time.monotonic() - started)
+
+    assert [a["status"] for a in answers] == ["queued"] * 3
+    assert max(latencies) < 1.0  # no wait for the lease: each stored and answered at once
+    assert len(osmand.positions) == 1
+    assert deliver(runtime, events[0])["status"] == "duplicate"  # a retry stays one delivery
+    go_on.set()
+    holder.join(30)
+
+    # The lease holder delivered them before letting go, once each, in order.
+    times = [int(p.fix_time.timestamp()) for p in osmand.positions[1:]]
+    assert times == sorted(e["meta"]["deliveredAt"] // 1000 for e in events)
+    state = runtime.store.delivery.state(VEHICLE)
+    assert (state.lease_owner, state.outbox_count, state.handoff_since) == (None, 0, None)
+    assert documents(firestore_client, "outbox") == {}
+    assert runtime.sync.sweep_handoffs() == [] and len(osmand.positions) == 4
+
+
+def test_a_delivery_arriving_as_the_lease_ends_is_delivered_by_the_sweep(
     runtime: Runtime, osmand: OsmAndServer, firestore_client: firestore.Client
 ) -> None:
     from datetime import UTC, datetime, timedelta
 
     now = datetime.now(UTC)
-    state, lease = runtime.store.delivery.acquire(
-        VEHICLE, "another-run", now=now, until=now + timedelta(minutes=5)
-    )
+    # A run whose lease is about to end and that lets go without delivering anything more
+    # (it died, or had committed already when the delivery was read).
+    runtime.store.delivery.acquire(VEHICLE, "ending-run", now=now, until=now + timedelta(seconds=1))
     event = fresh()
 
-    with pytest.raises(RetryLater):
-        deliver(runtime, event)
+    assert deliver(runtime, event)["status"] == "queued"
+    time.sleep(max(0.0, (now + timedelta(seconds=1.1) - datetime.now(UTC)).total_seconds()))
+    assert osmand.positions == []
+    # The sweep refresh_devices and every scheduled sync run make.
+    assert runtime.sync.sweep_handoffs() == [VEHICLE]
 
-    # Not recorded as done: Smartcar's retry must be processed.
-    assert documents(firestore_client, "webhook_events") == {}
-    runtime.store.delivery.release(lease, state)
-    assert deliver(runtime, event)["pushed"] == 1
     assert len(osmand.positions) == 1
+    assert deliver(runtime, event)["status"] == "duplicate"
+    assert runtime.sync.sweep_handoffs() == [] and len(osmand.positions) == 1
 
 
 def test_a_position_traccar_refuses_waits_in_the_outbox_and_the_event_is_done(

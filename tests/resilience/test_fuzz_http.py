@@ -109,6 +109,7 @@ def clients(
         "SMARTCAR_API_ORIGIN": dead,
         "SMARTCAR_AUTH_ORIGIN": dead + "/oauth/token",
         "SMARTCAR_CONNECT_ORIGIN": dead,
+        "SMARTCAR_MANAGEMENT_ORIGIN": dead,
     }
     LocalSecretStore(workdir / "secrets").add_version("smartcar-management-token", SMARTCAR_TOKEN)
     with OsmAndServer() as osmand, pytest.MonkeyPatch.context() as patch:

@@ -8,8 +8,9 @@ becomes exactly one position, no other writer's change is lost, and a delivery t
 leaves no claim of its own behind (the vendor's retry is processed) and never removes another's.
 
 A process that dies between the two commits (killed, out of memory, timed out) leaves its claim
-pending: the vendor's retry is told to come back while the claim's lease runs (429), then takes
-the claim over and delivers the position. The death is simulated at the push: the push raises
+pending: the vendor's retry, while the claim's lease runs, takes the claim over and hands the
+position off to the device's outbox (answered at once), and the sweep delivers it once the lease
+has ended. The death is simulated at the push: the push raises
 `ProcessDied` (a BaseException: no handler of the code treats it as an error it may answer)
 and, at that moment, the dying process's Firestore client is cut (`faults.cut()`), so whatever
 cleanup its code still attempts never reaches the database, as after a SIGKILL.
@@ -36,7 +37,6 @@ from google.api_core.exceptions import GoogleAPICallError
 from google.cloud import firestore
 
 from devtools.emulator import Emulator
-from shared.errors import RetryLater
 from shared.models import DeviceState, utc_now
 from shared.pipeline import LEASE_DURATION, Pipeline
 from shared.runtime import Runtime
@@ -137,6 +137,11 @@ def new_delivery(vendor: str) -> bytes:
 
 def pushed(answer: dict[str, Any]) -> bool:
     return answer.get("pushed") == 1 or answer.get("location") == "synced"
+
+
+def queued(answer: dict[str, Any]) -> bool:
+    """Handed off to the busy device's outbox (ADR 0002)."""
+    return answer.get("status") == "queued" or answer.get("location") == "queued"
 
 
 def claims(client: firestore.Client) -> dict[str, dict[str, Any]]:
@@ -250,7 +255,7 @@ def test_a_copy_committed_between_read_and_commit_makes_this_one_a_duplicate(
 
 
 @pytest.mark.parametrize("vendor", ["smartcar", "tlink"])
-def test_a_sync_run_taking_the_lease_between_read_and_commit_leaves_nothing_written(
+def test_a_sync_run_taking_the_lease_between_read_and_commit_hands_the_delivery_off(
     vendor: str,
     runtime: Runtime,
     client: FaultyClient,
@@ -273,21 +278,19 @@ def test_a_sync_run_taking_the_lease_between_read_and_commit_leaves_nothing_writ
         delivery.release(lease, state)
 
     client.faults.before("Commit", sync_run_starts)
-    if vendor == "smartcar":
-        with pytest.raises(RetryLater):  # 429: Smartcar retries
-            deliver(runtime, vendor, raw)
-        assert claims(firestore_client) == {} and osmand.positions == []
-        sync_run_ends()
-        answer = deliver(runtime, vendor, raw)
-    else:
-        # TLINK's receiver waits a moment for a busy device: the run ends meanwhile.
-        answer = runtime.tlink.webhook.receive(
-            raw, signature_header=None, path_token=None, sleep=sync_run_ends
-        ).body()
 
-    assert pushed(answer)
-    assert len(osmand.positions) == 1
+    # The commit found the state changed (nothing written), read again: the device is busy,
+    # so the delivery is stored in its outbox with its claim done, and answered at once.
+    answer = deliver(runtime, vendor, raw)
+
+    assert queued(answer) and osmand.positions == []
+    assert [claim["status"] for claim in claims(firestore_client).values()] == ["done"]
     assert deliver(runtime, vendor, raw)["status"] == "duplicate"
+    sync_run_ends()  # a run that ends without delivering it (it failed before its push)
+    assert runtime.sync.sweep_handoffs() == [device_id]
+    assert len(osmand.positions) == 1
+    assert runtime.sync.sweep_handoffs() == []
+    assert len(osmand.positions) == 1
 
 
 @pytest.mark.parametrize("vendor", ["smartcar", "tlink"])
@@ -434,7 +437,7 @@ def clock() -> Clock:
 
 
 @pytest.mark.parametrize("vendor", ["smartcar", "tlink"])
-def test_a_delivery_whose_process_died_before_its_push_is_pushed_by_the_retry_after_the_lease(
+def test_a_delivery_whose_process_died_before_its_push_is_handed_off_and_swept_after_the_lease(
     vendor: str,
     runtime: Runtime,
     client: FaultyClient,
@@ -450,20 +453,22 @@ def test_a_delivery_whose_process_died_before_its_push_is_pushed_by_the_retry_af
     retry = with_clock(other, clock)
 
     clock.advance(60)  # the vendor retries while the dead processing's lease runs
-    with pytest.raises(RetryLater) as busy:
-        deliver(retry, vendor, raw, sleep=no_wait)
-    assert busy.value.retry_after == (LEASE_DURATION - timedelta(seconds=60)).total_seconds()
-    assert osmand.positions == []
-    clock.advance(LEASE_DURATION.total_seconds())  # the lease has ended: the claim is taken over
     answer = deliver(retry, vendor, raw, sleep=no_wait)
 
-    assert pushed(answer)
-    assert len(osmand.positions) == 1
+    # Answered at once (no 429): the claim taken over and done, the position in the outbox.
+    assert queued(answer) and osmand.positions == []
     [claim] = claims(firestore_client).values()
     assert (pending["status"], claim["status"]) == ("pending", "done")
     assert claim["owner"] != pending["owner"]  # taken over
+    assert deliver(retry, vendor, raw)["status"] == "duplicate"
+    assert retry.sync.sweep_handoffs() == []  # the dead processing's lease still runs
+    clock.advance(LEASE_DURATION.total_seconds())  # the lease has ended: the sweep delivers
+    assert retry.sync.sweep_handoffs() == [DEVICE_IDS[vendor]]
+
+    assert len(osmand.positions) == 1
     state = retry.store.delivery.state(DEVICE_IDS[vendor])
     assert state.lease_owner is None and len(state.delivered) == 1
+    assert (state.outbox_count, state.handoff_since) == (0, None)
     assert deliver(retry, vendor, raw)["status"] == "duplicate"
     assert len(osmand.positions) == 1
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 
 from shared.errors import Conflict
 from shared.models import Model, utc_now
-from shared.sources.google.auth import TokenProvider, TokenRejected
+from shared.sources.google.auth import BrowserSignIn, TokenProvider, TokenRejected
 from shared.sources.google.client import GoogleDevice, NovaClient, NovaUnauthorized
 from shared.sources.google.credentials import (
     GoogleSecrets,
@@ -33,6 +33,7 @@ from shared.store.google import CredentialsState
 
 if TYPE_CHECKING:
     from shared.secrets import SecretStore
+    from shared.sources.google.alerts import GoogleAlerts
     from shared.sources.google.expiry import GoogleExpiry
     from shared.store.google import AuthMark, CredentialsStateDocument
 
@@ -53,6 +54,7 @@ class GoogleAccount:
         expiry: GoogleExpiry,
         credentials_state: CredentialsStateDocument,
         auth: AuthMark,
+        alerts: GoogleAlerts,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._secrets = secrets
@@ -62,6 +64,7 @@ class GoogleAccount:
         self._expiry = expiry
         self._credentials_state = credentials_state
         self._auth = auth
+        self.alerts = alerts
         self.clock = clock
 
     def credentials(self) -> GoogleSecrets:
@@ -69,10 +72,15 @@ class GoogleAccount:
         return read_secrets(self._secrets, self._secret_name)
 
     def access_token(self, credentials: GoogleSecrets) -> str:
+        """A token; Google's twice-confirmed `BadAuthentication` runs the expiry handling,
+        `NeedsBrowser` opens the sign-in alert (the token is kept, asked again after a
+        backoff, the jobs keep their schedule: issue 14, point 6)."""
         try:
-            return self.tokens.token(credentials)
+            return self.tokens.token(credentials, gate=self.alerts)
         except TokenRejected as exc:
             raise self._expiry.expire(credentials, exc.error) from None
+        except BrowserSignIn:
+            raise self.alerts.sign_in_refused() from None
 
     def with_token(self, credentials: GoogleSecrets, call: Callable[[str], T]) -> T:
         """`call(token)`; after a 401, once more with a fresh token."""
@@ -99,19 +107,12 @@ class GoogleAccount:
         """Store a whole secrets.json; returns how many paused sync jobs resumed."""
         write_secrets(self._secrets, self._secret_name, upload)
         now = self.clock()
-        previous = self.credentials_state()
-        expires_at = fcm_installation_expiry(upload, now)
         self._credentials_state.put(
-            CredentialsState(
-                uploaded_at=now,
-                fcm_expires_at=expires_at,
-                # Same installation token: the email about its expiry was sent already.
-                fcm_expiry_notified_for=previous.fcm_expiry_notified_for
-                if previous.fcm_expiry_notified_for == expires_at
-                else None,
-            )
+            CredentialsState(uploaded_at=now, fcm_expires_at=fcm_installation_expiry(upload, now))
         )
         self.tokens.invalidate()
+        # New credentials deserve a try at once: no sign-in backoff, no stale incident.
+        self.alerts.cleared_by_upload()
         restarted = self._expiry.restore()
         logger.info("Google credentials uploaded", extra={"services_restarted": restarted})
         return restarted
@@ -128,6 +129,7 @@ class GoogleAccount:
         updated = current.model_copy(update={"aas_token": aas_token})
         write_secrets(self._secrets, self._secret_name, updated)
         self.tokens.invalidate()
+        self.alerts.cleared_by_upload()
         restarted = self._expiry.restore()
         logger.info("Google AAS token replaced", extra={"services_restarted": restarted})
         return restarted

@@ -19,9 +19,17 @@ argument. `_oauth_call` sets both for the duration of the call, under a lock, an
 them: the URL from `GOOGLE_AUTH_URL` (tests point it at a local fake), the timeout through a
 subclass of gpsoauth's own TLS adapter (whose cipher tweaks Google requires).
 
-An answer with `Error` and no `Auth` raises `TokenRejected` when the error means the AAS token
-is dead (`BadAuthentication`, `NeedsBrowser`); the caller runs the expiry handling. Anything
-else unexpected raises `AuthFailed` (retry later). No `KeyError` escapes.
+Google's answers without `Auth` (PROTOCOLS.md §5, OAuth; issue 14, point 6):
+
+- `BadAuthentication` is the revoked token, but Google also gives it now and then to a good
+  one: only when a second, fresh request gets it too is `TokenRejected` raised (the caller runs
+  the expiry handling: pause, drop the token, one email);
+- `NeedsBrowser` (the user must sign in in a browser; retrying does not clear it) raises
+  `BrowserSignIn`: the caller alerts and backs off, the AAS token stays;
+- anything else (a 5xx page, another error, no connection, TLS) raises `AuthFailed`: that run's
+  failure, retried later. No `KeyError` escapes.
+
+`TokenGate` (the sign-in backoff) is asked before Google is, and told when a token came.
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import requests
 
@@ -59,7 +67,8 @@ DEFAULT_AUTH_TIMEOUT = 30.0  # seconds for the OAuth exchange
 DEFAULT_TOKEN_LIFETIME = timedelta(hours=1)  # when the answer says nothing about it
 REFRESH_MARGIN = timedelta(minutes=5)
 # The AAS token is dead: a human must make a new one (SPEC.md, "Google credentials expiring").
-EXPIRY_ERRORS = frozenset({"BadAuthentication", "NeedsBrowser"})
+BAD_AUTHENTICATION = "BadAuthentication"
+NEEDS_BROWSER = "NeedsBrowser"
 
 _gpsoauth_lock = threading.Lock()
 
@@ -70,6 +79,18 @@ class TokenRejected(Exception):
     def __init__(self, error: str) -> None:
         super().__init__(f"Google refused the AAS token: {error}")
         self.error = error
+
+
+class BrowserSignIn(Exception):
+    """Google answered `NeedsBrowser`: a human must sign in to the account in a browser."""
+
+
+class TokenGate(Protocol):
+    def before_token_request(self) -> None:
+        """Raise to keep Google from being asked (a backoff runs)."""
+
+    def token_obtained(self) -> None:
+        """Google gave a token."""
 
 
 def credentials_digest(credentials: GoogleSecrets) -> str:
@@ -177,16 +198,21 @@ class TokenProvider:
             and cached.expires_at - REFRESH_MARGIN > self._clock()
         )
 
-    def token(self, credentials: GoogleSecrets) -> str:
-        """A valid access token: from memory, from Firestore, or a new one from Google."""
+    def token(self, credentials: GoogleSecrets, *, gate: TokenGate | None = None) -> str:
+        """A valid access token: from memory, from Firestore, or a new one from Google (after
+        `gate` allowed it)."""
         digest = credentials_digest(credentials)
         with self._lock:
             if self._usable(self._memory, digest):
                 return self._memory.token  # type: ignore[union-attr]
             stored = self._cache.get()
             if not self._usable(stored, digest):
+                if gate is not None:
+                    gate.before_token_request()
                 stored = self._fetch(credentials, digest)
                 self._cache.put(stored)
+                if gate is not None:
+                    gate.token_obtained()
             register_secret(stored.token)  # type: ignore[union-attr]
             self._memory = stored
             return stored.token  # type: ignore[union-attr]
@@ -204,12 +230,12 @@ class TokenProvider:
     def _fetch(self, credentials: GoogleSecrets, digest: str) -> CachedToken:
         aas_token = require_aas_token(credentials)
         now = self._clock()
-        try:
-            answer = _oauth_call(
-                self._auth_url, credentials.username, aas_token, credentials.android_id
-            )
-        except requests.RequestException as exc:
-            raise AuthFailed(f"cannot reach Google's OAuth endpoint: {exc}") from None
+        answer = self._ask(credentials, aas_token)
+        if answer.get("Error") == BAD_AUTHENTICATION and not answer.get("Auth"):
+            # Google says this now and then to a good token: only a second, fresh request
+            # saying it too means the token is dead (issue 14, point 6).
+            logger.warning("Google answered BadAuthentication; asking once more")
+            answer = self._ask(credentials, aas_token)
         token = answer.get("Auth")
         if token:
             register_secret(token)
@@ -221,8 +247,19 @@ class TokenProvider:
                 credentials_digest=digest,
             )
         error = answer.get("Error", "")
-        if error in EXPIRY_ERRORS:
+        if error == BAD_AUTHENTICATION:
             raise TokenRejected(error)
+        if error == NEEDS_BROWSER:
+            raise BrowserSignIn(error)
         raise AuthFailed(
             f"Google's OAuth endpoint answered without a token (Error={error or 'none'})"
         )
+
+    def _ask(self, credentials: GoogleSecrets, aas_token: str) -> dict[str, str]:
+        try:
+            return _oauth_call(
+                self._auth_url, credentials.username, aas_token, credentials.android_id
+            )
+        except requests.RequestException as exc:
+            # TLS errors are RequestExceptions too: that run's failure, never an expiry.
+            raise AuthFailed(f"cannot reach Google's OAuth endpoint: {exc}") from None

@@ -5,13 +5,19 @@
 `Retry`, whose predicate picks the transient failures); 401 raises `NovaUnauthorized` so the
 caller can get a fresh token and try once more; any other refusal raises `NovaError` at once.
 
+A 429 naming a `Retry-After` (seconds) is honoured (issue 14, point 7): the request waits that
+long before the backoff's own retry; one asking to wait longer than `RETRY_DEADLINE` is not
+waited for in this run (`NovaThrottled`, a 503 with the wait in its message).
+
 The client takes its HTTP session and base URL as arguments; tests pass a local fake server's.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
@@ -43,6 +49,16 @@ class NovaUnavailable(NovaError):
     """A transient failure: 429, 5xx or no connection. Retried, then raised as is."""
 
     status = 503
+
+
+class NovaThrottled(NovaError):
+    """Nova's 429 asked to wait longer than this run may: retried by a later run."""
+
+    status = 503
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class NovaUnauthorized(NovaError):
@@ -123,11 +139,13 @@ class NovaClient:
         *,
         retry: Retry | None = None,
         timeout: float = DEFAULT_NOVA_TIMEOUT,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._session = session
         self._base_url = base_url.rstrip("/")
         self._retry = retry or default_retry()
         self._timeout = timeout
+        self._sleep = sleep
 
     def list_devices(self, token: str) -> list[GoogleDevice]:
         """The account's trackers and Android phones (`parse_device_list`)."""
@@ -190,7 +208,24 @@ class NovaClient:
             return response.content
         if status == 401:
             raise NovaUnauthorized(f"Nova {scope}: the access token was refused (401)")
+        if status == 429:
+            retry_after = _seconds(response.headers.get("Retry-After"))
+            if retry_after is not None and retry_after > RETRY_DEADLINE:
+                raise NovaThrottled(
+                    f"Nova {scope}: Google asks to wait {retry_after} s (429)",
+                    retry_after=retry_after,
+                )
+            if retry_after:
+                logger.info("Nova answered 429; waiting %s s as asked", retry_after)
+                self._sleep(retry_after)
         if status == 429 or status >= 500:
             logger.info("Nova answered %s; retrying", status, extra={"scope": scope})
             raise NovaUnavailable(f"Nova {scope}: Google answered {status}")
         raise NovaError(f"Nova {scope}: Google refused the request ({status})")
+
+
+def _seconds(retry_after: str | None) -> int | None:
+    """A Retry-After in seconds; None when absent or an HTTP date (the backoff decides then)."""
+    if retry_after is None or not retry_after.strip().isdigit():
+        return None
+    return int(retry_after.strip())

@@ -7,12 +7,16 @@
         │                       key, key blob of an unknown form, corrupt report
         ├── CredentialsMissing  503, no secrets.json stored, or its aas_token was removed after
         │                       Google refused it (upload new credentials)
-        ├── AuthExpired         503, Google answered BadAuthentication / NeedsBrowser: the AAS
-        │                       token is dead (the expiry handling has run)
+        ├── AuthExpired         503, Google answered BadAuthentication twice: the AAS token is
+        │                       dead (the expiry handling has run)
+        ├── SignInRequired      503, Google answered NeedsBrowser: the user must sign in in a
+        │                       browser; the token is kept and asked again after a backoff
         ├── AuthFailed          502, any other failure to get an access token (network, an
         │                       unexpected answer): worth retrying later
         ├── NovaError           502, the Nova API refused a request or stayed unavailable
         └── FcmError            504, no MCS session or no answer to a locate within the timeout
+            ├── TrackerSilent   504, the tracker gave no answer (its backoff starts; a
+            │                   scheduled run is not failed for it)
             ├── CheckinFailed   502, the GCM check-in before the MCS login was refused or failed
             └── McsLoginFailed  502, MCS refused the login or could not be reached
 
@@ -51,6 +55,10 @@ class AuthExpired(GoogleSourceError):
     status = 503
 
 
+class SignInRequired(GoogleSourceError):
+    status = 503
+
+
 class AuthFailed(GoogleSourceError):
     status = 502
 
@@ -60,6 +68,10 @@ class NovaError(GoogleSourceError):
 
 
 class FcmError(GoogleSourceError):
+    status = 504
+
+
+class TrackerSilent(FcmError):
     status = 504
 
 

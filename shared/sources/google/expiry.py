@@ -1,6 +1,6 @@
 """Google credentials expiring, and coming back (SPEC.md, "Google credentials expiring").
 
-When Google refuses the AAS token (`BadAuthentication` / `NeedsBrowser`), `expire` runs the
+When Google refuses the AAS token (`BadAuthentication`, twice: `auth`), `expire` runs the
 expiry handling exactly once, however many runs hit the refusal at the same time: a conditional
 Firestore write turns `state/auth` from `ok` into `auth_required`, and only the run whose write
 made that change goes on to
@@ -16,6 +16,8 @@ logged scheduler error.
 
 A run whose credentials were replaced while it was talking to Google (a new upload raced its
 refusal) does nothing of that: the new credentials deserve a try.
+
+`NeedsBrowser` is not an expiry: the token stays and nothing is paused (`alerts`).
 
 `restore` is the other way: new credentials were stored; `state/auth` goes back to `ok` and
 every paused Google sync job resumes.

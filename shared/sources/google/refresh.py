@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from shared.models import Device, Model, Source
+from shared.models import Device, ExcludedDevice, Model, Source
 from shared.sources.google.errors import AuthExpired, CredentialsMissing, GoogleSourceError
 from shared.store.google import RefreshState
 
@@ -68,6 +68,7 @@ class GoogleRefresh:
         smart_tracking: SmartTracker,
         auth: AuthMark,
         devices: Repository[Device],
+        excluded: Repository[ExcludedDevice] | None = None,
         state: RefreshDocument,
         services: Callable[[], Services],
         notifier: Callable[[], Notifier],
@@ -79,6 +80,7 @@ class GoogleRefresh:
         self._smart_tracking = smart_tracking
         self._auth = auth
         self._devices = devices
+        self._excluded = excluded
         self._state = state
         self._services = services
         self._notifier = notifier
@@ -101,9 +103,14 @@ class GoogleRefresh:
         listed = self._account.list_devices()
         now = self._account.clock()
         known = {device.id: device for device in self._devices.list()}
+        # A device removed (`DELETE /devices/<id>`) while excluded stays away; one excluded
+        # but still listed is kept up to date, as before (issue 20).
+        excluded = {e.id for e in self._excluded.list()} if self._excluded is not None else set()
         new = []
         for found in listed:
             existing = known.get(found.id)
+            if existing is None and found.id in excluded:
+                continue
             if existing is None:
                 new.append(found.id)
             self._devices.put(

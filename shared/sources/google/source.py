@@ -23,8 +23,12 @@ device's pipeline lease:
    as a `shared.sync.FetchFailed` carrying the companions' positions when there are any, so
    that they are delivered all the same.
 
-A device that does not answer within `FCM_TIMEOUT` fails its run with a clear error
-(`FcmError`, 504); a wrong owner key fails it with a `DecryptionError` naming the device.
+A device that does not answer within `FCM_TIMEOUT` is silent (`TrackerSilent`): its
+scheduled run ends well (Cloud Scheduler would only retry into the same wait), a warning names
+it, and the lease backs it off (not located again before 10 min, doubling up to
+`GOOGLE_SILENT_BACKOFF_MAX`, nor taken along by a batch meanwhile); the API's fresh look
+raises it (504). A wrong owner key fails the run with a `DecryptionError` naming the device
+(and alerts once, `alerts`).
 Semantic reports never become `Location`s (`decode`), so they never reach Traccar. A report
 dated more than `MAX_FUTURE_SKEW` ahead of the clock is skipped and logged, the others kept:
 recorded, it would stand above every genuine position to come (issue 13).
@@ -46,11 +50,19 @@ from typing import TYPE_CHECKING
 from shared.errors import BridgeError
 from shared.models import Device, Location, Service, Source, too_far_ahead, utc_now
 from shared.sources.google.credentials import GoogleSecrets, require_aas_token
-from shared.sources.google.errors import CredentialsMissing, FcmError, GoogleSourceError
+from shared.sources.google.errors import (
+    CheckinFailed,
+    CredentialsMissing,
+    DecryptionError,
+    GoogleSourceError,
+    McsLoginFailed,
+    TrackerSilent,
+)
 from shared.sync import FetchFailed
 
 if TYPE_CHECKING:
     from shared.sources.google.account import GoogleAccount
+    from shared.sources.google.alerts import GoogleAlerts
     from shared.sources.google.checkin import GcmCheckin
     from shared.sources.google.fcm import McsEndpoint
     from shared.sources.google.lease import FcmLeases, LeaseHold
@@ -96,6 +108,7 @@ class GoogleSource:
         max_future_skew: float,
         locate_concurrency: int,
         approximate_accuracy: float,
+        alerts: GoogleAlerts,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.account = account
@@ -109,6 +122,7 @@ class GoogleSource:
         self._max_future_skew = max_future_skew
         self._locate_concurrency = locate_concurrency
         self._approximate_accuracy = approximate_accuracy
+        self._alerts = alerts
         self._clock = clock
 
     # Cold start: the FCM module (asyncio, and the session's code) loads with the first locate;
@@ -123,6 +137,14 @@ class GoogleSource:
 
     def fetch(self, device: Device) -> list[Location]:
         """The device's positions and those of the companions located with it."""
+        return self._fetch(device, manual=False)
+
+    def fetch_manual(self, device: Device) -> list[Location]:
+        """A sync a user asked for (`shared.sync.ManualFetch`): located now, whatever a recent
+        batch or the silent-tracker backoff says; a silent tracker is the run's error (504)."""
+        return self._fetch(device, manual=True)
+
+    def _fetch(self, device: Device, *, manual: bool) -> list[Location]:
         try:
             credentials = self.account.credentials()
             require_aas_token(credentials)
@@ -139,12 +161,13 @@ class GoogleSource:
             uuid.uuid4().hex,
             now=now,
             until=now + timedelta(seconds=self._timeout) + LEASE_MARGIN,
-            skip_device=device.id,
+            skip_device=None if manual else device.id,
             skip_within=RECENT_LOCATE,
         )
         if hold is None:
             logger.info(
-                "located moments ago with other devices; draining the outbox only",
+                "located moments ago with other devices, or silent and backing off "
+                "(GOOGLE_SILENT_BACKOFF_MAX); draining the outbox only",
                 extra={"device_id": device.id},
             )
             return []
@@ -154,7 +177,12 @@ class GoogleSource:
             results = self._locate(credentials, [device, *companions])
         finally:
             located = dict.fromkeys(results.locations, now) if results is not None else {}
-            self._leases.release(hold, now=self._clock(), located=located)
+            silent = (
+                [d for d, e in results.errors.items() if isinstance(e, TrackerSilent)]
+                if results is not None
+                else []
+            )
+            self._leases.release(hold, now=self._clock(), located=located, silent=silent)
         brought_along: list[Location] = []
         for companion in companions:
             if companion.id in results.errors:
@@ -166,6 +194,11 @@ class GoogleSource:
                 continue
             brought_along.extend(results.locations[companion.id])
         own_error = results.errors.get(device.id)
+        if isinstance(own_error, TrackerSilent) and not manual:
+            # Not the bridge's failure, and a retry by Cloud Scheduler would only wait as long
+            # for nothing again: the run ends well, the tracker's backoff starts (`lease`).
+            logger.warning(own_error.message, extra={"device_id": device.id})
+            return brought_along
         if own_error is None:
             return [*results.locations[device.id], *brought_along]
         if brought_along:
@@ -180,6 +213,8 @@ class GoogleSource:
             service = services.get(other.id)
             if other.id == device.id or other.source != Source.GOOGLE or service is None:
                 continue
+            if hold.lease.backing_off(other.id, now):
+                continue  # silent: its backoff decides when it is located again
             located = hold.lease.located.get(other.id)
             if located is None or located + timedelta(seconds=service.timer) <= (
                 now + COMPANION_WINDOW
@@ -227,27 +262,35 @@ class GoogleSource:
                 ),
             )
 
-        session = run_session(
-            credentials.library_credentials(),
-            self._endpoint,
-            list(requests),
-            send,
-            timeout=self._timeout,
-            checkin=lambda: self._checkin.check_in(
-                credentials.android_id, credentials.security_token
-            ),
-            concurrency=self._locate_concurrency,
-        )
+        try:
+            session = run_session(
+                credentials.library_credentials(),
+                self._endpoint,
+                list(requests),
+                send,
+                timeout=self._timeout,
+                checkin=lambda: self._checkin.check_in(
+                    credentials.android_id, credentials.security_token
+                ),
+                concurrency=self._locate_concurrency,
+            )
+        except (CheckinFailed, McsLoginFailed) as exc:
+            # One refusal is that run's failure; several in a row need the user (`alerts`).
+            self._alerts.mcs_refused(exc.message)
+            raise
+        self._alerts.mcs_logged_in()
         # Imported here: protobuf and the crypto stack load only when a Google device is synced.
         from shared.sources.google.decode import decode_device_update
 
         owner_key = bytes.fromhex(credentials.owner_key)
         results = LocateResults()
+        key_refused: DecryptionError | None = None
+        decrypted = False
         for request_uuid, device in requests.items():
             if request_uuid in session.failures:
                 results.errors[device.id] = session.failures[request_uuid]
             elif request_uuid not in session.answers:
-                results.errors[device.id] = FcmError(
+                results.errors[device.id] = TrackerSilent(
                     f"device {device.id}: no answer from Google within {self._timeout:g} s "
                     "(the tracker may have no recent report, or be set to high-traffic areas "
                     "only)"
@@ -257,9 +300,14 @@ class GoogleSource:
                     decoded = decode_device_update(
                         session.answers[request_uuid], owner_key, device_id=device.id
                     )
+                except DecryptionError as exc:
+                    results.errors[device.id] = exc
+                    key_refused = exc
+                    continue
                 except GoogleSourceError as exc:
                     results.errors[device.id] = exc
                     continue
+                decrypted = True
                 located = decoded.locations(device.id, approximate_above=self._approximate_accuracy)
                 results.locations[device.id] = self._not_ahead(device, located)
                 if decoded.skipped:
@@ -274,7 +322,20 @@ class GoogleSource:
                         "semantic reports kept out of Traccar",
                         extra={"device_id": device.id, "places": len(decoded.semantic)},
                     )
+        if key_refused is not None:
+            self._owner_key_refused(key_refused)
+        elif decrypted:
+            self._alerts.owner_key_works()
         return results
+
+    def _owner_key_refused(self, error: DecryptionError) -> None:
+        """The owner key no longer decrypts (an end-to-end-encryption reset moved it on,
+        PROTOCOLS.md §5 "Owner key renewal"). The bridge does not renew it over the Spot API
+        yet: the user must upload new credentials, and is told once (`alerts`)."""
+        logger.warning("the owner key does not decrypt: %s", error.message)
+        self._alerts.owner_key_not_renewable(
+            "the bridge does not fetch the current owner key from Google's Spot API yet"
+        )
 
     def _not_ahead(self, device: Device, locations: list[Location]) -> list[Location]:
         """`locations` without those dated more than `MAX_FUTURE_SKEW` after the clock (a

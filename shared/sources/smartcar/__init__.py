@@ -4,9 +4,11 @@ Modules:
 - `payloads`: the webhook deliveries as pydantic models (4.0, 3.0 and legacy VERIFY shapes);
 - `webhook`: the receiver (VERIFY, `SC-Signature`, idempotency, storage, pipeline);
 - `signals`: signals to `Location` with unit conversions (odometer in metres, speed in knots);
-- `client`: Connect and the vehicle API through the official `smartcar` SDK;
-- `tokens`: the OAuth tokens in the secrets adapter, refreshed before they expire, and the
-  client with the application's credentials (`ClientFactory`);
+- `client`: API v3 over the instance's session (`SmartcarApi`), and the official `smartcar`
+  SDK for the Connect URL and the v2 reads of vehicles whose user id is not known yet;
+- `tokens`: the v3 application token (`ApplicationToken`, one per instance), the v2 OAuth
+  tokens in the secrets adapter (until a vehicle's user id is known), and the clients with the
+  application's credentials (`ClientFactory`);
 - `connect`: Smartcar Connect (`GET /smartcar/connect`, `GET /smartcar/exchange`);
 - `source`: the pull source sync jobs use; `views`: the API's vehicle views;
 - `stack`: the parts as the composition root (`shared.runtime`) builds them.

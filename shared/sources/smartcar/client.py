@@ -1,8 +1,17 @@
-"""Smartcar Connect and the vehicle API through the official SDK, behind the bridge's errors.
+"""Smartcar's API v3 over the instance's HTTP session, and the v2 SDK where it still fits.
 
-`SmartcarClient` builds the Connect URL, swaps a code or a refresh token for tokens, names the
-user and lists their vehicles, and reads a vehicle's location, odometer and battery in one
-batch request. Every SDK failure becomes one of `shared.sources.smartcar.errors`.
+API v3 (PROTOCOLS.md §3): one application token (`client_credentials`, one hour) and the header
+`sc-user-id` scope every request to a user; `SmartcarApi` speaks it: the token
+(`application_token`), the user's connections (`connections`) and a vehicle's signals
+(`signals`, paged). It takes its session, base URL, token URL, credentials and timeouts like
+pytraccar's client. The official SDK (smartcar 6.19.1) does not speak v3's authentication:
+its `Vehicle.get_signals` sends a v2 user token without `sc-user-id`, and it has no
+`client_credentials` grant; so v3 goes through `requests` directly, with a timeout of our own
+(the SDK's is a fixed 310 s, with no pooled session).
+
+`SmartcarClient` keeps the SDK for what still fits: the Connect URL (unchanged in v3), and, for
+vehicles connected before the upgrade whose user id the bridge does not know yet, the v2 token
+refresh and the v2 batch read (`snapshot`), until that user id is known.
 
 The client takes what it uses like pytraccar's: the application's credentials (client id and
 secret, redirect URI, mode, scopes) and a clock; it reads no environment, settings or store.
@@ -54,6 +63,13 @@ REFRESH_TOKEN_LIFETIME = timedelta(days=60)
 VEHICLES_PAGE_SIZE = 50
 DEFAULT_RETRY_AFTER = 60  # seconds, when Smartcar's rate limit answer names none
 BATCH_PATHS = ("/location", "/odometer", "/battery")
+# API v3: a signals page as large as Smartcar allows, so one pull is one call (the call budget).
+SIGNALS_PAGE_SIZE = 100
+CONNECTIONS_PAGE_SIZE = 100
+MAX_PAGES = 20  # a bound on a misbehaving `next` link
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_READ_TIMEOUT = 30.0
+USER_HEADER = "sc-user-id"
 # Answers that mean "these credentials are no good" rather than "try again".
 _AUTH_TYPES = frozenset({"AUTHENTICATION", "invalid_grant", "invalid_client", "access_denied"})
 
@@ -302,3 +318,179 @@ class SmartcarClient:
                 )
                 return None
             raise translate(exc, f"read the {name} of vehicle {vehicle_id}") from exc
+
+
+@dataclass(frozen=True)
+class AppToken:
+    """The v3 application token and when it ends (never logged: `register_secret`)."""
+
+    value: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class SignalsRead:
+    """A vehicle's signals as v3 answered them, and what it says of the vehicle."""
+
+    signals: list[dict[str, Any]]  # each in the webhook's shape: code, name, group, body, ...
+    make: str | None
+    model: str | None
+    year: int | None
+
+
+def _http_error(answer: requests.Response, what: str) -> SmartcarError | SmartcarRateLimited:
+    """A v3 answer other than 2xx as the bridge's error."""
+    try:
+        body = answer.json()
+    except ValueError:
+        body = {}
+    body = body if isinstance(body, dict) else {}
+    kind = body.get("type") or body.get("error")
+    detail = ":".join(str(part) for part in (kind, body.get("code")) if part) or "error"
+    status = answer.status_code
+    if status == 429:
+        text = answer.headers.get("Retry-After", "")
+        seconds = int(text) if text.isdigit() else DEFAULT_RETRY_AFTER
+        return SmartcarRateLimited(f"{what}: Smartcar's rate limit ({detail})", retry_after=seconds)
+    if status >= 500:
+        return SmartcarConnectionError(f"{what}: Smartcar answered {status} ({detail})")
+    if status == 401 or kind in _AUTH_TYPES:
+        return SmartcarAuthError(f"{what}: Smartcar refused the credentials ({detail})")
+    return SmartcarResponseError(f"{what}: Smartcar answered {status} ({detail})")
+
+
+class SmartcarApi:
+    """Smartcar's API v3 (see the module docstring); reads no environment, settings or store."""
+
+    def __init__(
+        self,
+        *,
+        session: requests.Session,
+        base_url: str,
+        token_url: str,
+        client_id: str,
+        client_secret: str,
+        timeout: tuple[float, float] = (DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT),
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        if not client_id:
+            raise ConfigError("SMARTCAR_CLIENT_ID is not set")
+        self._session = session
+        self._base = base_url.rstrip("/")
+        self._token_url = token_url
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self._timeout = timeout
+        self._clock = clock
+
+    def _send(self, what: str, method: str, url: str, **kwargs: Any) -> Any:
+        try:
+            answer = self._session.request(method, url, timeout=self._timeout, **kwargs)
+        except requests.RequestException as exc:
+            raise SmartcarConnectionError(
+                f"{what}: Smartcar was not reached ({type(exc).__name__})"
+            ) from exc
+        if not answer.ok:
+            raise _http_error(answer, what)
+        try:
+            return answer.json()
+        except ValueError as exc:
+            raise SmartcarResponseError(f"{what}: Smartcar's answer is not JSON") from exc
+
+    def application_token(self) -> AppToken:
+        """A new application token (`client_credentials`; the caller keeps it for its hour)."""
+        found = self._send(
+            "get the application token",
+            "POST",
+            self._token_url,
+            data={
+                "grant_type": "client_credentials",
+                "client_id": self._client_id,
+                "client_secret": self._client_secret,
+            },
+        )
+        token = found.get("access_token") if isinstance(found, dict) else None
+        lifetime = found.get("expires_in") if isinstance(found, dict) else None
+        if not isinstance(token, str) or not token or not isinstance(lifetime, int | float):
+            raise SmartcarResponseError("Smartcar's token answer lacks access_token or expires_in")
+        register_secret(token)
+        return AppToken(token, self._clock() + timedelta(seconds=float(lifetime)))
+
+    def _get(self, what: str, path: str, token: str, user_id: str, **params: Any) -> Any:
+        headers = {"Authorization": f"Bearer {token}", USER_HEADER: user_id}
+        found = self._send(what, "GET", self._base + path, headers=headers, params=params)
+        if not isinstance(found, dict):
+            raise SmartcarResponseError(f"{what}: Smartcar's answer is not an object")
+        return found
+
+    def _pages(self, what: str, path: str, token: str, user_id: str, size: int,
+               **params: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:  # fmt: skip
+        """Every item of a paged answer, and its first page (for `included`)."""
+        items: list[dict[str, Any]] = []
+        first: dict[str, Any] = {}
+        for page in range(1, MAX_PAGES + 1):
+            found = self._get(what, path, token, user_id, page=page, pageSize=size, **params)
+            first = first or found
+            data = found.get("data")
+            if not isinstance(data, list):
+                raise SmartcarResponseError(f"{what}: Smartcar's answer has no data list")
+            items += [item for item in data if isinstance(item, dict)]
+            total = (found.get("meta") or {}).get("totalCount")
+            more = isinstance(total, int) and len(items) < total
+            if not data or not (more or (found.get("links") or {}).get("next")):
+                break
+        return items, first
+
+    def connections(self, user_id: str, token: str) -> list[VehicleAttributes]:
+        """The vehicles `user_id` connected (`GET /connections`), with make, model and year."""
+        items, _ = self._pages(
+            "list the connections", "/connections", token, user_id, CONNECTIONS_PAGE_SIZE,
+            userId=user_id,
+        )  # fmt: skip
+        found: dict[str, VehicleAttributes] = {}
+        for item in items:
+            relations = item.get("relationships") or {}
+            vehicle_id = ((relations.get("vehicle") or {}).get("data") or {}).get("id")
+            owner = ((relations.get("user") or {}).get("data") or {}).get("id")
+            if not isinstance(vehicle_id, str) or (owner is not None and owner != user_id):
+                continue
+            described = (item.get("attributes") or {}).get("vehicle") or {}
+            year = described.get("year")
+            found[vehicle_id] = VehicleAttributes(
+                vehicle_id,
+                described.get("make") or None,
+                described.get("model") or None,
+                year if isinstance(year, int) else None,
+            )
+        return list(found.values())
+
+    def signals(self, vehicle_id: str, user_id: str, token: str) -> SignalsRead:
+        """The vehicle's latest signals (`GET /vehicles/{id}/signals`), in the shape webhook
+        deliveries carry them (`code`, `name`, `group`, `body`, `status`, `meta`), so both paths
+        read them with the same code (`signals.read_signals`)."""
+        items, first = self._pages(
+            f"read vehicle {vehicle_id}", f"/vehicles/{vehicle_id}/signals", token, user_id,
+            SIGNALS_PAGE_SIZE,
+        )  # fmt: skip
+        found = []
+        for item in items:
+            attributes = item.get("attributes") or {}
+            code = attributes.get("code")
+            if not isinstance(code, str) or not code:
+                continue
+            status = attributes.get("status") or {}
+            body = attributes.get("body")
+            ok = status.get("value", "SUCCESS") == "SUCCESS" and isinstance(body, dict)
+            found.append(
+                {"code": code, "name": attributes.get("name"), "group": attributes.get("group"),
+                 "body": body if ok else None, "status": status or None,
+                 "meta": item.get("meta") or {}}
+            )  # fmt: skip
+        described = ((first.get("included") or {}).get("vehicle") or {}).get("attributes") or {}
+        year = described.get("year")
+        return SignalsRead(
+            found,
+            described.get("make") or None,
+            described.get("model") or None,
+            year if isinstance(year, int) else None,
+        )

@@ -10,9 +10,13 @@ operator started the flow. The state is 32 random bytes; only its SHA-256 is sto
 (`smartcar_connect_states`), it expires after `STATE_LIFETIME`, and the first exchange that
 presents it deletes it, whatever the outcome (a code is single use too).
 
-An exchange swaps the code for tokens, names the Smartcar user, lists the vehicles the user
-granted, stores the tokens (`tokens.TokenStore.connect`) and records each vehicle as a device
-(`smartcar-<vehicleId>` in Traccar unless its device document says otherwise).
+API v3 (PROTOCOLS.md §3; smartcar.com/docs `connect/handle-the-response`): Smartcar's redirect
+names the user (`user_id`) instead of carrying a code, and there are no user tokens to keep. An
+exchange lists the user's connections (`GET /connections`, application token and `sc-user-id`)
+and records each vehicle as a device (`smartcar-<vehicleId>` in Traccar unless its device
+document says otherwise) with the user id, which every later pull sends as `sc-user-id`. v2
+tokens still held for those vehicles (a Connect before the upgrade) are dropped. A user id of
+whom Smartcar lists no vehicle is refused: nothing is recorded.
 """
 
 from __future__ import annotations
@@ -26,9 +30,9 @@ from pydantic import AwareDatetime, Field
 
 from shared.errors import BadRequest
 from shared.models import Model, utc_now
-from shared.sources.smartcar.client import SmartcarClient, VehicleAttributes
-from shared.sources.smartcar.errors import SmartcarAuthError, SmartcarResponseError
-from shared.sources.smartcar.tokens import TokenStore
+from shared.sources.smartcar.client import SmartcarApi, SmartcarClient, VehicleAttributes
+from shared.sources.smartcar.errors import SmartcarAuthError
+from shared.sources.smartcar.tokens import ApplicationToken, TokenStore
 from shared.store.smartcar import ConnectState, SmartcarStore, VehicleRecord, vehicle_device
 
 STATE_LIFETIME = timedelta(minutes=15)
@@ -43,7 +47,8 @@ class ConnectStart(Model):
 class ExchangeQuery(Model):
     """What Smartcar Connect puts on the redirect: a code, or an error, and our state."""
 
-    code: str | None = Field(None, min_length=1, max_length=2_000)
+    user_id: str | None = Field(None, min_length=1, max_length=200)
+    code: str | None = Field(None, min_length=1, max_length=2_000)  # v2 only: not used any more
     state: str | None = Field(None, min_length=1, max_length=500)
     error: str | None = Field(None, max_length=200)
     error_description: str | None = Field(None, max_length=2_000)
@@ -75,11 +80,15 @@ class SmartcarConnect:
         *,
         store: SmartcarStore,
         client: Callable[[], SmartcarClient],
+        api: Callable[[], SmartcarApi],
+        app_token: ApplicationToken,
         tokens: TokenStore,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._store = store
         self._client = client
+        self._api = api
+        self._app_token = app_token
         self._tokens = tokens
         self._clock = clock
 
@@ -96,7 +105,7 @@ class SmartcarConnect:
         return ConnectStart(authorize_url=url, expires_at=expires_at)
 
     def exchange(self, query: ExchangeQuery) -> Connected:
-        """Finish a Connect: check and spend the state, then tokens, user, vehicles, devices."""
+        """Finish a Connect: check and spend the state, then the user's vehicles, devices."""
         store = self._store
         if query.state is None:
             raise BadRequest("state: missing; start again at GET /smartcar/connect")
@@ -113,19 +122,21 @@ class SmartcarConnect:
                 else query.error
             )
             raise BadRequest(f"Smartcar Connect was not completed ({reason})")
-        if query.code is None:
-            raise BadRequest("code: missing")
+        user_id = query.user_id
+        if user_id is None:
+            raise BadRequest("user_id: missing; Smartcar Connect (API v3) names the user")
 
-        client = self._client()
+        api = self._api()
+        token = self._app_token()
         try:
-            tokens = client.exchange_code(query.code)
-        except (SmartcarAuthError, SmartcarResponseError) as exc:
-            raise BadRequest(f"Smartcar refused the code: {exc.message}") from None
-        user_id = client.user_id(tokens.access_token)
-        vehicle_ids = client.vehicle_ids(tokens.access_token)
-        described = [client.attributes(vehicle, tokens.access_token) for vehicle in vehicle_ids]
-        self._tokens.connect(user_id, tokens, vehicle_ids)
+            described = api.connections(user_id, token)
+        except SmartcarAuthError:
+            described = api.connections(user_id, self._app_token(refused=token))
+        if not described:
+            raise BadRequest(f"user_id: Smartcar lists no vehicle connected by {user_id}")
         vehicles = [_record_vehicle(store, vehicle, user_id, now) for vehicle in described]
+        for vehicle in described:
+            self._tokens.forget_vehicle(vehicle.id)
         return Connected(user_id=user_id, vehicles=vehicles)
 
 

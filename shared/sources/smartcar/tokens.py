@@ -1,4 +1,12 @@
-"""The vehicles' OAuth tokens: one secret (`SMARTCAR_TOKENS_SECRET`), one entry per Smartcar user.
+"""Smartcar's tokens: the v3 application token (`ApplicationToken`, one per instance, kept in
+memory until its hour ends) and the v2 user tokens of vehicles connected before the upgrade.
+
+API v3 needs no user tokens: a vehicle whose user id the bridge knows (Connect's redirect, a
+webhook's `data.user.id`) is read with the application token and `sc-user-id`. The v2 tokens
+below are used only for a vehicle whose user id is not known yet, and dropped from the secret
+(`forget_vehicle`) once it is.
+
+The v2 tokens: one secret (`SMARTCAR_TOKENS_SECRET`), one entry per Smartcar user.
 
     {"users": {"<userId>": {"access_token", "refresh_token", "expires_at", "refresh_expires_at",
                             "vehicles": ["<vehicleId>", ...], "updated_at"}}}
@@ -18,6 +26,7 @@ when a refresh token (60 days) has less than `REFRESH_MARGIN` left.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -29,10 +38,19 @@ from pydantic import AwareDatetime, Field, ValidationError
 from shared.errors import ConfigError, RetryLater
 from shared.models import Model, utc_now
 from shared.secrets import CachedSecrets, SecretNotFound, SecretStore, missing
-from shared.sources.smartcar.client import SdkOrigins, SmartcarClient, TokenSet, configure_sdk
+from shared.sources.smartcar.client import (
+    AppToken,
+    SdkOrigins,
+    SmartcarApi,
+    SmartcarClient,
+    TokenSet,
+    configure_sdk,
+)
 from shared.sources.smartcar.errors import NotConnected, SmartcarError
 
 if TYPE_CHECKING:
+    import requests
+
     from shared.store.smartcar import SmartcarStore
 
 logger = logging.getLogger(__name__)
@@ -44,6 +62,9 @@ LOCK_NAME = "tokens"
 LOCK_DURATION = timedelta(seconds=60)
 LOCK_WAIT_SECONDS = 10.0
 LOCK_POLL_SECONDS = 0.2
+# An application token is replaced this long before its hour ends: a read started with it
+# must not meet its end halfway.
+APP_TOKEN_MARGIN = timedelta(minutes=2)
 
 
 class UserTokens(TokenSet):
@@ -104,6 +125,26 @@ class TokenStore:
             )
 
         self._change(edit)
+
+    def forget_vehicle(self, vehicle_id: str) -> bool:
+        """Drop the v2 tokens' hold on a vehicle whose user id is now known (API v3 reads it
+        with the application token); a user left without vehicles loses the entry. False when
+        the secret held nothing for it (no lease taken, no version written)."""
+        if self.load().user_of(vehicle_id) is None:
+            return False
+
+        def edit(file: TokenFile) -> None:
+            for user_id in list(file.users):
+                entry = file.users[user_id]
+                entry.vehicles = [v for v in entry.vehicles if v != vehicle_id]
+                if not entry.vehicles:
+                    del file.users[user_id]
+
+        self._change(edit)
+        logger.info(
+            "Smartcar v2 tokens dropped: the user id is known", extra={"vehicle_id": vehicle_id}
+        )
+        return True
 
     def access_token(
         self, vehicle_id: str, client: SmartcarClient, *, refused: str | None = None
@@ -192,6 +233,32 @@ class TokenStore:
             waited += LOCK_POLL_SECONDS
 
 
+class ApplicationToken:
+    """The instance's v3 application token: fetched on first use, kept in memory until
+    `APP_TOKEN_MARGIN` before its hour ends, fetched again early when Smartcar `refused` it.
+    One per instance (the composition root makes one per stack); a lock keeps concurrent
+    pulls from each fetching one. Never stored: it costs one request an hour to get again."""
+
+    def __init__(
+        self, *, api: Callable[[], SmartcarApi], clock: Callable[[], datetime] = utc_now
+    ) -> None:
+        self._api = api
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._token: AppToken | None = None
+
+    def __call__(self, *, refused: str | None = None) -> str:
+        with self._lock:
+            token = self._token
+            if (
+                token is None
+                or token.value == refused
+                or token.expires_at - self._clock() < APP_TOKEN_MARGIN
+            ):
+                token = self._token = self._api().application_token()
+            return token.value
+
+
 class ClientFactory:
     """A `SmartcarClient` with the application's credentials, the client secret read through
     the instance's secret cache when a call needs it (a missing secret fails that call only).
@@ -210,8 +277,14 @@ class ClientFactory:
         redirect_uri: str | None,
         mode: str,
         scopes: list[str],
+        session: Callable[[], requests.Session],
+        vehicle_api_url: str,
+        token_url: str,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
+        self._session = session
+        self._vehicle_api_url = vehicle_api_url
+        self._token_url = token_url
         self._origins = origins
         self._configured = False
         self._secrets = secrets
@@ -222,12 +295,26 @@ class ClientFactory:
         self._scopes = scopes
         self._clock = clock
 
-    def __call__(self) -> SmartcarClient:
+    def _secret(self) -> str:
         name = self._client_secret_name
         try:
-            secret = self._secrets.read(name).strip()
+            return self._secrets.read(name).strip()
         except SecretNotFound as exc:
             raise ConfigError(missing("Smartcar client secret", name, exc)) from None
+
+    def api(self) -> SmartcarApi:
+        """The v3 client with the application's credentials, over the instance's session."""
+        return SmartcarApi(
+            session=self._session(),
+            base_url=self._vehicle_api_url,
+            token_url=self._token_url,
+            client_id=self._client_id,
+            client_secret=self._secret(),
+            clock=self._clock,
+        )
+
+    def __call__(self) -> SmartcarClient:
+        secret = self._secret()
         if not self._configured:
             configure_sdk(self._origins)
             self._configured = True

@@ -10,22 +10,24 @@ One delivery, in this order; nothing is written before step 6:
 5. one read (one round trip) fetches its claim in `webhook_events`, the vehicle, its device
    and, for a VEHICLE_STATE, the vehicle's delivery state: a claim found *done* means a
    repeat, answered 200 with nothing done; a claim found *pending* means a copy whose position
-   is on its way: while that copy's lease runs, the repeat waits a moment (the copy usually
-   ends within it: "duplicate"), then answers 429 with Retry-After; once the lease has ended,
-   the copy's processing died (the instance was killed between steps 6 and 7) and this
-   delivery takes the claim over, so nothing is lost;
+   is on its way: while that copy's lease runs, the repeat is handed off like any delivery to
+   a busy vehicle (below); once the lease has ended, the copy's processing died (the instance
+   was killed between steps 6 and 7) and this delivery takes the claim over: nothing is lost;
 6. one commit writes the claim (a create, or over a dead processing's pending claim an update
    conditioned on its version: a concurrent copy that committed first fails it), the raw
    event, the vehicle (latest signals, last error) and the device, each on condition nobody
    wrote it since step 5, and, when there is a position to push, the vehicle's lease: the
-   claim is then pending; without a position it is done at once. A failed condition writes
-   nothing: back to step 5 (a copy's claim is then found there);
+   claim is then pending; without a position it is done at once. When another run holds the
+   lease, the position goes to the vehicle's outbox in this commit instead, the claim done,
+   and the answer is `queued` at once (issue 16: Smartcar drops a delivery after three
+   retries): the lease holder delivers it before it lets go, or the sweep does (ADR 0002). A
+   failed condition writes nothing: back to step 5 (a copy's claim is then found there);
 7. the position goes through the pipeline (`Pipeline.run`, which took the lease in step 6):
    pushed, then recorded in the run's final commit, which marks the claim done.
 
 So a new VEHICLE_STATE costs three Firestore round trips (read, claim-and-lease commit, final
-commit) around the push, a repeat one. When 6 or 7 fails (another run holds the vehicle's lease:
-429 with Retry-After; Firestore unavailable; anything else) the delivery's own claim is deleted
+commit) around the push, a repeat one. When 6 or 7 fails (Firestore unavailable; anything
+else) the delivery's own claim is deleted
 before the error is answered, so Smartcar's retry is processed in full; steps 6 and 7 are
 idempotent. A position that reached the pipeline is done, even when Traccar refused it: it
 waits in the outbox. Only a processing that dies after its push and before step 7's commit
@@ -421,6 +423,9 @@ class _Delivery:
                 read=read.state,
                 along=store.writes(pending, stored, change, claim_read=read.claim),
                 along_outcome=store.claim_done(pending),
+                # Another run holds the lease: stored with the claim done, answered at once
+                # (Smartcar drops a delivery after three retries; PROTOCOLS.md §3).
+                hand_off=True,
             )
         for skipped in reading.skipped:
             logger.info("Smartcar signal skipped: %s", skipped, extra={"event_id": event.eventId})
@@ -449,7 +454,7 @@ class _Delivery:
             return Answer({"status": "stored", "eventId": event.eventId, "pushed": 0})
         return Answer(
             {
-                "status": "processed",
+                "status": "queued" if report.handed_off else "processed",
                 "eventId": event.eventId,
                 "pushed": report.result.pushed,
                 "queued": report.result.outbox,

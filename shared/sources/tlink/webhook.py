@@ -14,15 +14,18 @@ Order of work, so that a refused delivery costs nothing and a retried one change
 4. one read (one round trip): the delivery's event (`webhook_events/tlink-<sha256 of body>`),
    the device's TLINK document and `devices` entry, its delivery state. An event found *done*
    is a redelivery: 200 `duplicate`, nothing done. An event found *pending* is a copy whose
-   position is on its way: while that copy's lease runs, this one waits like a busy device
-   (below); once the lease has ended, the copy's processing died (the instance was killed
-   before its run's final commit) and this push takes the event over, so nothing is lost;
+   position is on its way: while that copy's lease runs, this one is handed off like any push
+   to a busy device (below); once the lease has ended, the copy's processing died (the
+   instance was killed before its run's final commit) and this push takes the event over, so
+   nothing is lost;
 5. one commit: readings, device and the event (created, or over a dead processing's pending
    event updated, with a precondition: a concurrent copy that committed first fails it, and
    this one reads again, finding its event) and, when the position is known, the device's
    lease (the event is then pending): the pipeline (`Pipeline.run`) pushes the Location and
-   records it in its final commit, which marks the event done. If the device is busy
-   (`RetryLater`, after a short wait), nothing was written: 429 with Retry-After. If anything
+   records it in its final commit, which marks the event done. If another run holds the
+   device's lease, the position goes to its outbox in this commit instead, the event done, and
+   the answer (`location: queued`) is immediate: the lease holder delivers it before it lets
+   go, or the sweep does (issue 16, ADR 0002). If anything
    fails after the commit, the push's own event is deleted again and the answer is 503 with
    Retry-After: TLINK's retry is processed; readings stored by the failed attempt are
    rewritten identically by the retry.
@@ -349,6 +352,7 @@ class _Push:
             read=read.state,
             along=prepared.writes,
             along_outcome=repository.event_done(event),
+            hand_off=True,  # a busy device: stored in its outbox, answered at once
         )
         ingestion.committed(prepared)
         return PushAnswer(

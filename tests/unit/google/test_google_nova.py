@@ -12,6 +12,7 @@ import requests
 from shared.sources.google.client import (
     NovaClient,
     NovaError,
+    NovaThrottled,
     NovaUnauthorized,
     NovaUnavailable,
     default_retry,
@@ -133,3 +134,26 @@ def test_a_refused_request_is_not_retried(google: FakeGoogle) -> None:
 
     assert not isinstance(caught.value, NovaUnavailable | NovaUnauthorized)
     assert len(google.nova.requests) == 1
+
+
+def test_a_429_with_retry_after_is_waited_for_before_the_retry(google: FakeGoogle) -> None:
+    google.nova.throttle(1, retry_after=1)
+    nova = NovaClient(requests.Session(), google.nova.nova_url, retry=QUICK_RETRY.with_timeout(5))
+
+    devices = nova.list_devices(access_token(google))
+
+    assert [d.id for d in devices] == ["canonic-0", "canonic-1"]
+    (throttled, _), (answered, status) = google.nova.answered_at
+    assert status == 200 and answered - throttled >= 1.0
+
+
+def test_a_429_asking_for_longer_than_the_run_may_wait_ends_the_run_at_once(
+    google: FakeGoogle,
+) -> None:
+    google.nova.throttle(1, retry_after=3600)
+
+    with pytest.raises(NovaThrottled, match="3600 s") as caught:
+        client(google).list_devices(access_token(google))
+
+    assert caught.value.status == 503 and caught.value.retry_after == 3600
+    assert len(google.nova.answered_at) == 1

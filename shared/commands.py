@@ -1,0 +1,115 @@
+"""Traccar's "Send command" through its Find Hub sender drives the bridge (PROTOCOLS.md §2b).
+
+A device in Traccar whose attributes say `command.sender=findHub` gets, when a user sends it a
+command, an empty-bodied `POST <api>/devices/<uniqueId>/<command>` with `Authorization: Bearer
+<command key>`. Traccar waits about 5 s for the answer; a Google locate takes up to a minute.
+So every command answers at once and the work outlives the answer:
+
+    position-single     run the device's sync job now (Cloud Scheduler's RunJob, locally the
+                        loop's next tick): the position arrives with that run
+    position-periodic   create or update the device's sync service with `interval` seconds
+                        (the auto-registration timer when Traccar 6.8 sends none)
+    position-stop       remove the device's sync service (none is no error)
+
+`<uniqueId>` is the id the bridge pushes to Traccar with (`Device.traccar_unique_id`), which is
+not always the bridge's own device id (TLINK, Smartcar). The command key is a secret of its own
+(`traccar-command-key`), good for these routes only: Traccar shows device attributes to every
+user who can see the device, so the API token must never be written there.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from shared.errors import Conflict, NotConfigured, NotFound, Unauthorized
+from shared.models import Device
+
+if TYPE_CHECKING:
+    from shared.scheduler import JobScheduler
+    from shared.secrets import CachedSecrets
+    from shared.services import Services
+    from shared.store import DeviceRepository
+
+logger = logging.getLogger(__name__)
+
+# Two devices sharing one Traccar unique id is a misconfiguration; two are enough to see it.
+UNIQUE_ID_MATCHES = 2
+
+
+class TraccarCommands:
+    """The three Find Hub commands on the bridge's sync services."""
+
+    def __init__(
+        self,
+        *,
+        devices: DeviceRepository,
+        services: Callable[[], Services],
+        scheduler: Callable[[], JobScheduler],
+        secrets: CachedSecrets,
+        key_secret: str,
+        default_timer: int,
+        default_delta: int,
+    ) -> None:
+        self._devices = devices
+        # Callables: the services' and the scheduler's modules load when a command is valid.
+        self._services = services
+        self._scheduler = scheduler
+        self._secrets = secrets
+        self._key_secret = key_secret
+        self._default_timer = default_timer
+        self._default_delta = default_delta
+
+    def authorize(self, presented: str | None) -> None:
+        """The request's bearer value must be the command key (constant time); 503 naming the
+        secret when no key is stored, 401 otherwise."""
+        from shared.secrets import SecretNotFound, missing
+
+        try:
+            key = self._secrets.read(self._key_secret).strip()
+        except SecretNotFound as exc:
+            raise NotConfigured(missing("Traccar command key", self._key_secret, exc)) from None
+        if not key:
+            raise NotConfigured(f"secret {self._key_secret} is empty: store the command key")
+        if presented is None or not hmac.compare_digest(presented.encode(), key.encode()):
+            raise Unauthorized("missing or wrong command key")
+
+    def device(self, unique_id: str) -> Device:
+        """The bridge's device that pushes to Traccar as `unique_id`, or a 404 naming it."""
+        found = self._devices.get(unique_id)
+        if found is not None and found.traccar_unique_id == unique_id:
+            return found  # the common case (Google): one read, no query
+        matches = self._devices.with_traccar_unique_id(unique_id, limit=UNIQUE_ID_MATCHES)
+        if not matches:
+            raise NotFound(f"unknown device: no device pushes to Traccar as {unique_id}")
+        if len(matches) > 1:
+            raise Conflict(f"more than one device pushes to Traccar as {unique_id}")
+        return matches[0]
+
+    def locate_now(self, unique_id: str) -> None:
+        """`position-single`: the device's job runs now, after this answer."""
+        device = self.device(unique_id)
+        try:
+            self._scheduler().run(device.id)
+        except NotFound:
+            raise Conflict(
+                f"device {unique_id} has no sync service to run: send position-periodic first"
+            ) from None
+        logger.info("sync run requested by a Traccar command", extra={"device_id": device.id})
+
+    def periodic(self, unique_id: str, interval: int | None) -> None:
+        """`position-periodic`: sync every `interval` seconds (the auto-registration timer
+        without one), with the auto-registration jitter."""
+        from shared.services import ServiceSpec
+
+        device = self.device(unique_id)
+        timer = interval if interval is not None else self._default_timer
+        spec = ServiceSpec(timer=timer, delta=self._default_delta)
+        self._services().upsert(device.id, spec)
+
+    def stop(self, unique_id: str) -> None:
+        """`position-stop`: remove the device's sync service, if it has one."""
+        device = self.device(unique_id)
+        self._services().delete(device.id)
