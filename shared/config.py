@@ -55,6 +55,17 @@ class Settings(BaseSettings):
 
     # API protection (Cloud Functions inject it from Secret Manager as an environment variable)
     api_token: SecretStr | None = None
+    # Rotation (issue 20): after a new version of the api-token, tlink-path-token or
+    # tlink-webhook-secret secret, the previous one is still accepted this long, then not.
+    rotation_grace_hours: int = Field(24, ge=0, le=720)
+
+    # Alerts (issue 20): each mailed once when it opens and once when it ends, listed by
+    # `/health`. Traccar's OsmAnd endpoint refusing or unreachable this long while positions
+    # wait; a synced device with no new position this long (a service's `silent_hours`
+    # overrides it, 0 never alerts); a vendor's webhooks, once seen, silent this long.
+    alert_traccar_down_minutes: int = Field(30, ge=1, le=10_080)
+    alert_device_silent_hours: int = Field(24, ge=1, le=8_760)
+    alert_webhooks_silent_hours: int = Field(24, ge=1, le=8_760)
 
     # Auto-registration of sync services (seed 000)
     auto_register_services: bool = True

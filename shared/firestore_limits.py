@@ -31,6 +31,9 @@ MAX_FIELD_NAME_BYTES = 1_500
 # "Maximum depth of fields in a map or array: 20" (quotas page; the document's top level
 # counts as the first; the emulator is laxer than production, so this is checked here).
 MAX_DEPTH = 20
+# Integers are stored as 64-bit signed (Firestore's data types): a larger one in a document or
+# a query filter is refused.
+MAX_INTEGER = 2**63 - 1
 # "Maximum size for a document: 1 MiB (1,048,576 bytes)" (quotas page).
 MAX_DOCUMENT_BYTES = 1_048_576
 # "Strings must be UTF-8" (quotas page, data types): a Python string holding a lone surrogate

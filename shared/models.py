@@ -95,6 +95,8 @@ class Service(Document):
     # Paused by the user (`POST /devices/<id>/services/pause`), apart from the pause expired
     # Google credentials cause: new credentials resume only what they paused (issue 19).
     paused_by_user: bool = False
+    # Hours without a new position before the silence alert (issue 20): None, the default.
+    silent_hours: int | None = Field(None, ge=0, le=8_760)
     last_sync: AwareDatetime | None = None
     next_sync: AwareDatetime | None = None
     last_result: SyncResult | None = None

@@ -35,6 +35,7 @@ from shared.models import Model
 
 if TYPE_CHECKING:
     import ssl
+    from datetime import datetime
     from email.message import EmailMessage
 
 logger = logging.getLogger(__name__)
@@ -202,6 +203,22 @@ class Notifier:
             "email:password with TRACCAR_API_AUTH=basic (README, Traccar setup), in the\n"
             "secret traccar-api-token. GET /health shows traccar_api: unauthorized until then.\n"
             "This mail is sent once per incident.\n",
+        )
+
+    def incident_opened(self, title: str, reason: str, advice: str) -> NotifyResult:
+        """An operations alert (issue 20, `shared.alerts`) opened: sent once per incident."""
+        return self.send(
+            f"{title} - action required",
+            f"{_one_line(reason)}\n\n{advice}\n\n"
+            "GET /health lists the alert (with the API token: its reason) until it clears; a\n"
+            "second mail says when it does. This mail is sent once per incident.\n",
+        )
+
+    def incident_resolved(self, title: str, since: datetime) -> NotifyResult:
+        return self.send(
+            f"Resolved: {title}",
+            f"The incident open since {since.isoformat(timespec='minutes')} has ended:\n"
+            f"{_one_line(title)} no longer holds.\n",
         )
 
     def smartcar_signal_cap(self, vehicle: str, cap: int) -> NotifyResult:

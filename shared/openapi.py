@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import types
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ from shared.service_status import HealthReport, VersionInfo
 from shared.services import DeviceView, ServiceSpec, ServiceView
 from shared.sources.google.account import CredentialsUploaded, TokenStatus
 from shared.sources.google.credentials import AasTokenUpload, GoogleSecretsUpload
+from shared.sources.google.places import PlaceDeleted, PlaceSpec, PlaceView, SemanticLocation
+from shared.sources.google.ring import SoundAnswer
 from shared.sources.smartcar import connect as smartcar_connect
 from shared.sources.smartcar import views as smartcar_views
 from shared.sources.tlink import views as tlink_views
@@ -105,6 +108,15 @@ API_AUTH_MISSING = (
 UNIQUE_ID = {"name": "unique_id", "in": "path", "required": True, "schema": {"type": "string"},
              "description": "the device's unique id in Traccar (the id the bridge pushes "
                             "with)"}  # fmt: skip
+PLACE_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"},
+              "description": "the place name as Google reports it (\"Home\", a room)"}  # fmt: skip
+SOUND_ANSWERS: dict[int, tuple[str, Any]] = {
+    200: ("Nova's answer: accepted, or refused with its reason", SoundAnswer),
+    400: ("not a Google device (the error names its source)", ErrorBody),
+    404: ("unknown device", ErrorBody),
+    502: ("Google's token service failed", ErrorBody),
+    503: ("Google credentials missing or expired, or Nova unavailable", ErrorBody),
+}
 SMARTCAR_VEHICLE_ID = {"name": "vehicle_id", "in": "path", "required": True,
                        "schema": {"type": "string"},
                        "description": "Smartcar vehicleId"}  # fmt: skip
@@ -207,14 +219,34 @@ ROUTES: list[tuple[str, str, str, Any, dict[int, tuple[str, Any]], list[dict[str
             "names what to set)", ErrorBody)},
      [DEVICE_ID, _query("traccar", "boolean", "delete the Traccar device too", default=False)]),
     ("get", "/devices/{device_id}/locations",
-     "Fresh locations of one device (a Google tracker is located now; nothing is pushed)", None,
-     {200: ("oldest first, or with ?last the newest one", list[Location]),
+     "Fresh locations of one device (a Google tracker is located now; nothing is pushed; "
+     "reports naming a place without coordinates come as `place` entries without lat/lon)",
+     None,
+     {200: ("oldest first, or with ?last the newest position",
+            list[Location | SemanticLocation]),
       404: ("unknown device, or ?last and no location", ErrorBody),
       429: ("another Google locate is running", ErrorBody),
       503: ("Google credentials missing or expired", ErrorBody),
       504: ("no answer from Google in time", ErrorBody)},
      [DEVICE_ID, {"name": "last", "in": "query", "required": False, "allowEmptyValue": True,
                   "schema": {"type": "string"}, "description": "only the newest location"}]),
+    ("post", "/devices/{device_id}/sound",
+     "Ring a Google tracker: Nova's startSound (the answer says whether Google took it)", None,
+     SOUND_ANSWERS, [DEVICE_ID]),
+    ("delete", "/devices/{device_id}/sound", "Stop a Google tracker's sound (Nova's stopSound)",
+     None, SOUND_ANSWERS, [DEVICE_ID]),
+    ("get", "/places",
+     "Place names Google's semantic reports carried (with the devices and the last time) and "
+     "the coordinates given to them", None, {200: ("by name", list[PlaceView])}, []),
+    ("put", "/places/{name}",
+     "Give a place name coordinates: its semantic reports reach Traccar there, with the "
+     "attribute `place` (accuracy default 30 m)", PlaceSpec,
+     {201: ("mapped", PlaceView), 200: ("updated", PlaceView),
+      400: ("bad body or name (the error names the field)", ErrorBody)}, [PLACE_NAME]),
+    ("delete", "/places/{name}", "Remove a place's coordinates (its reports stop reaching Traccar)",
+     None,
+     {200: ("deleted", PlaceDeleted), 400: ("bad name", ErrorBody),
+      404: ("the name has no coordinates", ErrorBody)}, [PLACE_NAME]),
     ("put", "/auth/secrets",
      "Store Google's secrets.json, clear auth_required, resume the paused Google sync jobs",
      GoogleSecretsUpload,
@@ -297,6 +329,8 @@ LINKS: dict[tuple[str, str], list[tuple[str, str, str]]] = {
         ("put", "/excluded-devices/{device_id}", "device_id"),
         ("delete", "/excluded-devices/{device_id}", "device_id"),
         ("put", "/traccar/devices/{device_id}/locations", "device_id"),
+        ("post", "/devices/{device_id}/sound", "device_id"),
+        ("delete", "/devices/{device_id}/sound", "device_id"),
     ],
     ("get", "/smartcar/vehicles"): [
         ("get", "/smartcar/vehicles/{vehicle_id}/latest-signals", "vehicle_id"),
@@ -321,6 +355,8 @@ def _links(method: str, path: str) -> dict[str, Any]:
 
 
 def _schema(model: Any, components: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(model, types.UnionType):
+        return {"anyOf": [_schema(member, components) for member in model.__args__]}
     if getattr(model, "__origin__", None) is list:
         return {"type": "array", "items": _schema(model.__args__[0], components)}
     schema = model.model_json_schema(ref_template="#/components/schemas/{model}")

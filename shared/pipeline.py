@@ -91,6 +91,17 @@ RUN_FIELDS = ("delivered", "floor", "last_location", "parked_count", "failures",
               "last_sync", "last_result")  # fmt: skip
 
 
+class OsmAndStatus(Protocol):
+    """Where each OsmAnd push's outcome goes (`shared.traccar_status.OsmAndWatch`): Traccar
+    refusing or unreachable for long is alerted once (issue 20)."""
+
+    def failing(self, reason: str) -> None: ...
+
+    def working(self) -> None: ...
+
+    def settle(self) -> None: ...
+
+
 class TraccarApiStatus(Protocol):
     """Where a REST call's outcome goes (`shared.traccar_status`): a refusal is said once."""
 
@@ -187,8 +198,10 @@ class Pipeline:
         device_group_id: int | None = None,
         command_attributes: Callable[[], dict[str, str] | None] = lambda: None,
         api_status: TraccarApiStatus | None = None,
+        osmand_status: OsmAndStatus | None = None,
     ) -> None:
         self._delivery = delivery
+        self._osmand_status = osmand_status
         self._osmand = osmand
         self._traccar_api = traccar_api
         # Traccar's Find Hub sender attributes for the devices created or found (None: not
@@ -284,6 +297,8 @@ class Pipeline:
                 self._salvage(run, report, lease, exc, along_outcome)
             else:
                 self._forget(device.id, run.unrecorded)
+            if self._osmand_status is not None:
+                self._osmand_status.settle()  # the device is let go: Firestore may wait now
             return report
 
     def _hand_off(
@@ -483,7 +498,7 @@ class Pipeline:
 
     def push(self, device: Device, location: Location) -> list[PushResult]:
         """Push one location; on "unknown device", create it in Traccar and push again."""
-        attempts = [self._osmand.push(location, device.traccar_unique_id)]
+        attempts = [self._told(self._osmand.push(location, device.traccar_unique_id))]
         if attempts[-1].outcome is not PushOutcome.UNKNOWN_DEVICE:
             return attempts
         api = self._traccar_api()
@@ -517,8 +532,18 @@ class Pipeline:
             "device created in Traccar",
             extra={"device_id": device.id, "traccar_id": created.id},
         )
-        attempts.append(self._osmand.push(location, device.traccar_unique_id))
+        attempts.append(self._told(self._osmand.push(location, device.traccar_unique_id)))
         return attempts
+
+    def _told(self, result: PushResult) -> PushResult:
+        """`result`, after telling the OsmAnd watch: "retry later" is Traccar refusing or out
+        of reach; any other answer (unknown device included) is Traccar taking requests."""
+        if self._osmand_status is not None:
+            if result.outcome is PushOutcome.RETRY_LATER:
+                self._osmand_status.failing(result.error or f"HTTP {result.status}")
+            else:
+                self._osmand_status.working()
+        return result
 
     def log_entry(
         self, device: Device, location: Location, attempt: PushResult, now: datetime

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     import requests
     from google.cloud import firestore
 
+    from shared.alerts import OperationsAlerts, WebhookArrivals
     from shared.commands import TraccarCommands
     from shared.notify import Notifier, NotifierConfig
     from shared.pipeline import Pipeline
@@ -43,10 +44,12 @@ if TYPE_CHECKING:
     from shared.sources.smartcar.webhook import SmartcarWebhook
     from shared.sources.tlink.stack import TlinkStack
     from shared.store import Store
+    from shared.store.alerts import OperationsDocument
     from shared.store.sealed import SealedState, Sealer
     from shared.store.smartcar import SmartcarStore
     from shared.sync import LocationSource, MovementTracker, Sync
     from shared.traccar import TraccarApi
+    from shared.traccar_status import OsmAndWatch
 
 
 class Runtime:
@@ -80,6 +83,15 @@ class Runtime:
         from shared.store import Store
 
         return Store(self.firestore_client)
+
+    @functools.cached_property
+    def schema(self) -> int:
+        """The stored data's schema version, migrated first if it was older (issue 20), once
+        per instance. Every part that reads or writes more than `/health`'s document asks for
+        it; `/health` does not, so its one read stays one."""
+        from shared.store.migrations import Migrations
+
+        return Migrations(self.firestore_client).ensure_current()
 
     @functools.cached_property
     def secrets(self) -> SecretStore:
@@ -128,6 +140,7 @@ class Runtime:
 
     @functools.cached_property
     def pipeline(self) -> Pipeline:
+        self.schema  # noqa: B018 - migrated before the first delivery
         from shared.pipeline import Pipeline
         from shared.traccar import OsmAndClient
         from shared.traccar_status import TraccarApiWatch
@@ -141,7 +154,63 @@ class Runtime:
             device_group_id=self.settings.traccar_device_group_id,
             command_attributes=self.command_attributes,
             api_status=TraccarApiWatch(mark=self.store.traccar_api, notifier=lambda: self.notifier),
+            osmand_status=self.osmand_watch,
         )
+
+    @functools.cached_property
+    def operations_document(self) -> OperationsDocument:
+        from shared.store.alerts import OperationsDocument
+
+        return OperationsDocument(self.store.client)
+
+    @functools.cached_property
+    def osmand_watch(self) -> OsmAndWatch:
+        """Traccar refusing positions for long: alerted once (issue 20)."""
+        from shared.traccar_status import OsmAndWatch
+
+        return OsmAndWatch(
+            document=self.operations_document,
+            notifier=lambda: self.notifier,
+            down_after=timedelta(minutes=self.settings.alert_traccar_down_minutes),
+        )
+
+    @functools.cached_property
+    def alerts(self) -> OperationsAlerts:
+        """The hourly evaluation of the operations alerts (issue 20)."""
+        from shared.alerts import OperationsAlerts
+
+        return OperationsAlerts(
+            document=self.operations_document,
+            services=self.store.services,
+            delivery=self.store.delivery,
+            notifier=lambda: self.notifier,
+            device_silent=timedelta(hours=self.settings.alert_device_silent_hours),
+            webhooks_silent=timedelta(hours=self.settings.alert_webhooks_silent_hours),
+        )
+
+    @functools.cached_property
+    def webhook_arrivals(self) -> WebhookArrivals:
+        from shared.alerts import WebhookArrivals
+
+        return WebhookArrivals(document=self.operations_document)
+
+    @property
+    def rotation_grace(self) -> timedelta:
+        return timedelta(hours=self.settings.rotation_grace_hours)
+
+    def api_token_versions(self, fresh: bool) -> list[str]:
+        """The API token's stored versions still accepted (issue 20, rotation): none when the
+        secret holds no version (local development: `API_TOKEN` alone decides)."""
+        from shared.models import utc_now
+        from shared.secrets import SecretNotFound
+        from shared.web import API_TOKEN_SECRET
+
+        try:
+            return self.cached_secrets.accepted(
+                API_TOKEN_SECRET, grace=self.rotation_grace, now=utc_now(), fresh=fresh
+            )
+        except SecretNotFound:
+            return []
 
     def command_attributes(self) -> dict[str, str] | None:
         """The Find Hub sender's attributes for Traccar's devices (PROTOCOLS.md §2b), or None:
@@ -226,6 +295,7 @@ class Runtime:
 
     @functools.cached_property
     def services(self) -> Services:
+        self.schema  # noqa: B018 - migrated before the first use of the data
         from shared.services import Services
 
         store = self.store
@@ -282,6 +352,7 @@ class Runtime:
 
     @functools.cached_property
     def sync(self) -> Sync:
+        self.schema  # noqa: B018 - migrated before the first run
         from shared.sync import Sync
 
         return Sync(
@@ -320,6 +391,7 @@ class Runtime:
 
     @functools.cached_property
     def google(self) -> GoogleStack:
+        self.schema  # noqa: B018 - migrated before the vendor's documents are used
         return self.google_stack()
 
     def google_stack(self, *, clock: Callable[[], datetime] | None = None) -> GoogleStack:
@@ -334,11 +406,14 @@ class Runtime:
         from shared.sources.google.client import NovaClient
         from shared.sources.google.expiry import GoogleExpiry
         from shared.sources.google.lease import FcmLeases
+        from shared.sources.google.places import NamedPlaces
         from shared.sources.google.refresh import GoogleRefresh
+        from shared.sources.google.ring import Ringer
         from shared.sources.google.smart_tracking import SmartTracker
         from shared.sources.google.source import GoogleSource
         from shared.sources.google.stack import GoogleStack
         from shared.store.google import GoogleDocuments
+        from shared.store.places import PlacesDocuments
 
         now = clock or utc_now
         store, settings = self.store, self.settings
@@ -392,6 +467,7 @@ class Runtime:
             delta=settings.smart_tracking_delta,
             clock=now,
         )
+        places = NamedPlaces(documents=PlacesDocuments(store.client))
         return GoogleStack(
             source=GoogleSource(
                 account=account,
@@ -409,6 +485,7 @@ class Runtime:
                 locate_concurrency=settings.google_locate_concurrency,
                 approximate_accuracy=settings.google_approximate_accuracy,
                 alerts=alerts,
+                places=places,
                 clock=now,
             ),
             account=account,
@@ -427,6 +504,8 @@ class Runtime:
                 auto_register_delta=settings.auto_register_delta,
             ),
             expiry=expiry,
+            places=places,
+            ringer=Ringer(account=account, devices=store.devices),
             devices=store.devices,
             delivery=store.delivery,
         )
@@ -434,6 +513,7 @@ class Runtime:
     # @@smartcar@@
     @functools.cached_property
     def smartcar(self) -> SmartcarStack:
+        self.schema  # noqa: B018 - migrated before the vendor's documents are used
         return self.smartcar_stack()
 
     def smartcar_stack(
@@ -566,6 +646,7 @@ class Runtime:
     # @@tlink@@
     @functools.cached_property
     def tlink(self) -> TlinkStack:
+        self.schema  # noqa: B018 - migrated before the vendor's documents are used
         # Cold start: the TLINK modules load with the first TLINK request, never for /health.
         from zoneinfo import ZoneInfo
 
@@ -606,11 +687,13 @@ class Runtime:
                 source=source,
                 required=settings.tlink_require_path_token,
                 secret_name=settings.tlink_path_token_secret,
+                grace=self.rotation_grace,
             ),
             signature=SignatureCheck(
                 source=source,
                 required=settings.tlink_require_signature,
                 secret_name=settings.tlink_webhook_secret_name,
+                grace=self.rotation_grace,
             ),
             allow_unauthenticated=settings.tlink_allow_unauthenticated,
             refused=RefusedPushes(repository=repository, notifier=lambda: self.notifier),

@@ -5,7 +5,10 @@ Both backends keep numbered versions of a named secret:
 - `read(name)` returns the latest enabled version's value (`SecretNotFound` if none);
 - `add_version(name, value)` stores a new latest version (creating the secret if needed);
 - `disable_versions(name, keep=...)` disables every enabled version but `keep`, so an old
-  credential stops being readable once a new one is in place.
+  credential stops being readable once a new one is in place;
+- `versions(name)` lists the enabled versions, newest first, each with its value and when it
+  was added: what a rotation with a grace period checks a presented credential against
+  (`accepted_values`, `CachedSecrets.accepted`).
 
 Every value read or written is registered with `shared.logs.register_secret`: it can never
 appear in a log line, whatever code later logs it by mistake.
@@ -23,6 +26,8 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -72,12 +77,41 @@ def check_secret_name(name: str) -> str:
     return name
 
 
+@dataclass(frozen=True)
+class SecretVersion:
+    """One enabled version of a secret: its number, value and when it was added."""
+
+    number: int
+    value: str
+    created: datetime
+
+
 class SecretStore(Protocol):
     def read(self, name: str) -> str: ...
 
     def add_version(self, name: str, value: str) -> str: ...
 
     def disable_versions(self, name: str, *, keep: str | None = None) -> int: ...
+
+    def versions(self, name: str) -> list[SecretVersion]: ...
+
+
+DEFAULT_ROTATION_GRACE = timedelta(hours=24)
+
+
+def accepted_values(versions: list[SecretVersion], *, grace: timedelta, now: datetime) -> list[str]:
+    """The values a rotated credential accepts: the newest version at once, and each older one
+    until `grace` has passed since the version that replaced it was added. A rotation is then
+    gapless (senders switch within the grace) and the old value stops by itself, without
+    anyone disabling it."""
+    ordered = sorted(versions, key=lambda version: version.number, reverse=True)
+    accepted = []
+    replaced_at: datetime | None = None
+    for version in ordered:
+        if replaced_at is None or now - replaced_at < grace:
+            accepted.append(version.value)
+        replaced_at = version.created
+    return accepted
 
 
 def read_json(store: SecretStore, name: str) -> Any:
@@ -148,6 +182,20 @@ class LocalSecretStore:
                 return version
         finally:
             os.unlink(temporary)
+
+    def versions(self, name: str) -> list[SecretVersion]:
+        found = []
+        for number in reversed(self._versions(name)):
+            path = self._folder(name) / str(number)
+            try:
+                value = path.read_text(encoding="utf-8")
+                # The file's mtime is when the version was added: versions are never rewritten.
+                created = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+            except FileNotFoundError:
+                continue  # disabled meanwhile
+            register_secret(value)
+            found.append(SecretVersion(number, value, created))
+        return found
 
     def disable_versions(self, name: str, *, keep: str | None = None) -> int:
         disabled = 0
@@ -254,6 +302,26 @@ class SecretManagerStore:
                 timeout=DEFAULT_GOOGLE_TIMEOUT,
             )
 
+    def versions(self, name: str) -> list[SecretVersion]:
+        from google.api_core.exceptions import FailedPrecondition, NotFound
+
+        found: list[SecretVersion] = []
+        for version in self._enabled_versions(name):
+            try:
+                response = self._client.access_secret_version(
+                    name=version.name, timeout=DEFAULT_GOOGLE_TIMEOUT
+                )
+            except (NotFound, FailedPrecondition):
+                continue  # disabled or destroyed since it was listed
+            value = response.payload.data.decode("utf-8")
+            register_secret(value)
+            number = int(version.name.rsplit("/", 1)[-1])
+            # proto-plus hands the Timestamp field over as a datetime.
+            created = version.create_time
+            assert isinstance(created, datetime)
+            found.append(SecretVersion(number, value, created))
+        return sorted(found, key=lambda version: version.number, reverse=True)
+
     def disable_versions(self, name: str, *, keep: str | None = None) -> int:
         disabled = 0
         for version in self._enabled_versions(name):
@@ -288,6 +356,7 @@ class CachedSecrets:
         self._clock = clock
         self._lock = threading.Lock()
         self._values: dict[str, tuple[str, float]] = {}
+        self._accepted: dict[str, tuple[list[SecretVersion], float]] = {}
 
     def read(self, name: str, *, max_age: float | None = None) -> str:
         """The value of `name`, read anew when the cached one is older than `max_age`."""
@@ -317,6 +386,25 @@ class CachedSecrets:
     def forget(self, name: str) -> None:
         with self._lock:
             self._values.pop(name, None)
+            self._accepted.pop(name, None)
+
+    def accepted(
+        self, name: str, *, grace: timedelta, now: datetime, fresh: bool = False
+    ) -> list[str]:
+        """The values of a rotated credential still accepted (`accepted_values`), the version
+        list read anew when older than `max_age`, so an old value stops within that of its
+        grace's end. `fresh` (a presented value matched none) reads it again unless it was
+        read less than `min_reread` seconds ago: a new version works at once, and a flood of
+        wrong values costs the backend one listing per `min_reread`."""
+        clock = self._clock()
+        with self._lock:
+            cached = self._accepted.get(name)
+        age = float("inf") if cached is None else clock - cached[1]
+        if cached is None or age >= self.max_age or (fresh and age >= self.min_reread):
+            cached = (self._secrets.versions(name), clock)
+            with self._lock:
+                self._accepted[name] = cached
+        return accepted_values(cached[0], grace=grace, now=now)
 
 
 KEY_BYTES = 32  # a 256-bit key

@@ -41,6 +41,9 @@ class ServiceSpec(Model):
 
     timer: int = Field(ge=60, le=86_400)
     delta: int = Field(0, ge=0, le=MAX_JITTER_SECONDS)
+    # Hours without a new position before the device's silence alert (issue 20); None: the
+    # ALERT_DEVICE_SILENT_HOURS default, 0: never.
+    silent_hours: int | None = Field(None, ge=0, le=8_760)
 
 
 # Smartcar's call budget (PROTOCOLS.md §3): counted per vehicle per month; the longest month.
@@ -204,6 +207,7 @@ class Services:
             job_name=job_name,
             paused=paused,
             paused_by_user=by_user,
+            silent_hours=spec.silent_hours,
         )
         try:
             self._services.create(service)

@@ -192,7 +192,21 @@ API_AUTH_NOT_CONFIGURED = (
 )
 
 
-def check_bearer(request: flask.Request, token: SecretStr | None, *, required: bool) -> None:
+# The secret Terraform hands the api function as API_TOKEN; its versions decide a rotation.
+API_TOKEN_SECRET = "api-token"  # noqa: S105 - a secret's name
+
+# The values of `API_TOKEN_SECRET` still accepted (`CachedSecrets.accepted`); the argument
+# asks for a fresh listing (a presented token matched none).
+RotatedTokens = Callable[[bool], list[str]]
+
+
+def check_bearer(
+    request: flask.Request,
+    token: SecretStr | None,
+    *,
+    required: bool,
+    rotated: RotatedTokens | None = None,
+) -> None:
     """Require `Authorization: Bearer <token>` (constant-time comparison).
 
     Without a token: `NotConfigured` (503, naming the secret) when one is `required`, so a
@@ -202,15 +216,48 @@ def check_bearer(request: flask.Request, token: SecretStr | None, *, required: b
         if required:
             raise NotConfigured(API_AUTH_NOT_CONFIGURED)
         return
-    if not bearer_matches(request, token):
+    if not bearer_matches(request, token, rotated=rotated):
         raise Unauthorized("missing or wrong bearer token")
 
 
-def bearer_matches(request: flask.Request, token: SecretStr) -> bool:
-    """Whether the request carries `Authorization: Bearer <token>` (constant-time)."""
+def bearer_matches(
+    request: flask.Request, token: SecretStr, *, rotated: RotatedTokens | None = None
+) -> bool:
+    """Whether the request carries `Authorization: Bearer <token>` (constant-time).
+
+    With `rotated`, the stored versions decide (issue 20, rotation): an instance keeps the
+    `API_TOKEN` it started with, so after a rotation it would refuse the new token and accept
+    the old one forever. The newest version works at once and the previous one for the grace;
+    `token` counts only while no version is listed (local development, or the backend down).
+    """
     scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
-    expected = token.get_secret_value().encode()
-    return scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), expected)
+    if scheme.lower() != "bearer" or not presented.strip():
+        return False
+    candidate = presented.strip().encode()
+    if rotated is not None:
+        for fresh in (False, True):
+            try:
+                accepted = [value.strip() for value in rotated(fresh) if value.strip()]
+            except Exception as exc:
+                if not (_google_unavailable(exc) or isinstance(exc, OSError)):
+                    raise
+                logger.warning("API token versions not readable; using API_TOKEN: %s", exc)
+                break
+            if not accepted:
+                break
+            if _matches_any(candidate, accepted):
+                return True
+        else:
+            return False
+    return hmac.compare_digest(candidate, token.get_secret_value().encode())
+
+
+def _matches_any(candidate: bytes, accepted: list[str]) -> bool:
+    """Every value compared in constant time: which one matched is not timed."""
+    found = False
+    for value in accepted:
+        found |= hmac.compare_digest(candidate, value.encode())
+    return found
 
 
 def next_link(request: flask.Request, cursor: str) -> str:

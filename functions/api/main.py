@@ -18,6 +18,7 @@ from pydantic import Field
 
 from shared import service_status
 from shared.errors import BridgeError, Conflict, NotFound
+from shared.firestore_limits import MAX_INTEGER
 from shared.logs import configure_logging
 from shared.models import Location, Model
 from shared.runtime import freeze_loaded_objects, get_runtime
@@ -135,7 +136,12 @@ def authenticate() -> None:
         get_runtime().commands.authorize(bearer)
     elif flask.request.endpoint not in PUBLIC_ENDPOINTS:
         settings = get_runtime().settings
-        check_bearer(flask.request, settings.api_token, required=settings.api_token_required)
+        check_bearer(
+            flask.request,
+            settings.api_token,
+            required=settings.api_token_required,
+            rotated=get_runtime().api_token_versions,
+        )
 
 
 @app.get("/health")
@@ -147,7 +153,9 @@ def health() -> tuple[flask.Response, int]:
         runtime.store, misconfigured=API_AUTH_NOT_CONFIGURED if missing else None
     )
     # No token configured (local development): everything is open, details included.
-    if token is not None and not bearer_matches(flask.request, token):
+    if token is not None and not bearer_matches(
+        flask.request, token, rotated=runtime.api_token_versions
+    ):
         report = report.public()
     # Anything but `ok` is a 503, as for expired credentials: an uptime check alerts on it.
     return _json(report.model_dump(exclude_none=True), 200 if report.status == "ok" else 503)
@@ -361,10 +369,49 @@ def remove_device(device_id: str) -> tuple[flask.Response, int]:
 def device_locations(device_id: str) -> tuple[flask.Response, int]:
     found = get_runtime().google.fresh_locations(device_id)
     if "last" in flask.request.args:
-        if not found:
+        # The newest position: a place without coordinates is no location to show on a map.
+        positions = [item for item in found if isinstance(item, Location)]
+        if not positions:
             raise NotFound(f"no location for device {device_id}")
-        return _json(found[-1].model_dump(mode="json", exclude_none=True))
+        return _json(positions[-1].model_dump(mode="json", exclude_none=True))
     return _json([location.model_dump(mode="json", exclude_none=True) for location in found])
+
+
+@app.post("/devices/<device_id>/sound")
+def start_sound(device_id: str) -> tuple[flask.Response, int]:
+    """Ring a Google tracker (issue 17): the answer says whether Nova took the request."""
+    answer = get_runtime().google.ringer.sound(device_id, start=True)
+    return _json(answer.model_dump(mode="json", exclude_none=True))
+
+
+@app.delete("/devices/<device_id>/sound")
+def stop_sound(device_id: str) -> tuple[flask.Response, int]:
+    answer = get_runtime().google.ringer.sound(device_id, start=False)
+    return _json(answer.model_dump(mode="json", exclude_none=True))
+
+
+# --- named places (issue 17): Google's semantic reports ------------------------------------
+
+
+@app.get("/places")
+def list_places() -> tuple[flask.Response, int]:
+    return _json([view.model_dump(mode="json") for view in get_runtime().google.places.views()])
+
+
+@app.put("/places/<name>")
+def put_place(name: str) -> tuple[flask.Response, int]:
+    # Cold start: the Google modules load with the first Google request, never for /health.
+    from shared.sources.google.places import PlaceSpec
+
+    spec = parse_json(flask.request, PlaceSpec)
+    view, created = get_runtime().google.places.put(name, spec)
+    return _json(view.model_dump(mode="json"), 201 if created else 200)
+
+
+@app.delete("/places/<name>")
+def delete_place(name: str) -> tuple[flask.Response, int]:
+    get_runtime().google.places.delete(name)
+    return _json({"status": "deleted", "name": name})
 
 
 @app.put("/auth/secrets")
@@ -436,7 +483,9 @@ def smartcar_exchange() -> tuple[flask.Response, int]:
 
 
 def _tlink_device(device_id: str) -> int:
-    if not device_id.isdigit():
+    # ASCII digits only: str.isdigit() also takes "¹", which int() refuses (a 500 found by
+    # `make fuzz`); an id past Firestore's 64-bit integers cannot be stored either.
+    if not (device_id.isascii() and device_id.isdigit()) or int(device_id) > MAX_INTEGER:
         raise NotFound(f"unknown TLINK device: {device_id}")
     return int(device_id)
 

@@ -3,7 +3,8 @@
 `POST /` → `{"sources": [<one report per source>], "devices": <devices stored>}`. The Google
 report says what was refreshed, found new, auto-registered and notified, or why Google was not
 called at all (no credentials stored, or `auth_required`); the Smartcar one how many refresh
-tokens near their end were renewed.
+tokens near their end were renewed. `alerts` names the operations alerts the run opened and
+ended (`shared.alerts`).
 """
 
 from __future__ import annotations
@@ -28,10 +29,13 @@ def refresh() -> flask.Response:
     ]
     # Webhook deliveries handed off to a busy device that no lease holder delivered.
     swept = runtime.sync.sweep_handoffs()
+    # Silent devices and vendors, and a Traccar outage that ended (issue 20).
+    alerts = runtime.alerts.evaluate()
     return flask.jsonify(
         sources=[report.model_dump(mode="json") for report in reports],
         devices=runtime.store.devices.count(),
         swept=swept,
+        alerts={"opened": alerts.opened, "ended": alerts.ended},
     )
 
 

@@ -11,7 +11,9 @@ locals {
     "firestore.googleapis.com",
     "iam.googleapis.com",
     "logging.googleapis.com",
-    "run.googleapis.com", # 2nd gen functions run as Cloud Run services
+    "monitoring.googleapis.com",     # the alert policies and their email channel (monitoring.tf)
+    "billingbudgets.googleapis.com", # the optional budget (monitoring.tf)
+    "run.googleapis.com",            # 2nd gen functions run as Cloud Run services
     "secretmanager.googleapis.com",
     "storage.googleapis.com", # the function source bucket
   ])

@@ -52,6 +52,11 @@ locals {
     TRACCAR_DEVICE_USER_ID  = var.traccar_device_user_id
     TRACCAR_DEVICE_GROUP_ID = var.traccar_device_group_id
     PUSH_LOG_RETENTION_DAYS = tostring(var.push_log_retention_days)
+    # Issue 20: the rotation grace of the API token and TLINK's secrets, and the alerts.
+    ROTATION_GRACE_HOURS        = tostring(var.rotation_grace_hours)
+    ALERT_TRACCAR_DOWN_MINUTES  = tostring(var.alert_traccar_down_minutes)
+    ALERT_DEVICE_SILENT_HOURS   = tostring(var.alert_device_silent_hours)
+    ALERT_WEBHOOKS_SILENT_HOURS = tostring(var.alert_webhooks_silent_hours)
   }
 
   # What the functions that locate Google trackers, register sync services, run smart

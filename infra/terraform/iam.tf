@@ -173,6 +173,37 @@ resource "google_secret_manager_secret_iam_member" "rotator" {
   member    = "serviceAccount:${google_service_account.runtime[each.value.function].email}"
 }
 
+# Rotation with a grace period (issue 20): the checker of a rotated credential lists the enabled
+# versions with their creation times (shared/secrets.py versions) and accepts the previous one
+# until ROTATION_GRACE_HOURS after the newest was added. Listing only; reading each version is
+# the secretAccessor grant above.
+locals {
+  secret_listers = {
+    api      = ["api-token"]                                # the bearer token's versions
+    webhooks = ["tlink-path-token", "tlink-webhook-secret"] # TLINK's push path and signature
+  }
+  secret_list_grants = merge([
+    for function, secrets in local.secret_listers : {
+      for secret in secrets : "${function}/${secret}" => { function = function, secret = secret }
+    }
+  ]...)
+}
+
+resource "google_project_iam_custom_role" "secret_version_lister" {
+  role_id     = "${local.role_prefix}_secret_lister"
+  title       = "traccar-bridge rotated secret check"
+  description = "List a secret's versions, to accept the previous one during the rotation grace."
+  permissions = ["secretmanager.versions.list"]
+}
+
+resource "google_secret_manager_secret_iam_member" "lister" {
+  for_each = local.secret_list_grants
+
+  secret_id = google_secret_manager_secret.secret[each.value.secret].id
+  role      = google_project_iam_custom_role.secret_version_lister.name
+  member    = "serviceAccount:${google_service_account.runtime[each.value.function].email}"
+}
+
 # One role per job-managing function, with exactly the Cloud Scheduler permissions its code
 # needs (job_managers above). Narrower than roles/cloudscheduler.admin: running a job by hand
 # only for the api (Traccar's "locate now" command), no listing, no other locations' settings; sync_device and refresh_devices cannot delete or

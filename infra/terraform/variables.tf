@@ -382,3 +382,82 @@ variable "push_log_retention_days" {
     error_message = "push_log_retention_days: 1 to 3650."
   }
 }
+
+# --- Operating it (issue 20): rotation, alerts, budget -----------------------------------------
+
+variable "rotation_grace_hours" {
+  description = "ROTATION_GRACE_HOURS: after a new version of api-token, tlink-path-token or tlink-webhook-secret, the previous one keeps working this long."
+  type        = number
+  default     = 24
+
+  validation {
+    condition     = var.rotation_grace_hours >= 0 && var.rotation_grace_hours <= 720
+    error_message = "rotation_grace_hours: 0 to 720."
+  }
+}
+
+variable "alert_traccar_down_minutes" {
+  description = "ALERT_TRACCAR_DOWN_MINUTES: Traccar's OsmAnd endpoint refusing or unreachable this long opens the traccar_down alert."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.alert_traccar_down_minutes >= 1 && var.alert_traccar_down_minutes <= 10080
+    error_message = "alert_traccar_down_minutes: 1 to 10080."
+  }
+}
+
+variable "alert_device_silent_hours" {
+  description = "ALERT_DEVICE_SILENT_HOURS: a synced device without a new position this long opens its device_silent alert (a service's silent_hours overrides it)."
+  type        = number
+  default     = 24
+
+  validation {
+    condition     = var.alert_device_silent_hours >= 1 && var.alert_device_silent_hours <= 8760
+    error_message = "alert_device_silent_hours: 1 to 8760."
+  }
+}
+
+variable "alert_webhooks_silent_hours" {
+  description = "ALERT_WEBHOOKS_SILENT_HOURS: a vendor's webhooks, once seen, silent this long open its webhooks_silent alert."
+  type        = number
+  default     = 24
+
+  validation {
+    condition     = var.alert_webhooks_silent_hours >= 1 && var.alert_webhooks_silent_hours <= 8760
+    error_message = "alert_webhooks_silent_hours: 1 to 8760."
+  }
+}
+
+variable "alert_email" {
+  description = "Where Cloud Monitoring mails its alerts (the incidents above and function errors). Empty: no alert policies."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.alert_email == "" || can(regex("^[^@\\s]+@[^@\\s]+$", var.alert_email))
+    error_message = "alert_email: one email address, or empty."
+  }
+}
+
+variable "billing_account_id" {
+  description = "Billing account id (XXXXXX-XXXXXX-XXXXXX) for a budget alert on this project. Empty: no budget."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.billing_account_id == "" || can(regex("^[0-9A-F]{6}-[0-9A-F]{6}-[0-9A-F]{6}$", var.billing_account_id))
+    error_message = "billing_account_id: XXXXXX-XXXXXX-XXXXXX (hex, upper case), or empty."
+  }
+}
+
+variable "budget_amount" {
+  description = "Monthly budget (in the billing account's currency) whose 50, 90 and 100 % are mailed, with billing_account_id."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.budget_amount > 0
+    error_message = "budget_amount: more than 0."
+  }
+}

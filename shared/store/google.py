@@ -223,33 +223,37 @@ class CredentialsStateDocument:
 class AlertsDocument:
     """Google's open alerts, kept in `state/auth` (field `GOOGLE_ALERTS`) so that `/health`
     still reads one document. Each alert is its own map entry, written by field path: the
-    credentials' state and the services' count beside it stay as they are."""
+    credentials' state and the services' count beside it stay as they are.
 
-    def __init__(self, client: firestore.Client) -> None:
+    `field` is another map of the same document: the operations alerts (Traccar down, a
+    silent device or vendor: `shared.store.alerts`) use this mechanism under their own."""
+
+    def __init__(self, client: firestore.Client, *, field: str = GOOGLE_ALERTS) -> None:
         self._ref = client.collection("state").document(AUTH_STATE)
+        self._field = field
 
     def get(self) -> dict[str, GoogleAlert]:
-        snapshot = self._ref.get([GOOGLE_ALERTS], **reads())
-        return _alerts_of(snapshot.to_dict() if snapshot.exists else None)
+        snapshot = self._ref.get([self._field], **reads())
+        return _alerts_of(snapshot.to_dict() if snapshot.exists else None, self._field)
 
     def open(self, name: str, alert: GoogleAlert) -> bool:
         """Record `alert` unless one named `name` is open; True only for the call that opened
         it (optimistic, as `AuthMark.mark_required`: of callers racing, one write succeeds)."""
         for _ in range(OPEN_ATTEMPTS):
             snapshot = self._ref.get(**reads())
-            if name in _alerts_of(snapshot.to_dict() if snapshot.exists else None):
+            if name in _alerts_of(snapshot.to_dict() if snapshot.exists else None, self._field):
                 return False
             try:
                 if snapshot.exists:
                     self._ref.update(
-                        {_alert_path(name): alert.model_dump(mode="python")},
+                        {_alert_path(name, self._field): alert.model_dump(mode="python")},
                         option=unchanged_since(snapshot.update_time),
                         **writes(),
                     )
                 else:
                     data = {
                         **AuthState().model_dump(mode="python"),
-                        GOOGLE_ALERTS: {name: alert.model_dump(mode="python")},
+                        self._field: {name: alert.model_dump(mode="python")},
                     }
                     self._ref.create(data, **writes())
             except stale_errors():
@@ -259,25 +263,29 @@ class AlertsDocument:
 
     def put(self, name: str, alert: GoogleAlert) -> None:
         """Rewrite an open alert (its next retry)."""
-        self._ref.update({_alert_path(name): alert.model_dump(mode="python")}, **writes())
+        self._ref.update(
+            {_alert_path(name, self._field): alert.model_dump(mode="python")}, **writes()
+        )
 
     def clear(self, *names: str) -> None:
         from google.cloud.firestore import DELETE_FIELD
 
         try:
-            self._ref.update({_alert_path(name): DELETE_FIELD for name in names}, **writes())
+            self._ref.update(
+                {_alert_path(name, self._field): DELETE_FIELD for name in names}, **writes()
+            )
         except stale_errors():
             pass  # no document: nothing open
 
 
-def _alert_path(name: str) -> str:
+def _alert_path(name: str, field: str = GOOGLE_ALERTS) -> str:
     from google.cloud.firestore_v1.field_path import FieldPath
 
-    return FieldPath(GOOGLE_ALERTS, name).to_api_repr()
+    return FieldPath(field, name).to_api_repr()
 
 
-def _alerts_of(data: dict[str, Any] | None) -> dict[str, GoogleAlert]:
-    raw = (data or {}).get(GOOGLE_ALERTS)
+def _alerts_of(data: dict[str, Any] | None, field: str = GOOGLE_ALERTS) -> dict[str, GoogleAlert]:
+    raw = (data or {}).get(field)
     if not isinstance(raw, dict):
         return {}
     return {name: GoogleAlert.model_validate(value) for name, value in raw.items()}

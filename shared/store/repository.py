@@ -204,6 +204,8 @@ class HealthRecord:
 # each create or delete; a writer of the credentials' state that replaces the document drops
 # it, and the next `/health` counts once and puts it back.
 SERVICE_COUNT_FIELD = "services"
+# `state/auth`'s map of the open operations alerts (`shared.store.alerts`), beside Google's.
+OPERATIONS_ALERTS_FIELD = "alerts"
 AUTH_DOCUMENT = "auth"
 
 
@@ -235,12 +237,18 @@ class StateRepository:
         data = snapshot.to_dict() or {}
         count = data.get(SERVICE_COUNT_FIELD)
         services = count if isinstance(count, int) and count >= 0 else None
-        alerts = data.get("google_alerts")
+        # Google's alerts and the operations alerts (`shared.store.alerts`): one read for both.
+        alerts = {
+            name: value
+            for field_name in ("google_alerts", OPERATIONS_ALERTS_FIELD)
+            if isinstance(found := data.get(field_name), dict)
+            for name, value in found.items()
+        }
         return HealthRecord(
             AuthState.model_validate(data),
             services,
             snapshot.update_time,
-            alerts if isinstance(alerts, dict) else {},
+            alerts,
             traccar_api_status(data),
         )
 

@@ -14,6 +14,19 @@ locates at once risk Nova's 429): `throttle(times, retry_after=None)` answers th
 requests 429, with a `Retry-After` header (seconds) when given; `answered_at` records when
 each request came (time.monotonic()), throttled or not, so a test can see the client waited.
 
+Ringing (PROTOCOLS.md §5, "Ringing a tracker"): `nbe_execute_action` with the action's field 31
+`startSound` or 32 `stopSound` instead of 30 `locateTracker`, each `{DeviceComponent component =
+1}` (0 unspecified; 1 right, 2 left, 3 case). The fake checks what the section lists: scope
+SPOT_DEVICE with a canonic id, request metadata with a `requestUuid` and the FCM registration
+token, exactly one of fields 30/31/32 in the action, and a component in 0..3; anything else is a
+400. A request it takes is recorded in `sounds` (a `SoundRequest`) and answered an empty 200;
+a canonic id the account does not have is a 404 ("Nova's HTTP answer says whether it took the
+request"). No push follows: any that would is informational only.
+
+Semantic reports (PROTOCOLS.md §5, "Semantic reports" and "Decryption chain": status 0 with
+`semanticLocation` (5) → `locationName` (1), no coordinates): a tracker's `network`/`recent`
+may hold `Report("semantic", place=...)`, written by the test encryptor like any other report.
+
 Silent trackers (PROTOCOLS.md §5, "Known failures": a locate answering nothing, no reports or a
 tracker set to high-traffic areas only): a `FakeTracker` with `answers=False` takes the locate
 (200) and no push ever follows.
@@ -523,6 +536,20 @@ class LocateRequest:
     at: float  # time.monotonic()
 
 
+SOUND_ACTIONS = {31: "start", 32: "stop"}
+LOCATE_ACTION = 30
+DEVICE_COMPONENTS = range(4)  # unspecified, right, left, case
+
+
+@dataclass(frozen=True)
+class SoundRequest:
+    canonic_id: str
+    action: str  # "start" or "stop"
+    component: int
+    request_uuid: str
+    fcm_token: str
+
+
 class FakeNova(FakeHttpServer):
     def __init__(self, auth: FakeGoogleAuth, mcs: FakeMcs, *, port: int = 0) -> None:
         super().__init__(port=port)
@@ -530,6 +557,7 @@ class FakeNova(FakeHttpServer):
         self._mcs = mcs
         self.trackers: dict[str, FakeTracker] = {}
         self.locates: list[LocateRequest] = []
+        self.sounds: list[SoundRequest] = []
         self._timers: list[threading.Timer] = []
         self._throttle: list[int | None] = []
         self.answered_at: list[tuple[float, int]] = []  # (time.monotonic(), status)
@@ -600,6 +628,14 @@ class FakeNova(FakeHttpServer):
         fcm_token = (_path(body, 3, 4, 1) or b"").decode()
         if _path(body, 1, 2) != SPOT_DEVICE or not request_uuid or not fcm_token:
             return HttpResponse(400, b"Bad Request")
+        action = read_fields(_path(body, 2) or b"")
+        kinds = [number for number in (LOCATE_ACTION, *SOUND_ACTIONS) if number in action]
+        if len(kinds) != 1 or not canonic_id:
+            return HttpResponse(400, b"Bad Request")
+        if kinds[0] in SOUND_ACTIONS:
+            return self._sound(
+                canonic_id, SOUND_ACTIONS[kinds[0]], action[kinds[0]][0], request_uuid, fcm_token
+            )
         self.locates.append(
             LocateRequest(
                 canonic_id,
@@ -625,6 +661,21 @@ class FakeNova(FakeHttpServer):
             timer = threading.Timer(fake.delay, self._mcs.push, (fcm_token, data))
             self._timers.append(timer)
             timer.start()
+        return HttpResponse(200, b"", "application/x-protobuf")
+
+    def _sound(
+        self, canonic_id: str, action: str, sound: bytes, request_uuid: str, fcm_token: str
+    ) -> HttpResponse:
+        """`startSound`/`stopSound` (see the module docstring): checked, recorded, answered."""
+        fields = read_fields(sound)
+        component = fields.get(1, [0])[0]
+        if set(fields) - {1} or not isinstance(component, int):
+            return HttpResponse(400, b"Bad Request")
+        if component not in DEVICE_COMPONENTS:
+            return HttpResponse(400, b"Bad Request")
+        if canonic_id not in self.trackers:
+            return HttpResponse(404, b"Not Found")
+        self.sounds.append(SoundRequest(canonic_id, action, component, request_uuid, fcm_token))
         return HttpResponse(200, b"", "application/x-protobuf")
 
 

@@ -233,7 +233,8 @@ def test_secret_access_is_granted_per_secret_never_project_wide(terraform: Terra
     for kind in ("google_project_iam_binding", "google_project_iam_policy"):
         assert not terraform.of_type(kind), f"{kind} is authoritative: it would drop grants"
     grants = terraform.of_type("google_secret_manager_secret_iam_member")
-    assert set(grants) == {"accessor", "rotator"}
+    # lister: the checkers of rotated credentials list versions (issue 20, rotation grace).
+    assert set(grants) == {"accessor", "rotator", "lister"}
     for grant in grants.values():
         assert expression(grant["secret_id"]) == (
             "google_secret_manager_secret.secret[each.value.secret].id"

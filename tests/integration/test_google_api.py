@@ -304,3 +304,150 @@ def test_expired_credentials_make_health_503_until_new_ones_are_uploaded(
     assert "Google credentials expired" in text and "[REDACTED]" in text
     for value in secret_values(google):
         assert value not in text
+
+
+# --- named places (issue 17, point 2) ------------------------------------------------------------
+
+
+def test_places_are_mapped_listed_and_removed_and_bad_bodies_name_the_field(
+    api: FlaskClient,
+) -> None:
+    created = api.put("/places/Home", json={"lat": 48.85, "lon": 2.35}, headers=AUTH)
+    updated = api.put(
+        "/places/Home", json={"lat": 48.86, "lon": 2.35, "accuracy": 15}, headers=AUTH
+    )
+    no_lat = api.put("/places/Home", json={"lon": 2.35}, headers=AUTH)
+    bad_accuracy = api.put("/places/Home", json={"lat": 1, "lon": 2, "accuracy": -1}, headers=AUTH)
+    blank = api.put("/places/%20", json={"lat": 1, "lon": 2}, headers=AUTH)
+
+    assert created.status_code == 201
+    assert created.get_json() == {
+        "name": "Home", "lat": 48.85, "lon": 2.35, "accuracy": 30.0, "last_seen": None,
+        "devices": [],
+    }  # fmt: skip
+    assert updated.status_code == 200 and updated.get_json()["accuracy"] == 15.0
+    assert no_lat.status_code == 400 and error_of(no_lat).startswith("lat: ")
+    assert bad_accuracy.status_code == 400 and error_of(bad_accuracy).startswith("accuracy: ")
+    assert blank.status_code == 400 and error_of(blank).startswith("name: ")
+    listed = api.get("/places", headers=AUTH).get_json()
+    assert [(p["name"], p["lat"]) for p in listed] == [("Home", 48.86)]
+
+    assert api.delete("/places/Home", headers=AUTH).get_json() == {
+        "status": "deleted", "name": "Home",
+    }  # fmt: skip
+    assert api.delete("/places/Home", headers=AUTH).status_code == 404
+    assert api.get("/places", headers=AUTH).get_json() == []
+
+
+def test_the_fresh_look_shows_unmapped_places_by_name_and_mapped_ones_as_positions(
+    api: FlaskClient, google: FakeGoogle
+) -> None:
+    google.trackers[0].network = [
+        Report("semantic", timestamp=T0 - 30, place="Garage"),
+        Report("semantic", timestamp=T0 - 20, place="Home"),
+    ]
+    upload(api, google)
+    api.get("/devices", headers=AUTH)
+    api.put("/places/Home", json={"lat": 48.85, "lon": 2.35}, headers=AUTH)
+
+    found = api.get("/devices/canonic-0/locations", headers=AUTH).get_json()
+    newest = api.get("/devices/canonic-0/locations?last", headers=AUTH).get_json()
+
+    assert [(f.get("place") or f["attributes"].get("place"), f.get("lat")) for f in found] == [
+        ("Garage", None), ("Home", 48.85), (None, 11.0),
+    ]  # fmt: skip
+    assert found[0] == {
+        "id": "canonic-0", "place": "Garage", "timestamp": T0 - 30, "loc_status": "SEMANTIC",
+        "is_own_report": False,
+    }  # fmt: skip
+    assert newest["timestamp"] == T0 and newest["lat"] == 11.0
+    places = {p["name"]: p for p in api.get("/places", headers=AUTH).get_json()}
+    assert places["Garage"]["devices"] == [{"id": "canonic-0", "last_seen": T0 - 30}]
+
+
+# --- ringing a tracker (issue 17, point 3) -------------------------------------------------------
+
+
+def test_ringing_starts_and_stops_the_sound_through_nova(
+    api: FlaskClient, google: FakeGoogle
+) -> None:
+    upload(api, google)
+    api.get("/devices", headers=AUTH)
+
+    started = api.post("/devices/canonic-1/sound", headers=AUTH)
+    stopped = api.delete("/devices/canonic-1/sound", headers=AUTH)
+
+    assert started.status_code == 200
+    assert started.get_json() == {"id": "canonic-1", "action": "start", "accepted": True}
+    assert stopped.get_json() == {"id": "canonic-1", "action": "stop", "accepted": True}
+    fcm_token = google.secrets()["fcm_credentials"]["fcm"]["registration"]["token"]
+    assert [(s.canonic_id, s.action, s.component, s.fcm_token) for s in google.nova.sounds] == [
+        ("canonic-1", "start", 0, fcm_token), ("canonic-1", "stop", 0, fcm_token),
+    ]  # fmt: skip
+    assert len({s.request_uuid for s in google.nova.sounds}) == 2  # a fresh one each
+    assert google.nova.locates == []  # a sound request is no locate
+
+
+def test_ringing_answers_whether_nova_took_it_and_refuses_other_sources_and_unknown_devices(
+    api: FlaskClient, google: FakeGoogle, store: Store
+) -> None:
+    upload(api, google)
+    store.devices.put(Device(id="gone", source=Source.GOOGLE, traccar_unique_id="gone"))
+    store.devices.put(Device(id="tlink-7", source=Source.TLINK, traccar_unique_id="tlink-7"))
+
+    refused = api.post("/devices/gone/sound", headers=AUTH)  # no longer in the Google account
+    other = api.post("/devices/tlink-7/sound", headers=AUTH)
+    unknown = api.delete("/devices/nobody/sound", headers=AUTH)
+
+    assert refused.status_code == 200
+    answer = refused.get_json()
+    assert answer["accepted"] is False and "404" in answer["message"]
+    assert other.status_code == 400 and "tlink" in error_of(other)
+    assert unknown.status_code == 404 and "nobody" in error_of(unknown)
+    assert google.nova.sounds == []
+
+
+def test_ringing_without_credentials_is_a_503_saying_what_to_upload(
+    api: FlaskClient, store: Store
+) -> None:
+    store.devices.put(Device(id="canonic-0", source=Source.GOOGLE, traccar_unique_id="canonic-0"))
+
+    response = api.post("/devices/canonic-0/sound", headers=AUTH)
+
+    assert response.status_code == 503 and "PUT /auth/secrets" in error_of(response)
+
+
+@pytest.mark.parametrize(
+    ("action", "why"),
+    [
+        (bytes([0xFA, 0x01, 0x02, 0x08, 0x07]), "component 7 is no DeviceComponent"),
+        (bytes([0xF2, 0x01, 0x00, 0xFA, 0x01, 0x00]), "locateTracker and startSound at once"),
+        (b"", "no action at all"),
+    ],
+)
+def test_the_nova_fake_refuses_a_malformed_sound_request(
+    api: FlaskClient, google: FakeGoogle, action: bytes, why: str
+) -> None:
+    """The fake checks the fields PROTOCOLS.md §5 names, so the bridge's tests prove them."""
+    import requests
+
+    from tests.unit.google.encryptor import bytes_field, varint_field
+
+    upload(api, google)
+    api.get("/devices", headers=AUTH)  # an access token the fake accepts
+    scope = varint_field(2, 2) + bytes_field(3, bytes_field(1, bytes_field(1, b"canonic-0")))
+    metadata = bytes_field(2, b"uuid-1") + bytes_field(4, bytes_field(1, b"fcm-token"))
+    body = bytes_field(1, scope) + bytes_field(2, action) + bytes_field(3, metadata)
+    response = requests.post(
+        f"{google.nova.nova_url}/nbe_execute_action",
+        data=body,
+        headers={
+            "Authorization": f"Bearer {google.auth.issued[-1].token}",
+            "Content-Type": "application/x-www-form-urlencoded; charset=UTF-8",
+            "User-Agent": "fmd/20006320; gzip",
+        },
+        timeout=5,
+    )
+
+    assert response.status_code == 400, why
+    assert google.nova.sounds == []

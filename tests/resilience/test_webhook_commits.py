@@ -79,6 +79,13 @@ def make_runtime(client: firestore.Client, osmand: OsmAndServer, tmp_path: Path)
     )
     runtime = Runtime(settings, firestore_client=client)
     runtime.secrets.add_version(settings.smartcar_management_token_secret, TOKEN)
+    # The data migrated (issue 20) before the deliveries the tests count and fail: a deployed
+    # instance checks the schema once, on its first request.
+    # Its reads and writes are not the deliveries' own: left out of the calls counted.
+    calls = client.faults.calls if isinstance(client, FaultyClient) else []
+    made = len(calls)
+    runtime.schema  # noqa: B018
+    del calls[made:]
     return runtime
 
 

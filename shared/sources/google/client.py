@@ -29,7 +29,7 @@ from shared.models import Model
 from shared.sources.google.errors import NovaError
 
 if TYPE_CHECKING:
-    from shared.sources.google.proto import device_update_pb2
+    from shared.sources.google.proto import device_update_pb2, nova_pb2
 
 logger = logging.getLogger(__name__)
 
@@ -171,12 +171,33 @@ class NovaClient:
         locate = request.action.locate_tracker
         locate.contributor_type = nova_pb2.FMDN_ALL_LOCATIONS
         locate.last_high_traffic_enabling_time.seconds = int(now.timestamp())
-        metadata = request.request_metadata
-        metadata.type = device_update_pb2.SPOT_DEVICE
-        metadata.request_uuid = request_uuid
-        metadata.fmd_client_uuid = str(uuid.uuid4())
-        metadata.fcm_registration.token = fcm_token
-        metadata.unknown_flag = True
+        _fill_metadata(request, request_uuid=request_uuid, fcm_token=fcm_token)
+        self._post(token, EXECUTE_ACTION, request.SerializeToString())
+
+    def sound(
+        self,
+        token: str,
+        canonic_id: str,
+        *,
+        start: bool,
+        request_uuid: str,
+        fcm_token: str,
+        component: int = 0,
+    ) -> None:
+        """Start (or stop) the tracker's sound: the locate's request with the action's
+        `startSound` (31) or `stopSound` (32) set instead (PROTOCOLS.md §5, "Ringing a
+        tracker"). Returns when Nova took it; a refusal raises `NovaError`."""
+        # Cold start: as in `list_devices`.
+        from shared.sources.google.proto import device_update_pb2, nova_pb2
+
+        request = nova_pb2.ExecuteActionRequest()
+        request.scope.type = device_update_pb2.SPOT_DEVICE
+        request.scope.device.canonic_id.id = canonic_id
+        action = request.action.start_sound if start else request.action.stop_sound
+        # Set even when the component is 0 (unspecified): the field's presence is the action.
+        action.SetInParent()
+        action.component = component  # type: ignore[assignment]  # an enum number
+        _fill_metadata(request, request_uuid=request_uuid, fcm_token=fcm_token)
         self._post(token, EXECUTE_ACTION, request.SerializeToString())
 
     def _post(self, token: str, scope: str, body: bytes) -> bytes:
@@ -222,6 +243,21 @@ class NovaClient:
             logger.info("Nova answered %s; retrying", status, extra={"scope": scope})
             raise NovaUnavailable(f"Nova {scope}: Google answered {status}")
         raise NovaError(f"Nova {scope}: Google refused the request ({status})")
+
+
+def _fill_metadata(
+    request: nova_pb2.ExecuteActionRequest, *, request_uuid: str, fcm_token: str
+) -> None:
+    """An action's request metadata: a fresh `requestUuid` and the FCM registration token
+    (any push about the action goes there)."""
+    from shared.sources.google.proto import device_update_pb2
+
+    metadata = request.request_metadata
+    metadata.type = device_update_pb2.SPOT_DEVICE
+    metadata.request_uuid = request_uuid
+    metadata.fmd_client_uuid = str(uuid.uuid4())
+    metadata.fcm_registration.token = fcm_token
+    metadata.unknown_flag = True
 
 
 def _seconds(retry_after: str | None) -> int | None:

@@ -29,12 +29,13 @@ it, and the lease backs it off (not located again before 10 min, doubling up to
 `GOOGLE_SILENT_BACKOFF_MAX`, nor taken along by a batch meanwhile); the API's fresh look
 raises it (504). A wrong owner key fails the run with a `DecryptionError` naming the device
 (and alerts once, `alerts`).
-Semantic reports never become `Location`s (`decode`), so they never reach Traccar. A report
+Semantic reports (a place name, no coordinates) are recorded and become `Location`s only for
+a name the user gave coordinates (`places`): an unmapped name never reaches Traccar. A report
 dated more than `MAX_FUTURE_SKEW` ahead of the clock is skipped and logged, the others kept:
 recorded, it would stand above every genuine position to come (issue 13).
 
-`locate_now` is the API's fresh look (`GET /devices/<id>/locations`): one device, no pipeline,
-nothing remembered.
+`look_now` is the API's fresh look (`GET /devices/<id>/locations`): one device, no pipeline,
+nothing remembered but the places it was reported at; `locate_now` its positions alone.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ if TYPE_CHECKING:
     from shared.sources.google.checkin import GcmCheckin
     from shared.sources.google.fcm import McsEndpoint
     from shared.sources.google.lease import FcmLeases, LeaseHold
+    from shared.sources.google.places import NamedPlaces, SemanticLocation
     from shared.store import Repository
 
 logger = logging.getLogger(__name__)
@@ -84,6 +86,8 @@ class LocateResults:
 
     locations: dict[str, list[Location]] = field(default_factory=dict)
     errors: dict[str, BridgeError] = field(default_factory=dict)
+    # Reports naming a place without coordinates: shown by the fresh look, never pushed.
+    unmapped: dict[str, list[SemanticLocation]] = field(default_factory=dict)
 
     def of(self, device: Device) -> list[Location]:
         if device.id in self.errors:
@@ -109,9 +113,11 @@ class GoogleSource:
         locate_concurrency: int,
         approximate_accuracy: float,
         alerts: GoogleAlerts,
+        places: NamedPlaces,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.account = account
+        self._places = places
         self._leases = leases
         self._checkin = checkin
         self._devices = devices
@@ -226,6 +232,11 @@ class GoogleSource:
 
     def locate_now(self, device: Device) -> list[Location]:
         """Locate one device now and return its positions, without pushing them."""
+        return self.look_now(device)[0]
+
+    def look_now(self, device: Device) -> tuple[list[Location], list[SemanticLocation]]:
+        """Locate one device now: its positions, and the places it was reported at that have
+        no coordinates. Nothing is pushed."""
         credentials = self.account.credentials()
         require_aas_token(credentials)
         now = self._clock()
@@ -237,7 +248,7 @@ class GoogleSource:
             results = self._locate(credentials, [device])
         finally:
             self._leases.release(hold, now=self._clock())
-        return results.of(device)
+        return results.of(device), results.unmapped.get(device.id, [])
 
     # --- one session -------------------------------------------------------------------------
 
@@ -309,7 +320,9 @@ class GoogleSource:
                     continue
                 decrypted = True
                 located = decoded.locations(device.id, approximate_above=self._approximate_accuracy)
-                results.locations[device.id] = self._not_ahead(device, located)
+                placed, unmapped = self._places.resolve(device.id, decoded.semantic)
+                results.locations[device.id] = self._not_ahead(device, [*located, *placed])
+                results.unmapped[device.id] = unmapped
                 if decoded.skipped:
                     # Counted and named in the log; the rest of the update is delivered.
                     logger.warning(
@@ -317,10 +330,11 @@ class GoogleSource:
                         "; ".join(decoded.skipped),
                         extra={"device_id": device.id, "skipped": len(decoded.skipped)},
                     )
-                if decoded.semantic:
+                if unmapped:
                     logger.info(
-                        "semantic reports kept out of Traccar",
-                        extra={"device_id": device.id, "places": len(decoded.semantic)},
+                        "reports naming places without coordinates kept out of Traccar "
+                        "(PUT /places/<name> maps one)",
+                        extra={"device_id": device.id, "places": len(unmapped)},
                     )
         if key_refused is not None:
             self._owner_key_refused(key_refused)

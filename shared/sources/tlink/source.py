@@ -113,6 +113,20 @@ class TlinkSource:
             raise ConfigError(f"{setting} is on but secret {name} is empty")
         return value
 
+    def accepted_secrets(
+        self, name: str, setting: str, *, grace: timedelta, fresh: bool = False
+    ) -> list[str]:
+        """Every value of a rotated secret still accepted: the newest, and the one before it
+        during `grace` (`shared.secrets.accepted_values`); none is a configuration error."""
+        values = [
+            value.strip()
+            for value in self._cached_secrets.accepted(
+                name, grace=grace, now=self._clock(), fresh=fresh
+            )
+            if value.strip()
+        ]
+        return values or [self.required_secret(name, setting)]
+
     # --- Pull --------------------------------------------------------------------------------
 
     def fetch(self, device: Device) -> list[Location]:

@@ -62,6 +62,7 @@ from shared.errors import BadRequest, NotFound, Unauthorized, Unavailable
 from shared.models import Location, utc_now
 from shared.pipeline import Pipeline, RunReport
 from shared.receiver import UNAVAILABLE_RETRY_AFTER, receive_claimed
+from shared.secrets import DEFAULT_ROTATION_GRACE
 from shared.sources.tlink.ingest import DeviceReport, bridge_id, report_from_push
 from shared.sources.tlink.models import PushBody, TlinkEvent
 from shared.sources.tlink.source import TlinkSource
@@ -105,22 +106,43 @@ class PushAnswer:
         return body
 
 
-class PathTokenCheck:
-    """`TLINK_REQUIRE_PATH_TOKEN`: the push URL's last segment must be the secret's value."""
+def _matches_any(presented: bytes, accepted: list[str]) -> bool:
+    """Constant time per value, and every value compared: which one matched is not timed."""
+    found = False
+    for value in accepted:
+        found |= hmac.compare_digest(presented, value.encode())
+    return found
 
-    def __init__(self, *, source: TlinkSource, required: bool, secret_name: str) -> None:
+
+class PathTokenCheck:
+    """`TLINK_REQUIRE_PATH_TOKEN`: the push URL's last segment must be the secret's value (the
+    newest version, or the one before during `grace` after a rotation)."""
+
+    def __init__(
+        self,
+        *,
+        source: TlinkSource,
+        required: bool,
+        secret_name: str,
+        grace: timedelta = DEFAULT_ROTATION_GRACE,
+    ) -> None:
         self._source = source
         self.required = required
         self.secret_name = secret_name
+        self._grace = grace
 
     def __call__(self, token: str | None) -> None:
         if not self.required:
             if token is not None:
                 raise NotFound("no such route")
             return
-        expected = self._source.required_secret(self.secret_name, "TLINK_REQUIRE_PATH_TOKEN")
-        if token is None or not hmac.compare_digest(token.encode(), expected.encode()):
-            raise NotFound("no such route")
+        for fresh in (False, True):
+            accepted = self._source.accepted_secrets(
+                self.secret_name, "TLINK_REQUIRE_PATH_TOKEN", grace=self._grace, fresh=fresh
+            )
+            if token is not None and _matches_any(token.encode(), accepted):
+                return
+        raise NotFound("no such route")
 
 
 def signature(secret: str, raw: bytes) -> str:
@@ -132,22 +154,33 @@ def signature(secret: str, raw: bytes) -> str:
 class SignatureCheck:
     """`TLINK_REQUIRE_SIGNATURE`: `X-TLink-Signature` must be the body's HMAC under the secret."""
 
-    def __init__(self, *, source: TlinkSource, required: bool, secret_name: str) -> None:
+    def __init__(
+        self,
+        *,
+        source: TlinkSource,
+        required: bool,
+        secret_name: str,
+        grace: timedelta = DEFAULT_ROTATION_GRACE,
+    ) -> None:
         self._source = source
         self.required = required
         self.secret_name = secret_name
+        self._grace = grace
 
     def __call__(self, raw: bytes, header: str | None) -> None:
         if not self.required:
             return
-        secret = self._source.required_secret(self.secret_name, "TLINK_REQUIRE_SIGNATURE")
         presented = (header or "").strip()
         scheme, _, digest = presented.partition("=")
-        expected = signature(secret, raw)
         # Lower-cased so an upper-case hex digest still matches; compared in constant time.
         candidate = f"{scheme.lower()}={digest.lower()}".encode()
-        if not header or not hmac.compare_digest(candidate, expected.encode()):
-            raise Unauthorized(f"missing or wrong {SIGNATURE_HEADER}")
+        for fresh in (False, True):
+            secrets = self._source.accepted_secrets(
+                self.secret_name, "TLINK_REQUIRE_SIGNATURE", grace=self._grace, fresh=fresh
+            )
+            if header and _matches_any(candidate, [signature(s, raw) for s in secrets]):
+                return
+        raise Unauthorized(f"missing or wrong {SIGNATURE_HEADER}")
 
 
 class RefusedPushes:

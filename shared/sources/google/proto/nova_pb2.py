@@ -25,15 +25,17 @@ _sym_db = _symbol_database.Default()
 from shared.sources.google.proto import device_update_pb2 as shared_dot_sources_dot_google_dot_proto_dot_device__update__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&shared/sources/google/proto/nova.proto\x12\x12traccar_bridge.fmd\x1a/shared/sources/google/proto/device_update.proto\"T\n\x12\x44\x65vicesListRequest\x12>\n\x07payload\x18\x01 \x01(\x0b\x32-.traccar_bridge.fmd.DevicesListRequestPayload\"U\n\x19\x44\x65vicesListRequestPayload\x12,\n\x04type\x18\x01 \x01(\x0e\x32\x1e.traccar_bridge.fmd.DeviceType\x12\n\n\x02id\x18\x03 \x01(\t\"J\n\x0b\x44\x65vicesList\x12;\n\x0f\x64\x65vice_metadata\x18\x02 \x03(\x0b\x32\".traccar_bridge.fmd.DeviceMetadata\"\xb7\x01\n\x14\x45xecuteActionRequest\x12.\n\x05scope\x18\x01 \x01(\x0b\x32\x1f.traccar_bridge.fmd.ActionScope\x12*\n\x06\x61\x63tion\x18\x02 \x01(\x0b\x32\x1a.traccar_bridge.fmd.Action\x12\x43\n\x10request_metadata\x18\x03 \x01(\x0b\x32).traccar_bridge.fmd.ActionRequestMetadata\"m\n\x0b\x41\x63tionScope\x12,\n\x04type\x18\x02 \x01(\x0e\x32\x1e.traccar_bridge.fmd.DeviceType\x12\x30\n\x06\x64\x65vice\x18\x03 \x01(\x0b\x32 .traccar_bridge.fmd.ActionTarget\"A\n\x0c\x41\x63tionTarget\x12\x31\n\ncanonic_id\x18\x01 \x01(\x0b\x32\x1d.traccar_bridge.fmd.CanonicId\"I\n\x06\x41\x63tion\x12?\n\x0elocate_tracker\x18\x1e \x01(\x0b\x32\'.traccar_bridge.fmd.LocateTrackerAction\"\x97\x01\n\x13LocateTrackerAction\x12\x41\n\x1flast_high_traffic_enabling_time\x18\x02 \x01(\x0b\x32\x18.traccar_bridge.fmd.Time\x12=\n\x10\x63ontributor_type\x18\x03 \x01(\x0e\x32#.traccar_bridge.fmd.ContributorType*\xa2\x01\n\x0f\x43ontributorType\x12\x19\n\x15\x46MDN_DISABLED_DEFAULT\x10\x00\x12\x15\n\x11\x46MDN_HIGH_TRAFFIC\x10\x01\x12\x16\n\x12\x46MDN_ALL_LOCATIONS\x10\x02\x12!\n\x1d\x46MDN_CONTRIBUTOR_HIGH_TRAFFIC\x10\x03\x12\"\n\x1e\x46MDN_CONTRIBUTOR_ALL_LOCATIONS\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&shared/sources/google/proto/nova.proto\x12\x12traccar_bridge.fmd\x1a/shared/sources/google/proto/device_update.proto\"T\n\x12\x44\x65vicesListRequest\x12>\n\x07payload\x18\x01 \x01(\x0b\x32-.traccar_bridge.fmd.DevicesListRequestPayload\"U\n\x19\x44\x65vicesListRequestPayload\x12,\n\x04type\x18\x01 \x01(\x0e\x32\x1e.traccar_bridge.fmd.DeviceType\x12\n\n\x02id\x18\x03 \x01(\t\"J\n\x0b\x44\x65vicesList\x12;\n\x0f\x64\x65vice_metadata\x18\x02 \x03(\x0b\x32\".traccar_bridge.fmd.DeviceMetadata\"\xb7\x01\n\x14\x45xecuteActionRequest\x12.\n\x05scope\x18\x01 \x01(\x0b\x32\x1f.traccar_bridge.fmd.ActionScope\x12*\n\x06\x61\x63tion\x18\x02 \x01(\x0b\x32\x1a.traccar_bridge.fmd.Action\x12\x43\n\x10request_metadata\x18\x03 \x01(\x0b\x32).traccar_bridge.fmd.ActionRequestMetadata\"m\n\x0b\x41\x63tionScope\x12,\n\x04type\x18\x02 \x01(\x0e\x32\x1e.traccar_bridge.fmd.DeviceType\x12\x30\n\x06\x64\x65vice\x18\x03 \x01(\x0b\x32 .traccar_bridge.fmd.ActionTarget\"A\n\x0c\x41\x63tionTarget\x12\x31\n\ncanonic_id\x18\x01 \x01(\x0b\x32\x1d.traccar_bridge.fmd.CanonicId\"\xb4\x01\n\x06\x41\x63tion\x12?\n\x0elocate_tracker\x18\x1e \x01(\x0b\x32\'.traccar_bridge.fmd.LocateTrackerAction\x12\x34\n\x0bstart_sound\x18\x1f \x01(\x0b\x32\x1f.traccar_bridge.fmd.SoundAction\x12\x33\n\nstop_sound\x18  \x01(\x0b\x32\x1f.traccar_bridge.fmd.SoundAction\"E\n\x0bSoundAction\x12\x36\n\tcomponent\x18\x01 \x01(\x0e\x32#.traccar_bridge.fmd.DeviceComponent\"\x97\x01\n\x13LocateTrackerAction\x12\x41\n\x1flast_high_traffic_enabling_time\x18\x02 \x01(\x0b\x32\x18.traccar_bridge.fmd.Time\x12=\n\x10\x63ontributor_type\x18\x03 \x01(\x0e\x32#.traccar_bridge.fmd.ContributorType*\x85\x01\n\x0f\x44\x65viceComponent\x12 \n\x1c\x44\x45VICE_COMPONENT_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x44\x45VICE_COMPONENT_RIGHT\x10\x01\x12\x19\n\x15\x44\x45VICE_COMPONENT_LEFT\x10\x02\x12\x19\n\x15\x44\x45VICE_COMPONENT_CASE\x10\x03*\xa2\x01\n\x0f\x43ontributorType\x12\x19\n\x15\x46MDN_DISABLED_DEFAULT\x10\x00\x12\x15\n\x11\x46MDN_HIGH_TRAFFIC\x10\x01\x12\x16\n\x12\x46MDN_ALL_LOCATIONS\x10\x02\x12!\n\x1d\x46MDN_CONTRIBUTOR_HIGH_TRAFFIC\x10\x03\x12\"\n\x1e\x46MDN_CONTRIBUTOR_ALL_LOCATIONS\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shared.sources.google.proto.nova_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CONTRIBUTORTYPE']._serialized_start=954
-  _globals['_CONTRIBUTORTYPE']._serialized_end=1116
+  _globals['_DEVICECOMPONENT']._serialized_start=1133
+  _globals['_DEVICECOMPONENT']._serialized_end=1266
+  _globals['_CONTRIBUTORTYPE']._serialized_start=1269
+  _globals['_CONTRIBUTORTYPE']._serialized_end=1431
   _globals['_DEVICESLISTREQUEST']._serialized_start=111
   _globals['_DEVICESLISTREQUEST']._serialized_end=195
   _globals['_DEVICESLISTREQUESTPAYLOAD']._serialized_start=197
@@ -46,8 +48,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ACTIONSCOPE']._serialized_end=655
   _globals['_ACTIONTARGET']._serialized_start=657
   _globals['_ACTIONTARGET']._serialized_end=722
-  _globals['_ACTION']._serialized_start=724
-  _globals['_ACTION']._serialized_end=797
-  _globals['_LOCATETRACKERACTION']._serialized_start=800
-  _globals['_LOCATETRACKERACTION']._serialized_end=951
+  _globals['_ACTION']._serialized_start=725
+  _globals['_ACTION']._serialized_end=905
+  _globals['_SOUNDACTION']._serialized_start=907
+  _globals['_SOUNDACTION']._serialized_end=976
+  _globals['_LOCATETRACKERACTION']._serialized_start=979
+  _globals['_LOCATETRACKERACTION']._serialized_end=1130
 # @@protoc_insertion_point(module_scope)

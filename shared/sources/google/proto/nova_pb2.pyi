@@ -8,6 +8,13 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class DeviceComponent(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DEVICE_COMPONENT_UNSPECIFIED: _ClassVar[DeviceComponent]
+    DEVICE_COMPONENT_RIGHT: _ClassVar[DeviceComponent]
+    DEVICE_COMPONENT_LEFT: _ClassVar[DeviceComponent]
+    DEVICE_COMPONENT_CASE: _ClassVar[DeviceComponent]
+
 class ContributorType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     FMDN_DISABLED_DEFAULT: _ClassVar[ContributorType]
@@ -15,6 +22,10 @@ class ContributorType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FMDN_ALL_LOCATIONS: _ClassVar[ContributorType]
     FMDN_CONTRIBUTOR_HIGH_TRAFFIC: _ClassVar[ContributorType]
     FMDN_CONTRIBUTOR_ALL_LOCATIONS: _ClassVar[ContributorType]
+DEVICE_COMPONENT_UNSPECIFIED: DeviceComponent
+DEVICE_COMPONENT_RIGHT: DeviceComponent
+DEVICE_COMPONENT_LEFT: DeviceComponent
+DEVICE_COMPONENT_CASE: DeviceComponent
 FMDN_DISABLED_DEFAULT: ContributorType
 FMDN_HIGH_TRAFFIC: ContributorType
 FMDN_ALL_LOCATIONS: ContributorType
@@ -66,10 +77,20 @@ class ActionTarget(_message.Message):
     def __init__(self, canonic_id: _Optional[_Union[_device_update_pb2.CanonicId, _Mapping]] = ...) -> None: ...
 
 class Action(_message.Message):
-    __slots__ = ("locate_tracker",)
+    __slots__ = ("locate_tracker", "start_sound", "stop_sound")
     LOCATE_TRACKER_FIELD_NUMBER: _ClassVar[int]
+    START_SOUND_FIELD_NUMBER: _ClassVar[int]
+    STOP_SOUND_FIELD_NUMBER: _ClassVar[int]
     locate_tracker: LocateTrackerAction
-    def __init__(self, locate_tracker: _Optional[_Union[LocateTrackerAction, _Mapping]] = ...) -> None: ...
+    start_sound: SoundAction
+    stop_sound: SoundAction
+    def __init__(self, locate_tracker: _Optional[_Union[LocateTrackerAction, _Mapping]] = ..., start_sound: _Optional[_Union[SoundAction, _Mapping]] = ..., stop_sound: _Optional[_Union[SoundAction, _Mapping]] = ...) -> None: ...
+
+class SoundAction(_message.Message):
+    __slots__ = ("component",)
+    COMPONENT_FIELD_NUMBER: _ClassVar[int]
+    component: DeviceComponent
+    def __init__(self, component: _Optional[_Union[DeviceComponent, str]] = ...) -> None: ...
 
 class LocateTrackerAction(_message.Message):
     __slots__ = ("last_high_traffic_enabling_time", "contributor_type")

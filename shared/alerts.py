@@ -1,0 +1,187 @@
+"""The operations alerts (issue 20), evaluated by the hourly `refresh_devices` run.
+
+Each alert opens once per incident (mailed, logged as an error `alert opened` with its name,
+which the Terraform log-based policies match), is listed by `/health` until it ends, and its
+end is mailed and logged (`alert ended`):
+
+- `traccar_down`: Traccar's OsmAnd endpoint refusing or unreachable for more than
+  `ALERT_TRACCAR_DOWN_MINUTES` while positions wait. Opened where the data is, by the pipeline's
+  watch (`shared.traccar_status.OsmAndWatch`); ended here too once a device's run pushed again.
+- `device_silent:<device id>`: a device with an unpaused sync service and no new position for
+  `ALERT_DEVICE_SILENT_HOURS` (the service's `silent_hours` overrides it; 0 never alerts).
+- `webhooks_silent:<vendor>`: no webhook from a vendor for `ALERT_WEBHOOKS_SILENT_HOURS` after
+  they used to arrive (`WebhookArrivals` records when the last one came).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from shared.models import DeviceState, Service, utc_now
+from shared.store.google import GoogleAlert
+from shared.traccar_status import TRACCAR_DOWN, end_traccar_down
+
+if TYPE_CHECKING:
+    from shared.notify import Notifier
+    from shared.store import DeliveryRepository, Repository
+    from shared.store.alerts import OperationsDocument
+
+logger = logging.getLogger(__name__)
+
+DEVICE_SILENT = "device_silent"
+WEBHOOKS_SILENT = "webhooks_silent"
+# A webhooks instance records an arrival at most this often: the evaluation runs hourly.
+SEEN_EVERY = timedelta(minutes=10)
+
+DEVICE_SILENT_ADVICE = (
+    "Its sync service runs but brings no new position. Look at GET /devices (the device's last\n"
+    "run and error) and GET /push-log?device_id=<id>. A tracker may be out of battery or out\n"
+    "of reach; a vehicle may be parked without signal. To hear of it later or never, set\n"
+    'PUT /devices/<id>/services {"timer": ..., "silent_hours": <hours, 0 = never>}.'
+)
+WEBHOOKS_SILENT_ADVICE = (
+    "Webhooks used to arrive and stopped. Check the vendor's console: the webhook URL (output\n"
+    "tlink_webhook_url or smartcar_webhook_url), its subscription, and the webhooks function's\n"
+    "logs for refused deliveries (a rotated path token or signature secret past its grace)."
+)
+
+
+@dataclass
+class AlertsReport:
+    """What one evaluation opened and ended (the refresh answers it)."""
+
+    opened: list[str] = field(default_factory=list)
+    ended: list[str] = field(default_factory=list)
+
+
+class OperationsAlerts:
+    """Opens and ends the silence alerts, and ends a Traccar outage the watch could not see end."""
+
+    def __init__(
+        self,
+        *,
+        document: OperationsDocument,
+        services: Repository[Service],
+        delivery: DeliveryRepository,
+        notifier: Callable[[], Notifier],
+        device_silent: timedelta,
+        webhooks_silent: timedelta,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._document = document
+        self._services = services
+        self._delivery = delivery
+        self._notifier = notifier
+        self._device_silent = device_silent
+        self._webhooks_silent = webhooks_silent
+        self._clock = clock
+
+    def evaluate(self) -> AlertsReport:
+        now = self._clock()
+        state = self._document.read()
+        report = AlertsReport()
+        services = [service for service in self._services.list() if not service.paused]
+        states = self._delivery.states_of([service.id for service in services])
+
+        # Traccar: a run that pushed after the outage began shows it accepts again.
+        began = state.watch.get(TRACCAR_DOWN) or (
+            state.alerts[TRACCAR_DOWN].since if TRACCAR_DOWN in state.alerts else None
+        )
+        recovered = began is not None and any(
+            _pushed_since(found, began) for found in states.values()
+        )
+        if recovered and end_traccar_down(self._document, self._notifier):
+            report.ended.append(TRACCAR_DOWN)
+
+        # Devices: silent when their newest delivered position is older than their limit.
+        wanted: dict[str, tuple[str, datetime]] = {}
+        for service in services:
+            hours = service.silent_hours
+            limit = self._device_silent if hours is None else timedelta(hours=hours)
+            device_state = states.get(service.id)
+            newest = _newest_position(device_state)
+            if not limit or newest is None:
+                continue  # never alerted, or nothing delivered yet to fall silent after
+            if now - newest > limit:
+                name = service.name or service.id
+                wanted[f"{DEVICE_SILENT}:{service.id}"] = (
+                    f"{name} ({service.id}) sent no new position since "
+                    f"{newest.isoformat(timespec='minutes')}",
+                    newest,
+                )
+
+        # Vendors: silent when their last webhook is older than the limit.
+        for vendor, seen in state.webhooks_seen.items():
+            if now - seen > self._webhooks_silent:
+                wanted[f"{WEBHOOKS_SILENT}:{vendor}"] = (
+                    f"no {vendor} webhook since {seen.isoformat(timespec='minutes')}",
+                    seen,
+                )
+
+        for name, (reason, since) in wanted.items():
+            if name in state.alerts:
+                continue
+            if self._document.alerts.open(name, GoogleAlert(reason=reason, since=since)):
+                logger.error("alert opened: %s", reason, extra={"alert": name})
+                self._notifier().incident_opened(_title(name), reason, _advice(name))
+                report.opened.append(name)
+        for name, alert in state.alerts.items():
+            if name.startswith((DEVICE_SILENT, WEBHOOKS_SILENT)) and name not in wanted:
+                self._document.alerts.clear(name)
+                logger.info("alert ended: %s", _title(name), extra={"alert": name})
+                self._notifier().incident_resolved(_title(name), alert.since)
+                report.ended.append(name)
+        return report
+
+
+class WebhookArrivals:
+    """Records that a vendor's webhook arrived: at most every `SEEN_EVERY` per instance and
+    vendor (one small write), and at once when its silence alert is open, so it ends."""
+
+    def __init__(
+        self, *, document: OperationsDocument, clock: Callable[[], datetime] = utc_now
+    ) -> None:
+        self._document = document
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._written: dict[str, datetime] = {}
+
+    def seen(self, vendor: str) -> None:
+        now = self._clock()
+        with self._lock:
+            last = self._written.get(vendor)
+            if last is not None and now - last < SEEN_EVERY:
+                return
+            self._written[vendor] = now
+        self._document.webhook_seen(vendor, now)
+
+
+def _newest_position(state: DeviceState | None) -> datetime | None:
+    if state is None or state.last_location is None:
+        return None
+    return datetime.fromtimestamp(state.last_location.timestamp, UTC)
+
+
+def _pushed_since(state: DeviceState, began: datetime) -> bool:
+    result = state.last_result
+    return bool(
+        state.last_sync and state.last_sync > began and result and result.pushed > result.failed
+    )
+
+
+def _title(name: str) -> str:
+    kind, _, subject = name.partition(":")
+    if kind == DEVICE_SILENT:
+        return f"Device {subject} sends no positions"
+    if kind == WEBHOOKS_SILENT:
+        return f"No {subject} webhooks arrive"
+    return name
+
+
+def _advice(name: str) -> str:
+    return DEVICE_SILENT_ADVICE if name.startswith(DEVICE_SILENT) else WEBHOOKS_SILENT_ADVICE
