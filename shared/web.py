@@ -245,15 +245,16 @@ def bearer_matches(
                 break
             if not accepted:
                 break
-            if _matches_any(candidate, accepted):
+            if matches_any(candidate, accepted):
                 return True
         else:
             return False
     return hmac.compare_digest(candidate, token.get_secret_value().encode())
 
 
-def _matches_any(candidate: bytes, accepted: list[str]) -> bool:
-    """Every value compared in constant time: which one matched is not timed."""
+def matches_any(candidate: bytes, accepted: list[str]) -> bool:
+    """Whether `candidate` is one of the `accepted` secret values (a rotated secret's versions):
+    each compared in constant time, and every one compared, so which one matched is not timed."""
     found = False
     for value in accepted:
         found |= hmac.compare_digest(candidate, value.encode())

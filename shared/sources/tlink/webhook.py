@@ -68,7 +68,7 @@ from shared.sources.tlink.models import PushBody, TlinkEvent
 from shared.sources.tlink.source import TlinkSource
 from shared.store import DeliveryRepository
 from shared.store.tlink import Loaded, TlinkRepository
-from shared.web import describe_validation_error
+from shared.web import describe_validation_error, matches_any
 
 if TYPE_CHECKING:
     from shared.notify import Notifier
@@ -106,14 +106,6 @@ class PushAnswer:
         return body
 
 
-def _matches_any(presented: bytes, accepted: list[str]) -> bool:
-    """Constant time per value, and every value compared: which one matched is not timed."""
-    found = False
-    for value in accepted:
-        found |= hmac.compare_digest(presented, value.encode())
-    return found
-
-
 class PathTokenCheck:
     """`TLINK_REQUIRE_PATH_TOKEN`: the push URL's last segment must be the secret's value (the
     newest version, or the one before during `grace` after a rotation)."""
@@ -140,7 +132,7 @@ class PathTokenCheck:
             accepted = self._source.accepted_secrets(
                 self.secret_name, "TLINK_REQUIRE_PATH_TOKEN", grace=self._grace, fresh=fresh
             )
-            if token is not None and _matches_any(token.encode(), accepted):
+            if token is not None and matches_any(token.encode(), accepted):
                 return
         raise NotFound("no such route")
 
@@ -178,7 +170,7 @@ class SignatureCheck:
             secrets = self._source.accepted_secrets(
                 self.secret_name, "TLINK_REQUIRE_SIGNATURE", grace=self._grace, fresh=fresh
             )
-            if header and _matches_any(candidate, [signature(s, raw) for s in secrets]):
+            if header and matches_any(candidate, [signature(s, raw) for s in secrets]):
                 return
         raise Unauthorized(f"missing or wrong {SIGNATURE_HEADER}")
 
