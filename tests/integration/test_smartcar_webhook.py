@@ -321,6 +321,32 @@ def test_deliveries_to_a_busy_vehicle_are_answered_at_once_and_delivered_by_the_
     assert runtime.sync.sweep_handoffs() == [] and len(osmand.positions) == 4
 
 
+def test_a_copy_arriving_while_the_first_is_pushed_is_handed_off_and_makes_no_second_position(
+    runtime: Runtime, osmand: OsmAndServer, firestore_client: firestore.Client
+) -> None:
+    # Smartcar's retry of an event whose first delivery is still being pushed (its claim
+    # pending under the vehicle's lease): stored and answered at once, one position in Traccar.
+    event = fresh()
+    osmand.stall(1.0, times=1)  # the first copy's push takes a second
+    first: list[dict[str, Any]] = []
+    pushing = threading.Thread(target=lambda: first.append(deliver(runtime, event)))
+    pushing.start()
+    while not osmand.requests:
+        time.sleep(0.01)
+
+    copy_answer = deliver(runtime, event)
+    pushing.join(30)
+
+    assert copy_answer["status"] == "queued"
+    assert first[0]["status"] == "processed"
+    assert len(osmand.positions) == 1
+    state = runtime.store.delivery.state(VEHICLE)
+    assert (state.lease_owner, state.outbox_count) == (None, 0)
+    assert documents(firestore_client, "outbox") == {}
+    assert deliver(runtime, event)["status"] == "duplicate"
+    assert runtime.sync.sweep_handoffs() == [] and len(osmand.positions) == 1
+
+
 def test_a_delivery_arriving_as_the_lease_ends_is_delivered_by_the_sweep(
     runtime: Runtime, osmand: OsmAndServer, firestore_client: firestore.Client
 ) -> None:
