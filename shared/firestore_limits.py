@@ -40,6 +40,13 @@ MAX_DOCUMENT_BYTES = 1_048_576
 # (JSON allows `"\ud800"`) cannot be encoded at all; the client fails before sending.
 STRING_ENCODING = "utf-8"
 
+# "Must be no longer than 1,500 bytes; cannot contain a forward slash (/); cannot solely consist
+# of a single period (.) or double periods (..); cannot match the regular expression __.*__"
+# (quotas page, "Limits for document IDs"). A valid document id is thus a valid field name too:
+# a map keyed by device ids (Google's `state/fcm_lease.located`) needs no escaping.
+MAX_DOCUMENT_ID_BYTES = 1_500
+RESERVED_DOCUMENT_IDS = frozenset({".", ".."})
+
 # What a renamed field name starts with: never a reserved name, rarely a vendor's own.
 ESCAPE_PREFIX = "~"
 # A name cut to fit MAX_FIELD_NAME_BYTES keeps this many bytes of itself, then a digest of the
@@ -70,6 +77,21 @@ def name_problem(name: str) -> str | None:
         return "a field name of the form __name__, which Firestore reserves"
     if len(name.encode(STRING_ENCODING)) > MAX_FIELD_NAME_BYTES:
         return f"a field name longer than {MAX_FIELD_NAME_BYTES} bytes"
+    return None
+
+
+def id_problem(value: str) -> str | None:
+    """Why Firestore would refuse `value` as a document id, or None."""
+    if not value:
+        return "an empty id"
+    if not valid_text(value):
+        return "an id that is not valid UTF-8"
+    if "/" in value:
+        return "an id holding a slash"
+    if value in RESERVED_DOCUMENT_IDS or RESERVED_FIELD_NAME.fullmatch(value):
+        return "an id Firestore reserves (., .. or of the form __name__)"
+    if len(value.encode(STRING_ENCODING)) > MAX_DOCUMENT_ID_BYTES:
+        return f"an id longer than {MAX_DOCUMENT_ID_BYTES} bytes"
     return None
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -10,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from pydantic import BaseModel
 
 from shared.errors import BadRequest, Conflict
+from shared.firestore_limits import MAX_DOCUMENT_ID_BYTES, id_problem
 from shared.models import AuthState, Device
 from shared.store.options import reads, writes
 
@@ -21,9 +21,8 @@ if TYPE_CHECKING:
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
 
-# Firestore refuses "/" in an id, "." and "..", and ids of the form __x__; 1500 bytes at most.
-_RESERVED_ID = re.compile(r"^__.*__$")
-MAX_ID_BYTES = 1500
+
+MAX_ID_BYTES = MAX_DOCUMENT_ID_BYTES  # what callers of the store check against
 
 # A listing reads at most this many documents per request (issue 13: bounded reads); callers
 # page on with the cursor. 500 by default keeps an existing script's first page whole.
@@ -33,13 +32,7 @@ MAX_PAGE_SIZE = 1000
 
 def document_id(value: str) -> str:
     """Check that `value` can be a Firestore document id, or raise `BadRequest`."""
-    if (
-        not value
-        or "/" in value
-        or value in {".", ".."}
-        or _RESERVED_ID.match(value)
-        or len(value.encode()) > MAX_ID_BYTES
-    ):
+    if id_problem(value) is not None:
         raise BadRequest(f"invalid id: {value!r}")
     return value
 

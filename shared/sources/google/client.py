@@ -25,6 +25,7 @@ import requests
 from google.api_core.exceptions import RetryError
 from google.api_core.retry import Retry, if_exception_type
 
+from shared.firestore_limits import id_problem
 from shared.models import Model
 from shared.sources.google.errors import NovaError
 
@@ -108,6 +109,12 @@ def parse_device_list(answer: bytes) -> list[GoogleDevice]:
         canonic_id = canonic_id_of(metadata)
         if canonic_id is None:
             logger.warning("a listed device has no canonic id; skipped")
+            continue
+        problem = id_problem(canonic_id)
+        if problem is not None:
+            # It names the device's documents and keys `state/fcm_lease.located`: one Firestore
+            # refuses would fail every commit of the run it is in (issue 12).
+            logger.warning("a listed device's canonic id is %s; skipped", problem)
             continue
         registration = metadata.information.registration
         devices.append(
