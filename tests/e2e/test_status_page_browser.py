@@ -219,3 +219,115 @@ def test_the_status_page_in_chromium(seeded: str, browser: Any) -> None:
     revoked = wait_for(browser, lambda d: d.find_element(By.ID, "login-error").text)
     assert "revoked" in revoked
     assert browser.execute_script("return sessionStorage.getItem('traccar-bridge-token')") is None
+
+
+# Installed before the page's own scripts (Chrome DevTools' addScriptToEvaluateOnNewDocument):
+# the test moves the page's clock and its interval timers by hand, decides what the Page
+# Visibility API says, and counts the page's reads of status.json. The page's logic runs as is.
+CONTROLLED_CLOCK = """
+(() => {
+  const realNow = Date.now.bind(Date);
+  const realSetInterval = window.setInterval.bind(window);
+  const realClearInterval = window.clearInterval.bind(window);
+  const realFetch = window.fetch.bind(window);
+  const timers = new Map();
+  let offset = 0;
+  let visibility = "visible";
+  Date.now = () => realNow() + offset;
+  window.setInterval = (callback, ms) => {
+    const id = realSetInterval(() => {}, 2 ** 31 - 1);  // never fires by itself
+    timers.set(id, { callback, ms, due: Date.now() + ms });
+    return id;
+  };
+  window.clearInterval = (id) => { timers.delete(id); realClearInterval(id); };
+  Object.defineProperty(document, "visibilityState", { get: () => visibility });
+  Object.defineProperty(document, "hidden", { get: () => visibility !== "visible" });
+  window.__reads = 0;
+  window.__inFlight = 0;
+  window.fetch = (resource, init) => {
+    if (String(resource).includes("status.json")) window.__reads += 1;
+    window.__inFlight += 1;
+    return realFetch(resource, init).finally(() => { window.__inFlight -= 1; });
+  };
+  window.__advance = (ms) => {  // what `ms` of waiting would do, one timer period at a time
+    const end = Date.now() + ms;
+    for (;;) {
+      const next = [...timers.entries()].sort((a, b) => a[1].due - b[1].due)[0];
+      if (!next || next[1].due > end) break;
+      offset += next[1].due - Date.now();
+      next[1].due += next[1].ms;
+      next[1].callback();
+    }
+    offset += end - Date.now();
+  };
+  window.__setVisibility = (state) => {
+    visibility = state;
+    document.dispatchEvent(new Event("visibilitychange"));
+  };
+})();
+"""
+
+
+def test_the_page_refreshes_every_minute_while_visible_and_stops_after_fifteen_idle_minutes(
+    seeded: str, browser: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    script = browser.execute_cdp_cmd(
+        "Page.addScriptToEvaluateOnNewDocument", {"source": CONTROLLED_CLOCK}
+    )
+    try:
+        browser.execute_script("sessionStorage.clear()")
+        browser.get(seeded + "/status")
+        sign_in(browser, TOKEN)
+        wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#devices tr[data-device]"))
+
+        def reads() -> int:
+            return int(browser.execute_script("return window.__reads"))
+
+        def settled() -> None:  # what a read started has shown (real reads take real time)
+            from selenium.webdriver.support.ui import WebDriverWait
+
+            WebDriverWait(browser, WAIT, poll_frequency=0.02).until(
+                lambda d: d.execute_script("return window.__inFlight") == 0
+            )
+            time.sleep(0.05)  # the answer's rendering, after the fetch settles
+
+        def advance(seconds: float) -> None:
+            # A minute at a time, each read settled before the next minute: as in real time.
+            while seconds > 0:
+                step = min(seconds, 60)
+                browser.execute_script("window.__advance(arguments[0])", step * 1000)
+                settled()
+                seconds -= step
+
+        signed_in = reads()
+        advance(59)
+        assert reads() == signed_in  # not before the minute is up
+        advance(1)
+        assert reads() == signed_in + 1  # every 60 s while visible, without a reload
+        advance(60)
+        assert reads() == signed_in + 2
+
+        browser.execute_script("window.__setVisibility('hidden')")
+        advance(180)
+        assert reads() == signed_in + 2  # a hidden tab reads nothing
+        browser.execute_script("window.__setVisibility('visible')")
+        settled()
+        assert reads() == signed_in + 3  # back to a tab whose data aged: read at once
+
+        advance(16 * 60)  # no interaction for more than 15 minutes
+        idle = reads()
+        advance(10 * 60)
+        assert reads() == idle  # stopped for good, until the user comes back
+        assert "Paused after 15 minutes" in browser.find_element(By.ID, "refresh-state").text
+
+        browser.find_element(By.TAG_NAME, "body").send_keys(Keys.SHIFT)  # the user is back
+        wait_for(browser, lambda d: reads() == idle + 1)
+        advance(60)
+        assert reads() == idle + 2  # and the minute's refresh with it
+    finally:
+        browser.execute_cdp_cmd(
+            "Page.removeScriptToEvaluateOnNewDocument", {"identifier": script["identifier"]}
+        )
