@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 include infra/infra.mk
 
-.PHONY: run test lint typecheck format venv clean protos secret secrets
+.PHONY: run demo test lint typecheck format venv clean protos secret secrets
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,12 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/python -m devtools.run $(if $(filter 1 true yes,$(RESET)),--reset)
 
+## A first look without any vendor account (a DEMO, local only): the stack of `make run` with
+## simulated Google, Smartcar and TLINK vendors and a Traccar stand-in printing each position.
+## Its own folder (DEMO_DIR, .local/demo/, emptied at each start) and ports (8180.., 8190).
+demo: $(STAMP)
+	$(BIN)/python -m devtools.demo
+
 ## Local secrets (SECRETS_DIR, same names as Secret Manager): `make secret NAME=<name>` adds a
 ## version (value from stdin or a prompt that does not echo); `make secrets` lists names and
 ## versions, never values.
@@ -32,7 +38,7 @@ secrets: $(STAMP)
 	@$(BIN)/python -m devtools.secrets list
 
 ## Lint, type-check and test everything (needs Java 17 and the Firestore emulator; see README).
-test: $(STAMP) lint typecheck infra-check browser
+test: $(STAMP) lint typecheck infra-check provider-schema browser
 	@$(BIN)/python -m pytest; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests: failing" >&2; fi; \
 	exit $$status

@@ -33,9 +33,14 @@ an hour has stopped); vCPU and memory from the functions' `available_memory` in
 infra/terraform/functions.tf and Cloud Run's default vCPU for it. Firestore storage at steady
 state: the documents and index entries found after the run, sized by Firestore's storage-size
 rules, with the push log kept `PUSH_LOG_RETENTION_DAYS` and each `delivered` map at its
-steady size; TTL deletes per day = push log documents written per day. A note computes (not
-measures) what one tracker that never answers adds: FCM_TIMEOUT waits and the retries of its
-failed runs.
+steady size; TTL deletes per day = push log documents written per day.
+
+A tracker that never answers (flat battery), measured: the same counted hours run again on a
+fresh deployment where `--silent` trackers (default 1) stop answering after the warm-up round
+(`FakeTracker.answers = False`). Each locate of such a tracker waits the whole FCM_TIMEOUT, the
+run still ends well (Cloud Scheduler does not retry it) and the tracker backs off (10 min,
+doubling up to GOOGLE_SILENT_BACKOFF_MAX): the note gives the billed time it added, the FCM
+waits counted on the Nova fake, and the steady state the backoff cap leads to.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ import math
 import random
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -56,12 +61,12 @@ from google.cloud import firestore
 
 from bench.common import PROJECT, Section, Services, services
 from bench.fcm_session import ANSWER_DELAY, NOVA_LATENCY, google_account
-from shared.config import load_settings
+from shared.config import Settings, load_settings
 from shared.errors import BridgeError
 from shared.models import Source, utc_now
 from shared.pipeline import DEDUP_WINDOW, DELIVERED_CAP
 from shared.runtime import Runtime
-from shared.scheduler import JOB_RETRY_COUNT, CloudSchedulerJobs
+from shared.scheduler import CloudSchedulerJobs
 from shared.secrets import SecretManagerStore
 from tests.fakes.cloud_scheduler import FakeCloudScheduler
 from tests.fakes.firestore_counter import CountingClient, Counts
@@ -78,6 +83,7 @@ COLD_START_SECONDS = 2.0  # billed start of an instance at 0.333 vCPU (0.7 s on 
 BILLING_STEP = 0.1  # Cloud Run rounds each request's time up to 100 ms
 DAYS_PER_MONTH = 30
 SEED = 20_261_122
+SILENT = 1  # trackers that never answer in the second counted run
 SCHEDULER_SERVICE_ACCOUNT = f"scheduler@{PROJECT}.iam.gserviceaccount.com"
 
 # Free tiers, as the providers' pricing pages state them (read when this was written):
@@ -488,12 +494,69 @@ def _figure(value: float) -> str:
     return f"{value:,.0f}".replace(",", " ")
 
 
+@dataclass
+class Counted:
+    """What the counted rounds of one deployment used."""
+
+    jobs: list[Job]
+    sync_use: Use
+    refresh_use: Use
+    push_logs: int
+    elapsed: float
+    started_at: float  # time.monotonic() when counting began (the fakes' clock)
+
+
+def count_rounds(
+    bridge: Bridge,
+    trackers: int,
+    rounds: int,
+    rounds_per_hour: int,
+    timer_seconds: int,
+    *,
+    before: Callable[[], None] | None = None,
+) -> Counted:
+    """Register the trackers (the first refresh), one warm-up round, then `before()` and
+    `rounds` counted rounds of every job's call, with the hourly refresh."""
+    rng = random.Random(SEED)
+    refresh_run(bridge)  # the first refresh registers every tracker (not counted)
+    jobs = sync_jobs(bridge)
+    if len(jobs) != trackers:
+        raise RuntimeError(f"{len(jobs)} sync jobs registered for {trackers} trackers")
+
+    def one_round(number: int, use: Use | None) -> None:
+        bridge.clock.now += timedelta(seconds=timer_seconds)
+        feed_answers(bridge.google, number)
+        for job in rng.sample(jobs, len(jobs)):
+            spent = measured(bridge, lambda j=job: sync_run(bridge, j.device_id, j.jitter_seconds))
+            if use is not None:
+                use.add(spent)
+
+    one_round(0, None)  # warm-up: connections, the access token, every device's state
+    if before is not None:
+        before()
+    logs_before = push_log_entries()
+    sync_use, refresh_use = Use(), Use()
+    started_at = time.monotonic()
+    started = time.perf_counter()
+    for number in range(1, rounds + 1):
+        if (number - 1) % rounds_per_hour == 0:
+            refresh_use.add(
+                measured(bridge, lambda: refresh_run(bridge), extra_billed=COLD_START_SECONDS)
+            )
+        one_round(number, sync_use)
+    elapsed = time.perf_counter() - started
+    return Counted(
+        jobs, sync_use, refresh_use, push_log_entries() - logs_before, elapsed, started_at
+    )
+
+
 def run(
     local: Services,
     hours: int = HOURS,
     trackers: int = TRACKERS,
     answer_delay: float = ANSWER_DELAY,
     nova_latency: float = NOVA_LATENCY,
+    silent: int = SILENT,
 ) -> Section:
     terraform = load(TF_DIR)
     unindexed = unindexed_fields(terraform)
@@ -502,40 +565,32 @@ def run(
     refresh_size = function_size(terraform, "refresh_devices")
     refresh_cron = str(variable(terraform, "refresh_schedule"))
     refreshes_per_day = runs_per_day(refresh_cron)
-    rng = random.Random(SEED)
+    timer_seconds = int(variable(terraform, "auto_register_timer"))
+    rounds_per_hour = 3600 // timer_seconds
+    rounds = hours * rounds_per_hour
     with deployed(local, trackers, answer_delay, nova_latency, terraform) as bridge:
-        refresh_run(bridge)  # the first refresh registers every tracker (not counted)
-        jobs = sync_jobs(bridge)
-        if len(jobs) != trackers:
-            raise RuntimeError(f"{len(jobs)} sync jobs registered for {trackers} trackers")
-        timer_seconds = int(variable(terraform, "auto_register_timer"))
-        rounds_per_hour = 3600 // timer_seconds
-
-        def one_round(number: int, use: Use | None) -> None:
-            bridge.clock.now += timedelta(seconds=timer_seconds)
-            feed_answers(bridge.google, number)
-            for job in rng.sample(jobs, len(jobs)):
-                spent = measured(
-                    bridge, lambda j=job: sync_run(bridge, j.device_id, j.jitter_seconds)
-                )
-                if use is not None:
-                    use.add(spent)
-
-        one_round(0, None)  # warm-up: connections, the access token, every device's state
-        logs_before = push_log_entries()
-        sync_use, refresh_use = Use(), Use()
-        rounds = hours * rounds_per_hour
-        started = time.perf_counter()
-        for number in range(1, rounds + 1):
-            if (number - 1) % rounds_per_hour == 0:
-                refresh_use.add(
-                    measured(bridge, lambda: refresh_run(bridge), extra_billed=COLD_START_SECONDS)
-                )
-            one_round(number, sync_use)
-        elapsed = time.perf_counter() - started
-        push_logs = push_log_entries() - logs_before
+        counted = count_rounds(bridge, trackers, rounds, rounds_per_hour, timer_seconds)
         sizes = stored(unindexed, composites)
         sizes_all_indexed = stored(frozenset(), composites)
+    jobs, sync_use, refresh_use = counted.jobs, counted.sync_use, counted.refresh_use
+    push_logs, elapsed = counted.push_logs, counted.elapsed
+    quiet: Counted | None = None
+    if silent:
+        with deployed(local, trackers, answer_delay, nova_latency, terraform) as bridge:
+
+            def go_silent() -> None:
+                for fake in bridge.google.trackers[:silent]:
+                    fake.answers = False
+
+            quiet = count_rounds(
+                bridge, trackers, rounds, rounds_per_hour, timer_seconds, before=go_silent
+            )
+            silent_ids = {fake.tracker.canonic_id for fake in bridge.google.trackers[:silent]}
+            silent_locates = sum(
+                1
+                for locate in bridge.google.nova.locates
+                if locate.canonic_id in silent_ids and locate.at >= quiet.started_at
+            )
     sync_calls_per_day = sum(job.runs_per_day for job in jobs)
     sync_scale = sync_calls_per_day / sync_use.calls  # counted calls → a day's calls
     refresh_scale = refreshes_per_day / refresh_use.calls
@@ -560,10 +615,6 @@ def run(
     ) / 1e9
     requests_per_day = sync_calls_per_day + refreshes_per_day
     fcm_timeout = int(variable(terraform, "fcm_timeout"))
-    silent_seconds = (2 + JOB_RETRY_COUNT) * fcm_timeout
-    silent_billed = silent_seconds * sync_calls_per_day / len(jobs) * DAYS_PER_MONTH
-    silent_vcpu = vcpu_seconds * DAYS_PER_MONTH + silent_billed * sync_size.vcpu
-    silent_gib = gib_seconds * DAYS_PER_MONTH + silent_billed * sync_size.gib
     scheduler_jobs = len(jobs) + 1  # the sync jobs and Terraform's refresh job
 
     section = Section(
@@ -656,17 +707,38 @@ def run(
         f"Stored data at steady state: {storage_split}. Fields exempted from indexing "
         f"(firestore.tf): {len(unindexed)}; with every field indexed (Firestore's default) "
         f"the same data would take {storage_all_indexed / 2**20:.0f} MiB.",
-        f"Not measured, computed: one tracker that never answers (flat battery) makes the "
-        f"round's session wait FCM_TIMEOUT ({fcm_timeout} s), then its own run locates it "
-        f"again, waits as long and fails, and Cloud Scheduler retries that {JOB_RETRY_COUNT} "
-        f"times (each a session of its own): {silent_seconds:.0f} s more billed per round, "
-        f"{_figure(silent_vcpu)} vCPU-s and {_figure(silent_gib)} GiB-s a month in all "
-        f"({silent_vcpu / RUN_VCPU_SECONDS:.0%} and {silent_gib / RUN_GIB_SECONDS:.0%} of the "
-        "free tier).",
         "Not free whatever the volume (Firestore's free quota excludes them): TTL deletes, "
         "billed as deletes (cents a month here), and point-in-time-recovery data "
         "(`point_in_time_recovery_enablement` in firestore.tf), billed as storage.",
     ]
+    if quiet is not None:
+        # The jitter sleeps are drawn anew in each run: compared without them.
+        extra_seconds = (quiet.sync_use.seconds - quiet.sync_use.slept) - (
+            sync_use.seconds - sync_use.slept
+        )
+        quiet_sync_billed = quiet.sync_use.billed_seconds * sync_scale * DAYS_PER_MONTH
+        quiet_refresh_billed = refresh_billed * DAYS_PER_MONTH
+        quiet_vcpu = quiet_sync_billed * sync_size.vcpu + quiet_refresh_billed * refresh_size.vcpu
+        quiet_gib = quiet_sync_billed * sync_size.gib + quiet_refresh_billed * refresh_size.gib
+        backoff_max = Settings.model_fields["google_silent_backoff_max"].default
+        steady_waits = silent * 86_400 / backoff_max
+        steady_vcpu = steady_waits * fcm_timeout * DAYS_PER_MONTH * sync_size.vcpu
+        section.notes.append(
+            f"Measured: {silent} of the {trackers} trackers never answering (a flat battery) "
+            f"from the first counted round, on a fresh deployment: {silent_locates} locate(s) "
+            f"of it in the {rounds} counted rounds, each waiting FCM_TIMEOUT ({fcm_timeout} s) "
+            "inside a run that ends well (no Cloud Scheduler retry), the tracker backing off "
+            f"between them (10 min, doubling up to GOOGLE_SILENT_BACKOFF_MAX, "
+            f"{backoff_max // 3600} h). {extra_seconds:.0f} s more run time over the {hours} h "
+            f"(jitter sleeps left out; {extra_seconds / rounds:.0f} s per round on average); "
+            f"billed at that rate a whole month: {_figure(quiet_vcpu)} vCPU-s and "
+            f"{_figure(quiet_gib)} GiB-s ({quiet_vcpu / RUN_VCPU_SECONDS:.0%} and "
+            f"{quiet_gib / RUN_GIB_SECONDS:.0%} of the free tier). That rate is the backoff's "
+            f"first hours: at its cap the tracker is located {steady_waits:.0f} times a day, "
+            f"≈ {steady_waits * fcm_timeout:.0f} s billed a day, {_figure(steady_vcpu)} vCPU-s "
+            f"a month on top of the figures above. {len(quiet.sync_use.failures)} calls failed "
+            f"in that run; its counted hours took {quiet.elapsed:.0f} s."
+        )
     failures = sync_use.failures + refresh_use.failures
     if failures:
         section.notes.append(f"{len(failures)} calls failed: {failures[0]}")
@@ -686,10 +758,13 @@ def main() -> None:
     parser.add_argument(
         "--nova-latency", type=float, default=NOVA_LATENCY, help="seconds per Nova request"
     )
+    parser.add_argument(
+        "--silent", type=int, default=SILENT, help="trackers that never answer (0: not measured)"
+    )
     arguments = parser.parse_args()
     with services() as local:
         run(local, arguments.hours, arguments.trackers, arguments.answer_delay,
-            arguments.nova_latency)  # fmt: skip
+            arguments.nova_latency, arguments.silent)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ A zip holds what Cloud Functions builds from, at its root: the function's `main.
 `requirements.txt`, and the `shared/` package beside them. The Functions Framework puts
 `main.py`'s folder on `sys.path`, so `import shared` resolves inside the zip exactly as it does
 in the repository. `shared/build_info.json` (`{"built_at": ...}`) is added for `GET /versions`.
+Nothing else goes in: not `devtools/` (`make run`, `make demo` and its simulated vendors) nor
+`tests/` (tests/e2e/test_demo.py checks every zip for them).
 
 The zips are deterministic: the same sources give the same bytes. Terraform names each uploaded
 object after its zip's MD5 (infra/terraform/storage.tf), so a function is redeployed when, and

@@ -37,6 +37,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +69,33 @@ class PortsTaken(Exception):
 class Started:
     name: str
     process: subprocess.Popen[bytes]
+
+
+@dataclass(frozen=True)
+class StackHooks:
+    """What a wrapper of this stack adds to it (`make demo`, devtools/demo.py); each gets the
+    functions' URLs by name. An exception from a hook stops the stack like any start failure."""
+
+    # The functions answer and the scheduler loop has not started yet (its first tick
+    # refreshes the device lists): the place to upload credentials through the API.
+    ready: Callable[[dict[str, str]], None]
+    # After the banner: the wrapper's own work begins.
+    running: Callable[[dict[str, str]], None]
+    # The first step of the cleanup, before any process is stopped.
+    stopping: Callable[[], None]
+
+
+# The functions that write Traccar's Find Hub sender attributes (`API_URL` and the command key)
+# onto its devices, as Terraform deploys them: never the public webhooks function, which must
+# not read the command key (its `API_URL` is set empty, whatever `.env` says).
+COMMAND_WRITERS = ("sync_device", "refresh_devices")
+
+
+def public_api_url(settings: Settings, urls: dict[str, str]) -> str:
+    """The API's URL Traccar's "Send command" calls (`command.findHub.url`): the user's
+    `API_URL` (a tunnel a remote Traccar reaches), else the local API's own URL, so that the
+    local stack provisions the command attributes as the cloud does."""
+    return str(settings.api_url).rstrip("/") if settings.api_url else urls["api"]
 
 
 def function_command(name: str, port: int) -> list[str]:
@@ -248,6 +276,7 @@ def print_banner(
     print(f"  {'traccar osmand':<16} {settings.traccar_server_url} (TRACCAR_SERVER_URL)")
     api = settings.traccar_api_url or "not set: devices are not created (TRACCAR_API_URL)"
     print(f"  {'traccar api':<16} {api}")
+    print(f"  {'traccar commands':<16} {public_api_url(settings, urls)} (API_URL)")
     print(f"  {'secrets':<16} local files in {ROOT / settings.secrets_dir} (make secrets)")
     print(f"  {'scheduler':<16} local loop")
     print(f"  {'firestore':<16} http://{emulator.address} (emulator, project {data.project})")
@@ -255,7 +284,7 @@ def print_banner(
     print(f"  try: curl {urls['api']}/health\nCtrl-C stops everything.\n", flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, hooks: StackHooks | None = None) -> int:
     arguments = parse_arguments(argv)
     try:
         settings = load_settings()
@@ -314,11 +343,15 @@ def main(argv: list[str] | None = None) -> int:
         push_token = tlink_path_token(settings)
         if push_token is not None:
             env["TLINK_REQUIRE_PATH_TOKEN"] = "true"  # noqa: S105 - a switch, not a secret
+        api_url = public_api_url(settings, urls)
         for name in FUNCTIONS:
             port = int(urls[name].rsplit(":", 1)[1])
-            started.append(Started(name, spawn(function_command(name, port), env)))
+            function_env = {**env, "API_URL": api_url if name in COMMAND_WRITERS else ""}
+            started.append(Started(name, spawn(function_command(name, port), function_env)))
         for entry in started:
             wait_until_answering(urls[entry.name] + "/health", entry.process)
+        if hooks is not None:
+            hooks.ready(urls)
         loop = spawn([sys.executable, "-m", "devtools.scheduler"], env)
         started.append(Started("scheduler loop", loop))
         exporter = threading.Thread(
@@ -337,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
             data=data,
             data_note=data_note,
         )
+        if hooks is not None:
+            hooks.running(urls)
         while True:
             time.sleep(0.5)
             for entry in started:
@@ -359,6 +394,8 @@ def main(argv: list[str] | None = None) -> int:
         # signal, but the last export would be lost.
         for signum in STOP_SIGNALS:
             signal.signal(signum, signal.SIG_IGN)
+        if hooks is not None:
+            hooks.stopping()
         exporting.set()
         for exporter in exporters:
             exporter.join(timeout=EXPORT_JOIN_TIMEOUT)  # one export at a time in the folder

@@ -2,7 +2,8 @@
 
 Jobs are the `local_jobs` documents that `shared.scheduler.LocalJobs` writes; `LocalLoop` POSTs
 `{"device_id"}` to `sync_device` at `timer ± delta` seconds (the jitter applied to the schedule
-itself) and calls `refresh_devices` hourly, as the Terraform-made Cloud Scheduler job does in
+itself), calls `refresh_devices` hourly and `refresh_devices?sweep=only` every two minutes in
+between (the handed-off deliveries, issue 16), as the Terraform-made Cloud Scheduler jobs do in
 the cloud. `python -m devtools.scheduler` runs it until SIGINT or SIGTERM. Dev-only: no function
 imports it.
 """
@@ -15,6 +16,7 @@ import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
@@ -28,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_SYNC_TIMEOUT = 300.0  # seconds; a Google locate may wait a minute for its answer
 REFRESH_INTERVAL = 3600  # seconds between two refresh_devices runs, as in the cloud
+# Seconds between two sweeps of handed-off deliveries (`sweep_schedule`'s default in the cloud).
+SWEEP_INTERVAL = 120
 
 
 class LocalLoop:
@@ -48,10 +52,12 @@ class LocalLoop:
         self._session = session
         self._sync_url = sync_device_url
         self._refresh_url = refresh_devices_url
+        self._sweep_url = sweep_url_of(refresh_devices_url) if refresh_devices_url else None
         self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._timeout = timeout
         self._next_refresh: datetime | None = None
+        self._next_sweep: datetime | None = None
 
     def tick(self) -> list[str]:
         """Run every due job once and reschedule it; returns the device ids that ran."""
@@ -67,7 +73,11 @@ class LocalLoop:
             ran.append(job.device_id)
         if self._refresh_url and (self._next_refresh is None or self._next_refresh <= now):
             self._next_refresh = now + timedelta(seconds=REFRESH_INTERVAL)
+            self._next_sweep = now + timedelta(seconds=SWEEP_INTERVAL)  # a refresh sweeps too
             self._post(self._refresh_url, {})
+        elif self._sweep_url and self._next_sweep is not None and self._next_sweep <= now:
+            self._next_sweep = now + timedelta(seconds=SWEEP_INTERVAL)
+            self._post(self._sweep_url, {})
         return ran
 
     def _post(self, url: str, body: dict[str, str]) -> None:
@@ -89,6 +99,13 @@ class LocalLoop:
                 # The loop must outlive a transient emulator hiccup; the next tick retries.
                 logger.exception("local scheduler tick failed")
             stop.wait(interval)
+
+
+def sweep_url_of(refresh_devices_url: str) -> str:
+    """`refresh_devices`' URL asking for the sweep only (`?sweep=only`)."""
+    parts = urlsplit(refresh_devices_url)
+    query = "&".join(part for part in (parts.query, "sweep=only") if part)
+    return urlunsplit(parts._replace(query=query))
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 # would fight the project's. Installing it takes about 40 s on a fresh machine.
 CHECKOV_REQUIREMENTS := infra/checkov-requirements.txt
 
-.PHONY: package deploy deploy-secrets infra-check terraform-fmt checkov
+.PHONY: package deploy deploy-secrets infra-check terraform-fmt checkov provider-schema
 
 ## Build dist/<function>.zip for every function (deterministic: same sources, same bytes).
 package: $(STAMP)
@@ -53,5 +53,19 @@ $(CHECKOV_STAMP): $(CHECKOV_REQUIREMENTS)
 
 checkov: $(CHECKOV_STAMP)
 	$(CHECKOV_VENV)/bin/checkov --config-file $(TF_DIR)/.checkov.yaml --directory $(TF_DIR)
+
+## The providers' schemas for tests/infra/test_terraform_schema.py (part of `make test`, needs no
+## Terraform): HashiCorp's CDKTF bindings, downloaded once (49 MB, a few seconds), never
+## installed, checked against the sha256 pinned in infra/provider-schema-requirements.txt.
+PROVIDER_SCHEMA_REQUIREMENTS := infra/provider-schema-requirements.txt
+PROVIDER_SCHEMA_DIR := .cache/provider-schema
+PROVIDER_SCHEMA_STAMP := $(PROVIDER_SCHEMA_DIR)/.downloaded
+
+$(PROVIDER_SCHEMA_STAMP): $(PROVIDER_SCHEMA_REQUIREMENTS) | $(STAMP)
+	$(BIN)/python -m pip download --quiet --disable-pip-version-check --no-deps \
+		--only-binary=:all: --require-hashes -r $(PROVIDER_SCHEMA_REQUIREMENTS) -d $(PROVIDER_SCHEMA_DIR)
+	touch $(PROVIDER_SCHEMA_STAMP)
+
+provider-schema: $(PROVIDER_SCHEMA_STAMP)
 
 .DEFAULT_GOAL := $(INFRA_SAVED_DEFAULT_GOAL)

@@ -2,7 +2,8 @@
 
 Each alert opens once per incident (mailed, logged as an error `alert opened` with its name,
 which the Terraform log-based policies match), is listed by `/health` until it ends, and its
-end is mailed and logged (`alert ended`):
+end is mailed and logged (`alert ended`) once too: opening and ending are conditional writes
+(`OperationsDocument.resolve`), so of instances racing only the one whose write won mails.
 
 - `traccar_down`: Traccar's OsmAnd endpoint refusing or unreachable for more than
   `ALERT_TRACCAR_DOWN_MINUTES` while positions wait. Opened where the data is, by the pipeline's
@@ -130,11 +131,13 @@ class OperationsAlerts:
                 logger.error("alert opened: %s", reason, extra={"alert": name})
                 self._notifier().incident_opened(_title(name), reason, _advice(name))
                 report.opened.append(name)
-        for name, alert in state.alerts.items():
+        for name in state.alerts:
             if name.startswith((DEVICE_SILENT, WEBHOOKS_SILENT)) and name not in wanted:
-                self._document.alerts.clear(name)
+                ended = self._document.resolve(name)
+                if ended is None:
+                    continue  # another instance ended it first, and mailed it
                 logger.info("alert ended: %s", _title(name), extra={"alert": name})
-                self._notifier().incident_resolved(_title(name), alert.since)
+                self._notifier().incident_resolved(_title(name), ended.since)
                 report.ended.append(name)
         return report
 

@@ -14,24 +14,27 @@ So every command answers at once and the work outlives the answer:
 `<uniqueId>` is the id the bridge pushes to Traccar with (`Device.traccar_unique_id`), which is
 not always the bridge's own device id (TLINK, Smartcar). The command key is a secret of its own
 (`traccar-command-key`), good for these routes only: Traccar shows device attributes to every
-user who can see the device, so the API token must never be written there.
+user who can see the device, so the API token must never be written there. It rotates as the
+API token does (issue 20): its newest version works at once, the one before it for
+`ROTATION_GRACE_HOURS` (the devices meanwhile carry the new one, `Runtime.command_attributes`).
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from shared.errors import Conflict, NotConfigured, NotFound, Unauthorized
 from shared.models import Device
+from shared.web import matches_rotated
 
 if TYPE_CHECKING:
     from shared.scheduler import JobScheduler
     from shared.secrets import CachedSecrets
     from shared.services import Services
     from shared.store import DeviceRepository
+    from shared.web import RotatedTokens
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +51,7 @@ class TraccarCommands:
         devices: DeviceRepository,
         services: Callable[[], Services],
         scheduler: Callable[[], JobScheduler],
+        key_versions: RotatedTokens,
         secrets: CachedSecrets,
         key_secret: str,
         default_timer: int,
@@ -57,24 +61,33 @@ class TraccarCommands:
         # Callables: the services' and the scheduler's modules load when a command is valid.
         self._services = services
         self._scheduler = scheduler
+        # The key's versions still accepted (`Runtime.accepted_versions`: the API token's).
+        self._key_versions = key_versions
         self._secrets = secrets
         self._key_secret = key_secret
         self._default_timer = default_timer
         self._default_delta = default_delta
 
     def authorize(self, presented: str | None) -> None:
-        """The request's bearer value must be the command key (constant time); 503 naming the
-        secret when no key is stored, 401 otherwise."""
+        """The request's bearer value must be the command key, or during the grace the version
+        it replaced (constant time); 503 naming the secret when no key is stored, 401
+        otherwise."""
+        matched = matches_rotated((presented or "").encode(), self._key_versions)
+        if matched is None:
+            raise NotConfigured(self._not_stored())
+        if not presented or not matched:
+            raise Unauthorized("missing or wrong command key")
+
+    def _not_stored(self) -> str:
+        """Why no version is accepted: none stored (the read says how to store one with this
+        backend), or only an empty one."""
         from shared.secrets import SecretNotFound, missing
 
         try:
-            key = self._secrets.read(self._key_secret).strip()
+            self._secrets.read(self._key_secret)
         except SecretNotFound as exc:
-            raise NotConfigured(missing("Traccar command key", self._key_secret, exc)) from None
-        if not key:
-            raise NotConfigured(f"secret {self._key_secret} is empty: store the command key")
-        if presented is None or not hmac.compare_digest(presented.encode(), key.encode()):
-            raise Unauthorized("missing or wrong command key")
+            return missing("Traccar command key", self._key_secret, exc)
+        return f"secret {self._key_secret} is empty: store the command key"
 
     def device(self, unique_id: str) -> Device:
         """The bridge's device that pushes to Traccar as `unique_id`, or a 404 naming it."""

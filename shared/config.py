@@ -95,6 +95,8 @@ class Settings(BaseSettings):
     google_nova_url: HttpUrl = HttpUrl("https://android.googleapis.com/nova")
     # GCM check-in, done before each MCS login (PROTOCOLS.md §5)
     google_checkin_url: HttpUrl = HttpUrl("https://android.clients.google.com/checkin")
+    # The Spot API (HTTP/2 gRPC): the current owner key when the stored one went stale
+    google_spot_url: HttpUrl = HttpUrl("https://spot-pa.googleapis.com")
     # Locates in flight to Nova at once: many at once risk Google's throttling (429)
     google_locate_concurrency: int = Field(2, ge=1, le=16)
     # A crowd-sourced report less precise than this (metres) is marked `approximate`

@@ -7,6 +7,7 @@ Firestore timestamps (always timezone-aware UTC), and read back with `Model.mode
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -66,6 +67,9 @@ class Device(Document):
     model: str | None = None
     # Google's devices: "tracker" or "phone" (an Android phone of the account)
     kind: str | None = None
+    # Google's devices: the account (username) that lists it; None for a device stored before
+    # there were several accounts, which belongs to the first account (ADR 0004).
+    account: str | None = None
     first_seen: AwareDatetime = Field(default_factory=utc_now)
     last_seen: AwareDatetime = Field(default_factory=utc_now)
 
@@ -78,6 +82,10 @@ class SyncResult(Document):
     pushed: int = 0
     failed: int = 0
     outbox: int = 0
+    # Reports the source found and could not use (one that fails to decrypt or validate, a
+    # network location without its time): one bad report costs that report only, and is
+    # counted here rather than lost silently (issue 14, point 5).
+    skipped: int = 0
     # Set when the run's final commit failed after its push (issue 12): what became of the
     # bookkeeping (recorded by a smaller write, or kept by the instance for its next run).
     error: str | None = None
@@ -115,6 +123,8 @@ class AuthState(Document):
     status: Literal["ok", "auth_required"] = "ok"
     since: AwareDatetime = Field(default_factory=utc_now)
     reason: str = ""
+    # The Google account (username) the state is about, when known (ADR 0004).
+    account: str | None = None
 
 
 class LocalJob(Document):
@@ -206,6 +216,23 @@ class Location(Model):
         return hashlib.md5(key.encode(), usedforsecurity=False).hexdigest()
 
 
+class Fetched(list[Location]):
+    """What a source's fetch found: the positions (a list, as before), and how many reports
+    it skipped for each device (by device id), so that the run counts them in its result
+    and its push log (issue 14, point 5). A plain list is a fetch that skipped nothing."""
+
+    def __init__(
+        self, locations: Iterable[Location] = (), *, skipped: Mapping[str, int] | None = None
+    ) -> None:
+        super().__init__(locations)
+        self.skipped: dict[str, int] = dict(skipped or {})
+
+
+def skipped_of(found: Iterable[Location], device_id: str) -> int:
+    """The reports `found` (a fetch's answer) skipped for `device_id`."""
+    return found.skipped.get(device_id, 0) if isinstance(found, Fetched) else 0
+
+
 class OutboxEntry(Document):
     """A position Traccar has not accepted yet; retried, oldest first, until it is."""
 
@@ -271,3 +298,6 @@ class PushLogEntry(Document):
     expire_at: AwareDatetime
     # Attributes left out so that the position fit Traccar's body limit (PROTOCOLS.md §1).
     dropped_attributes: list[str] = Field(default_factory=list)
+    # Reports of the same fetch the source skipped (`SyncResult.skipped`), on the entries of
+    # the positions that fetch brought.
+    skipped_reports: int = 0

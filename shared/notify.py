@@ -126,18 +126,21 @@ class Notifier:
             f"with PUT /excluded-devices/{device_id}.\n",
         )
 
-    def google_token_expired(self) -> NotifyResult:
+    def google_token_expired(self, account: str | None = None) -> NotifyResult:
+        # The account is named when known (several accounts, ADR 0004): only its jobs pause.
+        whose = f" of {_one_line(account)}" if account else ""
         return self.send(
             "Google credentials expired - action required",
-            "Google rejected the stored credentials (BadAuthentication): the AAS token has\n"
-            "expired or was revoked. Every Google sync job is paused and GET /health answers\n"
-            "503 auth_required until new credentials are uploaded.\n\n"
+            f"Google rejected the stored credentials{whose} (BadAuthentication): the AAS token\n"
+            "has expired or was revoked. The account's Google sync jobs are paused and\n"
+            "GET /health answers 503 auth_required until new credentials are uploaded.\n\n"
             "To recover, on a machine with Chrome:\n"
             "  1. Run GoogleFindMyTools' main.py to write a fresh Auth/secrets.json.\n"
             "  2. Upload it:\n"
             "       PUT /auth/secrets     with the whole secrets.json as the JSON body, or\n"
             '       PUT /auth/aas-token   with {"aas_token": "aas_et/..."} if only the token\n'
-            "                             changed.\n"
+            "                             changed (with several accounts, add\n"
+            "                             ?account=<username>).\n"
             "The sync jobs resume as soon as the upload succeeds.\n",
         )
 

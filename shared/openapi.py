@@ -21,6 +21,7 @@ from shared.removal import DeviceRemoved
 from shared.service_status import HealthReport, VersionInfo
 from shared.services import DeviceView, ServiceSpec, ServiceView
 from shared.sources.google.account import CredentialsUploaded, TokenStatus
+from shared.sources.google.accounts import AccountRemoved, AccountView
 from shared.sources.google.credentials import AasTokenUpload, GoogleSecretsUpload
 from shared.sources.google.places import PlaceDeleted, PlaceSpec, PlaceView, SemanticLocation
 from shared.sources.google.ring import SoundAnswer
@@ -110,6 +111,12 @@ UNIQUE_ID = {"name": "unique_id", "in": "path", "required": True, "schema": {"ty
                             "with)"}  # fmt: skip
 PLACE_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"},
               "description": "the place name as Google reports it (\"Home\", a room)"}  # fmt: skip
+GOOGLE_ACCOUNT = _query(
+    "account", "string",
+    "the Google account's username; optional while at most one account is stored",
+)  # fmt: skip
+USERNAME = {"name": "username", "in": "path", "required": True, "schema": {"type": "string"},
+            "description": "the account's username (secrets.json `username`)"}  # fmt: skip
 SOUND_ANSWERS: dict[int, tuple[str, Any]] = {
     200: ("Nova's answer: accepted, or refused with its reason", SoundAnswer),
     400: ("not a Google device (the error names its source)", ErrorBody),
@@ -248,16 +255,30 @@ ROUTES: list[tuple[str, str, str, Any, dict[int, tuple[str, Any]], list[dict[str
      {200: ("deleted", PlaceDeleted), 400: ("bad name", ErrorBody),
       404: ("the name has no coordinates", ErrorBody)}, [PLACE_NAME]),
     ("put", "/auth/secrets",
-     "Store Google's secrets.json, clear auth_required, resume the paused Google sync jobs",
+     "Store Google's secrets.json under its `username` (a new username adds an account, the "
+     "same one replaces its credentials), clear that account's auth_required, resume its paused "
+     "Google sync jobs",
      GoogleSecretsUpload,
      {200: ("stored", CredentialsUploaded), 400: ("a key missing or malformed", ErrorBody)}, []),
-    ("put", "/auth/aas-token", "Replace only the stored AAS token, resume the paused jobs",
-     AasTokenUpload,
-     {200: ("stored", CredentialsUploaded), 400: ("malformed body", ErrorBody),
-      409: ("no secrets.json stored yet", ErrorBody)}, []),
+    ("put", "/auth/aas-token",
+     "Replace only the stored AAS token of an account, resume its paused jobs", AasTokenUpload,
+     {200: ("stored", CredentialsUploaded),
+      400: ("malformed body, or several accounts and no `account`", ErrorBody),
+      404: ("unknown account", ErrorBody),
+      409: ("no secrets.json stored yet", ErrorBody)}, [GOOGLE_ACCOUNT]),
     ("post", "/auth/token-status",
-     "Presence and age of the Google tokens and the FCM installation expiry (no token value)",
-     None, {200: ("ok", TokenStatus)}, []),
+     "Presence and age of an account's Google tokens and the FCM installation expiry (no token "
+     "value)", None,
+     {200: ("ok", TokenStatus), 400: ("several accounts and no `account`", ErrorBody),
+      404: ("unknown account", ErrorBody)}, [GOOGLE_ACCOUNT]),
+    ("get", "/auth/accounts",
+     "The Google accounts with their state (auth, credentials stored, devices, open alerts; "
+     "never a secret)", None, {200: ("the first account first", list[AccountView])}, []),
+    ("delete", "/auth/accounts/{username}",
+     "Remove a Google account: its devices' sync services and jobs, its credentials (the "
+     "secret's versions disabled), its token cache, FCM lease and state. The devices stay listed",
+     None, {200: ("removed", AccountRemoved), 404: ("unknown account", ErrorBody)},
+     [USERNAME]),
     # --- Smartcar ---
     ("get", "/smartcar/vehicles", "Smartcar vehicles seen by webhooks or connected", None,
      {200: ("ok", list[smartcar_views.VehicleView])}, []),

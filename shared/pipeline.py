@@ -42,6 +42,7 @@ from shared.models import (
     PushLogEntry,
     Source,
     SyncResult,
+    skipped_of,
     utc_now,
 )
 from shared.store import (
@@ -259,7 +260,8 @@ class Pipeline:
                 raise
             return self._hand_off(device, fetch(), read, now, along, along_outcome)
         try:
-            fetched = list(fetch())
+            found = fetch()
+            fetched = list(found)
             # Parked positions are only worth a read when a manual sync retries them.
             wanted = state.outbox_count or (force and state.parked_count)
             outbox = self._delivery.outbox(device.id) if wanted else []
@@ -267,6 +269,7 @@ class Pipeline:
             self._delivery.release(lease, state)
             raise
         run = _Run(self, device, state, now, unrecorded=self._unrecorded_of(device.id))
+        run.skipped_reports = skipped_of(found, device.id)
         if wanted:
             run.parked_unseen = 0  # the outbox was read whole: parked entries are in it
         report = run.deliver(fetched, outbox, force=force)
@@ -314,6 +317,7 @@ class Pipeline:
         (the claim done: the delivery is stored durably and answered at once)."""
         state = read.value
         assert state is not None
+        skipped = skipped_of(fetched, device.id)
         fetched = list(fetched)
         unrecorded = self._unrecorded_of(device.id)
         entries: dict[str, OutboxEntry] = {}
@@ -342,7 +346,10 @@ class Pipeline:
             extra={"device_id": device.id, "queued": len(entries)},
         )
         result = SyncResult(
-            fetched=len(fetched), new=len(entries), outbox=state.outbox_count + len(entries)
+            fetched=len(fetched),
+            new=len(entries),
+            outbox=state.outbox_count + len(entries),
+            skipped=skipped,
         )
         queued = [LocationReport(e.location, "queued", HANDED_OFF) for e in entries.values()]
         return RunReport(result, queued, handed_off=True)
@@ -546,7 +553,13 @@ class Pipeline:
         return result
 
     def log_entry(
-        self, device: Device, location: Location, attempt: PushResult, now: datetime
+        self,
+        device: Device,
+        location: Location,
+        attempt: PushResult,
+        now: datetime,
+        *,
+        skipped_reports: int = 0,
     ) -> PushLogEntry:
         return PushLogEntry(
             id=location.id,
@@ -566,6 +579,7 @@ class Pipeline:
             attempted_at=now,
             expire_at=now + self._retention,
             dropped_attributes=list(attempt.dropped),
+            skipped_reports=skipped_reports,
         )
 
 
@@ -616,6 +630,7 @@ class _Run:
         self.waiting = 0
         self.parked = 0
         self.parked_unseen = state.parked_count  # parked entries not loaded by this run
+        self.skipped_reports = 0  # reports the fetch skipped (`SyncResult.skipped`)
 
     def deliver(
         self, fetched: list[Location], outbox: list[OutboxEntry], *, force: bool
@@ -652,7 +667,9 @@ class _Run:
         blocked_by: str | None = None
         if outbox and not force and retry_at is not None and retry_at > self.now:
             blocked_by = f"Traccar refused earlier; next attempt at {iso(retry_at)}"
-        report = RunReport(SyncResult(fetched=len(fetched), new=len(new)))
+        report = RunReport(
+            SyncResult(fetched=len(fetched), new=len(new), skipped=self.skipped_reports)
+        )
         suspect: tuple[str, Location, OutboxEntry | None, str] | None = None
         for index, (_, _, fingerprint, location, entry) in enumerate(queue):
             if blocked_by is not None:
@@ -660,8 +677,11 @@ class _Run:
                 report.locations.append(LocationReport(location, "queued", blocked_by))
                 continue
             attempts = self.pipeline.push(self.device, location)
+            # The fetch's skipped reports go on the entries of the positions it brought.
+            skipped = self.skipped_reports if entry is None else 0
             self.push_log += [
-                self.pipeline.log_entry(self.device, location, a, self.now) for a in attempts
+                self.pipeline.log_entry(self.device, location, a, self.now, skipped_reports=skipped)
+                for a in attempts
             ]
             final = attempts[-1]
             if final.outcome is PushOutcome.ACCEPTED:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from google.cloud import firestore
 
     from shared.alerts import OperationsAlerts, WebhookArrivals
+    from shared.command_provisioning import CommandProvisioning
     from shared.commands import TraccarCommands
     from shared.notify import Notifier, NotifierConfig
     from shared.pipeline import Pipeline
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
     from shared.scheduler import JobScheduler
     from shared.secrets import CachedSecrets, SecretStore
     from shared.services import Services
+    from shared.sources.google.accounts import GoogleAccounts
+    from shared.sources.google.layout import AccountLayout
     from shared.sources.google.stack import GoogleStack
     from shared.sources.smartcar.connect import SmartcarConnect
     from shared.sources.smartcar.source import SmartcarSource
@@ -198,17 +201,23 @@ class Runtime:
     def rotation_grace(self) -> timedelta:
         return timedelta(hours=self.settings.rotation_grace_hours)
 
-    def api_token_versions(self, fresh: bool) -> list[str]:
-        """The API token's stored versions still accepted (issue 20, rotation): none when the
-        secret holds no version (local development: `API_TOKEN` alone decides)."""
+    def accepted_versions(self, name: str, fresh: bool) -> list[str]:
+        """A rotated secret's stored versions still accepted (issue 20, rotation): the API
+        token's and the Traccar command key's (`shared.web.matches_rotated` checks them)."""
         from shared.models import utc_now
+
+        return self.cached_secrets.accepted(
+            name, grace=self.rotation_grace, now=utc_now(), fresh=fresh
+        )
+
+    def api_token_versions(self, fresh: bool) -> list[str]:
+        """The API token's stored versions still accepted: none when the secret holds no
+        version (local development: `API_TOKEN` alone decides)."""
         from shared.secrets import SecretNotFound
         from shared.web import API_TOKEN_SECRET
 
         try:
-            return self.cached_secrets.accepted(
-                API_TOKEN_SECRET, grace=self.rotation_grace, now=utc_now(), fresh=fresh
-            )
+            return self.accepted_versions(API_TOKEN_SECRET, fresh)
         except SecretNotFound:
             return []
 
@@ -319,10 +328,26 @@ class Runtime:
             devices=self.store.devices,
             services=lambda: self.services,
             scheduler=lambda: self.scheduler,
+            key_versions=functools.partial(
+                self.accepted_versions, self.settings.traccar_command_key_secret
+            ),
             secrets=self.cached_secrets,
             key_secret=self.settings.traccar_command_key_secret,
             default_timer=self.settings.auto_register_timer,
             default_delta=self.settings.auto_register_delta,
+        )
+
+    @functools.cached_property
+    def command_provisioning(self) -> CommandProvisioning:
+        """The hourly pass giving existing Traccar devices the Find Hub sender's attributes."""
+        from shared.command_provisioning import CommandProvisioning
+        from shared.traccar_status import TraccarApiWatch
+
+        return CommandProvisioning(
+            devices=self.store.devices,
+            traccar_api=self.traccar_api,
+            command_attributes=self.command_attributes,
+            api_status=TraccarApiWatch(mark=self.store.traccar_api, notifier=lambda: self.notifier),
         )
 
     @functools.cached_property
@@ -372,7 +397,8 @@ class Runtime:
             return self._sources
         return LazyMapping(
             {
-                Source.GOOGLE: lambda: self.google.source,
+                # Each Google device is located with its own account's credentials (ADR 0004).
+                Source.GOOGLE: lambda: self.google_accounts,
                 Source.TLINK: lambda: self.tlink.source,
                 Source.SMARTCAR: lambda: self.smartcar.source,
             }
@@ -394,9 +420,39 @@ class Runtime:
         self.schema  # noqa: B018 - migrated before the vendor's documents are used
         return self.google_stack()
 
-    def google_stack(self, *, clock: Callable[[], datetime] | None = None) -> GoogleStack:
+    @functools.cached_property
+    def google_accounts(self) -> GoogleAccounts:
+        """The deployment's Google accounts, each one's stack built on first use (ADR 0004);
+        the first account's is `google` (which tests may replace)."""
+        self.schema  # noqa: B018 - migrated before the vendor's documents are used
+        from shared.sources.google.accounts import GoogleAccounts
+        from shared.store.google import AccountRegistry, GoogleDocuments
+
+        def forget_documents(layout: AccountLayout) -> None:
+            GoogleDocuments(self.store.client, sealer=self.sealer, account=layout.key).forget()
+
+        def stack(layout: AccountLayout) -> GoogleStack:
+            return self.google if layout.is_first else self.google_stack(account=layout)
+
+        return GoogleAccounts(
+            registry=AccountRegistry(self.store.client),
+            secrets=self.secrets,
+            secret_name=self.settings.google_secret_name,
+            devices=self.store.devices,
+            stack=stack,
+            forget_documents=forget_documents,
+            services=lambda: self.services,
+        )
+
+    def google_stack(
+        self,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        account: AccountLayout | None = None,
+    ) -> GoogleStack:
         """A Google stack over this runtime's parts; `clock` is a test's or a benchmark's (the
-        instance's own stack, `google`, reads the system clock)."""
+        instance's own stack, `google`, reads the system clock); `account` a further account's
+        layout (ADR 0004; default: the first account's)."""
         # Cold start: the Google modules load with the first Google request, never for /health.
         from shared.models import utc_now
         from shared.sources.google.account import GoogleAccount
@@ -405,19 +461,23 @@ class Runtime:
         from shared.sources.google.checkin import GcmCheckin
         from shared.sources.google.client import NovaClient
         from shared.sources.google.expiry import GoogleExpiry
+        from shared.sources.google.layout import AccountLayout
         from shared.sources.google.lease import FcmLeases
         from shared.sources.google.places import NamedPlaces
         from shared.sources.google.refresh import GoogleRefresh
         from shared.sources.google.ring import Ringer
         from shared.sources.google.smart_tracking import SmartTracker
         from shared.sources.google.source import GoogleSource
+        from shared.sources.google.spot import OwnerKeyRenewal, SpotClient
         from shared.sources.google.stack import GoogleStack
         from shared.store.google import GoogleDocuments
         from shared.store.places import PlacesDocuments
 
         now = clock or utc_now
         store, settings = self.store, self.settings
-        documents = GoogleDocuments(store.client, sealer=self.sealer)
+        layout = account or AccountLayout.first()
+        secret_name = layout.secret_name(settings.google_secret_name)
+        documents = GoogleDocuments(store.client, sealer=self.sealer, account=layout.key)
 
         # The scheduler's client is made when a job is paused, resumed or retimed, and the
         # notifier's module loads when an email is due, not when a Google sync or a refresh with
@@ -440,20 +500,22 @@ class Runtime:
         expiry = GoogleExpiry(
             auth=documents.auth,
             secrets=self.secrets,
-            secret_name=settings.google_secret_name,
+            secret_name=secret_name,
             tokens=tokens,
             services=services,
             notifier=notifier,
+            layout=layout,
         )
-        account = GoogleAccount(
+        google_account = GoogleAccount(
             secrets=self.secrets,
-            secret_name=settings.google_secret_name,
+            secret_name=secret_name,
             tokens=tokens,
             nova=NovaClient(self.http_session, str(settings.google_nova_url)),
             expiry=expiry,
             credentials_state=documents.credentials,
             auth=documents.auth,
             alerts=alerts,
+            layout=layout,
             clock=now,
         )
         smart_tracking = SmartTracker(
@@ -470,7 +532,7 @@ class Runtime:
         places = NamedPlaces(documents=PlacesDocuments(store.client))
         return GoogleStack(
             source=GoogleSource(
-                account=account,
+                account=google_account,
                 leases=FcmLeases(
                     document=documents.fcm_lease,
                     silent_backoff_max=timedelta(seconds=settings.google_silent_backoff_max),
@@ -486,12 +548,15 @@ class Runtime:
                 approximate_accuracy=settings.google_approximate_accuracy,
                 alerts=alerts,
                 places=places,
+                owner_keys=OwnerKeyRenewal(
+                    account=google_account, spot=SpotClient(url=str(settings.google_spot_url))
+                ),
                 clock=now,
             ),
-            account=account,
+            account=google_account,
             smart_tracking=smart_tracking,
             refresh=GoogleRefresh(
-                account=account,
+                account=google_account,
                 smart_tracking=smart_tracking,
                 auth=documents.auth,
                 devices=store.devices,
@@ -505,7 +570,7 @@ class Runtime:
             ),
             expiry=expiry,
             places=places,
-            ringer=Ringer(account=account, devices=store.devices),
+            ringer=Ringer(account=google_account, devices=store.devices),
             devices=store.devices,
             delivery=store.delivery,
         )
@@ -579,15 +644,11 @@ class Runtime:
         def source() -> SmartcarSource:
             from shared.sources.smartcar.source import SmartcarSource
 
-            def user_of(vehicle_id: str) -> str | None:
-                vehicle = store().vehicle(vehicle_id)
-                return vehicle.user_id if vehicle is not None else None
-
             return SmartcarSource(
                 client=client,
                 api=client.api,
                 app_token=app_token,
-                user_of=user_of,
+                store=store,
                 tokens=tokens,
                 max_future_skew=settings.max_future_skew,
                 clock=now,

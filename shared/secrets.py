@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import json
 import os
 import re
@@ -286,11 +285,12 @@ class SecretManagerStore:
         return version.name.rsplit("/", 1)[-1]
 
     def _create_secret(self, name: str) -> None:
-        from google.api_core.exceptions import AlreadyExists
+        from google.api_core.exceptions import AlreadyExists, PermissionDenied
         from google.cloud import secretmanager  # loaded already: the client is one of its own
 
-        # AlreadyExists: created meanwhile by a concurrent writer, just as good.
-        with contextlib.suppress(AlreadyExists):
+        from shared.errors import ConfigError
+
+        try:
             self._client.create_secret(
                 parent=f"projects/{self._project}",
                 secret_id=check_secret_name(name),
@@ -301,6 +301,15 @@ class SecretManagerStore:
                 ),
                 timeout=DEFAULT_GOOGLE_TIMEOUT,
             )
+        except AlreadyExists:
+            pass  # created meanwhile by a concurrent writer, just as good
+        except PermissionDenied:
+            # Terraform grants no secret creation: a further Google account's secret (ADR 0004)
+            # is made by the operator, so say which one is missing rather than a 500.
+            raise ConfigError(
+                f"secret {name} does not exist and the function may not create it: create it "
+                'and grant the functions access (docs/deploy.md, "Several Google accounts")'
+            ) from None
 
     def versions(self, name: str) -> list[SecretVersion]:
         from google.api_core.exceptions import FailedPrecondition, NotFound

@@ -21,6 +21,8 @@ class HealthAlert(Model):
     name: str
     since: datetime
     reason: str | None = None
+    # The Google account it is about, for a further account's alert (ADR 0004).
+    account: str | None = None
 
 
 class HealthReport(Model):
@@ -32,6 +34,11 @@ class HealthReport(Model):
     # `unauthorized` while Traccar's REST API refuses the credentials (absent otherwise): the
     # positions keep flowing to OsmAnd, only new devices wait, so `status` stays.
     traccar_api: Literal["unauthorized"] | None = None
+    # Google accounts that need new credentials (ADR 0004): their usernames (with the bearer
+    # token only) and how many (for everyone). Absent while none does, and with one account
+    # (whose answer stays as it was).
+    accounts_auth_required: list[str] | None = None
+    auth_required_count: int | None = None
 
     def public(self) -> HealthReport:
         """What a caller without the bearer token sees: the status and the count. Google's
@@ -39,8 +46,17 @@ class HealthReport(Model):
         is no secret, and nobody can present a token the API does not have."""
         if self.status == "misconfigured":
             return self
-        alerts = [a.model_copy(update={"reason": None}) for a in self.alerts or []] or None
-        return self.model_copy(update={"reason": None, "alerts": alerts, "traccar_api": None})
+        alerts = [
+            a.model_copy(update={"reason": None, "account": None}) for a in self.alerts or []
+        ] or None
+        return self.model_copy(
+            update={
+                "reason": None,
+                "alerts": alerts,
+                "traccar_api": None,
+                "accounts_auth_required": None,
+            }
+        )
 
 
 class VersionInfo(Model):
@@ -69,13 +85,35 @@ def health(store: Store, *, misconfigured: str | None = None) -> HealthReport:
         if isinstance(value, dict) and value.get("since") is not None
     ] or None
     traccar_api = "unauthorized" if record.traccar_api == "unauthorized" else None
+    # Each further Google account's state and alerts (ADR 0004), from the same document.
+    refused: list[tuple[str, str]] = []
     if record.auth.status == "auth_required":
+        refused.append((record.auth.account or "", record.auth.reason))
+    for key, entry in sorted(record.google_accounts.items()):
+        account = entry.get("account") or key
+        if entry.get("status") == "auth_required":
+            refused.append((account, entry.get("reason") or ""))
+        for name, value in sorted((entry.get("alerts") or {}).items()):
+            if isinstance(value, dict) and value.get("since") is not None:
+                found = HealthAlert(
+                    name=name, since=value["since"], reason=value.get("reason"), account=account
+                )
+                alerts = [*(alerts or []), found]
+    if refused:
+        # One account (the layout of before, ADR 0004): the answer is what it always was.
+        several = bool(record.google_accounts)
+        named = [account for account, _ in refused if account] if several else []
         return HealthReport(
             status="auth_required",
             services=services,
-            reason=record.auth.reason,
+            reason="; ".join(
+                f"{account}: {reason}" if account and len(refused) > 1 else reason
+                for account, reason in refused
+            ),
             alerts=alerts,
             traccar_api=traccar_api,
+            accounts_auth_required=named or None,
+            auth_required_count=len(refused) if several else None,
         )
     return HealthReport(status="ok", services=services, alerts=alerts, traccar_api=traccar_api)
 

@@ -11,6 +11,7 @@ refresh, the API. A source never schedules or pauses anything.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -292,15 +293,18 @@ class Services:
 
     # --- a vendor's services at once --------------------------------------------------------
 
-    def of_source(self, source: Source) -> list[str]:
-        """Ids of the sync services whose device comes from `source`."""
-        ids = {d.id for d in self._devices.list() if d.source == source}
+    def of_source(self, source: Source, where: Callable[[Device], bool] | None = None) -> list[str]:
+        """Ids of the sync services whose device comes from `source` (and passes `where`: one
+        Google account's devices, ADR 0004)."""
+        ids = {
+            d.id for d in self._devices.list() if d.source == source and (where is None or where(d))
+        }
         return [s.id for s in self._services.list() if s.id in ids]
 
-    def pause_source(self, source: Source) -> int:
+    def pause_source(self, source: Source, where: Callable[[Device], bool] | None = None) -> int:
         """Pause the job of every service of `source` (scheduler job, `Service.paused`)."""
         paused = 0
-        for service_id in self.of_source(source):
+        for service_id in self.of_source(source, where):
             service = self._services.get(service_id)
             if service is None or service.paused:
                 continue
@@ -312,11 +316,11 @@ class Services:
             paused += 1
         return paused
 
-    def resume_source(self, source: Source) -> int:
+    def resume_source(self, source: Source, where: Callable[[Device], bool] | None = None) -> int:
         """Resume every paused service of `source`; a job that vanished is created again.
         What the user paused stays paused (issue 19): new credentials are not a user's word."""
         restarted = 0
-        for service_id in self.of_source(source):
+        for service_id in self.of_source(source, where):
             service = self._services.get(service_id)
             if service is None or not service.paused or service.paused_by_user:
                 continue
@@ -328,7 +332,9 @@ class Services:
             restarted += 1
         return restarted
 
-    def auto_register(self, source: Source, spec: ServiceSpec) -> list[str]:
+    def auto_register(
+        self, source: Source, spec: ServiceSpec, where: Callable[[Device], bool] | None = None
+    ) -> list[str]:
         """Give every device of `source` without a service (and not excluded) one; returns the
         ids registered now and tells the notifier of each."""
         # Smartcar's call budget: an auto-registered vehicle is pulled no more often than fits.
@@ -338,6 +344,8 @@ class Services:
         registered = []
         for device in self._devices.list():
             if device.source != source or device.id in excluded or device.id in served:
+                continue
+            if where is not None and not where(device):
                 continue
             try:
                 _, created = self.upsert(device.id, spec)

@@ -7,6 +7,7 @@ states (one page of at most `MAX_DEVICES` each), the exclusion list, `state/auth
 figures in bench/RESULTS.md can be checked against a live page:
 
     reads = 3 * devices + 1 (excluded) + 1 (auth) + min(20, push log) + devices with an outbox
+            + 1 (the first Google account's name, when a Google device records none)
 
 (10 devices: 52 to 62 reads; 100 devices: 322 to 422; a query that returns nothing costs 1.)
 
@@ -46,6 +47,10 @@ class DeviceStatus(Model):
     name: str
     source: Source
     kind: str | None
+    # A Google device's account (its username; issue 17, ADR 0004) and that account's
+    # credentials state; None for other sources.
+    account: str | None = None
+    account_status: Literal["ok", "auth_required"] | None = None
     excluded: bool
     has_service: bool
     timer: int | None
@@ -134,7 +139,9 @@ def build(store: Store) -> StatusReport:
     service_page = store.services.page(limit=MAX_DEVICES)
     state_page = store.delivery.summaries(limit=MAX_DEVICES)
     excluded_page = store.excluded_devices.page(limit=MAX_DEVICES)
-    auth: AuthState = store.state.auth()
+    # `state/auth` with the further Google accounts' states: the same one read as before.
+    record = store.state.health()
+    auth: AuthState = record.auth
     entries, _ = store.delivery.push_log(device_id=None, limit=RECENT_PUSHES)
     services = {s.id: s for s in service_page.items}
     states = {s.id: s for s in state_page.items}
@@ -148,8 +155,28 @@ def build(store: Store) -> StatusReport:
     reads += 1 + max(1, len(entries))
 
     names = {device.id: device.name or device.id for device in devices.items}
+    account_states = {
+        str(entry["account"]).strip().casefold(): entry.get("status", "ok")
+        for entry in record.google_accounts.values()
+        if entry.get("account")
+    }
+    first_account: str | None = None
+    if any(d.source == Source.GOOGLE and d.account is None for d in devices.items):
+        # Stored before there were several accounts: the first account's (one more read).
+        from shared.store.google import PRIMARY_SLOT, AccountRegistry
+
+        primary = AccountRegistry(store.client).get(PRIMARY_SLOT)
+        first_account = primary.username if primary is not None else None
+        reads += 1
     found = []
     for device in devices.items:
+        account = (device.account or first_account) if device.source == Source.GOOGLE else None
+        account_status: Literal["ok", "auth_required"] | None = None
+        if device.source == Source.GOOGLE:
+            key = (account or "").strip().casefold()
+            account_status = (
+                "auth_required" if account_states.get(key, auth.status) == "auth_required" else "ok"
+            )
         service = services.get(device.id)
         state = states.get(device.id)
         waiting = (state.outbox_count + state.parked_count) if state else 0
@@ -169,6 +196,8 @@ def build(store: Store) -> StatusReport:
                 name=device.name,
                 source=device.source,
                 kind=device.kind,
+                account=account,
+                account_status=account_status,
                 excluded=device.id in excluded,
                 has_service=service is not None,
                 timer=service.timer if service else None,

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from shared.errors import BadRequest, BridgeError, Conflict, NotFound, RetryLater
-from shared.models import Device, Location, Source, too_far_ahead, utc_now
+from shared.models import Device, Fetched, Location, Source, too_far_ahead, utc_now
 
 if TYPE_CHECKING:
     from shared.pipeline import Pipeline, RunReport
@@ -129,6 +129,7 @@ class Sync:
             return self.pipeline.run(device, list, force=force)
         failures: list[BridgeError] = []
         others: dict[str, list[Location]] = {}
+        skipped: dict[str, int] = {}  # reports the source skipped, by device
 
         def fetch() -> list[Location]:
             try:
@@ -143,6 +144,8 @@ class Sync:
             except BridgeError as exc:
                 failures.append(exc)
                 return []
+            if isinstance(found, Fetched):
+                skipped.update(found.skipped)
             own = self._split(device, found, others)
             # Before any delivery: a tracker compares with the newest position delivered.
             tracker = self._trackers.get(device.source)
@@ -151,11 +154,11 @@ class Sync:
                 located_own = [(device.id, own)] if own or not failures else []
                 for located_id, located in (*located_own, *others.items()):
                     tracker.observe(located_id, located)
-            return own
+            return Fetched(own, skipped=skipped)
 
         report = self.pipeline.run(device, fetch, force=force)
         for other_id, locations in others.items():
-            self._deliver_other(other_id, locations)
+            self._deliver_other(other_id, Fetched(locations, skipped=skipped))
         if failures:
             # Shown by GET /services and GET /devices: a failing pull is not only in the log.
             self._delivery.record_error(device.id, failures[0].message, at=self._clock())

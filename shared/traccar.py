@@ -32,7 +32,7 @@ import functools
 import http.client
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -110,6 +110,12 @@ OSMAND_RESERVED_KEYS = frozenset(
         "batteryLevel",
     }
 )
+# Traccar's own attribute keys that no source of the bridge has a reading for: Traccar's
+# handlers read `status` as a device's protocol status word, `event` as its event code. A
+# source's attribute of that name (a TLINK sensor somebody called "status") would be read as
+# Traccar's, so it is renamed like a reserved key (PROTOCOLS.md §1: never `status` for
+# something else).
+FOREIGN_MEANING_KEYS = frozenset({"status", "event"})
 RENAMED_ATTRIBUTE_PREFIX = "attr_"
 # OsmAnd keys that are Traccar's own attributes and that no `Location` field sends: a source's
 # attribute of that name is exactly what Traccar expects there (a vehicle's charging flag is
@@ -278,7 +284,11 @@ def _attribute_params(attributes: dict[str, AttributeValue]) -> Iterator[tuple[s
             continue
         # Renamed rather than dropped: the value still reaches Traccar, under a name that cannot
         # clash with a real field (nor with another attribute).
-        while name in OSMAND_RESERVED_KEYS or (name != key and name in attributes):
+        while (
+            name in OSMAND_RESERVED_KEYS
+            or name in FOREIGN_MEANING_KEYS
+            or (name != key and name in attributes)
+        ):
             name = RENAMED_ATTRIBUTE_PREFIX + name
         yield name, _attribute_value(value)
 
@@ -396,6 +406,16 @@ class TraccarResponseError(TraccarError):
 
 
 @dataclass(frozen=True)
+class AttributesPass:
+    """What `TraccarApi.ensure_attributes` did."""
+
+    found: int  # devices of the bridge that Traccar lists to the credentials' user
+    missing: int  # devices of the bridge it does not list (not created yet, or not visible)
+    updated: tuple[str, ...]  # unique ids whose attributes were written
+    failed: tuple[str, ...]  # unique ids Traccar refused to update (logged)
+
+
+@dataclass(frozen=True)
 class BasicLogin:
     """A Traccar user's email and password (HTTP Basic): unlike a token, it never expires."""
 
@@ -446,15 +466,19 @@ class TraccarApi:
             found = self._devices({"all": "true", "keyword": unique_id}, unique_id)
         return found
 
-    def _devices(self, params: dict[str, str], unique_id: str) -> TraccarDevice | None:
+    def _list_devices(self, params: dict[str, str]) -> list[TraccarDevice]:
+        """`GET /api/devices` with `params`, checked to be a device list."""
         body = self._call("GET", "devices", params=params)
         try:
-            devices = _device_list().validate_python(body)
+            return _device_list().validate_python(body)
         except ValidationError as exc:
             raise TraccarResponseError(
                 f"Traccar API at {self._target} answered GET /api/devices with something other "
                 "than a device list"
             ) from exc
+
+    def _devices(self, params: dict[str, str], unique_id: str) -> TraccarDevice | None:
+        devices = self._list_devices(params)
         # Filtered here too: a server that ignores the parameter answers every device. A
         # case-insensitive database collation (MySQL) matches "ABC" to "abc", so that counts.
         exact = [device for device in devices if device.uniqueId == unique_id]
@@ -503,6 +527,51 @@ class TraccarApi:
                 f"Traccar API at {self._target} answered PUT /api/devices/{device.id} with "
                 "something other than a device"
             ) from exc
+
+    def ensure_attributes(
+        self, unique_ids: Iterable[str], attributes: dict[str, str]
+    ) -> AttributesPass:
+        """Give each Traccar device of `unique_ids` the `attributes` it lacks or holds with
+        another value (a rotated command key): one `GET /api/devices?all=true` (every device
+        for an administrator, the linked ones for anyone else), then one PUT per device that
+        differs, none for the others. A device Traccar refuses to update is named in
+        `failed`, the others still go; refused credentials or an unreachable server raise."""
+        wanted = set(unique_ids)
+        listed = self._list_devices({"all": "true"})
+        # Exact ids first; a case-insensitive database collation may have stored another case.
+        folded = {unique_id.casefold(): unique_id for unique_id in wanted}
+        found: dict[str, TraccarDevice] = {}
+        for device in listed:
+            ours = (
+                device.uniqueId
+                if device.uniqueId in wanted
+                else folded.get(device.uniqueId.casefold())
+            )
+            if ours is not None and (ours not in found or device.uniqueId == ours):
+                found[ours] = device
+        updated: list[str] = []
+        failed: list[str] = []
+        for unique_id, device in sorted(found.items()):
+            if all(device.attributes.get(key) == value for key, value in attributes.items()):
+                continue
+            try:
+                self.set_attributes(device, attributes)
+            except (TraccarAuthError, TraccarConnectionError):
+                raise
+            except TraccarError as exc:
+                logger.warning(
+                    "Traccar refused the command attributes of a device",
+                    extra={"unique_id": unique_id, "reason": str(exc)},
+                )
+                failed.append(unique_id)
+            else:
+                updated.append(unique_id)
+        return AttributesPass(
+            found=len(found),
+            missing=len(wanted) - len(found),
+            updated=tuple(updated),
+            failed=tuple(failed),
+        )
 
     def link_device(self, device_id: int, *, user_id: int) -> None:
         """Link a device to a user (`POST /api/permissions`): it shows on that user's map."""

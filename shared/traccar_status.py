@@ -148,10 +148,12 @@ def end_traccar_down(document: OperationsDocument, notifier: Callable[[], Notifi
     state = document.read()
     if TRACCAR_DOWN in state.watch:
         document.clear_watch(TRACCAR_DOWN)
-    alert = state.alerts.get(TRACCAR_DOWN)
+    if TRACCAR_DOWN not in state.alerts:
+        return False
+    # Conditional: of instances seeing Traccar accept at once, one ends it and mails.
+    alert = document.resolve(TRACCAR_DOWN)
     if alert is None:
         return False
-    document.alerts.clear(TRACCAR_DOWN)
     logger.info("alert ended: Traccar accepts positions again", extra={"alert": TRACCAR_DOWN})
     notifier().incident_resolved("Traccar does not accept positions", alert.since)
     return True

@@ -195,8 +195,9 @@ API_AUTH_NOT_CONFIGURED = (
 # The secret Terraform hands the api function as API_TOKEN; its versions decide a rotation.
 API_TOKEN_SECRET = "api-token"  # noqa: S105 - a secret's name
 
-# The values of `API_TOKEN_SECRET` still accepted (`CachedSecrets.accepted`); the argument
-# asks for a fresh listing (a presented token matched none).
+# The values of a rotated secret (`API_TOKEN_SECRET`, the Traccar command key) still accepted
+# (`CachedSecrets.accepted`); the argument asks for a fresh listing (a presented value matched
+# none).
 RotatedTokens = Callable[[bool], list[str]]
 
 
@@ -235,21 +236,30 @@ def bearer_matches(
         return False
     candidate = presented.strip().encode()
     if rotated is not None:
-        for fresh in (False, True):
-            try:
-                accepted = [value.strip() for value in rotated(fresh) if value.strip()]
-            except Exception as exc:
-                if not (_google_unavailable(exc) or isinstance(exc, OSError)):
-                    raise
-                logger.warning("API token versions not readable; using API_TOKEN: %s", exc)
-                break
-            if not accepted:
-                break
-            if matches_any(candidate, accepted):
-                return True
-        else:
-            return False
+        try:
+            matched = matches_rotated(candidate, rotated)
+        except Exception as exc:
+            if not (_google_unavailable(exc) or isinstance(exc, OSError)):
+                raise
+            logger.warning("API token versions not readable; using API_TOKEN: %s", exc)
+            matched = None
+        if matched is not None:
+            return matched
     return hmac.compare_digest(candidate, token.get_secret_value().encode())
+
+
+def matches_rotated(candidate: bytes, rotated: RotatedTokens) -> bool | None:
+    """Whether `candidate` is one of a rotated secret's accepted values (the API token's, the
+    Traccar command key's): the cached listing first and, when it matched none, a fresh one
+    (the cache limits how often), so a new version works at once. None when no version is
+    stored: the caller decides what that means."""
+    for fresh in (False, True):
+        accepted = [value.strip() for value in rotated(fresh) if value.strip()]
+        if not accepted:
+            return None
+        if matches_any(candidate, accepted):
+            return True
+    return False
 
 
 def matches_any(candidate: bytes, accepted: list[str]) -> bool:

@@ -345,7 +345,8 @@ def list_devices() -> tuple[flask.Response, int]:
     query = parse_query(flask.request, PageQuery)
     runtime = get_runtime()
     if query.cursor is None:
-        runtime.google.refresh.refresh_for_listing()  # once per listing, not once per page
+        # Every Google account's list, once per listing, not once per page.
+        runtime.google_accounts.refresh_for_listing()
     page = runtime.store.devices.page(limit=query.limit, cursor=query.cursor)
     views = runtime.services.device_views(page.items)  # with each one's last run and error
     return _paged([view.model_dump(mode="json") for view in views], page.next_cursor)
@@ -367,7 +368,7 @@ def remove_device(device_id: str) -> tuple[flask.Response, int]:
 
 @app.get("/devices/<device_id>/locations")
 def device_locations(device_id: str) -> tuple[flask.Response, int]:
-    found = get_runtime().google.fresh_locations(device_id)
+    found = get_runtime().google_accounts.for_device(device_id).fresh_locations(device_id)
     if "last" in flask.request.args:
         # The newest position: a place without coordinates is no location to show on a map.
         positions = [item for item in found if isinstance(item, Location)]
@@ -380,13 +381,14 @@ def device_locations(device_id: str) -> tuple[flask.Response, int]:
 @app.post("/devices/<device_id>/sound")
 def start_sound(device_id: str) -> tuple[flask.Response, int]:
     """Ring a Google tracker (issue 17): the answer says whether Nova took the request."""
-    answer = get_runtime().google.ringer.sound(device_id, start=True)
+    answer = get_runtime().google_accounts.for_device(device_id).ringer.sound(device_id, start=True)
     return _json(answer.model_dump(mode="json", exclude_none=True))
 
 
 @app.delete("/devices/<device_id>/sound")
 def stop_sound(device_id: str) -> tuple[flask.Response, int]:
-    answer = get_runtime().google.ringer.sound(device_id, start=False)
+    stack = get_runtime().google_accounts.for_device(device_id)
+    answer = stack.ringer.sound(device_id, start=False)
     return _json(answer.model_dump(mode="json", exclude_none=True))
 
 
@@ -418,29 +420,47 @@ def delete_place(name: str) -> tuple[flask.Response, int]:
 def put_google_secrets() -> tuple[flask.Response, int]:
     # Cold start: the Google modules (gpsoauth, the protobufs) load with the first Google
     # request, never for /health (tests/integration/test_cold_start.py).
-    from shared.sources.google import account as google_account
     from shared.sources.google import credentials as google_credentials
 
+    # Filed under its username: a new one adds an account (ADR 0004).
     upload = parse_json(flask.request, google_credentials.GoogleSecretsUpload)
-    restarted = get_runtime().google.account.upload_secrets(upload)
-    return _json(google_account.CredentialsUploaded(services_restarted=restarted).model_dump())
+    return _json(get_runtime().google_accounts.upload(upload).model_dump())
+
+
+class AccountQuery(Model):
+    """`?account=<username>`: which Google account (optional while there is at most one)."""
+
+    account: str | None = Field(None, min_length=1, max_length=320)
 
 
 @app.put("/auth/aas-token")
 def put_google_aas_token() -> tuple[flask.Response, int]:
     # Cold start: as above.
-    from shared.sources.google import account as google_account
     from shared.sources.google import credentials as google_credentials
 
+    query = parse_query(flask.request, AccountQuery)
     body = parse_json(flask.request, google_credentials.AasTokenUpload)
-    restarted = get_runtime().google.account.replace_aas_token(body.aas_token)
-    return _json(google_account.CredentialsUploaded(services_restarted=restarted).model_dump())
+    answer = get_runtime().google_accounts.replace_aas_token(query.account, body.aas_token)
+    return _json(answer.model_dump())
 
 
 @app.post("/auth/token-status")
 def google_token_status() -> tuple[flask.Response, int]:
-    status = get_runtime().google.account.token_status()
+    query = parse_query(flask.request, AccountQuery)
+    status = get_runtime().google_accounts.resolve(query.account).account.token_status()
     return _json(status.model_dump(mode="json"))
+
+
+@app.get("/auth/accounts")
+def google_accounts() -> tuple[flask.Response, int]:
+    views = get_runtime().google_accounts.views()
+    return _json([view.model_dump(mode="json") for view in views])
+
+
+@app.delete("/auth/accounts/<username>")
+def delete_google_account(username: str) -> tuple[flask.Response, int]:
+    """The account, its devices' services and jobs, its credentials and documents."""
+    return _json(get_runtime().google_accounts.remove(username).model_dump(mode="json"))
 
 
 # --- Smartcar ------------------------------------------------------------------------------

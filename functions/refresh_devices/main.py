@@ -1,10 +1,14 @@
 """Refreshes the source device lists (`refresh_devices` entry point), run hourly.
 
-`POST /` → `{"sources": [<one report per source>], "devices": <devices stored>}`. The Google
+`POST /` → `{"sources": [<one report per source>], "devices": <devices stored>}`.
+`POST /?sweep=only` (the sweep job, every few minutes) delivers what webhooks handed off to a
+busy device that no lease holder delivered (`Sync.sweep_handoffs`, ADR 0002) and nothing else:
+`{"swept": [<device ids run>]}`; one Firestore query when nothing is handed off. The Google
 report says what was refreshed, found new, auto-registered and notified, or why Google was not
 called at all (no credentials stored, or `auth_required`); the Smartcar one how many refresh
 tokens near their end were renewed. `alerts` names the operations alerts the run opened and
-ended (`shared.alerts`).
+ended (`shared.alerts`); `command_attributes` what the pass giving existing Traccar devices the
+Find Hub sender's attributes did (`shared.command_provisioning`).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import flask
 import functions_framework
 
+from shared.errors import BadRequest
 from shared.logs import configure_logging
 from shared.runtime import freeze_loaded_objects, get_runtime
 from shared.web import create_app, dispatch
@@ -23,20 +28,36 @@ app = create_app(__name__)
 @app.post("/")
 def refresh() -> flask.Response:
     runtime = get_runtime()
+    if sweep_only(flask.request):
+        # The every-few-minutes job (issue 16): handed-off deliveries only, nothing else.
+        return flask.jsonify(swept=runtime.sync.sweep_handoffs())
     reports = [
-        runtime.google.refresh.refresh(),
+        *runtime.google_accounts.refresh(),  # one report per Google account (ADR 0004)
         runtime.smartcar.renewal.renew_expiring(),
     ]
     # Webhook deliveries handed off to a busy device that no lease holder delivered.
     swept = runtime.sync.sweep_handoffs()
     # Silent devices and vendors, and a Traccar outage that ended (issue 20).
     alerts = runtime.alerts.evaluate()
+    # Existing Traccar devices get the Find Hub sender's current attributes (issue 15).
+    commands = runtime.command_provisioning.run()
     return flask.jsonify(
         sources=[report.model_dump(mode="json") for report in reports],
         devices=runtime.store.devices.count(),
         swept=swept,
         alerts={"opened": alerts.opened, "ended": alerts.ended},
+        command_attributes=commands.model_dump(mode="json"),
     )
+
+
+def sweep_only(request: flask.Request) -> bool:
+    """`?sweep=only`: the sweep job's request; any other value of `sweep` is a 400."""
+    value = request.args.get("sweep")
+    if value is None:
+        return False
+    if value != "only":
+        raise BadRequest(f"sweep: {value[:40]!r} is not accepted; the only value is 'only'")
+    return True
 
 
 @functions_framework.http

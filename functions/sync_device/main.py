@@ -1,6 +1,7 @@
 """Runs the pipeline for one device (`sync_device` entry point), called by its scheduler job.
 
-`POST {"device_id": ..., "jitter_seconds"?: n}` → `{fetched, new, pushed, failed, outbox}`.
+`POST {"device_id": ..., "jitter_seconds"?: n}` →
+`{fetched, new, pushed, failed, outbox, skipped}` (`skipped`: reports the source could not use).
 429 with Retry-After while another run of the device holds its lease (Cloud Scheduler retries).
 """
 

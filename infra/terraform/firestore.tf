@@ -100,7 +100,7 @@ locals {
     # 3.5 of 4 KB per attempt; close to 1 GiB for ten trackers synced every ten minutes).
     push_log = [
       "id", "lat", "lon", "timestamp", "loc_status", "name", "date", "maps_url",
-      "traccar_status", "synced_at", "source", "error", "outcome",
+      "traccar_status", "synced_at", "source", "error", "outcome", "skipped_reports",
     ]
   }
 }

@@ -92,8 +92,9 @@ locals {
   }
 
   # Traccar's "Send command" (Find Hub sender): sync_device writes the API's URL and the
-  # command key onto the devices it creates or finds in Traccar (never the api, and never the
-  # public webhooks function, which does not get the key).
+  # command key onto the devices it creates or finds in Traccar, refresh_devices onto those
+  # that existed before (never the api, and never the public webhooks function, which does
+  # not get the key).
   commands_environment = {
     API_URL = local.run_urls["api"]
   }
@@ -307,6 +308,7 @@ resource "google_cloudfunctions2_function" "refresh_devices" {
       local.base_environment,
       local.tracking_environment,
       local.scheduler_environment,
+      local.commands_environment,
       local.smartcar_environment,
     )
 

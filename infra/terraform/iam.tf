@@ -32,9 +32,10 @@ locals {
       "tlink-credentials",      # a TLINK device's pull
       "state-encryption-key",   # the cached Google and TLINK access tokens (Firestore state/)
     ]
-    # Not traccar-api-token: the refresh pushes nothing, so never creates a Traccar device.
     refresh_devices = [
       "google-secrets",         # the device list, the FCM expiry watch
+      "traccar-api-token",      # gives existing Traccar devices the command attributes
+      "traccar-command-key",    # written onto existing Traccar devices (a rotated key too)
       "smtp-password",          # new device, auto-registered, FCM token expiring, Google expiry
       "smartcar-client-secret", # renews refresh tokens near their end
       "smartcar-tokens",        # renews refresh tokens near their end
@@ -179,7 +180,7 @@ resource "google_secret_manager_secret_iam_member" "rotator" {
 # the secretAccessor grant above.
 locals {
   secret_listers = {
-    api      = ["api-token"]                                # the bearer token's versions
+    api      = ["api-token", "traccar-command-key"]         # the bearer token's, Traccar's commands' key
     webhooks = ["tlink-path-token", "tlink-webhook-secret"] # TLINK's push path and signature
   }
   secret_list_grants = merge([

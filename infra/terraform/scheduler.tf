@@ -1,5 +1,5 @@
-# The one Cloud Scheduler job Terraform makes: the hourly refresh_devices run. The per-device
-# sync jobs are made and changed at run time through the Cloud Scheduler API
+# The Cloud Scheduler jobs Terraform makes: the hourly refresh_devices run and the sweep (below).
+# The per-device sync jobs are made and changed at run time through the Cloud Scheduler API
 # (shared/scheduler.py), with the same service account's OIDC token: created by the api and by
 # refresh_devices (auto-registration), re-planned by smart tracking (sync_device, the api,
 # refresh_devices), paused when Google refuses the credentials (whichever function meets it).
@@ -27,6 +27,44 @@ resource "google_cloud_scheduler_job" "refresh_devices" {
   http_target {
     http_method = "POST"
     uri         = google_cloudfunctions2_function.refresh_devices.service_config[0].uri
+    headers = {
+      "Content-Type" = "application/json"
+    }
+    body = base64encode("{}")
+
+    oidc_token {
+      service_account_email = google_service_account.scheduler.email
+      audience              = google_cloudfunctions2_function.refresh_devices.service_config[0].uri
+    }
+  }
+
+  depends_on = [google_cloud_run_service_iam_member.scheduler_invokes_refresh_devices]
+}
+
+# The sweep (issue 16): every few minutes, refresh_devices delivers what webhooks handed off to
+# a busy device's outbox and no lease holder delivered (its run died or failed before its push,
+# or the delivery came just as it let go). Webhook-only devices (Smartcar, TLINK) have no sync
+# job of their own to sweep after, so without this job such a delivery waited for the hourly
+# refresh. `?sweep=only` runs the sweep and nothing else (no Google or Smartcar call, no alert
+# evaluation): one Firestore query when nothing is handed off (docs/decisions/0002).
+resource "google_cloud_scheduler_job" "sweep_handoffs" {
+  name        = "${var.name_prefix}-sweep-handoffs"
+  region      = var.region
+  description = "traccar-bridge: deliver webhook deliveries handed off to a busy device"
+  schedule    = var.sweep_schedule
+  time_zone   = var.scheduler_time_zone
+  # A sweep runs at most SWEEP_LIMIT devices' pipelines; the function's timeout bounds it.
+  attempt_deadline = "320s"
+
+  retry_config {
+    # No retry: the next run comes within minutes and sweeps the same states.
+    retry_count = 0
+  }
+
+  http_target {
+    http_method = "POST"
+    # The OIDC audience stays the bare URL (what Cloud Run checks); the query selects the sweep.
+    uri = "${google_cloudfunctions2_function.refresh_devices.service_config[0].uri}/?sweep=only"
     headers = {
       "Content-Type" = "application/json"
     }

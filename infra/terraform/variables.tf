@@ -127,6 +127,12 @@ variable "refresh_schedule" {
   default     = "0 * * * *"
 }
 
+variable "sweep_schedule" {
+  description = "Cron schedule of the sweep job (refresh_devices ?sweep=only): at most every 5 minutes, so a delivery handed off to a busy device waits no longer once its lease ends (issue 16)."
+  type        = string
+  default     = "*/2 * * * *"
+}
+
 variable "auto_register_services" {
   description = "AUTO_REGISTER_SERVICES: create a sync service for every new device that is not excluded."
   type        = bool

@@ -8,7 +8,9 @@ reads one document:
                              `SEEN_EVERY` per instance)
 
 Every field is written by its own path: the credentials' state, the services' count and
-Google's alerts beside them stay as they are.
+Google's alerts beside them stay as they are. An alert opens and ends by a conditional write
+(the document unchanged since it was read): of instances racing, one opens it and one ends it,
+and only that one mails.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from shared.models import AuthState
+from shared.store.claims import stale_errors, unchanged_since
 from shared.store.google import AlertsDocument, GoogleAlert
 from shared.store.options import reads, writes
 from shared.store.repository import AUTH_DOCUMENT, OPERATIONS_ALERTS_FIELD
@@ -28,6 +31,9 @@ if TYPE_CHECKING:
 
 WATCH_FIELD = "alert_watch"
 WEBHOOKS_SEEN_FIELD = "webhooks_seen"
+# Conditional attempts to end an alert while other fields of `state/auth` are being written;
+# past them the alert stays open and the next evaluation (hourly) ends it.
+RESOLVE_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,13 @@ class OperationsState:
     alerts: dict[str, GoogleAlert] = field(default_factory=dict)
     watch: dict[str, datetime] = field(default_factory=dict)
     webhooks_seen: dict[str, datetime] = field(default_factory=dict)
+
+
+def _alerts(data: dict[str, Any]) -> dict[str, GoogleAlert]:
+    raw = data.get(OPERATIONS_ALERTS_FIELD)
+    if not isinstance(raw, dict):
+        return {}
+    return {name: GoogleAlert.model_validate(value) for name, value in raw.items()}
 
 
 def _times(value: Any) -> dict[str, datetime]:
@@ -57,15 +70,34 @@ class OperationsDocument:
             [OPERATIONS_ALERTS_FIELD, WATCH_FIELD, WEBHOOKS_SEEN_FIELD], **reads()
         )
         data = (snapshot.to_dict() if snapshot.exists else None) or {}
-        raw = data.get(OPERATIONS_ALERTS_FIELD)
-        alerts = (
-            {name: GoogleAlert.model_validate(value) for name, value in raw.items()}
-            if isinstance(raw, dict)
-            else {}
-        )
         return OperationsState(
-            alerts, _times(data.get(WATCH_FIELD)), _times(data.get(WEBHOOKS_SEEN_FIELD))
+            _alerts(data), _times(data.get(WATCH_FIELD)), _times(data.get(WEBHOOKS_SEEN_FIELD))
         )
+
+    def resolve(self, name: str) -> GoogleAlert | None:
+        """End the open alert `name`. The alert, to the one caller whose write removed it (that
+        caller mails its end); None to every other: none was open, or an instance racing here
+        ended it first. The removal is written on condition that nobody wrote the document
+        since it was read (as `AlertsDocument.open`), so two instances that both saw the
+        incident open cannot both end it."""
+        from google.cloud.firestore import DELETE_FIELD
+
+        for _ in range(RESOLVE_ATTEMPTS):
+            snapshot = self._ref.get([OPERATIONS_ALERTS_FIELD], **reads())
+            data = (snapshot.to_dict() if snapshot.exists else None) or {}
+            alert = _alerts(data).get(name)
+            if alert is None:
+                return None
+            try:
+                self._ref.update(
+                    {_path(OPERATIONS_ALERTS_FIELD, name): DELETE_FIELD},
+                    option=unchanged_since(snapshot.update_time),
+                    **writes(),
+                )
+            except stale_errors():
+                continue  # written meanwhile (ended, or another field): look again
+            return alert
+        return None
 
     def set_watch(self, name: str, since: datetime) -> None:
         self._update({_path(WATCH_FIELD, name): since})

@@ -190,6 +190,8 @@ class HealthRecord:
     alerts: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Whether Traccar's REST API took the credentials (`shared.store.traccar`).
     traccar_api: str = "ok"
+    # Further Google accounts (ADR 0004): key -> {status, reason, since, account, alerts}.
+    google_accounts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 # `state/auth` also carries the number of sync services, so `/health` costs one document read
@@ -199,6 +201,8 @@ class HealthRecord:
 SERVICE_COUNT_FIELD = "services"
 # `state/auth`'s map of the open operations alerts (`shared.store.alerts`), beside Google's.
 OPERATIONS_ALERTS_FIELD = "alerts"
+# `state/auth`'s map of the further Google accounts' states (`shared.store.google`, ADR 0004).
+GOOGLE_ACCOUNTS_FIELD = "google_accounts"
 AUTH_DOCUMENT = "auth"
 
 
@@ -243,6 +247,13 @@ class StateRepository:
             snapshot.update_time,
             alerts,
             traccar_api_status(data),
+            {
+                key: entry
+                for key, entry in (data.get(GOOGLE_ACCOUNTS_FIELD) or {}).items()
+                if isinstance(entry, dict)
+            }
+            if isinstance(data.get(GOOGLE_ACCOUNTS_FIELD), dict)
+            else {},
         )
 
     def record_service_count(self, count: int) -> None:

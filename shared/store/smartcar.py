@@ -342,8 +342,32 @@ class SmartcarStore:
         ]
 
     def vehicle(self, vehicle_id: str) -> VehicleRecord | None:
+        return self.vehicle_read(vehicle_id).value
+
+    def vehicle_read(self, vehicle_id: str) -> Versioned[VehicleRecord]:
+        """The vehicle's record with its version (one read), for `keep_signals`."""
         snapshot = self._vehicles.document(document_id(vehicle_id)).get(**options.reads())
-        return VehicleRecord.model_validate(snapshot.to_dict()) if snapshot.exists else None
+        return Versioned.of(snapshot, VehicleRecord)
+
+    def keep_signals(self, read: Versioned[VehicleRecord], signals: dict[str, SignalEntry]) -> bool:
+        """A pull's signals as the vehicle's latest (what the views show, what the next pull
+        compares with), on condition nobody wrote the record since `read`: one write. False,
+        nothing written, when a delivery or Connect wrote it in between (the next pull merges
+        again)."""
+        assert read.value is not None and read.update_time is not None  # a pull reads a record
+        ref = self._vehicles.document(document_id(read.value.id))
+        # Escaped as a delivery's record is (the whole document: the same names and depths).
+        record = read.value.model_copy(update={"signals": signals})
+        data = firestore_safe(record.model_dump(mode="python"))["signals"]
+        try:
+            ref.update(
+                {"signals": data},
+                option=unchanged_since(read.update_time),
+                **options.writes(),
+            )
+        except stale_errors():
+            return False
+        return True
 
     # Connect states
 

@@ -1,11 +1,12 @@
 """The Google chain as deployed: `api`, `refresh_devices` and `sync_device` as functions-framework
 processes, over real sockets to local fakes of Google's OAuth, Nova and MCS (TLS) endpoints,
-the Firestore emulator and Traccar's OsmAnd endpoint.
+the Firestore emulator, Traccar's OsmAnd endpoint and Google's Spot API (HTTP/2 gRPC).
 
 Upload the credentials, let the hourly refresh find and register the trackers, let a scheduled
 run locate them (one FCM session for all), look at a tracker's fresh location; then Google
 revokes the AAS token: the next run answers 503, `/health` too, the jobs are paused, until a
-new token is uploaded.
+new token is uploaded. Then the account's owner key is rotated between two syncs: the second
+renews it over the Spot API and stores it, the third reads it and asks nothing.
 """
 
 from __future__ import annotations
@@ -87,7 +88,9 @@ def test_upload_refresh_sync_and_expiry_over_real_sockets(
     store = Store(firestore_client)
 
     uploaded = call(api, "PUT", "/auth/secrets", json=google.secrets(), headers=AUTH)
-    assert uploaded.json() == {"status": "ok", "services_restarted": 0}
+    assert uploaded.json() == {
+        "status": "ok", "services_restarted": 0, "account": google.username,
+    }  # fmt: skip
 
     refreshed = call(refresh, "POST", "/", json={}).json()
     report = refreshed["sources"][0]
@@ -115,7 +118,9 @@ def test_upload_refresh_sync_and_expiry_over_real_sockets(
     google.auth.add_account(google.username, "aas_et/renewed", google.identity.android_id)
     renewed = call(api, "PUT", "/auth/aas-token", json={"aas_token": "aas_et/renewed"},
                    headers=AUTH)  # fmt: skip
-    assert renewed.json() == {"status": "ok", "services_restarted": 2}
+    assert renewed.json() == {
+        "status": "ok", "services_restarted": 2, "account": google.username,
+    }  # fmt: skip
     assert call(api, "GET", "/health").status_code == 200
     assert call(api, "GET", "/devices/canonic-0/locations?last", headers=AUTH).status_code == 200
 
@@ -133,3 +138,31 @@ def test_secrets_never_reach_the_function_logs(
         *(issued.token for issued in google.auth.issued),
     ):
         assert value not in text
+
+
+def test_an_owner_key_rotated_between_syncs_is_renewed_once_over_the_spot_api(
+    deployed: dict[str, Function], google: FakeGoogle, traccar: OsmAndServer
+) -> None:
+    api = deployed["api"]
+    google.auth.add_account(google.username, google.aas_token, google.identity.android_id)
+    assert call(api, "PUT", "/auth/secrets", json=google.secrets(), headers=AUTH).ok
+    assert call(deployed["refresh_devices"], "POST", "/", json={}).ok  # the trackers known
+
+    def manual_sync(at: int) -> list[int]:
+        google.trackers[0].recent = Report("own", timestamp=at, latitude=44.0, longitude=4.0,
+                                           status=LAST_KNOWN, is_own_report=True)  # fmt: skip
+        answer = call(api, "PUT", "/traccar/devices/canonic-0/locations", headers=AUTH)
+        assert answer.status_code == 200, answer.text
+        return [
+            int(p.fix_time.timestamp()) for p in traccar.positions if p.unique_id == "canonic-0"
+        ]
+
+    assert T0 + 1000 in manual_sync(T0 + 1000)
+    # An end-to-end-encryption reset on the phone: a new owner key (version 2) wraps the
+    # trackers' identity keys; the uploaded secrets.json still holds version 1's.
+    google.rotate_owner_key()
+    assert T0 + 2000 in manual_sync(T0 + 2000)
+    assert [request.version for request in google.spot.requests] == [-1]
+    # The renewed key was stored: the next run reads it and asks the Spot API nothing.
+    assert T0 + 3000 in manual_sync(T0 + 3000)
+    assert len(google.spot.requests) == 1

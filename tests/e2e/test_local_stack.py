@@ -63,6 +63,16 @@ def read_cmdline(pid: int) -> str:
         return ""
 
 
+def environment_of(pid: int) -> dict[str, str]:
+    """The environment `pid` was started with (/proc/<pid>/environ)."""
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return {}
+    pairs = (entry.decode().partition("=") for entry in raw.split(b"\0") if entry)
+    return {name: value for name, _, value in pairs}
+
+
 def all_processes() -> list[Proc]:
     found = []
     for entry in Path("/proc").iterdir():
@@ -121,9 +131,11 @@ def free_port_block(size: int) -> int:
 class Runner:
     """`python -m devtools.run` with its output collected line by line as it comes."""
 
+    module = "devtools.run"  # `make demo`'s test runs devtools.demo (tests/e2e/test_demo.py)
+
     def __init__(self, env: dict[str, str], *arguments: str) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "devtools.run", *arguments],
+            [sys.executable, "-m", self.module, *arguments],
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,
@@ -218,6 +230,22 @@ def test_runner_serves_the_api_and_sigterm_leaves_no_process_behind(
         for name in FUNCTIONS:
             assert any(f"--target={name}" in command for command in commands), commands
         assert any("devtools.scheduler" in command for command in commands), commands
+        # Traccar's commands reach the local API: the scheduled functions write its URL onto
+        # Traccar's devices (`command.findHub.url`); the webhooks function gets none, as in
+        # the cloud (it must never read the command key).
+        assert f"traccar commands {urls['api']} (API_URL)" in runner.output
+        api_urls = {
+            name: environment_of(proc.pid).get("API_URL")
+            for proc in started
+            for name in FUNCTIONS
+            if f"--target={name}" in proc.cmdline and "functions_framework" in proc.cmdline
+        }
+        assert api_urls == {
+            "api": "",
+            "sync_device": urls["api"],
+            "refresh_devices": urls["api"],
+            "webhooks": "",
+        }
 
         runner.process.send_signal(signal.SIGTERM)
         assert runner.process.wait(timeout=STOP_TIMEOUT) == 0, runner.output

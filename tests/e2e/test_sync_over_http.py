@@ -77,7 +77,9 @@ def test_a_refused_position_waits_then_reaches_traccar_exactly_once(
     traccar.reset()
     waiting = call(sync, "POST", "/", json={"device_id": "abc123"})
     assert waiting.status_code == 200
-    assert waiting.json() == {"fetched": 0, "new": 0, "pushed": 0, "failed": 0, "outbox": 1}
+    assert waiting.json() == {
+        "fetched": 0, "new": 0, "pushed": 0, "failed": 0, "outbox": 1, "skipped": 0,
+    }  # fmt: skip
     assert traccar.positions == []
 
     # The manual sync retries at once.

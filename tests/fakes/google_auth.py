@@ -15,6 +15,12 @@ case"). Answers that are not that (PROTOCOLS.md §5, OAuth, and issue 14 point 6
 
 `oauth_requests` counts the token requests, whatever their answer.
 
+The Spot API's token (PROTOCOLS.md §5, "Spot token": the same call with
+`service=oauth2:https://www.googleapis.com/auth/spot`, `app=com.google.android.gms`, the same
+client_sig and android_id) is issued like the Find My Device one; each token keeps its scope, and
+`is_valid(token, scope)` holds for its own scope only (Nova takes no Spot token, the Spot fake
+no Find My Device one). `spot_token_requests` counts the Spot token requests.
+
 The same host serves the GCM check-in (`POST /checkin`, PROTOCOLS.md §5 "GCM check-in"): an
 `AndroidCheckinRequest` (the protobuf of firebase-messaging, MIT) carrying a registered
 `android_id` (`id`, 2) and `security_token` (13) is answered `AndroidCheckinResponse` with the
@@ -43,6 +49,9 @@ from tests.fakes.osmand import FakeHttpServer, HttpRequest, HttpResponse
 FIND_MY_DEVICE_SCOPE = "oauth2:https://www.googleapis.com/auth/android_device_manager"
 FIND_MY_DEVICE_APP = "com.google.android.apps.adm"
 FIND_MY_DEVICE_SIG = "38918a453d07199354f8b19af05ec6562ced5788"
+SPOT_SCOPE = "oauth2:https://www.googleapis.com/auth/spot"
+SPOT_APP = "com.google.android.gms"
+APPS = {FIND_MY_DEVICE_SCOPE: FIND_MY_DEVICE_APP, SPOT_SCOPE: SPOT_APP}
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,7 @@ class Issued:
     token: str
     email: str
     expires_at: float
+    scope: str = FIND_MY_DEVICE_SCOPE
 
 
 class FakeGoogleAuth(FakeHttpServer):
@@ -66,6 +76,7 @@ class FakeGoogleAuth(FakeHttpServer):
         self._bad_authentications = 0
         self._failures: list[int] = []
         self.oauth_requests = 0
+        self.spot_token_requests = 0
         self._state_lock = threading.Lock()
         self._devices: dict[str, str] = {}  # android_id -> security_token (GCM check-in)
         self.checkins: list[tuple[float, str]] = []  # (time.monotonic(), android_id)
@@ -94,12 +105,24 @@ class FakeGoogleAuth(FakeHttpServer):
         with self._state_lock:
             return any(at >= moment and who == android_id for at, who in self.checkins)
 
-    def revoke(self) -> None:
-        """Every AAS token is refused from now on (BadAuthentication), and the access tokens
-        made from them stop working (Nova answers 401)."""
+    def revoke(self, email: str | None = None) -> None:
+        """Every AAS token (only `email`'s, when given) is refused from now on
+        (BadAuthentication), and the access tokens made from them stop working (Nova answers
+        401). Each account's token is its own (PROTOCOLS.md §5, OAuth: `perform_oauth(username,
+        aas_token, ...)`), so revoking one leaves the others working."""
         with self._state_lock:
-            self._accounts.clear()
-            self._revoked.update(issued.token for issued in self._issued)
+            if email is None:
+                self._accounts.clear()
+            else:
+                self._accounts.pop(email, None)
+            self._revoked.update(
+                issued.token for issued in self._issued if email in (None, issued.email)
+            )
+
+    def email_of(self, token: str) -> str | None:
+        """The account an access token was issued to (Nova answers for that account only)."""
+        with self._state_lock:
+            return next((i.email for i in self._issued if i.token == token), None)
 
     def needs_browser(self) -> None:
         """Google wants a browser sign-in: every request gets `NeedsBrowser` until `signed_in`."""
@@ -120,12 +143,14 @@ class FakeGoogleAuth(FakeHttpServer):
         with self._state_lock:
             self._failures.extend([status] * times)
 
-    def is_valid(self, token: str) -> bool:
+    def is_valid(self, token: str, scope: str = FIND_MY_DEVICE_SCOPE) -> bool:
         now = self._clock()
         with self._state_lock:
             if token in self._revoked:
                 return False
-            return any(i.token == token and i.expires_at > now for i in self._issued)
+            return any(
+                i.token == token and i.expires_at > now and i.scope == scope for i in self._issued
+            )
 
     @property
     def issued(self) -> list[Issued]:
@@ -140,6 +165,8 @@ class FakeGoogleAuth(FakeHttpServer):
         form = {key: values[-1] for key, values in parse_qs(request.body.decode()).items()}
         with self._state_lock:
             self.oauth_requests += 1
+            if form.get("service") == SPOT_SCOPE:
+                self.spot_token_requests += 1
             error = self._error
             account = self._accounts.get(form.get("Email", ""))
             failure = self._failures.pop(0) if self._failures else None
@@ -155,13 +182,16 @@ class FakeGoogleAuth(FakeHttpServer):
         if (
             account is None
             or account != expected
-            or form.get("service") != FIND_MY_DEVICE_SCOPE
-            or form.get("app") != FIND_MY_DEVICE_APP
+            or form.get("service") not in APPS
+            or form.get("app") != APPS[form["service"]]
             or form.get("client_sig") != FIND_MY_DEVICE_SIG
         ):
             return _answer(403, {"Error": "BadAuthentication"})
         now = self._clock()
-        issued = Issued("ya29." + secrets.token_urlsafe(24), form["Email"], now + self.lifetime)
+        scope = form["service"]
+        issued = Issued(
+            "ya29." + secrets.token_urlsafe(24), form["Email"], now + self.lifetime, scope
+        )
         with self._state_lock:
             self._issued.append(issued)
         return _answer(
@@ -172,7 +202,7 @@ class FakeGoogleAuth(FakeHttpServer):
                 "ExpiresInDurationSec": str(self.lifetime),
                 "storeConsentRemotely": "0",
                 "isTokenSnowballed": "0",
-                "grantedScopes": FIND_MY_DEVICE_SCOPE.removeprefix("oauth2:"),
+                "grantedScopes": scope.removeprefix("oauth2:"),
                 "Auth": issued.token,
             },
         )

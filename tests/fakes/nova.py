@@ -58,7 +58,16 @@ counted in `refused_logins`, until `refuse_logins(False)`.
 Owner key rotation (PROTOCOLS.md §5, "Owner key renewal": an end-to-end-encryption reset moves
 the owner key on; "Known failures": `InvalidTag` with a stale owner key):
 `FakeGoogle.rotate_owner_key()` wraps every tracker's identity key with a new owner key from
-then on; the secrets.json made before keeps the old one.
+then on, and writes its version (one more) in `encryptedUserSecrets.ownerKeyVersion`; the
+secrets.json made before keeps the old one. The account's Spot API (`tests/fakes/spot.py`,
+`FakeGoogle.spot`) serves every version of the owner key, encrypted under the `shared_key`.
+
+Several accounts (issue 17, point 1): `FakeGoogle.add_account(username)` adds a `FakeAccount`
+with its own AAS token, GCM/FCM registration and owner key, served by the same fakes. Each
+access token is minted for the `Email` of its OAuth request (PROTOCOLS.md §5, OAuth), and Nova
+answers for the bearer's account: `nbe_list_devices` lists that account's devices only, and a
+locate or sound for another account's canonic id is a 404 (as for any id the account does not
+have). A tracker added without an owner is every account's (the one-account tests' default).
 
 `FakeGoogle` puts the three together (with `FakeGoogleAuth`) for one account and makes its
 `secrets.json`; `ca_file` is the CA the MCS certificate chains to (tests export it as
@@ -94,6 +103,7 @@ from firebase_messaging.proto import mcs_pb2
 
 from tests.fakes.google_auth import FakeGoogleAuth
 from tests.fakes.osmand import HOST, FakeHttpServer, HttpRequest, HttpResponse
+from tests.fakes.spot import FakeSpot
 from tests.unit.google.encryptor import Report, Tracker, bytes_field
 
 FCM_PAYLOAD_KEY = "com.google.android.apps.adm.FCM_PAYLOAD"
@@ -521,6 +531,9 @@ class FakeTracker:
     model: str = "Acme Tag"
     answers: bool = True
     delay: float = 0.0
+    # The network locations' timestamps when not one per report (a shorter list: §5 "Details
+    # that trip decoders", paired by index).
+    network_timestamps: list[int] | None = None
 
     @property
     def phone(self) -> bool:
@@ -556,6 +569,7 @@ class FakeNova(FakeHttpServer):
         self._auth = auth
         self._mcs = mcs
         self.trackers: dict[str, FakeTracker] = {}
+        self.owners: dict[str, str] = {}  # canonic id -> the account (email) that has it
         self.locates: list[LocateRequest] = []
         self.sounds: list[SoundRequest] = []
         self._timers: list[threading.Timer] = []
@@ -570,8 +584,14 @@ class FakeNova(FakeHttpServer):
     def nova_url(self) -> str:
         return f"{self.url}/nova"
 
-    def add(self, tracker: FakeTracker) -> None:
+    def add(self, tracker: FakeTracker, *, owner: str | None = None) -> None:
         self.trackers[tracker.tracker.canonic_id] = tracker
+        if owner is not None:
+            self.owners[tracker.tracker.canonic_id] = owner
+
+    def _visible(self, canonic_id: str, email: str | None) -> bool:
+        owner = self.owners.get(canonic_id)
+        return canonic_id in self.trackers and (owner is None or owner == email)
 
     def stop(self) -> None:
         for timer in self._timers:
@@ -596,21 +616,28 @@ class FakeNova(FakeHttpServer):
                 headers=(("Retry-After", str(retry_after)),) if retry_after is not None else (),
             )
         self.answered_at.append((time.monotonic(), 200))
+        email = self._auth.email_of(token)
         if request.method == "POST" and request.target == "/nova/nbe_list_devices":
-            return self._list_devices(request.body)
+            return self._list_devices(request.body, email)
         if request.method == "POST" and request.target == "/nova/nbe_execute_action":
+            canonic_id = (_path(request.body, 1, 3, 1, 1) or b"").decode()
+            if canonic_id and canonic_id in self.trackers and not self._visible(canonic_id, email):
+                return HttpResponse(404, b"Not Found")  # another account's device
             return self._execute_action(request.body)
         return HttpResponse(404, b"Not Found")
 
-    def _list_devices(self, body: bytes) -> HttpResponse:
+    def _list_devices(self, body: bytes, email: str | None = None) -> HttpResponse:
         if _path(body, 1, 1) != SPOT_DEVICE:
             return HttpResponse(400, b"Bad Request")
-        return HttpResponse(200, self.device_list(), "application/x-protobuf")
+        return HttpResponse(200, self.device_list(email), "application/x-protobuf")
 
-    def device_list(self) -> bytes:
-        """The serialized `nbe_list_devices` answer for the account's devices."""
+    def device_list(self, email: str | None = None) -> bytes:
+        """The serialized `nbe_list_devices` answer for the account's devices (`email`'s, when
+        several accounts own trackers)."""
         answer = b""
-        for fake in self.trackers.values():
+        for canonic_id, fake in self.trackers.items():
+            if not self._visible(canonic_id, email):
+                continue
             tracker = fake.tracker
             identifiers = tracker.identifiers()
             registration = bytes_field(34, fake.model.encode())
@@ -650,7 +677,10 @@ class FakeNova(FakeHttpServer):
             return HttpResponse(404, b"Not Found")
         if fake.answers:
             update = fake.tracker.device_update(
-                fake.network, fake.recent, request_uuid=request_uuid
+                fake.network,
+                fake.recent,
+                request_uuid=request_uuid,
+                network_timestamps=fake.network_timestamps,
             )
             data = {
                 "data": {FCM_PAYLOAD_KEY: base64.b64encode(update).decode()},
@@ -682,6 +712,39 @@ class FakeNova(FakeHttpServer):
 # --- the whole account --------------------------------------------------------------------------
 
 
+class FakeAccount:
+    """A further Google account on `FakeGoogle`'s servers: its own AAS token, GCM/FCM
+    registration (check-in, MCS login, Web-Push keys), owner key and trackers (see the module
+    docstring, "Several accounts")."""
+
+    def __init__(self, google: FakeGoogle, username: str) -> None:
+        self.username = username
+        self.aas_token = "aas_et/" + secrets.token_urlsafe(48)
+        self.owner_key = os.urandom(32)
+        self.shared_key = os.urandom(32)
+        self.identity = FcmIdentity()
+        self._nova = google.nova
+        google.auth.add_account(username, self.aas_token, self.identity.android_id)
+        google.auth.add_device(self.identity.android_id, self.identity.security_token)
+        google.mcs.register(self.identity)
+
+    def add_tracker(self, canonic_id: str, name: str, **options: Any) -> FakeTracker:
+        fake = FakeTracker(
+            Tracker(owner_key=self.owner_key, canonic_id=canonic_id, name=name), **options
+        )
+        self._nova.add(fake, owner=self.username)
+        return fake
+
+    def secrets(self) -> dict[str, Any]:
+        return {
+            "aas_token": self.aas_token,
+            "username": self.username,
+            "fcm_credentials": self.identity.fcm_credentials(),
+            "owner_key": self.owner_key.hex(),
+            "shared_key": self.shared_key.hex(),
+        }
+
+
 class FakeGoogle:
     """One Google account: OAuth, Nova and MCS fakes, its trackers and its secrets.json."""
 
@@ -689,12 +752,15 @@ class FakeGoogle:
         self.username = "owner@example.com"
         self.aas_token = "aas_et/" + secrets.token_urlsafe(48)
         self.owner_key = os.urandom(32)
+        self.owner_key_version = 1
         self.shared_key = os.urandom(32)
         self.identity = FcmIdentity()
         self.ca_file, cert, key = make_ca_and_certificate(directory)
         self.auth = FakeGoogleAuth()
         self.mcs = FakeMcs(cert, key)
         self.nova = FakeNova(self.auth, self.mcs)
+        self.spot = FakeSpot(self.auth, self.shared_key)
+        self.spot.publish(self.owner_key_version, self.owner_key)
         self.auth.add_account(self.username, self.aas_token, self.identity.android_id)
         self.auth.add_device(self.identity.android_id, self.identity.security_token)
         self.mcs.register(self.identity)
@@ -704,25 +770,40 @@ class FakeGoogle:
     def rotate_owner_key(self) -> bytes:
         """A new owner key wraps every tracker's identity key from now on (see the module doc)."""
         self.owner_key = os.urandom(32)
+        self.owner_key_version += 1
+        self.spot.publish(self.owner_key_version, self.owner_key)
         for fake in self.nova.trackers.values():
             fake.tracker.owner_key = self.owner_key
+            fake.tracker.owner_key_version = self.owner_key_version
         return self.owner_key
 
     def add_tracker(self, canonic_id: str, name: str, **options: Any) -> FakeTracker:
         fake = FakeTracker(
-            Tracker(owner_key=self.owner_key, canonic_id=canonic_id, name=name), **options
+            Tracker(
+                owner_key=self.owner_key,
+                owner_key_version=self.owner_key_version,
+                canonic_id=canonic_id,
+                name=name,
+            ),
+            **options,
         )
-        self.nova.add(fake)
+        self.nova.add(fake, owner=self.username)
         return fake
 
     def add_phone(self, canonic_id: str, name: str, **options: Any) -> FakeTracker:
         """An Android phone of the account: listed and located like a tracker."""
         options.setdefault("model", "Pixel 8")
         fake = FakeTracker(
-            Tracker(owner_key=self.owner_key, canonic_id=canonic_id, name=name, phone=True),
+            Tracker(
+                owner_key=self.owner_key,
+                owner_key_version=self.owner_key_version,
+                canonic_id=canonic_id,
+                name=name,
+                phone=True,
+            ),
             **options,
         )
-        self.nova.add(fake)
+        self.nova.add(fake, owner=self.username)
         return fake
 
     def secrets(self) -> dict[str, Any]:
@@ -738,6 +819,10 @@ class FakeGoogle:
         """Put this account's secrets.json into a secrets adapter, as an upload would."""
         store.add_version(name, json.dumps(self.secrets()))
 
+    def add_account(self, username: str) -> FakeAccount:
+        """Another account served by the same fakes (see the module docstring)."""
+        return FakeAccount(self, username)
+
     def settings(self) -> dict[str, object]:
         """Settings overrides pointing the bridge at these fakes."""
         return {
@@ -746,6 +831,7 @@ class FakeGoogle:
             "google_nova_url": self.nova.nova_url,
             "google_mcs_host": HOST,
             "google_mcs_port": self.mcs.port,
+            "google_spot_url": self.spot.url,
         }
 
     def environment(self) -> dict[str, str]:
@@ -759,9 +845,11 @@ class FakeGoogle:
         self.auth.start()
         self.mcs.start()
         self.nova.start()
+        self.spot.start()
         return self
 
     def stop(self) -> None:
+        self.spot.stop()
         self.nova.stop()
         self.mcs.stop()
         self.auth.stop()

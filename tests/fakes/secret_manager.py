@@ -2,11 +2,15 @@
 
 Google ships no Secret Manager emulator. This fake serves the RPCs `SecretManagerStore` uses
 (CreateSecret, AddSecretVersion, AccessSecretVersion, ListSecretVersions,
-DisableSecretVersion) on a local port, with the request and response types of the
-`google-cloud-secret-manager` package itself, so the client's own serialisation, routing and
-error mapping run unchanged. Other RPCs answer UNIMPLEMENTED.
+DisableSecretVersion) and DestroySecretVersion (how an operator retires a leaked value) on a
+local port, with the request and response types of the `google-cloud-secret-manager` package
+itself, so the client's own serialisation, routing and error mapping run unchanged. Other RPCs
+answer UNIMPLEMENTED.
 
-It follows the service's documented behaviour where the adapter depends on it:
+It follows the service's documented behaviour where the adapter depends on it (the RPC
+reference, https://cloud.google.com/secret-manager/docs/reference/rpc/google.cloud.secretmanager.v1,
+and for each method its REST page under
+https://cloud.google.com/secret-manager/docs/reference/rest/v1/projects.secrets.versions):
 
 - resource names in answers carry the project *number* (`projects/123/secrets/s/versions/2`)
   when one is configured for the project id, as the real service does;
@@ -15,8 +19,17 @@ It follows the service's documented behaviour where the adapter depends on it:
   disabled, and NOT_FOUND when the secret is missing or has no version;
 - CreateSecret on an existing id is ALREADY_EXISTS and requires a replication policy;
   AddSecretVersion on a missing secret is NOT_FOUND; payloads are limited to 64 KiB;
-- ListSecretVersions lists newest first, pages with `page_size`/`page_token`, and filters on
-  `state:<STATE>` (other filters are refused rather than silently ignored).
+- ListSecretVersions (.../projects.secrets.versions/list) lists newest first, each version
+  with its `create_time` and `state` and never its payload, pages with
+  `page_size`/`page_token`, and filters on `state:<STATE>`
+  (https://cloud.google.com/secret-manager/docs/filtering; other filters are refused rather
+  than silently ignored);
+- DestroySecretVersion (.../projects.secrets.versions/destroy) sets the state to DESTROYED,
+  records `destroy_time` and discards the payload for good: accessing that version is then
+  FAILED_PRECONDITION, as for a disabled one.
+
+A version's `create_time` comes from `clock` (the wall clock unless a test gives its own), so
+a test can date a rotation's versions as the grace period needs.
 
 Serving, hooks and the call log come from `tests.fakes.GrpcFake`.
 """
@@ -26,7 +39,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
@@ -55,6 +68,7 @@ class _Version:
     data: bytes
     create_time: datetime
     state: State = State.ENABLED
+    destroy_time: datetime | None = None
 
 
 @dataclass
@@ -70,11 +84,16 @@ class FakeSecretManager(GrpcFake):
     service = "google.cloud.secretmanager.v1.SecretManagerService"
 
     def __init__(
-        self, *, project_numbers: Mapping[str, str] | None = None, page_size: int = MAX_PAGE_SIZE
+        self,
+        *,
+        project_numbers: Mapping[str, str] | None = None,
+        page_size: int = MAX_PAGE_SIZE,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         super().__init__()
         self._numbers = dict(project_numbers or {})
         self._page_size = page_size
+        self._clock = clock
         self._secrets: dict[tuple[str, str], _Secret] = {}
 
     def rpcs(self) -> dict[str, tuple[Callable[[Any], Any], Any, Any]]:
@@ -101,6 +120,11 @@ class FakeSecretManager(GrpcFake):
                 sm.DisableSecretVersionRequest,
                 sm.SecretVersion,
             ),
+            "DestroySecretVersion": (
+                self._destroy_secret_version,
+                sm.DestroySecretVersionRequest,
+                sm.SecretVersion,
+            ),
         }
 
     def client(self) -> secretmanager_v1.SecretManagerServiceClient:
@@ -117,6 +141,12 @@ class FakeSecretManager(GrpcFake):
             secret = self._secrets.get((self._number(project), secret_id))
             versions = secret.versions if secret else []
             return {str(version.number): version.state.name for version in versions}
+
+    def backdate(self, project: str, secret_id: str, by: timedelta) -> None:
+        """Every version of a secret created `by` earlier: time passing, for a grace period."""
+        with self.lock:
+            for version in self._secret(self._number(project), secret_id).versions:
+                version.create_time -= by
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -163,6 +193,7 @@ class FakeSecretManager(GrpcFake):
         return secretmanager_v1.SecretVersion(
             name=f"projects/{project}/secrets/{secret_id}/versions/{version.number}",
             create_time=version.create_time,
+            destroy_time=version.destroy_time,
             state=version.state,
             etag=f'"{version.number}-{version.state.name}"',
         )
@@ -180,7 +211,7 @@ class FakeSecretManager(GrpcFake):
         name = f"projects/{project}/secrets/{request.secret_id}"
         if (project, request.secret_id) in self._secrets:
             raise Abort(grpc.StatusCode.ALREADY_EXISTS, f"Secret [{name}] already exists.")
-        secret = _Secret(replication=request.secret.replication, create_time=datetime.now(UTC))
+        secret = _Secret(replication=request.secret.replication, create_time=self._clock())
         self._secrets[(project, request.secret_id)] = secret
         return secretmanager_v1.Secret(
             name=name, replication=secret.replication, create_time=secret.create_time
@@ -196,7 +227,7 @@ class FakeSecretManager(GrpcFake):
         version = _Version(
             number=len(secret.versions) + 1,
             data=request.payload.data,
-            create_time=datetime.now(UTC),
+            create_time=self._clock(),
         )
         secret.versions.append(version)
         return self._version_message(project, secret_id, version)
@@ -250,4 +281,15 @@ class FakeSecretManager(GrpcFake):
                 f"Secret Version [{request.name}] is in DESTROYED state.",
             )
         version.state = State.DISABLED
+        return self._version_message(project, secret_id, version)
+
+    def _destroy_secret_version(
+        self, request: secretmanager_v1.DestroySecretVersionRequest
+    ) -> secretmanager_v1.SecretVersion:
+        project, secret_id, version_id = self._parse(_VERSION, request.name)
+        version = self._version(project, secret_id, version_id)
+        if version.state != State.DESTROYED:
+            version.state = State.DESTROYED
+            version.destroy_time = self._clock()
+            version.data = b""
         return self._version_message(project, secret_id, version)

@@ -23,26 +23,41 @@ wire protocol the official SDK speaks (PROTOCOLS.md §3, Smartcar's API referenc
   `{"connections": [{"vehicleId", "userId", "connectedAt"}]}`, empty when it was not connected;
   a wrong management token is a 401. Pass `management_token` to serve it (404 otherwise).
   `disconnected` lists the vehicles disconnected so far.
-- API v3 (PROTOCOLS.md §3; smartcar.com/docs `api-reference/vehicles-api-intro`,
-  `api-reference/list-signals`, `api-reference/get-signal`, `api-reference/list-connections`,
-  `connect/handle-the-response`, blog "Introducing Smartcar API V3", 2026-04-22):
+- API v3 (PROTOCOLS.md §3; checked against https://smartcar.com/docs/api-reference/vehicles-api-intro
+  (base `https://vehicle.api.smartcar.com/v3`), https://smartcar.com/docs/api-reference/list-signals.md
+  (OpenAPI `getVehicleSignals`: header `sc-user-id` required, `page`/`pageSize`),
+  https://smartcar.com/docs/api-reference/get-signal, https://smartcar.com/docs/api-reference/list-connections.md
+  (OpenAPI `getConnections`: optional filters for user id, vehicle id and mode, `page`/`pageSize`;
+  no `sc-user-id` among its parameters), https://smartcar.com/docs/api-reference/get-connection
+  (`GET /connections/{connectionId}`, not served: the bridge does not call it),
+  `connect/handle-the-response`, blog https://smartcar.com/de/blog/introducing-smartcar-api-v3,
+  2026-04-22):
   - Connect's consent redirects with `user_id` (and `state`), no code: `handle-the-response`
     ("Smartcar will redirect the user back ... along with a `user_id`").
   - `POST /oauth2/token` (`iam_token_url`), form `grant_type=client_credentials`, `client_id`,
     `client_secret`: one application token, `expires_in` 3600, no refresh token (the blog: "one
     application-level access token, valid for an hour"). Wrong credentials: 401
     `invalid_client`. `expire_app_tokens()` ends those issued so far.
-  - Under `vehicle_api_url` (`/v3`), with `Authorization: Bearer <application token>` and the
-    header `sc-user-id` (required; 400 without it): `GET /v3/connections?userId&page&pageSize`
-    (`{"data": [{"id", "type": "connection", "attributes": {"permissions", "vehicle": {make,
-    model, year}}, "relationships": {"vehicle": {"data": {"id"}}, "user": {"data": {"id"}}}}],
-    "meta": {"page", "pageSize", "totalCount"}}`), `GET /v3/vehicles/<id>/signals?page&pageSize`
+  - Under `vehicle_api_url` (`/v3`), with `Authorization: Bearer <application token>`:
+    `GET /v3/connections?userId&page&pageSize`, the application's connections, narrowed to one
+    user by `userId` (the filter's query name is not in the stored documentation, whose
+    excerpt shows only a `FilterUserId` parameter reference: `userId` is the bridge's guess,
+    and the bridge also keeps only the connections whose `relationships.user` is its user, so
+    a filter Smartcar ignored would still list the right vehicles; `sc-user-id` is accepted
+    and not required) (`{"data": [{"id", "type": "connection", "attributes": {"permissions",
+    "vehicle": {make, model, year}}, "relationships": {"vehicle": {"data": {"id"}}, "user":
+    {"data": {"id"}}}}], "meta": {"page", "pageSize", "totalCount"}}`); with the header
+    `sc-user-id` (required; 400 without it): `GET /v3/vehicles/<id>/signals?page&pageSize`
     (`{"data": [{"id", "type": "signal", "attributes": {"code", "name", "group", "status":
     {"value"}, "body"}, "meta": {"retrievedAt", "oemUpdatedAt"}}], "meta": {"page", "pageSize",
     "totalCount"}, "links": {"next"}, "included": {"vehicle": {"attributes": {make, model,
     year}}}}`, times in epoch seconds as the examples show), `GET /v3/vehicles/<id>/signals/<code>`
     (`{"data": <one signal>}`). A signal the vehicle lacks the permission for has no body and
     `status {"value": "ERROR", "error": {"type": "PERMISSION"}}`. A user token (v2) is a 401 here.
+    Each signal's `oemUpdatedAt` is the vehicle's `data_age`, or its own time in
+    `signal_ages` (a parked car: the location keeps its time while the state of charge moves
+    on, PROTOCOLS.md §3); `retrievedAt` is the time of the call, as Smartcar's examples show
+    it one second after `oemUpdatedAt` and a pull always retrieves anew.
 - `revoke_access_tokens()`, `revoke_refresh_tokens()` end what was issued so far;
   `rate_limit(retry_after)` makes the next API call a 429 `RATE_LIMIT` with `Retry-After`.
 
@@ -55,6 +70,7 @@ import base64
 import json
 import secrets
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -89,6 +105,8 @@ class FakeVehicle:
     range_km: float = 402.5
     data_age: str = "2024-11-18T14:32:08.000Z"
     permissions: frozenset[str] = ALL_PERMISSIONS
+    # Signal code → its own oemUpdatedAt (ISO 8601), when not `data_age` (v3 only).
+    signal_ages: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -345,17 +363,18 @@ class SmartcarServer:
         token = request.headers.get("authorization", "").removeprefix("Bearer ")
         if token not in self._app_tokens:
             return _Answer(401, _error(401, "AUTHENTICATION", None, "invalid access token"))
-        user_id = request.headers.get("sc-user-id")
-        if not user_id:
-            return _Answer(400, _error(400, "VALIDATION", None, "sc-user-id header required"))
         page = int(request.query.get("page", "1"))
         size = int(request.query.get("pageSize", "10"))
         parts = [part for part in request.path.split("/")[2:] if part]  # after "/v3"
         if parts == ["connections"] and request.method == "GET":
-            if user_id != self.user.id:
+            wanted = request.query.get("userId")
+            if wanted is not None and wanted != self.user.id:
                 return _paged([], page, size)
-            items = [_connection(self.vehicles[v], user_id) for v in self.user.vehicles]
+            items = [_connection(self.vehicles[v], self.user.id) for v in self.user.vehicles]
             return _paged(items, page, size)
+        user_id = request.headers.get("sc-user-id")
+        if not user_id:
+            return _Answer(400, _error(400, "VALIDATION", None, "sc-user-id header required"))
         if len(parts) >= 3 and parts[0] == "vehicles" and parts[2] == "signals":
             vehicle = self.vehicles.get(parts[1])
             if vehicle is None or vehicle.id not in self.user.vehicles or user_id != self.user.id:
@@ -474,8 +493,12 @@ _V3_SIGNALS = (
 )
 
 
+def _epoch(moment: str) -> int:
+    return int(datetime.fromisoformat(moment.replace("Z", "+00:00")).timestamp())
+
+
 def _signals(vehicle: FakeVehicle) -> list[dict[str, Any]]:
-    measured = int(datetime.fromisoformat(vehicle.data_age.replace("Z", "+00:00")).timestamp())
+    retrieved = int(time.time())
     bodies = {
         "location-preciselocation": {"latitude": vehicle.latitude,
                                      "longitude": vehicle.longitude},
@@ -492,9 +515,10 @@ def _signals(vehicle: FakeVehicle) -> list[dict[str, Any]]:
         else:
             attributes["status"] = {"value": "ERROR",
                                     "error": {"type": "PERMISSION", "code": None}}  # fmt: skip
+        measured = _epoch(vehicle.signal_ages.get(code, vehicle.data_age))
         found.append(
             {"id": code, "type": "signal", "attributes": attributes,
-             "meta": {"retrievedAt": measured + 1, "oemUpdatedAt": measured}}
+             "meta": {"retrievedAt": max(retrieved, measured + 1), "oemUpdatedAt": measured}}
         )  # fmt: skip
     return found
 

@@ -56,7 +56,7 @@ def test_checkers_of_rotated_secrets_may_list_their_versions(terraform: Terrafor
     assert role["permissions"] == ["secretmanager.versions.list"]
     listers = terraform.locals["secret_listers"]
     assert listers == {
-        "api": ["api-token"],
+        "api": ["api-token", "traccar-command-key"],
         "webhooks": ["tlink-path-token", "tlink-webhook-secret"],
     }
     for function, secrets in listers.items():

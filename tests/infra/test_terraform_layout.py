@@ -361,7 +361,7 @@ def test_refresh_job_calls_refresh_devices_hourly_with_an_oidc_token(
     terraform: Terraform,
 ) -> None:
     jobs = terraform.of_type("google_cloud_scheduler_job")
-    assert set(jobs) == {"refresh_devices"}, "sync jobs are made at run time, not here"
+    assert set(jobs) == {"refresh_devices", "sweep_handoffs"}, "sync jobs are made at run time"
     job = jobs["refresh_devices"]
     assert terraform.variables["refresh_schedule"]["default"] == "0 * * * *"
     target = block(job, "http_target")
@@ -376,6 +376,39 @@ def test_refresh_job_calls_refresh_devices_hourly_with_an_oidc_token(
     retry = block(job, "retry_config")
     assert retry["retry_count"] >= 1
     assert int(retry["min_backoff_duration"].removesuffix("s")) >= 30
+
+
+def cron_interval_minutes(schedule: str) -> int:
+    """The longest gap, in minutes, between two runs of a cron schedule firing every hour."""
+    minute, hour, day, month, weekday = schedule.split()
+    assert (hour, day, month, weekday) == ("*", "*", "*", "*"), f"{schedule}: not every hour"
+    if minute.startswith("*/"):
+        step = int(minute.removeprefix("*/"))
+        assert 60 % step == 0, f"{schedule}: uneven steps across the hour"
+        return step
+    minutes = sorted(int(part) for part in minute.split(","))
+    return max(b - a for a, b in zip(minutes, [*minutes[1:], minutes[0] + 60], strict=True))
+
+
+def test_the_sweep_job_calls_refresh_devices_sweep_only_at_most_every_5_minutes(
+    terraform: Terraform,
+) -> None:
+    """Issue 16: a delivery handed off to a busy device and not delivered by its lease holder
+    waits at most one sweep interval once the lease ends, webhook-only devices included."""
+    job = terraform.resource("google_cloud_scheduler_job", "sweep_handoffs")
+    assert expression(job["schedule"]) == "var.sweep_schedule"
+    assert cron_interval_minutes(terraform.variables["sweep_schedule"]["default"]) <= 5
+    assert cron_interval_minutes("*/5 * * * *") == 5  # the helper itself
+    assert cron_interval_minutes("0,30 * * * *") == 30
+    target = block(job, "http_target")
+    uri = f"{FUNCTION}.refresh_devices.service_config[0].uri"
+    assert target["uri"] == "${" + uri + "}/?sweep=only"
+    assert target["http_method"] == "POST"
+    token = block(target, "oidc_token")
+    assert expression(token["service_account_email"]) == "google_service_account.scheduler.email"
+    assert expression(token["audience"]) == uri  # Cloud Run checks the bare URL
+    deadline = int(job["attempt_deadline"].removesuffix("s"))
+    assert deadline > service_config(terraform, "refresh_devices")["timeout_seconds"]
 
 
 def test_ttl_policies_are_on_expire_at(terraform: Terraform) -> None:

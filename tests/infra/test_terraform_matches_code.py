@@ -45,11 +45,13 @@ GOOGLE_USERS = {"api", "sync_device", "refresh_devices"}
 
 # Settings naming a secret → the functions whose code reads that secret.
 SECRET_NAME_READERS: dict[str, set[str]] = {
-    # Pipeline.push creates a device Traccar does not know: every function that pushes.
-    "traccar_api_token_secret": {"api", "sync_device", "webhooks"},
+    # Pipeline.push creates a device Traccar does not know: every function that pushes;
+    # refresh_devices gives existing devices the command attributes (CommandProvisioning).
+    "traccar_api_token_secret": {"api", "sync_device", "webhooks", "refresh_devices"},
     # Traccar's commands: the api checks the key; sync_device writes it onto the Traccar
-    # devices its pipeline creates or finds. Never the public webhooks function.
-    "traccar_command_key_secret": {"api", "sync_device"},
+    # devices its pipeline creates or finds, refresh_devices onto the devices that existed
+    # before. Never the public webhooks function.
+    "traccar_command_key_secret": {"api", "sync_device", "refresh_devices"},
     # api: /auth/*, GET /devices, GET /devices/<id>/locations, manual sync; sync_device: the
     # locate; refresh_devices: the device list and the FCM expiry watch.
     "google_secret_name": GOOGLE_USERS,
@@ -92,6 +94,7 @@ LEFT_AT_DEFAULT = {
     "GOOGLE_MCS_HOST",
     "GOOGLE_MCS_PORT",
     "GOOGLE_CHECKIN_URL",
+    "GOOGLE_SPOT_URL",
     "SMARTCAR_API_ORIGIN",
     "SMARTCAR_AUTH_ORIGIN",
     "SMARTCAR_CONNECT_ORIGIN",
@@ -160,6 +163,7 @@ NEEDED_ENVIRONMENT: dict[str, set[str]] = {
         "NOTIFY_SMTP_HOST",
         "NOTIFY_EMAIL_TO",
         "SYNC_DEVICE_URL",  # auto-registration
+        "API_URL",  # command.findHub.url on the Traccar devices that existed before
         "SCHEDULER_SERVICE_ACCOUNT",
         "SMARTCAR_CLIENT_ID",  # renewal of refresh tokens
         "SMARTCAR_REDIRECT_URI",

@@ -23,8 +23,8 @@ from shared.sources.google.alerts import MCS_LOGIN, MCS_REFUSALS_ALERT, OWNER_KE
 from shared.sources.google.credentials import GoogleSecretsUpload
 from shared.sources.google.errors import (
     AuthFailed,
-    DecryptionError,
     McsLoginFailed,
+    OwnerKeyNotRenewable,
     SignInRequired,
 )
 from shared.sources.google.stack import GoogleStack
@@ -203,19 +203,30 @@ def test_mcs_refusing_the_login_repeatedly_alerts_once_until_a_login(
     assert alert_names(runtime) == []
 
 
-def test_an_owner_key_that_no_longer_decrypts_alerts_once_until_it_does(
-    runtime: Runtime, google: FakeGoogle, smtp: SmtpServer, clock: Clock
+@pytest.mark.parametrize("shared_key", ["missing", "another account's"])
+def test_an_owner_key_that_cannot_be_renewed_says_what_to_upload_and_alerts_once(
+    runtime: Runtime, google: FakeGoogle, smtp: SmtpServer, clock: Clock, shared_key: str
 ) -> None:
     source = stack(runtime, clock).source
     device = runtime.store.devices.get("canonic-0")
     assert device is not None
+    uploaded = google.secrets()
+    if shared_key == "missing":
+        del uploaded["shared_key"]
+    else:
+        uploaded["shared_key"] = "5a" * 32
+    runtime.secrets.add_version("google-secrets", json.dumps(uploaded))
     google.rotate_owner_key()
 
     for _ in range(2):
-        with pytest.raises(DecryptionError, match="canonic-0"):
+        with pytest.raises(OwnerKeyNotRenewable, match="shared_key") as caught:
             source.fetch(device)
+        assert caught.value.status == 503
+        assert "upload" in caught.value.message and "PUT /auth/secrets" in caught.value.message
         clock.advance(600)
 
+    # Without a shared_key the Spot API is never asked; with a wrong one, once per run.
+    assert len(google.spot.requests) == (0 if shared_key == "missing" else 2)
     assert alert_names(runtime) == [OWNER_KEY]
     assert [m.message["Subject"] for m in smtp.messages] == [
         "[traccar-bridge] Google owner key outdated - action required"

@@ -88,6 +88,11 @@ def store(firestore_client: Any) -> Store:
     return Store(firestore_client)
 
 
+def uploaded(restarted: int) -> dict[str, object]:
+    """The answer of a credentials upload for the fake's account."""
+    return {"status": "ok", "services_restarted": restarted, "account": "owner@example.com"}
+
+
 def error_of(response: Any) -> str:
     assert response.is_json, response.data
     return response.get_json()["error"]
@@ -123,7 +128,7 @@ def test_uploaded_secrets_are_stored_as_a_new_version_and_never_echoed(
     again = upload(api, google)
 
     assert first.status_code == 200
-    assert first.get_json() == {"status": "ok", "services_restarted": 0}
+    assert first.get_json() == uploaded(0)
     assert again.status_code == 200
     folder = tmp_path / "secrets" / SECRET_NAME
     versions = sorted(path.name for path in folder.iterdir())
@@ -181,7 +186,7 @@ def test_the_aas_token_route_replaces_only_the_token(
     response = api.put("/auth/aas-token", json={"aas_token": "aas_et/replaced"}, headers=AUTH)
     bad = api.put("/auth/aas-token", json={"token": "aas_et/replaced"}, headers=AUTH)
 
-    assert response.get_json() == {"status": "ok", "services_restarted": 0}
+    assert response.get_json() == uploaded(0)
     stored = json.loads((tmp_path / "secrets" / SECRET_NAME / "2").read_text())
     assert stored == {**google.secrets(), "aas_token": "aas_et/replaced"}
     assert bad.status_code == 400 and error_of(bad).startswith("aas_token: Field required")
@@ -293,7 +298,7 @@ def test_expired_credentials_make_health_503_until_new_ones_are_uploaded(
     google.auth.add_account(google.username, google.aas_token, google.identity.android_id)
     restored = upload(api, google)
 
-    assert restored.get_json() == {"status": "ok", "services_restarted": 1}
+    assert restored.get_json() == uploaded(1)
     assert api.get("/health").status_code == 200
     assert store.services.get("canonic-0").paused is False
     assert api.get("/devices/canonic-0/locations?last", headers=AUTH).status_code == 200

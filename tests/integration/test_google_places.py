@@ -76,6 +76,7 @@ def test_a_mapped_place_reaches_traccar_at_its_coordinates_in_time_order_and_onl
     ]  # fmt: skip
     home = traccar.positions[1]
     assert home.attributes["place"] == "Home"
+    assert home.valid is False  # the user's pin for a name, not a fix
     assert home.accuracy == 30.0  # the default: the mapping gave none
     assert all("place" not in p.attributes for p in (traccar.positions[0], traccar.positions[2]))
 

@@ -19,7 +19,7 @@ from shared.errors import RetryLater
 from shared.models import Device, Source
 from shared.runtime import Runtime, get_runtime
 from shared.services import ServiceSpec
-from shared.sources.google.errors import CheckinFailed, DecryptionError, FcmError
+from shared.sources.google.errors import CheckinFailed, FcmError, OwnerKeyRefused
 from shared.sources.google.lease import FcmLeases
 from shared.store.google import LeaseDocument
 from tests.conftest import PROJECT, Clock, make_settings
@@ -274,16 +274,50 @@ def test_the_fresh_look_of_a_silent_tracker_is_a_504_naming_it(
         runtime.google.fresh_locations("canonic-0")
 
 
-def test_a_wrong_owner_key_fails_the_run_with_an_error_naming_the_device(
+def new_recent_reports(google: FakeGoogle, at: int) -> None:
+    for index, tracker in enumerate(google.trackers):
+        tracker.recent = Report("own", timestamp=at + index, latitude=40.0 + index,
+                                longitude=3.0, is_own_report=True, status=LAST_KNOWN)  # fmt: skip
+
+
+def test_an_owner_key_rotated_between_two_syncs_is_renewed_stored_and_kept(
+    firestore_client, runtime: Runtime, google: FakeGoogle, traccar: OsmAndServer
+) -> None:
+    assert runtime.sync.sync_device("canonic-0", force=True).result.pushed == 1
+    # An end-to-end-encryption reset: the trackers' identity keys are wrapped with a new owner
+    # key (version 2); the stored secrets.json keeps version 1's (PROTOCOLS.md §5).
+    google.rotate_owner_key()
+    new_recent_reports(google, T0 + 100)
+
+    renewed = runtime.sync.sync_device("canonic-0", force=True)
+
+    assert renewed.result.pushed == 1
+    assert [request.version for request in google.spot.requests] == [-1]  # the latest
+    assert google.auth.spot_token_requests == 1
+    stored = json.loads(runtime.secrets.read("google-secrets"))
+    assert (stored["owner_key"], stored["owner_key_version"]) == (google.owner_key.hex(), 2)
+    assert stored["aas_token"] == google.aas_token  # the rest of the credentials as they were
+
+    # A cold instance reads the renewed key from the secret: the Spot API is not asked again.
+    new_recent_reports(google, T0 + 200)
+    cold = Runtime(runtime.settings, firestore_client=firestore_client)
+    assert cold.sync.sync_device("canonic-0", force=True).result.pushed == 1
+    assert len(google.spot.requests) == 1
+    assert [p[2] for p in pushed(traccar)["canonic-0"]] == [T0, T0 + 100, T0 + 200]
+
+
+def test_a_renewed_owner_key_that_still_fails_is_the_devices_error(
     runtime: Runtime, google: FakeGoogle, traccar: OsmAndServer
 ) -> None:
-    google.owner_key = bytes(32)  # the stored key is no longer the trackers' one
-    google.store_secrets(runtime.secrets)
+    google.rotate_owner_key()
+    # Google's Spot API still serves the old key: a renewal that does not help.
+    google.spot.publish(google.owner_key_version, bytes(32))
 
-    with pytest.raises(DecryptionError, match="device canonic-0: ") as caught:
+    with pytest.raises(OwnerKeyRefused, match="device canonic-0: ") as caught:
         runtime.sync.sync_device("canonic-0")
 
     assert caught.value.device == "canonic-0"
+    assert len(google.spot.requests) == 1  # once per session, not once per device
     assert traccar.positions == []
 
 
@@ -303,6 +337,35 @@ def test_a_report_dated_ahead_of_the_clock_is_skipped_and_the_others_pushed(
     newest = runtime.store.delivery.state("canonic-0").last_location
     assert newest is not None and newest.timestamp == T0
     assert "Google report dated ahead of the clock skipped" in caplog.text
+
+
+def test_reports_that_do_not_decrypt_or_lack_a_time_are_counted_in_the_result_and_push_log(
+    runtime: Runtime, google: FakeGoogle, traccar: OsmAndServer
+) -> None:
+    offset = 0x0ABC_DE00
+    google.trackers[0].network = [
+        Report("crowdsourced", timestamp=T0 - 300, latitude=45.0, longitude=5.0,
+               time_offset=offset),
+        # Encrypted for another rotation window than the one it names: its tag fails.
+        Report("crowdsourced", timestamp=T0 - 200, latitude=45.1, longitude=5.0,
+               time_offset=offset, encrypt_time_counter=offset + 0x10_000),
+        Report("crowdsourced", timestamp=T0 - 100, latitude=45.2, longitude=5.0,
+               time_offset=offset),
+    ]  # fmt: skip
+    # Two timestamps for three network locations: the third has none (paired by index).
+    google.trackers[0].network_timestamps = [T0 - 300, T0 - 200]
+
+    report = runtime.sync.sync_device("canonic-0")
+
+    # One bad report costs that report only: the good network location and the recent one go.
+    assert pushed(traccar)["canonic-0"] == [(45.0, 5.0, T0 - 300), (48.85, 2.35, T0)]
+    assert (report.result.fetched, report.result.pushed, report.result.skipped) == (2, 2, 2)
+    entries, _ = runtime.store.delivery.push_log(device_id="canonic-0", limit=10)
+    assert [entry.skipped_reports for entry in entries] == [2, 2]
+    # The companions located in the same session skipped nothing.
+    others, _ = runtime.store.delivery.push_log(device_id="canonic-1", limit=10)
+    assert [entry.skipped_reports for entry in others] == [0]
+    assert runtime.store.delivery.state("canonic-0").last_result.skipped == 2  # type: ignore[union-attr]
 
 
 def test_traccar_gets_the_accuracy_and_what_kind_of_report_each_position_was(
@@ -325,6 +388,23 @@ def test_traccar_gets_the_accuracy_and_what_kind_of_report_each_position_was(
         3.0: (300.0, {"reportType": "aggregated"}),
         48.85: (5.0, {"reportType": "own"}),
     }
+
+
+def test_a_last_known_report_reaches_traccar_as_not_a_fresh_fix(
+    runtime: Runtime, google: FakeGoogle, traccar: OsmAndServer
+) -> None:
+    google.trackers[0].network = [
+        Report("crowdsourced", timestamp=T0 - 600, latitude=1.0, longitude=1.0, accuracy=20.0),
+        Report("crowdsourced", timestamp=T0 - 500, latitude=2.0, longitude=2.0, accuracy=20.0,
+               status=AGGREGATED),
+    ]  # fmt: skip
+
+    runtime.sync.sync_device("canonic-0")  # the tracker's `recent` report is LAST_KNOWN
+
+    validity = {p.latitude: p.valid for p in traccar.positions if p.unique_id == "canonic-0"}
+    assert validity == {1.0: True, 2.0: True, 48.85: False}
+    # `valid` is OsmAnd's field, not an attribute Traccar would keep beside it.
+    assert all("valid" not in p.attributes for p in traccar.positions)
 
 
 def test_an_android_phone_is_located_and_pushed_like_a_tracker(

@@ -16,7 +16,7 @@ from google.cloud import firestore
 from test_utils.retry import RetryResult
 
 from devtools.emulator import free_port
-from devtools.scheduler import REFRESH_INTERVAL, LocalLoop, next_delay
+from devtools.scheduler import REFRESH_INTERVAL, SWEEP_INTERVAL, LocalLoop, next_delay
 from shared.errors import NotFound
 from shared.models import LocalJob
 from shared.scheduler import LocalJobs, job_id_for
@@ -319,6 +319,30 @@ def test_refresh_is_called_on_the_first_tick_then_hourly(
     loop.tick()
     assert recorder.bodies("/refresh") == [{}, {}]
     assert recorder.bodies("/sync") == []  # no job, no sync call
+
+
+def test_the_sweep_is_called_every_two_minutes_between_hourly_refreshes(
+    jobs_repository: Repository[LocalJob],
+    session: requests.Session,
+    clock: Clock,
+    recorder: Recorder,
+) -> None:
+    """Issue 16: handed-off deliveries wait at most a sweep interval locally too, as in the
+    cloud (the `sweep_handoffs` job); a refresh sweeps as well, so no sweep call joins it."""
+    loop = make_loop(
+        jobs_repository, session, clock, sync_url=recorder.url + "/sync",
+        refresh_url=recorder.url + "/refresh",
+    )  # fmt: skip
+
+    for second in range(0, REFRESH_INTERVAL + 1, 30):
+        clock.now = T0 + timedelta(seconds=second)
+        loop.tick()
+
+    assert SWEEP_INTERVAL <= 5 * 60
+    sweeps = recorder.bodies("/refresh?sweep=only")
+    assert len(sweeps) == REFRESH_INTERVAL // SWEEP_INTERVAL - 1  # not with the refreshes
+    assert sweeps == [{}] * len(sweeps)
+    assert recorder.bodies("/refresh") == [{}, {}]  # at T0 and an hour later
 
 
 def test_no_refresh_url_means_no_refresh_call(

@@ -8,10 +8,12 @@ OsmAnd socket that refuses (a closed port).
 from __future__ import annotations
 
 import os
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import flask
 import pytest
@@ -24,10 +26,13 @@ from shared.models import DeviceState, Location, Service, SyncResult
 from shared.runtime import Runtime
 from shared.secrets import CachedSecrets, LocalSecretStore
 from shared.sources.tlink.webhook import PathTokenCheck, SignatureCheck, signature
+from shared.store.google import GoogleAlert
 from shared.traccar_status import TRACCAR_DOWN, OsmAndWatch
 from shared.web import API_TOKEN_SECRET, bearer_matches
 from tests.conftest import Clock, make_settings
 from tests.fakes.smtp import SmtpServer
+
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -233,3 +238,110 @@ def test_a_new_version_is_accepted_at_once_despite_the_cache(tmp_path: Path) -> 
     time.sleep(0.01)
     store.add_version("tok", "two")
     assert "two" in cache.accepted("tok", grace=timedelta(hours=1), now=now, fresh=True)
+
+
+# --- one mail per end, whatever the instances racing -----------------------------------------
+
+
+def race(*calls: Callable[[], T]) -> list[T]:
+    """Each call on its own thread, all released at once; their results."""
+    start = threading.Barrier(len(calls))
+    results: list[T] = []
+
+    def run(call: Callable[[], T]) -> None:
+        start.wait()
+        results.append(call())
+
+    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(results) == len(calls), "a racing call failed (see the thread's traceback)"
+    return results
+
+
+def test_instances_racing_open_and_end_each_incident_once_with_one_mail_each(
+    tmp_path: Path, firestore_client, smtp: SmtpServer
+) -> None:
+    """Two instances (each its own Runtime and Firestore client) meet the same incidents at the
+    same moment, then see them end at the same moment: each incident is opened by one and
+    ended by one, one mail each time."""
+    from google.cloud import firestore
+
+    settings = make_settings(
+        tmp_path,
+        notify_smtp_host=smtp.host,
+        notify_smtp_port=smtp.port,
+        notify_email_from="bridge@example.org",
+        notify_email_to="me@example.org",
+    )
+    instances = [
+        Runtime(settings, firestore_client=firestore_client),
+        Runtime(settings, firestore_client=firestore.Client(project=firestore_client.project)),
+    ]
+    first = instances[0]
+    first.store.services.put(Service(id="quiet", name="Quiet", timer=600, delta=0))
+    incidents = ["device_silent:quiet", TRACCAR_DOWN]
+
+    def device_state(position_at: datetime, *, pushed_at: datetime | None = None) -> None:
+        location = Location(id="quiet", lat=1.0, lon=2.0, timestamp=int(position_at.timestamp()))
+        state = DeviceState(id="quiet", last_location=location)
+        if pushed_at is not None:  # a run that pushed: Traccar accepts again
+            state = DeviceState(
+                id="quiet",
+                last_location=location,
+                last_sync=pushed_at,
+                last_result=SyncResult(pushed=1),
+            )
+        first.store.client.collection("device_state").document("quiet").set(
+            state.model_dump(mode="python")
+        )
+
+    def refused_push(runtime: Runtime) -> Callable[[], None]:
+        # A fresh watch per round: an instance that already alerted stays quiet, by design.
+        watch = OsmAndWatch(
+            document=runtime.operations_document,
+            notifier=lambda: runtime.notifier,
+            down_after=timedelta(minutes=30),
+        )
+
+        def push() -> None:
+            watch.failing("connection refused")
+            watch.settle()
+
+        return push
+
+    rounds = 3
+    for _ in range(rounds):
+        # Opening: the device silent for 25 h, Traccar refusing since 2 h; both instances
+        # evaluate and both meet a refused push at once.
+        now = datetime.now(UTC)
+        device_state(now - timedelta(hours=25))
+        first.operations_document.set_watch(TRACCAR_DOWN, now - timedelta(hours=2))
+        race(*(r.alerts.evaluate for r in instances), *(refused_push(r) for r in instances))
+        open_now = service_status.health(first.store).alerts or []
+        assert sorted(alert.name for alert in open_now) == incidents
+
+        # Ending: a new position, pushed after the outage began; both evaluate at once.
+        now = datetime.now(UTC)
+        device_state(now, pushed_at=now)
+        reports = race(*(runtime.alerts.evaluate for runtime in instances))
+        assert sorted(name for report in reports for name in report.ended) == incidents
+        assert service_status.health(first.store).alerts is None
+
+    titles = ["Device quiet sends no positions", "Traccar does not accept positions"]
+    opened = [f"[traccar-bridge] {title} - action required" for title in titles]
+    resolved = [f"[traccar-bridge] Resolved: {title}" for title in titles]
+    assert sorted(subjects(smtp)) == sorted(rounds * (opened + resolved))
+
+
+def test_ending_an_incident_nobody_opened_mails_nothing(mailing: Runtime, smtp: SmtpServer) -> None:
+    assert mailing.operations_document.resolve(TRACCAR_DOWN) is None
+    mailing.operations_document.alerts.open(
+        TRACCAR_DOWN, GoogleAlert(reason="refused", since=datetime.now(UTC))
+    )
+    ended = mailing.operations_document.resolve(TRACCAR_DOWN)
+    assert ended is not None and ended.reason == "refused"
+    assert mailing.operations_document.resolve(TRACCAR_DOWN) is None
+    assert subjects(smtp) == []

@@ -329,6 +329,28 @@ def test_reads_per_run_do_not_grow_with_the_stored_history(
     assert writes == len(new) + 2
 
 
+def test_a_sweep_with_nothing_handed_off_costs_one_read_whatever_the_devices(
+    emulator: object, firestore_client: object, osmand: OsmAndServer, tmp_path: Path
+) -> None:
+    """The sweep job runs every few minutes (issue 16): idle, it is one query answering
+    nothing (billed as one read), however many devices have a state."""
+    counts = Counts()
+    runtime = Runtime(
+        make_settings(tmp_path, traccar_server_url=osmand.url),
+        firestore_client=CountingClient(counts, project=firestore_client.project),  # type: ignore[attr-defined]
+    )
+    states = runtime.firestore_client.collection("device_state")
+    for number in range(30):
+        states.document(f"device-{number}").set(DeviceState(id=f"device-{number}").model_dump())
+    sync = runtime.sync
+    runtime.schema  # noqa: B018 - an instance's first request checks the schema, once
+    counts.reset()
+
+    assert sync.sweep_handoffs() == []
+
+    assert (counts.reads, counts.writes) == (1, 0)
+
+
 def test_a_failed_fetch_releases_the_lease(
     pipeline: Pipeline, osmand: OsmAndServer, clock: Clock
 ) -> None:

@@ -11,13 +11,22 @@ import io
 import logging
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
+import flask
 import pytest
 from google.api_core.exceptions import FailedPrecondition
 from google.cloud import secretmanager_v1
+from pydantic import SecretStr
 
+from shared.errors import Unauthorized
 from shared.logs import REDACTED, JsonFormatter
-from shared.secrets import SecretManagerStore, SecretNotFound, read_json
+from shared.runtime import Runtime
+from shared.secrets import SecretManagerStore, SecretNotFound, SecretVersion, read_json
+from shared.web import API_TOKEN_SECRET, bearer_matches
+from tests.conftest import Clock, make_settings
 from tests.fakes.secret_manager import FakeSecretManager
 
 PROJECT = "traccar-bridge-test"
@@ -189,3 +198,106 @@ def test_json_secret_strings_are_redacted_once_read(
 
     record = logging.LogRecord("test", logging.INFO, __file__, 0, "got %s", (password,), None)
     assert password not in JsonFormatter().format(record)
+
+
+# --- versions: what a rotation's grace is checked against (issue 20) ------------------------
+
+
+def test_versions_lists_the_enabled_ones_newest_first_with_their_create_times(
+    clock: Clock,
+) -> None:
+    clock.now = datetime(2026, 12, 1, tzinfo=UTC)
+    with FakeSecretManager(
+        project_numbers={PROJECT: PROJECT_NUMBER}, page_size=2, clock=clock
+    ) as fake:
+        store = SecretManagerStore(fake.client(), PROJECT)
+        for value in ("one", "two", "three", "four", "five"):
+            clock.advance(3600)
+            store.add_version("listed", value)
+        parent = f"projects/{PROJECT}/secrets/listed"
+        fake.client().disable_secret_version(name=f"{parent}/versions/2")
+        fake.client().destroy_secret_version(name=f"{parent}/versions/4")
+
+        versions = store.versions("listed")
+
+        assert versions == [
+            SecretVersion(5, "five", datetime(2026, 12, 1, 5, tzinfo=UTC)),
+            SecretVersion(3, "three", datetime(2026, 12, 1, 3, tzinfo=UTC)),
+            SecretVersion(1, "one", datetime(2026, 12, 1, 1, tzinfo=UTC)),
+        ]
+        assert fake.version_states(PROJECT, "listed")["4"] == "DESTROYED"
+        # One filtered listing over two pages (page size 2), one access per enabled version;
+        # a disabled or destroyed version's payload is never asked for.
+        assert fake.calls.count(("ListSecretVersions", "OK")) == 2
+        assert fake.calls.count(("AccessSecretVersion", "OK")) == 3
+        assert ("AccessSecretVersion", "FAILED_PRECONDITION") not in fake.calls
+
+
+def test_versions_of_a_missing_secret_is_empty(store: SecretManagerStore) -> None:
+    assert store.versions("never-written") == []
+
+
+def test_a_version_disabled_between_listing_and_access_is_left_out(
+    store: SecretManagerStore,
+    secret_manager: FakeSecretManager,
+    client: secretmanager_v1.SecretManagerServiceClient,
+) -> None:
+    store.add_version("racing", "old")
+    store.add_version("racing", "new")
+    # Listed enabled (newest first), then disabled by an operator before its payload is read.
+    secret_manager.run_once_before(
+        "AccessSecretVersion",
+        lambda: client.disable_secret_version(name=f"projects/{PROJECT}/secrets/racing/versions/2"),
+    )
+
+    assert [version.value for version in store.versions("racing")] == ["old"]
+
+
+def test_a_rotation_is_accepted_end_to_end_with_the_cloud_store(
+    secret_manager: FakeSecretManager, tmp_path: Path, firestore_client: Any
+) -> None:
+    """Both rotated credentials the API function checks itself (the API token, the Traccar
+    command key) through a Runtime on the Secret Manager backend: the new version works at
+    once, the old one for ROTATION_GRACE_HOURS, then no more."""
+    settings = make_settings(
+        tmp_path,
+        secrets_backend="secret_manager",
+        api_token="old-api-token",
+        rotation_grace_hours=24,
+    )
+    store = SecretManagerStore(secret_manager.client(), PROJECT)
+    runtime = Runtime(settings, firestore_client=firestore_client, secrets=store)
+    command_key = settings.traccar_command_key_secret
+    for name, value in ((API_TOKEN_SECRET, "old-api-token"), (command_key, "old-command-key")):
+        store.add_version(name, value)
+        secret_manager.backdate(PROJECT, name, timedelta(hours=100))
+    app = flask.Flask(__name__)
+
+    def token_accepted(token: str) -> bool:
+        with app.test_request_context(headers={"Authorization": f"Bearer {token}"}):
+            return bearer_matches(
+                flask.request, SecretStr("old-api-token"), rotated=runtime.api_token_versions
+            )
+
+    def key_accepted(key: str) -> bool:
+        try:
+            runtime.commands.authorize(key)
+        except Unauthorized:
+            return False
+        return True
+
+    assert token_accepted("old-api-token") and key_accepted("old-command-key")
+    runtime.cached_secrets.min_reread = 0.0  # the new versions must work at once
+    store.add_version(API_TOKEN_SECRET, "new-api-token")
+    store.add_version(command_key, "new-command-key")
+    assert token_accepted("new-api-token") and token_accepted("old-api-token")
+    assert key_accepted("new-command-key") and key_accepted("old-command-key")
+    assert not token_accepted("old-command-key") and not key_accepted("new-api-token")
+
+    for name in (API_TOKEN_SECRET, command_key):
+        secret_manager.backdate(PROJECT, name, timedelta(hours=25))
+        runtime.cached_secrets.forget(name)
+    assert token_accepted("new-api-token") and not token_accepted("old-api-token")
+    assert key_accepted("new-command-key") and not key_accepted("old-command-key")
+    # The old versions are still enabled: the grace, not an operator, ended them.
+    assert secret_manager.version_states(PROJECT, command_key) == {"1": "ENABLED", "2": "ENABLED"}

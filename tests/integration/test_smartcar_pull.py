@@ -131,6 +131,40 @@ def test_a_sync_job_pulls_the_connected_vehicle_into_traccar(
     assert not [r for r in smartcar.requests if r.path.startswith("/v2.0/")]
 
 
+def test_pulls_are_deduplicated_on_what_they_fetched_not_on_the_position(
+    runtime: Runtime, smartcar: SmartcarServer, osmand: OsmAndServer
+) -> None:
+    """Issue 16: a parked car answers the same location with the same oemUpdatedAt pull after
+    pull. A pull that fetched a new reading gives one position with it (`valid=false`: the
+    location is not new); one that fetched nothing new gives nothing."""
+    connect_vehicles(runtime, utc_now)
+    car = smartcar.vehicles[CAR]
+    first = runtime.sync.sync_device(CAR)
+    again = runtime.sync.sync_device(CAR)  # the same readings at the same times
+
+    car.battery_fraction = 0.80  # charging while parked: a new state of charge, later
+    car.signal_ages = {"tractionbattery-stateofcharge": "2024-11-18T15:02:08.000Z"}
+    charged = runtime.sync.sync_device(CAR)
+    charged_again = runtime.sync.sync_device(CAR)
+    car.latitude, car.longitude = 37.4419, -122.1430  # it drives off
+    car.signal_ages["location-preciselocation"] = "2024-11-18T15:20:00.000Z"
+    moved = runtime.sync.sync_device(CAR)
+
+    pushed = [r.result.pushed for r in (first, again, charged, charged_again, moved)]
+    assert pushed == [1, 0, 1, 0, 1]
+    parked, charging, driving = osmand.positions
+    assert (charging.latitude, charging.longitude) == (parked.latitude, parked.longitude)
+    assert parked.valid and not charging.valid and driving.valid
+    assert charging.fix_time.isoformat() == "2024-11-18T15:02:08+00:00"  # its newest reading
+    assert (parked.attributes["batteryLevel"], charging.attributes["batteryLevel"]) == (78, 80)
+    assert charging.attributes["odometer"] == 10254300.0  # all it fetched, not only the new
+    assert (driving.latitude, driving.longitude) == (37.4419, -122.1430)
+    # What the pulls fetched is the vehicle's latest, for the views and the next pull.
+    latest = runtime.smartcar.views.latest_signals(CAR).signals
+    charge = next(entry for entry in latest if entry.code == "tractionbattery-stateofcharge")
+    assert charge.body == {"unit": "percent", "value": 80.0}
+
+
 def test_the_application_token_serves_every_pull_until_its_hour_ends(
     runtime: Runtime, smartcar: SmartcarServer, clock: Clock
 ) -> None:
@@ -160,10 +194,11 @@ def test_a_refused_application_token_is_replaced_and_the_read_retried(
     stack.source.fetch(device())
     fetched = len(smartcar.grants())
     smartcar.expire_app_tokens()
+    smartcar.vehicles[CAR].battery_fraction = 0.8  # something new to fetch
 
     [location] = stack.source.fetch(device())
 
-    assert location.lat == 37.4292
+    assert (location.lat, location.battery) == (37.4292, 80)
     assert len(smartcar.grants()) == fetched + 1
 
 

@@ -145,7 +145,8 @@ def test_a_parked_charging_car_gets_one_position_per_delivery(
     assert two.attributes["charge"] is True
     assert two.attributes["range"] == 306.0
     assert two.attributes["charge-amperage-amperes"] == 16
-    assert two.attributes["closure-islocked"] is True
+    assert two.attributes["lock"] is True  # closure-islocked: Traccar's KEY_LOCK
+    assert "closure-islocked" not in two.attributes and "status" not in two.attributes
 
 
 def test_two_deliveries_of_the_same_second_and_place_are_two_positions(

@@ -132,6 +132,42 @@ def test_a_location_sensor_places_the_device_at_its_own_lat_lng(
     assert sensors["11925"]["value"] == "31.2456,121.4901"
 
 
+def test_traccar_gets_its_own_keys_only_where_they_mean_what_traccar_means(
+    runtime: Runtime, tlink: FakeTlink, osmand: OsmAndServer
+) -> None:
+    device = truck()
+    # Labels chosen in TLINK's console that happen to be Traccar's keys (PROTOCOLS.md §1).
+    device["sensorsList"] += [
+        {"id": 11930, "sensorName": "status", "sensorTypeId": 8, "value": "running",
+         "isAlarms": "0", "updateDate": "2019-05-10 14:16:21"},
+        {"id": 11931, "sensorName": "battery", "sensorTypeId": 1, "value": "87",
+         "unit": "%", "isAlarms": "0", "updateDate": "2019-05-10 14:16:21"},
+    ]  # fmt: skip
+    tlink.set_devices("385", [device])
+
+    runtime.sync.sync_device("tlink-2864")
+
+    [position] = osmand.positions
+    assert "status" not in position.attributes and "battery" not in position.attributes
+    assert position.attributes["status_11930"] == "running"
+    assert position.attributes["battery_11931"] == 87
+    # The temperature sensor is in alarm (`isAlarms` "1"): Traccar's generic alarm.
+    assert position.attributes["alarm"] == "general"
+
+
+def test_no_alarm_is_sent_while_no_sensor_is_in_alarm(
+    runtime: Runtime, tlink: FakeTlink, osmand: OsmAndServer
+) -> None:
+    device = truck()
+    device["sensorsList"][0]["isAlarms"] = "0"
+    tlink.set_devices("385", [device])
+
+    runtime.sync.sync_device("tlink-2864")
+
+    [position] = osmand.positions
+    assert "alarm" not in position.attributes and position.valid
+
+
 def test_the_data_endpoint_is_called_as_tlinks_sample_calls_it(
     runtime: Runtime, tlink: FakeTlink
 ) -> None:

@@ -437,6 +437,27 @@ def test_a_boolean_charge_attribute_is_traccars_own_charge_flag(
     assert odd.attributes == {"attr_charge": "maybe"}
 
 
+def test_traccars_status_and_event_keys_are_never_sent_for_something_else(
+    client: OsmAndClient, osmand: OsmAndServer
+) -> None:
+    # No source has a reading of Traccar's `status` (a protocol's status word) or `event`.
+    client.push(location(attributes={"status": "running", "event": 7}), UNIQUE_ID)
+
+    [position] = osmand.positions
+    assert position.attributes == {"attr_status": "running", "attr_event": 7}
+
+
+def test_valid_false_reaches_traccar_as_the_positions_validity(
+    client: OsmAndClient, osmand: OsmAndServer
+) -> None:
+    client.push(location(attributes={"valid": False}), UNIQUE_ID)
+    client.push(location(), UNIQUE_ID)
+
+    stale, fresh = osmand.positions
+    assert (stale.valid, fresh.valid) == (False, True)
+    assert "valid" not in stale.attributes
+
+
 # --- Traccar's limits (PROTOCOLS.md §1: 4096-byte request line, 16 KiB body before 6.14) -------
 
 
@@ -569,3 +590,24 @@ def test_an_expired_token_is_an_auth_error_saying_so(
 
     assert caught.value.status == 401
     assert "expire" in str(caught.value) and TOKEN not in str(caught.value)
+
+
+def test_ensure_attributes_as_a_plain_user_updates_the_devices_it_sees_and_counts_the_rest(
+    session: requests.Session, api_server: FakeTraccarApi
+) -> None:
+    user = api_server.add_user("bridge@example.com", "pw-bridge")
+    api_server.devices.add("seen", "Seen")
+    api_server.devices.add("unseen", "Linked to nobody")
+    api_server.link("seen", user_id=user)
+    api = TraccarApi(
+        session,
+        api_server.url,
+        BasicLogin("bridge@example.com", "pw-bridge"),
+        timeout=(1.0, SHORT_TIMEOUT),
+    )
+
+    result = api.ensure_attributes(["seen", "unseen", "never-made"], {"command.sender": "findHub"})
+
+    assert (result.found, result.missing, result.updated) == (1, 2, ("seen",))
+    assert api_server.record("seen")["attributes"] == {"command.sender": "findHub"}
+    assert api_server.record("unseen")["attributes"] == {}

@@ -6,6 +6,7 @@ command as Traccar does: an empty POST with the device's `command.findHub.key`, 
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -234,3 +235,41 @@ def test_without_a_stored_command_key_the_routes_answer_503_naming_the_secret(
     )
     assert answer.status_code == 503
     assert "traccar-command-key" in answer.json()["error"]
+
+
+def age_versions(directory: Path, name: str, hours: float) -> None:
+    """Make every stored version of `name` `hours` older (the local store dates them by mtime)."""
+    for path in (directory / name).iterdir():
+        stamp = path.stat().st_mtime - hours * 3600
+        os.utime(path, (stamp, stamp))
+
+
+def test_a_rotated_command_key_opens_the_routes_with_both_during_the_grace_then_the_new_alone(
+    bridge: str, store: Store, key: str, tmp_path: Path
+) -> None:
+    secrets_dir = tmp_path / "secrets"
+    new_key = "traccar-command-key-rotated-5a4b3c"
+
+    def status(presented: str) -> int:
+        answer = requests.post(
+            f"{bridge}/devices/abc123/position-stop",
+            headers={"Authorization": f"Bearer {presented}"},
+            timeout=5,
+        )
+        assert presented not in answer.text
+        return answer.status_code
+
+    assert status(key) == 200  # the instance has listed the key's one version
+    # A re-listing at most every `min_reread` seconds; 0 here: the new key must work at once,
+    # not after the listing's `max_age`.
+    get_runtime().cached_secrets.min_reread = 0.0
+    age_versions(secrets_dir, "traccar-command-key", 100)
+    LocalSecretStore(secrets_dir).add_version("traccar-command-key", new_key)
+    assert status(new_key) == 200
+    assert status(key) == 200  # ROTATION_GRACE_HOURS (24) since the new key was added
+    assert status("a-wrong-key") == 401
+
+    age_versions(secrets_dir, "traccar-command-key", 25)  # the new key added 25 h ago
+    get_runtime().cached_secrets.forget("traccar-command-key")
+    assert status(new_key) == 200
+    assert status(key) == 401

@@ -149,3 +149,87 @@ def test_an_expired_token_is_said_once_and_the_positions_go_with_new_credentials
     assert report.result.pushed == 2
     assert service_status.health(renewed.store).traccar_api is None
     assert len([m for m in smtp.messages if "Traccar API" in m.message["Subject"]]) == 1
+
+
+# --- The hourly pass over devices that existed before (refresh_devices) --------------------
+
+
+def traccar_calls(traccar: FakeTraccarApi, since: int) -> list[str]:
+    return [f"{r.method} {r.target.split('?')[0]}" for r in traccar.requests[since:]]
+
+
+def test_the_hourly_pass_gives_devices_made_before_the_attributes_at_a_bounded_cost(
+    tmp_path: Path, firestore_client: Any, osmand: OsmAndServer, traccar: FakeTraccarApi
+) -> None:
+    runtime = runtime_for(tmp_path, firestore_client, osmand, traccar, api_url=API_URL)
+    for unique_id in ("tag2", "tag3", "tag4"):
+        runtime.store.devices.put(
+            Device(id=unique_id, source=Source.GOOGLE, name=unique_id, traccar_unique_id=unique_id)
+        )
+    api = runtime.traccar_api()
+    assert api is not None
+    # Made by hand (or by an older bridge): the user's own attribute, no command attributes.
+    api.create_device("tag1", "Tag", attributes={"speedLimit": "30"})
+    api.create_device("tag2", "Tag 2", attributes=FIND_HUB)  # ready already
+    api.create_device("other", "Not the bridge's")
+    # tag3 and tag4 were never pushed: Traccar does not have them.
+    before = len(traccar.requests)
+
+    report = runtime.command_provisioning.run()
+
+    assert (report.status, report.found, report.missing) == ("done", 2, 2)
+    assert report.updated == ["tag1"] and report.failed == []
+    assert traccar.record("tag1")["attributes"] == {"speedLimit": "30", **FIND_HUB}
+    assert traccar.record("tag1")["name"] == "Tag"  # the rest of the device kept
+    assert traccar.record("other")["attributes"] == {}
+    # One listing, one PUT for the one device that differed.
+    assert traccar_calls(traccar, before) == ["GET /api/devices", "PUT /api/devices/1"]
+
+    before = len(traccar.requests)
+    again = runtime.command_provisioning.run()
+    assert again.updated == [] and traccar_calls(traccar, before) == ["GET /api/devices"]
+
+
+def test_a_rotated_command_key_reaches_every_device_with_the_next_pass(
+    tmp_path: Path, firestore_client: Any, osmand: OsmAndServer, traccar: FakeTraccarApi
+) -> None:
+    runtime = runtime_for(tmp_path, firestore_client, osmand, traccar, api_url=API_URL)
+    runtime.sync.push_locations(TAG, [position()])  # created with the first key
+    assert traccar.record("tag1")["attributes"] == FIND_HUB
+
+    # The next hour's run (a new instance, runtime_for stores the first key again), then the
+    # new key.
+    hourly = runtime_for(tmp_path, firestore_client, osmand, traccar, api_url=API_URL)
+    LocalSecretStore(tmp_path / "secrets").add_version("traccar-command-key", "rotated-key-9f8e")
+    report = hourly.command_provisioning.run()
+
+    assert report.updated == ["tag1"]
+    assert traccar.record("tag1")["attributes"]["command.findHub.key"] == "rotated-key-9f8e"
+
+
+def test_without_api_url_the_pass_asks_traccar_nothing(
+    tmp_path: Path, firestore_client: Any, osmand: OsmAndServer, traccar: FakeTraccarApi
+) -> None:
+    runtime = runtime_for(tmp_path, firestore_client, osmand, traccar)
+    report = runtime.command_provisioning.run()
+    assert report.status == "skipped" and "API_URL" in (report.reason or "")
+    assert traccar.requests == []
+
+
+def test_refused_credentials_end_the_pass_said_once_and_never_raise(
+    tmp_path: Path,
+    firestore_client: Any,
+    osmand: OsmAndServer,
+    traccar: FakeTraccarApi,
+    smtp: SmtpServer,
+) -> None:
+    runtime = runtime_for(tmp_path, firestore_client, osmand, traccar, smtp, api_url=API_URL)
+    traccar.expire_token(TOKEN)
+
+    first = runtime.command_provisioning.run()
+    second = runtime.command_provisioning.run()
+
+    assert (first.status, second.status) == ("failed", "failed")
+    assert TOKEN not in (first.reason or "") and COMMAND_KEY not in (first.reason or "")
+    assert service_status.health(runtime.store).traccar_api == "unauthorized"
+    assert len([m for m in smtp.messages if "Traccar API" in m.message["Subject"]]) == 1

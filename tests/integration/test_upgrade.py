@@ -209,3 +209,43 @@ def _cold_room(value: str, update: str) -> dict[str, object]:
              "unit": "℃", "isLine": 1, "isAlarms": "1", "updateDate": update},
         ],
     }  # fmt: skip
+
+
+def test_the_one_google_account_of_old_data_is_the_first_account_without_a_manual_step(
+    old_data: firestore.Client, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+    osmand: OsmAndServer,
+) -> None:  # fmt: skip
+    # Issue 17, point 1 (ADR 0004): 0d16ee4 kept one account's credentials in `google-secrets`
+    # and its state in `state/auth`, `state/fcm_lease`...; they are the first account's as is.
+    from tests.fakes.nova import FakeGoogle
+    from tests.unit.google.encryptor import Report
+
+    (tmp_path / "google").mkdir()
+    with FakeGoogle(tmp_path / "google", trackers=3) as google:
+        google.trackers[0].recent = Report("own", timestamp=1_790_000_000, latitude=1, longitude=2)
+        for name, value in google.environment().items():
+            monkeypatch.setenv(name, value)
+        api = start_api(monkeypatch, tmp_path, osmand)
+        google.store_secrets(get_runtime().secrets)  # what 0d16ee4's upload left
+        auth_before = doc(old_data, "state/auth")
+        osmand.add_known_id("canonic-0")
+
+        listed = api.get("/auth/accounts", headers=AUTH)
+        synced = api.put("/traccar/devices/canonic-0/locations", headers=AUTH)
+        second = google.add_account("second@example.com")
+        added = api.put("/auth/secrets", json=second.secrets(), headers=AUTH)
+
+        assert listed.status_code == 200, listed.get_json()
+        [account] = listed.get_json()
+        assert account["username"] == google.username and account["devices"] == 3
+        assert synced.status_code == 200, synced.get_json()
+        assert "canonic-0" in {p.unique_id for p in osmand.positions}
+        assert added.status_code == 200
+        # The old account's secret and documents stay where they were.
+        assert sorted(p.name for p in (tmp_path / "secrets/google-secrets").iterdir()) == ["1"]
+        assert doc(old_data, "google_accounts/primary")["username"] == google.username  # type: ignore[index]
+        auth_after = doc(old_data, "state/auth") or {}
+        assert auth_after.get("status") == (auth_before or {}).get("status", "ok")
+        assert doc(old_data, "state/fcm_lease") is not None
+        named = api.post(f"/auth/token-status?account={google.username}", headers=AUTH)
+        assert named.status_code == 200 and named.get_json()["credentials"]["stored"] is True

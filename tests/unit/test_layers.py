@@ -24,7 +24,8 @@ SHARED = ROOT / "shared"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("shared", "shared.models", "shared.errors", "shared.logs"),
     ("shared.config", "shared.store", "shared.traccar", "shared.secrets", "shared.web"),
-    ("shared.pipeline", "shared.scheduler", "shared.notify", "shared.traccar_status"),
+    ("shared.pipeline", "shared.scheduler", "shared.notify", "shared.traccar_status",
+     "shared.command_provisioning"),
     ("shared.services", "shared.sync", "shared.receiver", "shared.service_status", "shared.alerts",
      "shared.status_report", "shared.commands", "shared.removal"),
     ("shared.sources",),

@@ -131,11 +131,13 @@
       row.dataset.device = d.id;
       cell(row, "Device", [el("strong", d.name || d.id),
         el("small", [d.source, d.kind, d.name ? d.id : null].filter(Boolean).join(" · "))]);
+      // A Google device's account (issue 17: several accounts) and its credentials' state.
+      const healthy = (d.account_status || report.google.status) === "ok";
       const account = d.source === "google"
-        ? el("span", report.google.status === "ok" ? "credentials ok" : "credentials expired",
-             report.google.status === "ok" ? "ok" : "bad")
-        : el("span", d.source, "muted");
-      cell(row, "Account", [account]);
+        ? [el("span", d.account || "Google account"),
+           el("small", healthy ? "credentials ok" : "credentials expired", healthy ? "ok" : "bad")]
+        : [el("span", d.source, "muted")];
+      cell(row, "Account", account);
       const result = d.last_result;
       const failed = result && result.error;
       cell(row, "Last sync", [

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Literal, TypeVar
 
 from shared.errors import Conflict
-from shared.models import Model, utc_now
+from shared.models import AuthState, Model, utc_now
 from shared.sources.google.auth import BrowserSignIn, TokenProvider, TokenRejected
 from shared.sources.google.client import GoogleDevice, NovaClient, NovaUnauthorized
 from shared.sources.google.credentials import (
@@ -29,6 +29,7 @@ from shared.sources.google.credentials import (
     write_secrets,
 )
 from shared.sources.google.errors import CredentialsMissing
+from shared.sources.google.layout import AccountLayout
 from shared.store.google import CredentialsState
 
 if TYPE_CHECKING:
@@ -55,8 +56,11 @@ class GoogleAccount:
         credentials_state: CredentialsStateDocument,
         auth: AuthMark,
         alerts: GoogleAlerts,
+        layout: AccountLayout | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
+        # Which account of the deployment this is, and so its secret and documents (ADR 0004).
+        self.layout = layout or AccountLayout.first()
         self._secrets = secrets
         self._secret_name = secret_name
         self.tokens = tokens
@@ -97,6 +101,10 @@ class GoogleAccount:
     def credentials_state(self) -> CredentialsState:
         return self._credentials_state.get()
 
+    def auth_state(self) -> AuthState:
+        """The account's auth state (`ok`, or `auth_required` once Google refused it)."""
+        return self._auth.get()
+
     def fcm_expiry(self, credentials: GoogleSecrets) -> datetime | None:
         state = self.credentials_state()
         return state.fcm_expires_at or fcm_installation_expiry(credentials, state.uploaded_at)
@@ -113,7 +121,7 @@ class GoogleAccount:
         self.tokens.invalidate()
         # New credentials deserve a try at once: no sign-in backoff, no stale incident.
         self.alerts.cleared_by_upload()
-        restarted = self._expiry.restore()
+        restarted = self._expiry.restore(upload.username)
         logger.info("Google credentials uploaded", extra={"services_restarted": restarted})
         return restarted
 
@@ -130,9 +138,19 @@ class GoogleAccount:
         write_secrets(self._secrets, self._secret_name, updated)
         self.tokens.invalidate()
         self.alerts.cleared_by_upload()
-        restarted = self._expiry.restore()
+        restarted = self._expiry.restore(current.username)
         logger.info("Google AAS token replaced", extra={"services_restarted": restarted})
         return restarted
+
+    def store_owner_key(self, owner_key: str, version: int) -> GoogleSecrets:
+        """Keep a renewed owner key (hex) and its version (`spot`): a new version of the
+        credentials secret, made from the version stored now, so that every later run and
+        every instance reads it. The upload time and the access token stay as they are."""
+        updated = self.credentials().model_copy(
+            update={"owner_key": owner_key, "owner_key_version": version}
+        )
+        write_secrets(self._secrets, self._secret_name, updated)
+        return updated
 
     def token_status(self) -> TokenStatus:
         """`POST /auth/token-status`: presence, age and expiry of the credentials, no value."""
@@ -163,6 +181,7 @@ class GoogleAccount:
                 expiring_soon=left <= FCM_EXPIRY_WARNING_SECONDS,
             )
         return TokenStatus(
+            account=credentials.username if credentials is not None else None,
             credentials=CredentialsView(
                 stored=credentials is not None,
                 aas_token_present=credentials is not None and credentials.aas_token is not None,
@@ -180,6 +199,8 @@ class CredentialsUploaded(Model):
 
     status: Literal["ok"] = "ok"
     services_restarted: int
+    # The account (username) the credentials were filed under (ADR 0004).
+    account: str | None = None
 
 
 class CredentialsView(Model):
@@ -207,6 +228,7 @@ class FcmInstallationView(Model):
 class TokenStatus(Model):
     """`POST /auth/token-status`: presence, age and expiry of the credentials, no value."""
 
+    account: str | None = None  # the account's username, when credentials are stored
     credentials: CredentialsView
     access_token: AccessTokenView
     fcm_installation: FcmInstallationView

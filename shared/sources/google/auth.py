@@ -63,6 +63,9 @@ logger = logging.getLogger(__name__)
 OAUTH_SERVICE = "oauth2:https://www.googleapis.com/auth/android_device_manager"
 OAUTH_APP = "com.google.android.apps.adm"
 OAUTH_CLIENT_SIG = "38918a453d07199354f8b19af05ec6562ced5788"
+# The Spot API's token (PROTOCOLS.md §5, "Spot token"): same call, same signature and android_id.
+SPOT_SERVICE = "oauth2:https://www.googleapis.com/auth/spot"
+SPOT_APP = "com.google.android.gms"
 DEFAULT_AUTH_TIMEOUT = 30.0  # seconds for the OAuth exchange
 DEFAULT_TOKEN_LIFETIME = timedelta(hours=1)  # when the answer says nothing about it
 REFRESH_MARGIN = timedelta(minutes=5)
@@ -140,7 +143,15 @@ def _use_adapter(adapter: type[gpsoauth.AuthHTTPAdapter]) -> None:
     gpsoauth.AuthHTTPAdapter = adapter  # type: ignore[misc]
 
 
-def _oauth_call(url: str, username: str, aas_token: str, android_id: str) -> dict[str, str]:
+def _oauth_call(
+    url: str,
+    username: str,
+    aas_token: str,
+    android_id: str,
+    *,
+    service: str = OAUTH_SERVICE,
+    app: str = OAUTH_APP,
+) -> dict[str, str]:
     import gpsoauth  # cold start: as in `_timed_adapter`
 
     with _gpsoauth_lock:
@@ -152,8 +163,8 @@ def _oauth_call(url: str, username: str, aas_token: str, android_id: str) -> dic
                 username,
                 aas_token,
                 android_id,
-                service=OAUTH_SERVICE,
-                app=OAUTH_APP,
+                service=service,
+                app=app,
                 client_sig=OAUTH_CLIENT_SIG,
             )
         finally:
@@ -254,6 +265,31 @@ class TokenProvider:
         raise AuthFailed(
             f"Google's OAuth endpoint answered without a token (Error={error or 'none'})"
         )
+
+    def spot_token(self, credentials: GoogleSecrets) -> str:
+        """A token for the Spot API (owner key renewal, `spot`): asked for each renewal and not
+        cached, since a renewal is rare. Any answer without one is `AuthFailed` (the Find My
+        Device token, asked just before, settles whether the AAS token itself is good)."""
+        aas_token = require_aas_token(credentials)
+        try:
+            answer = _oauth_call(
+                self._auth_url,
+                credentials.username,
+                aas_token,
+                credentials.android_id,
+                service=SPOT_SERVICE,
+                app=SPOT_APP,
+            )
+        except requests.RequestException as exc:
+            raise AuthFailed(f"cannot reach Google's OAuth endpoint: {exc}") from None
+        token = answer.get("Auth")
+        if not token:
+            raise AuthFailed(
+                "Google's OAuth endpoint gave no Spot API token "
+                f"(Error={answer.get('Error') or 'none'})"
+            )
+        register_secret(token)
+        return token
 
     def _ask(self, credentials: GoogleSecrets, aas_token: str) -> dict[str, str]:
         try:

@@ -118,7 +118,11 @@ class GoogleSecrets(_Open):
     username: NonEmpty
     fcm_credentials: FcmCredentials
     owner_key: HexKey
-    shared_key: HexKey
+    # Decrypts the current owner key from the Spot API when the stored one goes stale
+    # (`spot`); without it the bridge works until the owner key changes.
+    shared_key: HexKey | None = None
+    # The owner key's version once the bridge renewed it (secrets.json does not say it).
+    owner_key_version: int | None = None
 
     @property
     def android_id(self) -> str:

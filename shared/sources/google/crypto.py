@@ -31,7 +31,7 @@ import hmac
 from Crypto.Cipher import AES
 
 from shared.sources.google import curve
-from shared.sources.google.errors import DecryptionError
+from shared.sources.google.errors import DecryptionError, OwnerKeyRefused
 
 OWNER_KEY_BYTES = 32
 IDENTITY_KEY_BYTES = 32
@@ -71,6 +71,27 @@ def parse_owner_key(owner_key_hex: str) -> bytes:
     return key
 
 
+def decrypt_owner_key(encrypted_owner_key: bytes, shared_key: bytes) -> bytes:
+    """The owner key from the Spot API's `encryptedOwnerKey`: AES-256-GCM under the account's
+    `shared_key` (secrets.json), 12-byte IV first, tag last (PROTOCOLS.md §5, "Owner key
+    renewal"). `DecryptionError` when the tag fails (another account's or a stale shared key)."""
+    if len(shared_key) != OWNER_KEY_BYTES:
+        raise DecryptionError(f"shared key must be {OWNER_KEY_BYTES} bytes")
+    if len(encrypted_owner_key) != GCM_IV_BYTES + OWNER_KEY_BYTES + TAG_BYTES:
+        raise DecryptionError(
+            f"encrypted owner key has {len(encrypted_owner_key)} bytes; expected "
+            f"{GCM_IV_BYTES + OWNER_KEY_BYTES + TAG_BYTES} (AES-GCM)"
+        )
+    iv, body = encrypted_owner_key[:GCM_IV_BYTES], encrypted_owner_key[GCM_IV_BYTES:]
+    cipher = AES.new(shared_key, AES.MODE_GCM, nonce=iv)
+    try:
+        return cipher.decrypt_and_verify(body[:-TAG_BYTES], body[-TAG_BYTES:])
+    except ValueError:
+        raise DecryptionError(
+            "the owner key from Google fails its authentication tag under the stored shared key"
+        ) from None
+
+
 def is_mcu_tracker(fast_pair_model_id: str) -> bool:
     """Custom MCU trackers: bit-inverted key blob, time counter always 0."""
     return fast_pair_model_id.lower() == MCU_FAST_PAIR_MODEL_ID
@@ -88,7 +109,7 @@ def decrypt_identity_key(wrapped: bytes, owner_key: bytes, *, mcu: bool = False)
         try:
             key = cipher.decrypt_and_verify(body[:-TAG_BYTES], body[-TAG_BYTES:])
         except ValueError:
-            raise DecryptionError(
+            raise OwnerKeyRefused(
                 f"identity key fails its authentication tag: {WRONG_OWNER_KEY_HINT}"
             ) from None
     elif len(wrapped) == CBC_WRAPPED_KEY_BYTES:

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from shared.models import Location, Source
 from shared.sources.google import crypto
 from shared.sources.google.client import canonic_id_of
-from shared.sources.google.errors import DecryptionError, MalformedUpdate
+from shared.sources.google.errors import DecryptionError, MalformedUpdate, OwnerKeyRefused
 from shared.sources.google.proto import device_update_pb2 as pb
 
 COORDINATE_SCALE = 1e7
@@ -39,6 +39,10 @@ REPORT_TYPES = {
     "AGGREGATED": "aggregated",
 }
 _SEMANTIC = pb.LocationStatus.SEMANTIC
+# A LAST_KNOWN report is where Google last had the device, not a fix of this locate: Traccar
+# gets it with OsmAnd's `valid=false` (PROTOCOLS.md §1; shared/traccar.py passes the bool on).
+NOT_FRESH_STATUSES = frozenset({"LAST_KNOWN"})
+VALID = "valid"
 _FLOAT32_SIGNIFICANT_DIGITS = 9
 
 
@@ -59,7 +63,8 @@ class GoogleReport(BaseModel):
         """The pipeline's `Location`. Traccar gets what kind of report it was as attributes a
         user can filter on: `reportType` (not Traccar's own `status` key, which means something
         else there), and `approximate` for a crowd-sourced report less precise than
-        `approximate_above` metres (Traccar's own key for an imprecise fix)."""
+        `approximate_above` metres (Traccar's own key for an imprecise fix); a LAST_KNOWN
+        report goes `valid=false`, as not a fresh fix."""
         report_type = (
             "own" if self.is_own_report else REPORT_TYPES.get(self.status, self.status.lower())
         )
@@ -71,6 +76,8 @@ class GoogleReport(BaseModel):
             and self.accuracy > approximate_above
         ):
             attributes["approximate"] = True
+        if self.status in NOT_FRESH_STATUSES:
+            attributes[VALID] = False
         return Location(
             id=device_id,
             lat=self.latitude,
@@ -126,6 +133,12 @@ def parse_device_update(payload: bytes) -> pb.DeviceUpdate:
         raise MalformedUpdate(f"payload is not a DeviceUpdate protobuf: {exc}") from None
 
 
+def owner_key_version(update: pb.DeviceUpdate) -> int:
+    """The owner key version the update's identity key is wrapped with (0: not said)."""
+    registration = update.device_metadata.information.registration
+    return registration.encrypted_user_secrets.owner_key_version
+
+
 def decode_device_update(
     update: bytes | pb.DeviceUpdate, owner_key: bytes, *, device_id: str | None = None
 ) -> DecodedUpdate:
@@ -148,7 +161,7 @@ def decode_device_update(
     try:
         identity_key = crypto.decrypt_identity_key(wrapped, owner_key, mcu=mcu)
     except DecryptionError as exc:
-        raise DecryptionError(exc.message, device=label) from None
+        raise type(exc)(exc.message, device=label) from None
     key_wrap: Literal["gcm", "cbc"] = (
         "cbc" if len(wrapped) == crypto.CBC_WRAPPED_KEY_BYTES else "gcm"
     )
@@ -177,8 +190,13 @@ def decode_device_update(
         except MalformedUpdate as exc:
             failures.append(f"{position}: {exc.message}")
     if undecryptable and not reports:
-        hint = f"; {crypto.WRONG_OWNER_KEY_HINT}" if key_wrap == "cbc" else ""
-        raise DecryptionError(f"no report decrypts ({undecryptable[0]}){hint}", device=label)
+        if key_wrap == "cbc":
+            # Without a tag on the wrap, a stale owner key shows here only.
+            raise OwnerKeyRefused(
+                f"no report decrypts ({undecryptable[0]}); {crypto.WRONG_OWNER_KEY_HINT}",
+                device=label,
+            )
+        raise DecryptionError(f"no report decrypts ({undecryptable[0]})", device=label)
     return DecodedUpdate(
         request_uuid=message.fcm_metadata.request_uuid,
         canonic_id=canonic_id,

@@ -4,7 +4,12 @@
     └── GoogleSourceError       500, the base of everything the Google source raises
         ├── MalformedUpdate     502, a DeviceUpdate that does not parse or lacks what decoding needs
         ├── DecryptionError     500, a key or report that does not decrypt: wrong or stale owner
-        │                       key, key blob of an unknown form, corrupt report
+        │   │                   key, key blob of an unknown form, corrupt report
+        │   └── OwnerKeyRefused 500, the owner key does not decrypt a tracker's identity key
+        │                       (stale: the bridge renews it over the Spot API)
+        ├── OwnerKeyNotRenewable 503, the owner key changed and cannot be renewed (no shared_key
+        │                       stored, or it does not decrypt Google's owner key): upload anew
+        ├── SpotError           502, the Spot API refused or failed the owner key request
         ├── CredentialsMissing  503, no secrets.json stored, or its aas_token was removed after
         │                       Google refused it (upload new credentials)
         ├── AuthExpired         503, Google answered BadAuthentication twice: the AAS token is
@@ -45,6 +50,18 @@ class DecryptionError(GoogleSourceError):
     def __init__(self, message: str, *, device: str | None = None) -> None:
         super().__init__(message if device is None else f"device {device}: {message}")
         self.device = device
+
+
+class OwnerKeyRefused(DecryptionError):
+    status = 500
+
+
+class OwnerKeyNotRenewable(GoogleSourceError):
+    status = 503
+
+
+class SpotError(GoogleSourceError):
+    status = 502
 
 
 class CredentialsMissing(GoogleSourceError):

@@ -21,6 +21,10 @@ refusal) does nothing of that: the new credentials deserve a try.
 
 `restore` is the other way: new credentials were stored; `state/auth` goes back to `ok` and
 every paused Google sync job resumes.
+
+With several accounts (ADR 0004) each has its own handling: the state is the account's
+(`layout`), only the jobs of the account's devices pause and resume, and the email names the
+account.
 """
 
 from __future__ import annotations
@@ -29,9 +33,10 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from shared.models import Source
+from shared.models import Device, Source
 from shared.sources.google.credentials import GoogleSecrets, read_secrets, write_secrets
 from shared.sources.google.errors import AuthExpired, AuthFailed, CredentialsMissing
+from shared.sources.google.layout import AccountLayout
 
 if TYPE_CHECKING:
     from shared.notify import Notifier
@@ -65,7 +70,9 @@ class GoogleExpiry:
         tokens: TokenProvider,
         services: Callable[[], Services],
         notifier: Callable[[], Notifier],
+        layout: AccountLayout | None = None,
     ) -> None:
+        self._layout = layout or AccountLayout.first()
         self._auth = auth
         self._secrets = secrets
         self._secret_name = secret_name
@@ -81,14 +88,22 @@ class GoogleExpiry:
                 "the new ones"
             )
         message = EXPIRED_MESSAGE.format(error=error)
-        if not self._auth.mark_required(f"Google answered {error}"):
+        username = credentials.username
+        if not self._auth.mark_required(f"Google answered {error}", username=username):
             return AuthExpired(message)
         logger.error("Google credentials expired; pausing Google syncs", extra={"error": error})
+
+        def owned(device: Device) -> bool:
+            return self._layout.owns(device, username)
+
         steps: tuple[tuple[str, Callable[[], object]], ...] = (
-            ("pause the Google sync jobs", lambda: self._services().pause_source(Source.GOOGLE)),
+            (
+                "pause the Google sync jobs",
+                lambda: self._services().pause_source(Source.GOOGLE, owned),
+            ),
             ("remove the dead aas_token", lambda: self._strip_aas_token(credentials)),
             ("forget the access token", self._tokens.invalidate),
-            ("send the expiry email", lambda: self._notifier().google_token_expired()),
+            ("send the expiry email", lambda: self._notifier().google_token_expired(username)),
         )
         for what, step in steps:
             try:
@@ -98,10 +113,13 @@ class GoogleExpiry:
                 logger.exception("expiry handling: could not %s", what)
         return AuthExpired(message)
 
-    def restore(self) -> int:
-        """New credentials are stored: clear `auth_required`, resume paused Google sync jobs."""
-        self._auth.mark_ok("credentials uploaded")
-        return self._services().resume_source(Source.GOOGLE)
+    def restore(self, username: str | None = None) -> int:
+        """New credentials are stored: clear `auth_required`, resume the account's paused
+        Google sync jobs."""
+        self._auth.mark_ok("credentials uploaded", username=username)
+        return self._services().resume_source(
+            Source.GOOGLE, lambda device: self._layout.owns(device, username)
+        )
 
     def _strip_aas_token(self, dead: GoogleSecrets) -> None:
         current = read_secrets(self._secrets, self._secret_name)

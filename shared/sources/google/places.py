@@ -5,10 +5,10 @@ without coordinates. `NamedPlaces` records every such report (the name, the devi
 lists the names seen (`GET /places`), and keeps the coordinates a user gives a name
 (`PUT /places/<name>`, `DELETE /places/<name>`). From then on a semantic report of that name
 becomes a `Location` at those coordinates, with the attribute `place` set to the name and the
-mapping's accuracy (`DEFAULT_PLACE_ACCURACY` when the user gave none): it then goes through the
-pipeline like every other position, ordered by time and deduplicated by its fingerprint. A
-name without coordinates never reaches Traccar; the API's fresh look shows it
-(`SemanticLocation`).
+mapping's accuracy (`DEFAULT_PLACE_ACCURACY` when the user gave none), marked `valid=false` (a
+pin the user set, not a fix; PROTOCOLS.md §1): it then goes through the pipeline like every
+other position, ordered by time and deduplicated by its fingerprint. A name without coordinates
+never reaches Traccar; the API's fresh look shows it (`SemanticLocation`).
 
 The mappings are read only when an update carries semantic reports: a locate without any costs
 no Firestore read more.
@@ -163,7 +163,8 @@ class NamedPlaces:
                     loc_status=SEMANTIC_STATUS,
                     is_own_report=report.is_own_report,
                     source=Source.GOOGLE,
-                    attributes={"place": report.name, "reportType": "semantic"},
+                    # The user's coordinates for a name, not a fix: OsmAnd's `valid=false`.
+                    attributes={"place": report.name, "reportType": "semantic", "valid": False},
                 )
             )
         return placed, unmapped

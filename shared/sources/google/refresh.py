@@ -46,6 +46,8 @@ logger = logging.getLogger(__name__)
 
 class RefreshReport(Model):
     source: Literal["google"] = "google"
+    # The account refreshed (its username), when the deployment knows one (ADR 0004).
+    account: str | None = None
     status: Literal["ok", "skipped", "auth_required", "error"]
     reason: str | None = None
     devices: int = 0
@@ -99,8 +101,14 @@ class GoogleRefresh:
         return None
 
     def refresh_device_list(self) -> tuple[int, list[str]]:
-        """Store the account's trackers; returns how many there are and the new ones' ids."""
-        listed = self._account.list_devices()
+        """Store the account's trackers; returns how many there are and the new ones' ids.
+
+        Each records the account (ADR 0004). A tracker shared with another account of the
+        deployment stays with the account that listed it first: one device, one sync."""
+        credentials = self._account.credentials()
+        username = credentials.username
+        layout = self._account.layout
+        listed = self._account.with_token(credentials, self._account.nova.list_devices)
         now = self._account.clock()
         known = {device.id: device for device in self._devices.list()}
         # A device removed (`DELETE /devices/<id>`) while excluded stays away; one excluded
@@ -111,6 +119,12 @@ class GoogleRefresh:
             existing = known.get(found.id)
             if existing is None and found.id in excluded:
                 continue
+            if (
+                existing is not None
+                and existing.source == Source.GOOGLE
+                and not layout.owns(existing, username)
+            ):
+                continue  # another account's device (a tracker shared with it)
             if existing is None:
                 new.append(found.id)
             self._devices.put(
@@ -121,6 +135,7 @@ class GoogleRefresh:
                     traccar_unique_id=existing.traccar_unique_id if existing else found.id,
                     model=found.model,
                     kind=found.kind,
+                    account=username,
                     first_seen=existing.first_seen if existing else now,
                     last_seen=now,
                 )
@@ -143,7 +158,11 @@ class GoogleRefresh:
         from shared.services import ServiceSpec
 
         spec = ServiceSpec(timer=self._auto_register_timer, delta=self._auto_register_delta)
-        return self._services().auto_register(Source.GOOGLE, spec)
+        layout = self._account.layout
+        username = self._account.credentials().username
+        return self._services().auto_register(
+            Source.GOOGLE, spec, lambda device: layout.owns(device, username)
+        )
 
     def refresh(self) -> RefreshReport:
         """The hourly run for the Google account (see the module docstring)."""

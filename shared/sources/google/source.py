@@ -27,8 +27,12 @@ A device that does not answer within `FCM_TIMEOUT` is silent (`TrackerSilent`): 
 scheduled run ends well (Cloud Scheduler would only retry into the same wait), a warning names
 it, and the lease backs it off (not located again before 10 min, doubling up to
 `GOOGLE_SILENT_BACKOFF_MAX`, nor taken along by a batch meanwhile); the API's fresh look
-raises it (504). A wrong owner key fails the run with a `DecryptionError` naming the device
-(and alerts once, `alerts`).
+raises it (504). An owner key that no longer decrypts a tracker's identity key, or older than
+the version an update names, is renewed over the Spot API (`spot`, once per session) and the
+update decrypted again; one that cannot be renewed (no `shared_key`, or Google's key refused
+too) fails the device with an error saying what to upload, and alerts once (`alerts`).
+A report that fails to decrypt or validate, lacks its time or is dated ahead is skipped:
+logged, and counted for the run's result and push log (`shared.models.Fetched`).
 Semantic reports (a place name, no coordinates) are recorded and become `Location`s only for
 a name the user gave coordinates (`places`): an unmapped name never reaches Traccar. A report
 dated more than `MAX_FUTURE_SKEW` ahead of the clock is skipped and logged, the others kept:
@@ -49,14 +53,15 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from shared.errors import BridgeError
-from shared.models import Device, Location, Service, Source, too_far_ahead, utc_now
+from shared.models import Device, Fetched, Location, Service, Source, too_far_ahead, utc_now
 from shared.sources.google.credentials import GoogleSecrets, require_aas_token
 from shared.sources.google.errors import (
     CheckinFailed,
     CredentialsMissing,
-    DecryptionError,
     GoogleSourceError,
     McsLoginFailed,
+    OwnerKeyNotRenewable,
+    OwnerKeyRefused,
     TrackerSilent,
 )
 from shared.sync import FetchFailed
@@ -65,9 +70,11 @@ if TYPE_CHECKING:
     from shared.sources.google.account import GoogleAccount
     from shared.sources.google.alerts import GoogleAlerts
     from shared.sources.google.checkin import GcmCheckin
+    from shared.sources.google.decode import DecodedUpdate
     from shared.sources.google.fcm import McsEndpoint
     from shared.sources.google.lease import FcmLeases, LeaseHold
     from shared.sources.google.places import NamedPlaces, SemanticLocation
+    from shared.sources.google.spot import OwnerKeyRenewal
     from shared.store import Repository
 
 logger = logging.getLogger(__name__)
@@ -81,6 +88,23 @@ LEASE_MARGIN = timedelta(seconds=60)
 
 
 @dataclass
+class OwnerKeyInUse:
+    """The owner key one session decrypts with, renewed at most once (`GoogleSource._renew`)."""
+
+    credentials: GoogleSecrets
+    renewed: bool = False
+    failure: GoogleSourceError | None = None
+
+    @property
+    def key(self) -> bytes:
+        return bytes.fromhex(self.credentials.owner_key)
+
+    @property
+    def version(self) -> int | None:
+        return self.credentials.owner_key_version
+
+
+@dataclass
 class LocateResults:
     """What one session found: each device's positions, or why it has none."""
 
@@ -88,6 +112,9 @@ class LocateResults:
     errors: dict[str, BridgeError] = field(default_factory=dict)
     # Reports naming a place without coordinates: shown by the fresh look, never pushed.
     unmapped: dict[str, list[SemanticLocation]] = field(default_factory=dict)
+    # Reports skipped, by device: they failed to decrypt or validate, lacked a time, or were
+    # dated ahead of the clock (issue 14, point 5).
+    skipped: dict[str, int] = field(default_factory=dict)
 
     def of(self, device: Device) -> list[Location]:
         if device.id in self.errors:
@@ -114,6 +141,7 @@ class GoogleSource:
         approximate_accuracy: float,
         alerts: GoogleAlerts,
         places: NamedPlaces,
+        owner_keys: OwnerKeyRenewal,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.account = account
@@ -129,6 +157,7 @@ class GoogleSource:
         self._locate_concurrency = locate_concurrency
         self._approximate_accuracy = approximate_accuracy
         self._alerts = alerts
+        self._owner_keys = owner_keys
         self._clock = clock
 
     # Cold start: the FCM module (asyncio, and the session's code) loads with the first locate;
@@ -179,7 +208,7 @@ class GoogleSource:
             return []
         results: LocateResults | None = None
         try:
-            companions = self._due_companions(device, hold, now)
+            companions = self._due_companions(device, hold, now, credentials.username)
             results = self._locate(credentials, [device, *companions])
         finally:
             located = dict.fromkeys(results.locations, now) if results is not None else {}
@@ -204,21 +233,27 @@ class GoogleSource:
             # Not the bridge's failure, and a retry by Cloud Scheduler would only wait as long
             # for nothing again: the run ends well, the tracker's backoff starts (`lease`).
             logger.warning(own_error.message, extra={"device_id": device.id})
-            return brought_along
+            return Fetched(brought_along, skipped=results.skipped)
         if own_error is None:
-            return [*results.locations[device.id], *brought_along]
+            return Fetched([*results.locations[device.id], *brought_along], skipped=results.skipped)
         if brought_along:
             # The companions' positions must not be lost with the device's own failure.
-            raise FetchFailed(own_error, brought_along=brought_along) from own_error
+            raise FetchFailed(
+                own_error, brought_along=Fetched(brought_along, skipped=results.skipped)
+            ) from own_error
         raise own_error
 
-    def _due_companions(self, device: Device, hold: LeaseHold, now: datetime) -> list[Device]:
+    def _due_companions(
+        self, device: Device, hold: LeaseHold, now: datetime, username: str
+    ) -> list[Device]:
         services = {s.id: s for s in self._services.list() if not s.paused}
         due = []
         for other in self._devices.list():
             service = services.get(other.id)
             if other.id == device.id or other.source != Source.GOOGLE or service is None:
                 continue
+            if not self.account.layout.owns(other, username):
+                continue  # another account's device: its own credentials locate it
             if hold.lease.backing_off(other.id, now):
                 continue  # silent: its backoff decides when it is located again
             located = hold.lease.located.get(other.id)
@@ -290,12 +325,9 @@ class GoogleSource:
             self._alerts.mcs_refused(exc.message)
             raise
         self._alerts.mcs_logged_in()
-        # Imported here: protobuf and the crypto stack load only when a Google device is synced.
-        from shared.sources.google.decode import decode_device_update
-
-        owner_key = bytes.fromhex(credentials.owner_key)
+        owner = OwnerKeyInUse(credentials)
         results = LocateResults()
-        key_refused: DecryptionError | None = None
+        key_refused: GoogleSourceError | None = None
         decrypted = False
         for request_uuid, device in requests.items():
             if request_uuid in session.failures:
@@ -308,10 +340,8 @@ class GoogleSource:
                 )
             else:
                 try:
-                    decoded = decode_device_update(
-                        session.answers[request_uuid], owner_key, device_id=device.id
-                    )
-                except DecryptionError as exc:
+                    decoded = self._decode(session.answers[request_uuid], device, owner)
+                except (OwnerKeyRefused, OwnerKeyNotRenewable) as exc:
                     results.errors[device.id] = exc
                     key_refused = exc
                     continue
@@ -321,10 +351,15 @@ class GoogleSource:
                 decrypted = True
                 located = decoded.locations(device.id, approximate_above=self._approximate_accuracy)
                 placed, unmapped = self._places.resolve(device.id, decoded.semantic)
-                results.locations[device.id] = self._not_ahead(device, [*located, *placed])
+                kept = self._not_ahead(device, [*located, *placed])
+                results.locations[device.id] = kept
                 results.unmapped[device.id] = unmapped
+                skipped = len(decoded.skipped) + len(located) + len(placed) - len(kept)
+                if skipped:
+                    results.skipped[device.id] = skipped
                 if decoded.skipped:
-                    # Counted and named in the log; the rest of the update is delivered.
+                    # Counted (the run's result, the push log) and named in the log; the rest
+                    # of the update is delivered.
                     logger.warning(
                         "Google reports skipped: %s",
                         "; ".join(decoded.skipped),
@@ -337,19 +372,61 @@ class GoogleSource:
                         extra={"device_id": device.id, "places": len(unmapped)},
                     )
         if key_refused is not None:
-            self._owner_key_refused(key_refused)
+            self._owner_key_refused(key_refused, owner)
         elif decrypted:
             self._alerts.owner_key_works()
         return results
 
-    def _owner_key_refused(self, error: DecryptionError) -> None:
-        """The owner key no longer decrypts (an end-to-end-encryption reset moved it on,
-        PROTOCOLS.md §5 "Owner key renewal"). The bridge does not renew it over the Spot API
-        yet: the user must upload new credentials, and is told once (`alerts`)."""
-        logger.warning("the owner key does not decrypt: %s", error.message)
-        self._alerts.owner_key_not_renewable(
-            "the bridge does not fetch the current owner key from Google's Spot API yet"
+    def _decode(self, payload: bytes, device: Device, owner: OwnerKeyInUse) -> DecodedUpdate:
+        """Decrypt one answer; renew the owner key first when the update names a newer version
+        than the stored one, or after its identity key refused the stored key."""
+        # Imported here: protobuf and the crypto stack load only when a Google device is synced.
+        from shared.sources.google.decode import (
+            decode_device_update,
+            owner_key_version,
+            parse_device_update,
         )
+
+        update = parse_device_update(payload)
+        if owner.version is not None and owner_key_version(update) > owner.version:
+            # A CBC-wrapped identity key has no tag: a stale key would only show as reports
+            # failing theirs, so the version Google names is trusted first.
+            self._renew(owner)
+        try:
+            return decode_device_update(update, owner.key, device_id=device.id)
+        except OwnerKeyRefused:
+            if owner.renewed:
+                raise
+            self._renew(owner)
+            return decode_device_update(update, owner.key, device_id=device.id)
+
+    def _renew(self, owner: OwnerKeyInUse) -> None:
+        """Fetch and store the current owner key (`spot`), once per session: a failure is
+        remembered, so the session's other answers do not ask the Spot API again."""
+        if owner.renewed:
+            return
+        if owner.failure is not None:
+            raise owner.failure
+        try:
+            owner.credentials = self._owner_keys.renew(owner.credentials)
+        except GoogleSourceError as exc:
+            owner.failure = exc
+            raise
+        owner.renewed = True
+
+    def _owner_key_refused(self, error: GoogleSourceError, owner: OwnerKeyInUse) -> None:
+        """The owner key does not decrypt and could not be renewed (PROTOCOLS.md §5 "Owner key
+        renewal"): every locate fails until new credentials come; the user is told once."""
+        logger.warning("the owner key does not decrypt: %s", error.message)
+        if isinstance(error, OwnerKeyNotRenewable):
+            reason = error.message
+        else:
+            reason = (
+                "the current owner key from Google's Spot API does not decrypt it either"
+                if owner.renewed
+                else "it was not renewed"
+            )
+        self._alerts.owner_key_not_renewable(reason)
 
     def _not_ahead(self, device: Device, locations: list[Location]) -> list[Location]:
         """`locations` without those dated more than `MAX_FUTURE_SKEW` after the clock (a

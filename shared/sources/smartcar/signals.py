@@ -9,7 +9,16 @@
     charge-ischarging              → attribute `charge` (bool)
     motion-currentspeed            → `Location.speed` in knots (OsmAnd's unit)
     charge-voltage                 → attribute `power` in volts (Traccar's key and unit)
+    closure-islocked               → attribute `lock` (bool, true: locked)
+    closure-doors                  → attribute `door` (bool, true: a door is open)
+    internalcombustionengine-fuellevel        → attribute `fuelLevel` in percent
+    internalcombustionengine-amountremaining  → attribute `fuel` in litres
     any other signal               → its numeric and boolean fields as attributes (`pass_through`)
+
+Traccar's keys (`Position.java`, PROTOCOLS.md §1) are used where the signal means the same thing
+in Traccar's unit; the signal codes and bodies are Smartcar's signal schema
+(https://smartcar.com/docs/api-reference/signals/schema). A value in another unit (fuel in
+gallons) keeps the code and names its unit (`pass_through`).
 
 Every numeric or boolean signal reaches Traccar (PROTOCOLS.md §3: what Traccar's own decoder
 gets right), under Traccar's key where one exists, else under the signal's code; a body carrying
@@ -59,6 +68,10 @@ RANGE = "tractionbattery-range"
 IS_CHARGING = "charge-ischarging"
 SPEED = "motion-currentspeed"
 VOLTAGE = "charge-voltage"
+IS_LOCKED = "closure-islocked"
+DOORS = "closure-doors"
+FUEL_LEVEL = "internalcombustionengine-fuellevel"
+FUEL_AMOUNT = "internalcombustionengine-amountremaining"
 
 METRES_PER_KM = 1000.0
 KM_PER_MILE = 1.609344
@@ -69,8 +82,20 @@ _MILES = {"mi", "miles", "mile"}
 _KPH = {"kph", "km/h", "kmh", "kilometers_per_hour", "kilometres_per_hour"}
 _MPH = {"mph", "miles_per_hour"}
 _VOLTS = {"v", "volt", "volts"}
-# Traccar's attribute key for a signal carried as-is in its unit (Position.KEY_POWER: volts).
-TRACCAR_KEYS = {VOLTAGE: ("power", _VOLTS)}
+_PERCENT = {"percent", "%"}
+_LITRES = {"l", "liter", "liters", "litre", "litres"}
+_NO_UNIT: set[str] = set()
+# Traccar's attribute key for a signal's `value` carried as-is, and the units it may come in
+# (none: only without a unit): Position.KEY_POWER (volts), KEY_LOCK (bool), KEY_FUEL_LEVEL
+# (percent), KEY_FUEL (litres).
+TRACCAR_KEYS = {
+    VOLTAGE: ("power", _VOLTS),
+    IS_LOCKED: ("lock", _NO_UNIT),
+    FUEL_LEVEL: ("fuelLevel", _PERCENT),
+    FUEL_AMOUNT: ("fuel", _LITRES),
+}
+# Traccar's KEY_DOOR: whether a door is open (`closure-doors` lists each door's `isOpen`).
+DOOR = "door"
 # The attribute Traccar's OsmAnd decoder reads as the position's validity (shared/traccar.py
 # passes a bool of that name through).
 VALID = "valid"
@@ -184,9 +209,29 @@ def _read(reading: Reading, signal: Signal, body: dict[str, Any]) -> bool:
         if knots is None:
             return False
         reading.speed = knots
+    elif code == DOORS:
+        # The door list as Traccar's one flag, and the body's scalar fields as they are.
+        door = _any_door_open(body)
+        if door is not None:
+            reading.attributes[DOOR] = door
+        return pass_through(reading.attributes, code, body) or door is not None
     else:
         return pass_through(reading.attributes, code, body)
     return True
+
+
+def _any_door_open(body: dict[str, Any]) -> bool | None:
+    """Whether any door of a `closure-doors` body (`values: [{row, column, isOpen}]`) is open;
+    None when the body holds no door with a boolean `isOpen`."""
+    values = body.get("values")
+    if not isinstance(values, list):
+        return None
+    states = [
+        door["isOpen"]
+        for door in values
+        if isinstance(door, dict) and isinstance(door.get("isOpen"), bool)
+    ]
+    return any(states) if states else None
 
 
 def _key_part(text: str) -> str:

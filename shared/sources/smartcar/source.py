@@ -1,12 +1,24 @@
 """The Smartcar pull source: a vehicle's position read from Smartcar, for sync jobs.
 
-API v3 (PROTOCOLS.md §3): a vehicle whose user id is known (`user_of`: recorded by Connect's
-redirect or a webhook's `data.user.id`) is read with one `GET /vehicles/{id}/signals` (one call
-of the monthly budget per pull), with the instance's application token and `sc-user-id`; when
-Smartcar refuses the token (its hour ended early) a new one is fetched and the read repeated
-once. Every signal is read as a webhook delivery's are (`signals.read_signals`): the same
-attributes, units and names on both paths. Once a v3 read succeeded, the vehicle's v2 tokens,
-if any, are dropped (`TokenStore.forget_vehicle`).
+API v3 (PROTOCOLS.md §3): a vehicle whose user id is known (its record, one read: recorded by
+Connect's redirect or a webhook's `data.user.id`) is read with one `GET /vehicles/{id}/signals`
+(one call of the monthly budget per pull), with the instance's application token and
+`sc-user-id`; when Smartcar refuses the token (its hour ended early) a new one is fetched and
+the read repeated once. Every signal is read as a webhook delivery's are
+(`signals.read_signals`): the same attributes, units and names on both paths. Once a v3 read
+succeeded, the vehicle's v2 tokens, if any, are dropped (`TokenStore.forget_vehicle`).
+
+A pull is deduplicated on what it fetched, as a delivery is on its `eventId` (issue 16): a parked
+car answers the same location with the same `oemUpdatedAt` pull after pull, with a new state of
+charge now and then. A pull whose readings (value and time of each signal) are all already the
+vehicle's latest (its record: what earlier pulls and webhook deliveries stored) gives nothing;
+one that fetched a new reading gives one position with all it fetched, timed at its newest
+reading, at the fetched location (or the last known one), `valid=false` when that location is
+not newer than the record's (`signals.to_location`, as a delivery). The fetched readings are
+merged into the record (one conditional write, only when something was new), so the views show
+them and the next pull compares with them; the position's fingerprint carries a digest of what
+was fetched (`Location.delivery`), so the same fetch never makes a second position even if that
+write was lost to a concurrent delivery.
 
 A vehicle connected before the upgrade whose user id is not known yet is read as before, with
 its v2 tokens: the location, odometer and battery in one batch request, with an access token
@@ -19,9 +31,12 @@ above every genuine position to come (issue 13).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
@@ -30,6 +45,11 @@ from shared.sources.smartcar.client import SmartcarApi, SmartcarClient, VehicleS
 from shared.sources.smartcar.errors import SmartcarAuthError, SmartcarResponseError
 from shared.sources.smartcar.signals import METRES_PER_KM
 from shared.sources.smartcar.tokens import ApplicationToken, TokenStore
+from shared.store.repository import Versioned
+from shared.store.smartcar import SignalEntry, SmartcarStore, VehicleRecord
+
+if TYPE_CHECKING:
+    from shared.sources.smartcar.payloads import Signal
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +63,7 @@ class SmartcarSource:
         client: Callable[[], SmartcarClient],
         api: Callable[[], SmartcarApi],
         app_token: ApplicationToken,
-        user_of: Callable[[str], str | None],
+        store: Callable[[], SmartcarStore],
         tokens: TokenStore,
         max_future_skew: float,
         clock: Callable[[], datetime] = utc_now,
@@ -51,15 +71,16 @@ class SmartcarSource:
         self._client = client
         self._api = api
         self._app_token = app_token
-        # The vehicle's Smartcar user id, when known (one Firestore read).
-        self._user_of = user_of
+        # The vehicle records: a vehicle's user id and latest signals (one read per pull).
+        self._store = store
         self._tokens = tokens
         self._max_future_skew = max_future_skew
         self._clock = clock
 
     def fetch(self, device: Device) -> list[Location]:
-        user_id = self._user_of(device.id)
-        location = self._v3(device, user_id) if user_id is not None else self._v2(device)
+        read = self._store().vehicle_read(device.id)
+        user_id = read.value.user_id if read.value is not None else None
+        location = self._v3(device, user_id, read) if user_id is not None else self._v2(device)
         if location is None:
             return []
         if too_far_ahead(location.timestamp, now=self._clock(), skew=self._max_future_skew):
@@ -70,10 +91,12 @@ class SmartcarSource:
             return []
         return [location]
 
-    def _v3(self, device: Device, user_id: str) -> Location | None:
-        # Imported here: the payload models load only where a vehicle is read.
+    def _v3(self, device: Device, user_id: str, read: Versioned[VehicleRecord]) -> Location | None:
+        # Imported here: the payload models and the webhook's merge load only where a vehicle
+        # is read (a cold instance answering for another vendor never imports them).
         from shared.sources.smartcar import signals
         from shared.sources.smartcar.payloads import Signal
+        from shared.sources.smartcar.webhook import last_known_of, merge_signals
 
         api = self._api()
         token = self._app_token()
@@ -89,26 +112,43 @@ class SmartcarSource:
                 parsed.append(Signal.model_validate(raw))
             except ValidationError:
                 logger.info("Smartcar signal not understood", extra={"vehicle_id": device.id})
-        reading = signals.read_signals(parsed)
-        if not reading.located:
+        now = self._clock()
+        # A signal dated ahead would stay the vehicle's latest (and its position the newest)
+        # until that date: skipped here, as a delivery's are (issue 13).
+        parsed, ahead = signals.split_ahead(parsed, now=now, skew=self._max_future_skew)
+        if ahead:
+            logger.warning("Smartcar signals dated ahead of the clock skipped (MAX_FUTURE_SKEW)",
+                           extra={"vehicle_id": device.id, "skipped": ahead})  # fmt: skip
+        record = read.value
+        assert record is not None  # a user id was read from it
+        new = [signal for signal in parsed if _is_new(signal, record.signals.get(signal.code))]
+        if not new:
+            logger.info("Smartcar pull fetched nothing new", extra={"vehicle_id": device.id})
             return None
-        try:
-            return Location(
-                id=device.id,
-                lat=reading.lat,
-                lon=reading.lon,
-                timestamp=reading.located_at or int(self._clock().timestamp()),
-                speed=reading.speed,
-                bearing=reading.bearing,
-                battery=reading.battery,
-                source=Source.SMARTCAR,
-                attributes=reading.attributes,
-            )
-        except ValidationError as exc:
-            raise SmartcarResponseError(
-                f"Smartcar's location of vehicle {device.id} is not a position: "
-                f"{exc.errors()[0]['msg']}"
-            ) from None
+        fetched = _digest(parsed)
+        times = [signal.measured_at() for signal in parsed]
+        newest = max((moment for moment in times if moment is not None), default=None)
+        reading = signals.read_signals(parsed)
+        position, located_at = last_known_of(record)
+        location = signals.to_location(
+            device.id,
+            reading,
+            delivered_at=newest or int(now.timestamp()),
+            last_known=position,
+            last_located_at=located_at,
+            delivery=f"pull:{fetched}",
+        )
+        merged = merge_signals(
+            record.signals,
+            parsed,
+            event_id=f"pull:{fetched}",
+            now=now,
+            fallback_time=int(now.timestamp()),
+        )
+        if not self._store().keep_signals(read, merged):
+            logger.info("Smartcar vehicle record changed during the pull; kept as it is",
+                        extra={"vehicle_id": device.id})  # fmt: skip
+        return location
 
     def _v2(self, device: Device) -> Location | None:
         """A vehicle connected before API v3, its user id not known yet: its v2 tokens."""
@@ -147,3 +187,35 @@ class SmartcarSource:
                 f"Smartcar's location of vehicle {device.id} is not a position: "
                 f"{exc.errors()[0]['msg']}"
             ) from None
+
+
+def _is_new(signal: Signal, stored: SignalEntry | None) -> bool:
+    """Whether a fetched signal is a reading the vehicle's record does not hold yet: another
+    value, or the same value measured again (another `oemUpdatedAt`). A failure is no reading,
+    and a signal without `oemUpdatedAt` is compared on its value alone: its other times
+    (`retrievedAt`) change with every call."""
+    if signal.body is None:
+        return False
+    if stored is None or stored.body is None or stored.body != signal.body:
+        return True
+    measured = _oem_time(signal)
+    return measured is not None and measured != stored.measured_at
+
+
+def _oem_time(signal: Signal) -> int | None:
+    # Imported here, as in `_v3`: the payload models load only where a vehicle is read.
+    from shared.sources.smartcar.payloads import epoch_seconds
+
+    return epoch_seconds(signal.meta.oemUpdatedAt)
+
+
+def _digest(fetched: list[Signal]) -> str:
+    """What a pull fetched, as a short digest: each signal's code, `oemUpdatedAt` and value or
+    failure (not `retrievedAt`, which changes with every call)."""
+    parts = sorted(
+        json.dumps([signal.code, _oem_time(signal), signal.body,
+                    signal.failure() if signal.body is None else None],
+                   sort_keys=True, default=str, separators=(",", ":"))
+        for signal in fetched
+    )  # fmt: skip
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]

@@ -394,7 +394,7 @@ class _Delivery:
         # Every signal dated ahead: nothing of this delivery is worth a position, not even at
         # the last known place (it would carry no reading, only the time of its receipt).
         last_known, last_located_at = (
-            _last_known(change.before) if incoming or not ahead else (None, None)
+            last_known_of(change.before) if incoming or not ahead else (None, None)
         )
         # One position per delivery, its own by the eventId (PROTOCOLS.md §3): the claim
         # already makes a redelivery a duplicate; the fingerprint must not make a parked car's
@@ -557,7 +557,7 @@ def merge_signals(
     return merged
 
 
-def _last_known(vehicle: VehicleRecord | None) -> tuple[tuple[float, float] | None, int | None]:
+def last_known_of(vehicle: VehicleRecord | None) -> tuple[tuple[float, float] | None, int | None]:
     """The vehicle's stored position, if it holds usable coordinates, and when it was measured
     (a delivery's location measured no later is not new)."""
     entry = vehicle.signals.get(signals.LOCATION) if vehicle else None

@@ -25,7 +25,12 @@ readings. Without either, readings are stored and no Location is made.
 
 Attributes. Each sensor value of the report (but the location sensor) under the sensor's name as
 the pull API gave it, else `sensor_<id>`; numeric text becomes a number; a switch without a
-`value` is read from its `switcher`. The pull's alarm flag is `isAlarms` (a push's `isAlarm`).
+`value` is read from its `switcher`. A name that is one of Traccar's own keys (`status`,
+`alarm`, `battery`, `fuel`...: `shared.traccar.TRACCAR_ATTRIBUTE_KEYS`) is a label somebody
+chose in TLINK's console, in a unit and with a meaning Traccar cannot know: it gets the sensor's
+id (`status_11922`) so that Traccar never reads it as its own. The pull's alarm flag is
+`isAlarms` (a push's `isAlarm`); a report with a sensor in alarm carries Traccar's
+`alarm=general` (Position.ALARM_GENERAL), which Traccar turns into an alarm event.
 
 What a report may claim (issue 13). Nobody outside decides what the bridge keeps:
 - a reading dated more than `max_future_skew` seconds ahead is skipped (logged), the rest
@@ -66,6 +71,7 @@ from shared.sources.tlink.models import (
 )
 from shared.store import Writes
 from shared.store.tlink import Loaded, TlinkRepository
+from shared.traccar import TRACCAR_ATTRIBUTE_KEYS
 
 if TYPE_CHECKING:
     from shared.notify import Notifier
@@ -75,6 +81,11 @@ logger = logging.getLogger(__name__)
 LOCATION_SENSOR_TYPE = 3
 # Traccar's OsmAnd `valid` (shared/traccar.py passes a bool of that name through).
 VALID = "valid"
+# Traccar's alarm attribute and its generic value (Position.KEY_ALARM, ALARM_GENERAL); TLINK's
+# alarm flag is "1" when a sensor's value crossed the alarm set in its console.
+ALARM = "alarm"
+ALARM_GENERAL = "general"
+ALARM_ON = "1"
 UNIQUE_ID_PREFIX = "tlink-"
 MAX_EPOCH = 2_147_483_647  # Location.timestamp's bound
 LOGGED_SENSOR_IDS = 20  # a skipped reading's log line names this many sensors at most
@@ -391,21 +402,28 @@ def _merge_sensor(old: SensorState | None, reading: Reading) -> SensorState:
 
 
 def attributes(report: DeviceReport, sensors: dict[str, SensorState]) -> dict[str, AttributeValue]:
-    """The report's sensor values keyed by sensor name (else `sensor_<id>`), numbers as numbers."""
+    """The report's sensor values keyed by sensor name (else `sensor_<id>`), numbers as numbers;
+    Traccar's `alarm=general` when a sensor is in alarm."""
     found: dict[str, AttributeValue] = {}
+    alarm = False
     for reading in sorted(report.readings, key=lambda item: item.sensor_id):
         # A switch may carry its state in `switcher` only (PROTOCOLS.md §4).
         value = reading.value if reading.value not in (None, "") else reading.switcher
         if reading.type_id == LOCATION_SENSOR_TYPE or value is None:
             continue
+        alarm = alarm or (reading.is_alarm or "").strip() == ALARM_ON
         state = sensors.get(str(reading.sensor_id))
         name = ((state.name if state else None) or "").strip() or f"sensor_{reading.sensor_id}"
         # A name Firestore could not store in the position (`__x__`, too long, broken UTF-8)
         # is renamed: it failed the run's final commit after the push (issue 12).
         name = attribute_name(name)
-        if name in found:  # two sensors of one name: the second is told apart by its id
+        # Two sensors of one name: the second is told apart by its id; so is a name that is
+        # Traccar's own key, whose meaning and unit Traccar would assume.
+        if name in found or name in TRACCAR_ATTRIBUTE_KEYS or name == VALID:
             name = attribute_name(f"{name}_{reading.sensor_id}")
         found[name] = attribute_value(storable_text(value))
+    if alarm:
+        found[ALARM] = ALARM_GENERAL
     return found
 
 

@@ -181,6 +181,8 @@ class Tracker:
     name: str = "Keys"
     # An Android phone: its canonic id sits under phoneInformation (PROTOCOLS.md §5).
     phone: bool = False
+    # encryptedUserSecrets.ownerKeyVersion (3): the version of the owner key that wraps the EIK.
+    owner_key_version: int = 1
 
     def identifiers(self) -> bytes:
         """`DeviceMetadata.identifierInformation` (1) as Google writes it for this device."""
@@ -209,7 +211,9 @@ class Tracker:
         wrapped = (
             self.wrapped_identity_key() if wrapped_identity_key is None else wrapped_identity_key
         )
-        registration = bytes_field(19, bytes_field(1, wrapped) + varint_field(3, 2))
+        registration = bytes_field(
+            19, bytes_field(1, wrapped) + varint_field(3, self.owner_key_version)
+        )
         registration += bytes_field(20, b"Acme")
         registration += bytes_field(21, (MCU_MODEL_ID if self.mcu else "a1b2c3").encode())
         stamps = (

@@ -61,7 +61,6 @@ def error_for(document: object) -> str:
         ("aas_token",),
         ("username",),
         ("owner_key",),
-        ("shared_key",),
         ("fcm_credentials", "keys", "private"),
         ("fcm_credentials", "keys", "public"),
         ("fcm_credentials", "keys", "secret"),
@@ -75,6 +74,15 @@ def error_for(document: object) -> str:
 def test_a_missing_key_is_named_in_the_error(path: tuple[str, ...]) -> None:
     message = error_for(without(secrets_json(), *path))
     assert message.startswith(".".join(path) + ": Field required")
+
+
+def test_credentials_without_a_shared_key_are_taken_it_only_renews_the_owner_key() -> None:
+    # GoogleFindMyTools writes it only once it fetched the owner key itself; the bridge needs
+    # it when the owner key changes (PROTOCOLS.md §5, "Owner key renewal"), not before.
+    uploaded = GoogleSecretsUpload.model_validate(without(secrets_json(), "shared_key"))
+    assert uploaded.shared_key is None
+    assert uploaded.owner_key_version is None
+    assert "shared_key" not in uploaded.to_json()
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ from google.protobuf import __version__ as protobuf_version
 
 from shared.sources.google.proto import device_update_pb2 as pb
 from shared.sources.google.proto import nova_pb2 as nova
+from shared.sources.google.proto import spot_pb2 as spot
 from tests.unit.google.encryptor import bytes_field, varint_field
 
 SPOT_DEVICE = 2
@@ -22,7 +23,7 @@ def test_generated_modules_match_the_pinned_protobuf_runtime():
     # protobuf refuses gencode from another major version or newer than the runtime: regenerating
     # with a grpcio-tools ahead of the pinned protobuf would break the import in production.
     runtime = tuple(int(part) for part in protobuf_version.split(".")[:3])
-    for module in (pb, nova):
+    for module in (pb, nova, spot):
         header = Path(module.__file__).read_text().split("Protobuf Python Version: ")[1]
         gencode = tuple(int(part) for part in header.split()[0].split("."))
         assert gencode[0] == runtime[0]
