@@ -390,7 +390,7 @@ def test_traccar_gets_the_accuracy_and_what_kind_of_report_each_position_was(
     }
 
 
-def test_a_last_known_report_reaches_traccar_as_not_a_fresh_fix(
+def test_a_last_known_report_reaches_traccar_as_a_fix_of_its_own_time_told_apart_by_type(
     runtime: Runtime, google: FakeGoogle, traccar: OsmAndServer
 ) -> None:
     google.trackers[0].network = [
@@ -401,8 +401,11 @@ def test_a_last_known_report_reaches_traccar_as_not_a_fresh_fix(
 
     runtime.sync.sync_device("canonic-0")  # the tracker's `recent` report is LAST_KNOWN
 
-    validity = {p.latitude: p.valid for p in traccar.positions if p.unique_id == "canonic-0"}
-    assert validity == {1.0: True, 2.0: True, 48.85: False}
+    # A LAST_KNOWN report is measured at its own time (PROTOCOLS.md §5): a true fix of that
+    # moment, told apart by `reportType`, not dropped by a Traccar filtering invalid fixes.
+    mine = {p.latitude: p for p in traccar.positions if p.unique_id == "canonic-0"}
+    assert {lat: p.valid for lat, p in mine.items()} == {1.0: True, 2.0: True, 48.85: True}
+    assert mine[48.85].attributes["reportType"] == "own"  # the fake's recent report is its own
     # `valid` is OsmAnd's field, not an attribute Traccar would keep beside it.
     assert all("valid" not in p.attributes for p in traccar.positions)
 

@@ -39,10 +39,11 @@ REPORT_TYPES = {
     "AGGREGATED": "aggregated",
 }
 _SEMANTIC = pb.LocationStatus.SEMANTIC
-# A LAST_KNOWN report is where Google last had the device, not a fix of this locate: Traccar
-# gets it with OsmAnd's `valid=false` (PROTOCOLS.md §1; shared/traccar.py passes the bool on).
-NOT_FRESH_STATUSES = frozenset({"LAST_KNOWN"})
-VALID = "valid"
+# Every report with coordinates goes to Traccar as a valid fix, LAST_KNOWN too: a report carries
+# the time it was measured (PROTOCOLS.md §5), and Traccar places it at that time, so it is a
+# true fix of that moment, unlike a parked car's or TLINK's console pin repeated at a delivery's
+# time (those go `valid=false`). `reportType=lastKnown` lets a Traccar user tell it apart;
+# `valid=false` would make a server with `filter.invalid` drop a phone's own fixes.
 _FLOAT32_SIGNIFICANT_DIGITS = 9
 
 
@@ -63,8 +64,7 @@ class GoogleReport(BaseModel):
         """The pipeline's `Location`. Traccar gets what kind of report it was as attributes a
         user can filter on: `reportType` (not Traccar's own `status` key, which means something
         else there), and `approximate` for a crowd-sourced report less precise than
-        `approximate_above` metres (Traccar's own key for an imprecise fix); a LAST_KNOWN
-        report goes `valid=false`, as not a fresh fix."""
+        `approximate_above` metres (Traccar's own key for an imprecise fix)."""
         report_type = (
             "own" if self.is_own_report else REPORT_TYPES.get(self.status, self.status.lower())
         )
@@ -76,8 +76,6 @@ class GoogleReport(BaseModel):
             and self.accuracy > approximate_above
         ):
             attributes["approximate"] = True
-        if self.status in NOT_FRESH_STATUSES:
-            attributes[VALID] = False
         return Location(
             id=device_id,
             lat=self.latitude,
