@@ -2,7 +2,7 @@
 
 Jobs are the `local_jobs` documents that `shared.scheduler.LocalJobs` writes; `LocalLoop` POSTs
 `{"device_id"}` to `sync_device` at `timer ± delta` seconds (the jitter applied to the schedule
-itself), calls `refresh_devices` hourly and `refresh_devices?sweep=only` every two minutes in
+itself), calls `refresh_devices` hourly and `refresh_devices?sweep=only` every minute in
 between (the handed-off deliveries, issue 16), as the Terraform-made Cloud Scheduler jobs do in
 the cloud. `python -m devtools.scheduler` runs it until SIGINT or SIGTERM. Dev-only: no function
 imports it.
@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_SYNC_TIMEOUT = 300.0  # seconds; a Google locate may wait a minute for its answer
 REFRESH_INTERVAL = 3600  # seconds between two refresh_devices runs, as in the cloud
 # Seconds between two sweeps of handed-off deliveries (`sweep_schedule`'s default in the cloud).
-SWEEP_INTERVAL = 120
+SWEEP_INTERVAL = 60
 
 
 class LocalLoop:

@@ -67,8 +67,22 @@ logger = logging.getLogger(__name__)
 DEDUP_WINDOW = timedelta(days=7)
 # ~50 bytes a fingerprint: the state document stays far below Firestore's 1 MiB.
 DELIVERED_CAP = 5_000
-# Longer than sync_device's timeout, so a live run never loses its lease.
+# How long a run holds its device, longer than the function it runs in may live, so a live run
+# never loses its lease; a dead run's lease is what a delivery handed off behind it waits for
+# (then the sweep, every minute, delivers it: issue 16 wants at most 5 minutes):
+# - a Google run (sync_device, 180 s; a manual sync in api, 300 s; an FCM wait inside): 10 min;
 LEASE_DURATION = timedelta(minutes=10)
+# - any other source's sync (a TLINK or Smartcar pull: a few HTTP calls; sync_device's 180 s);
+PULL_LEASE_DURATION = timedelta(seconds=200)
+# - a webhook delivery's run (the webhooks function's timeout is 30 s).
+WEBHOOK_LEASE_DURATION = timedelta(seconds=60)
+
+
+def lease_duration(source: Source) -> timedelta:
+    """How long a sync run of a `source` device holds its lease (see above)."""
+    return LEASE_DURATION if source is Source.GOOGLE else PULL_LEASE_DURATION
+
+
 BACKOFF_BASE = timedelta(minutes=1)
 BACKOFF_MAX = timedelta(hours=1)
 # After this many refusals of the oldest waiting position (about 4 h of backoff), the next
@@ -230,6 +244,7 @@ class Pipeline:
         along: Writes | None = None,
         along_outcome: Writes | None = None,
         hand_off: bool = False,
+        lease_for: timedelta | None = None,
     ) -> RunReport:
         """Fetch, deduplicate and push `device`'s positions. `force` ignores the backoff.
 
@@ -242,14 +257,16 @@ class Pipeline:
         `hand_off` (a webhook, with `read`): when another run holds the lease, the positions go
         to the outbox in one commit with `along` and `along_outcome`, instead of `RetryLater`;
         the holder delivers them before it lets go (`_take_over`), else the sweep does.
+        `lease_for`: how long the run holds the device (default: `lease_duration` of its source).
         """
         now = self._clock()
+        held_for = lease_for if lease_for is not None else lease_duration(device.source)
         try:
             state, lease = self._delivery.acquire(
                 device.id,
                 uuid.uuid4().hex,
                 now=now,
-                until=now + LEASE_DURATION,
+                until=now + held_for,
                 read=read,
                 along=along,
             )
@@ -269,6 +286,7 @@ class Pipeline:
             self._delivery.release(lease, state)
             raise
         run = _Run(self, device, state, now, unrecorded=self._unrecorded_of(device.id))
+        run.lease_ends = now + held_for
         run.skipped_reports = skipped_of(found, device.id)
         if wanted:
             run.parked_unseen = 0  # the outbox was read whole: parked entries are in it
@@ -370,6 +388,7 @@ class Pipeline:
         outbox.update({entry.id: entry for entry in run.outbox_put})
         waiting = sorted(outbox.values(), key=lambda entry: entry.location.timestamp)
         more = _Run(self, device, state, run.now, unrecorded=run.unrecorded)
+        more.lease_ends = run.lease_ends
         more.parked_unseen = 0  # the outbox was read whole
         # A refusal in this run set the backoff: the handed-off positions wait behind it.
         extra = more.deliver([], waiting, force=force and not run.failed)
@@ -456,7 +475,7 @@ class Pipeline:
             f"final commit failed and nothing could be recorded ({reason}): this instance "
             f"keeps the {len(run.accepted)} position(s) Traccar accepted as delivered and "
             "records them with the device's next run; the lease ends at "
-            f"{iso(run.now + LEASE_DURATION)}"
+            f"{iso(run.lease_ends)}"
         )
 
     def _unrecorded_of(self, device_id: str) -> dict[str, int]:
@@ -617,6 +636,7 @@ class _Run:
         self.device = device
         self.state = state
         self.now = now
+        self.lease_ends = now + lease_duration(device.source)  # the run's own, once taken
         # Accepted by Traccar in an earlier run of this instance whose recording failed:
         # delivered, and recorded by this run's commit.
         self.unrecorded = unrecorded or {}

@@ -128,9 +128,9 @@ variable "refresh_schedule" {
 }
 
 variable "sweep_schedule" {
-  description = "Cron schedule of the sweep job (refresh_devices ?sweep=only): at most every 5 minutes, so a delivery handed off to a busy device waits no longer once its lease ends (issue 16)."
+  description = "Cron schedule of the sweep job (refresh_devices ?sweep=only): every minute by default, at most every 5: a delivery handed off to a busy device whose lease holder died waits for that lease (60 s for a webhook run, 200 s for a pull, shared/pipeline.py) plus one sweep interval, within 5 minutes at the default (issue 16)."
   type        = string
-  default     = "*/2 * * * *"
+  default     = "* * * * *"
 }
 
 variable "auto_register_services" {

@@ -2,7 +2,7 @@
 over HTTP, next to the `webhooks` function, both deployed processes on the emulator (issue 16).
 
 A delivery that finds the device's lease held is handed off to the device's outbox and answered
-at once; when the lease holder dies without delivering it, the sweep job (every two minutes in
+at once; when the lease holder dies without delivering it, the sweep job (every minute in
 the cloud, `infra/terraform/scheduler.tf`) delivers it once the lease has ended. Webhook-only
 devices (TLINK here, Smartcar alike) have no sync job that would sweep after its run.
 """

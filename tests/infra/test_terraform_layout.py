@@ -382,6 +382,8 @@ def cron_interval_minutes(schedule: str) -> int:
     """The longest gap, in minutes, between two runs of a cron schedule firing every hour."""
     minute, hour, day, month, weekday = schedule.split()
     assert (hour, day, month, weekday) == ("*", "*", "*", "*"), f"{schedule}: not every hour"
+    if minute == "*":
+        return 1
     if minute.startswith("*/"):
         step = int(minute.removeprefix("*/"))
         assert 60 % step == 0, f"{schedule}: uneven steps across the hour"
@@ -397,8 +399,24 @@ def test_the_sweep_job_calls_refresh_devices_sweep_only_at_most_every_5_minutes(
     waits at most one sweep interval once the lease ends, webhook-only devices included."""
     job = terraform.resource("google_cloud_scheduler_job", "sweep_handoffs")
     assert expression(job["schedule"]) == "var.sweep_schedule"
-    assert cron_interval_minutes(terraform.variables["sweep_schedule"]["default"]) <= 5
-    assert cron_interval_minutes("*/5 * * * *") == 5  # the helper itself
+    from shared.pipeline import PULL_LEASE_DURATION, WEBHOOK_LEASE_DURATION
+
+    interval = cron_interval_minutes(terraform.variables["sweep_schedule"]["default"])
+    assert interval <= 5
+    # Behind a holder that died: its lease, then one sweep interval, within 5 minutes. A lease
+    # outlives the function its run lives in, so a live run never loses it.
+    for lease in (WEBHOOK_LEASE_DURATION, PULL_LEASE_DURATION):
+        assert lease.total_seconds() + interval * 60 <= 5 * 60
+    assert (
+        WEBHOOK_LEASE_DURATION.total_seconds()
+        > service_config(terraform, "webhooks")["timeout_seconds"]
+    )
+    assert (
+        PULL_LEASE_DURATION.total_seconds()
+        > service_config(terraform, "sync_device")["timeout_seconds"]
+    )
+    assert cron_interval_minutes("* * * * *") == 1  # the helper itself
+    assert cron_interval_minutes("*/5 * * * *") == 5
     assert cron_interval_minutes("0,30 * * * *") == 30
     target = block(job, "http_target")
     uri = f"{FUNCTION}.refresh_devices.service_config[0].uri"

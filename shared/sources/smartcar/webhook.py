@@ -65,7 +65,7 @@ from typing import Any
 from shared.errors import BadRequest, ConfigError, PayloadTooLarge, Unauthorized
 from shared.firestore_limits import escaped
 from shared.models import Device, too_far_ahead, utc_now
-from shared.pipeline import Pipeline
+from shared.pipeline import WEBHOOK_LEASE_DURATION, Pipeline
 from shared.receiver import receive_claimed
 from shared.secrets import CachedSecrets, SecretNotFound, missing
 from shared.sources.smartcar import signals
@@ -426,6 +426,7 @@ class _Delivery:
                 # Another run holds the lease: stored with the claim done, answered at once
                 # (Smartcar drops a delivery after three retries; PROTOCOLS.md §3).
                 hand_off=True,
+                lease_for=WEBHOOK_LEASE_DURATION,  # a dead delivery's device soon swept
             )
         for skipped in reading.skipped:
             logger.info("Smartcar signal skipped: %s", skipped, extra={"event_id": event.eventId})

@@ -60,7 +60,7 @@ from pydantic import ValidationError
 
 from shared.errors import BadRequest, NotFound, Unauthorized, Unavailable
 from shared.models import Location, utc_now
-from shared.pipeline import Pipeline, RunReport
+from shared.pipeline import WEBHOOK_LEASE_DURATION, Pipeline, RunReport
 from shared.receiver import UNAVAILABLE_RETRY_AFTER, receive_claimed
 from shared.secrets import DEFAULT_ROTATION_GRACE
 from shared.sources.tlink.ingest import DeviceReport, bridge_id, report_from_push
@@ -378,6 +378,7 @@ class _Push:
             along=prepared.writes,
             along_outcome=repository.event_done(event),
             hand_off=True,  # a busy device: stored in its outbox, answered at once
+            lease_for=WEBHOOK_LEASE_DURATION,  # a dead delivery's device soon swept
         )
         ingestion.committed(prepared)
         return PushAnswer(
