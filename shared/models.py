@@ -7,10 +7,10 @@ Firestore timestamps (always timezone-aware UTC), and read back with `Model.mode
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -219,18 +219,34 @@ class Location(Model):
 class Fetched(list[Location]):
     """What a source's fetch found: the positions (a list, as before), and how many reports
     it skipped for each device (by device id), so that the run counts them in its result
-    and its push log (issue 14, point 5). A plain list is a fetch that skipped nothing."""
+    and its push log (issue 14, point 5). A plain list is a fetch that skipped nothing.
+
+    `writes` are the source's own records of what it fetched (a Smartcar pull's readings in
+    the vehicle's record), a `shared.store.Writes` (typed loosely here: models sit below the
+    store): the run adds them to its final commit, so they land with the delivery's outcome
+    or not at all. Written before the push, a process dying in between would leave records
+    saying the readings were had while their position was never sent."""
 
     def __init__(
-        self, locations: Iterable[Location] = (), *, skipped: Mapping[str, int] | None = None
+        self,
+        locations: Iterable[Location] = (),
+        *,
+        skipped: Mapping[str, int] | None = None,
+        writes: Callable[[Any], None] | None = None,
     ) -> None:
         super().__init__(locations)
         self.skipped: dict[str, int] = dict(skipped or {})
+        self.writes = writes
 
 
 def skipped_of(found: Iterable[Location], device_id: str) -> int:
     """The reports `found` (a fetch's answer) skipped for `device_id`."""
     return found.skipped.get(device_id, 0) if isinstance(found, Fetched) else 0
+
+
+def writes_of(found: Iterable[Location]) -> Callable[[Any], None] | None:
+    """The writes `found` (a fetch's answer) has its run's final commit make."""
+    return found.writes if isinstance(found, Fetched) else None
 
 
 class OutboxEntry(Document):

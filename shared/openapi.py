@@ -73,7 +73,9 @@ class SentStatus(BaseModel):
     status: str
 
 
-DEVICE_ID = {"name": "device_id", "in": "path", "required": True, "schema": {"type": "string"}}
+DEVICE_ID = {"name": "device_id", "in": "path", "required": True, "schema": {"type": "string"},
+             "description": "the device's uniqueId in Traccar (`id` in GET /devices); the id the "
+                            "bridge stores it under (`vendor_id`) works too"}  # fmt: skip
 
 
 def _query(name: str, kind: str, description: str, **schema: Any) -> dict[str, Any]:
@@ -209,11 +211,13 @@ ROUTES: list[tuple[str, str, str, Any, dict[int, tuple[str, Any]], list[dict[str
                   "allowEmptyValue": True, "schema": {"type": "string"}}]),
     ("get", "/push-log", "Push attempts, newest first", None,
      {200: ("a page", PushLogPage), 400: ("bad query", ErrorBody)},
-     [{"name": "device_id", "in": "query", "required": False, "schema": {"type": "string"}},
+     [{"name": "device_id", "in": "query", "required": False, "schema": {"type": "string"},
+       "description": "only this device: its uniqueId in Traccar or its vendor_id"},
       *PAGE_PARAMETERS]),
     # --- Google Find My Device ---
     ("get", "/devices",
-     "Devices of every source by id (the Google list is refreshed before the first page)", None,
+     "Devices of every source by stored id (the Google list is refreshed before the first "
+     "page); each one's `id` is its uniqueId in Traccar, `vendor_id` the id stored", None,
      {200: ("ok", list[DeviceView]), 400: ("bad query", ErrorBody)}, PAGE_PARAMETERS),
     ("delete", "/devices/{device_id}",
      "Remove a device: its service and job, delivery state, outbox, readings and views; with "

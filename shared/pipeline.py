@@ -44,6 +44,7 @@ from shared.models import (
     SyncResult,
     skipped_of,
     utc_now,
+    writes_of,
 )
 from shared.store import (
     DeliveryRepository,
@@ -192,6 +193,19 @@ def newest_of(newest: Location | None, location: Location, now: datetime) -> Loc
     return location if newest.timestamp > now.timestamp() else newest
 
 
+def joined(*parts: Writes | None) -> Writes | None:
+    """The writes of `parts` (those given) as one, for one commit."""
+    given = [part for part in parts if part is not None]
+    if len(given) <= 1:
+        return given[0] if given else None
+
+    def add(batch: Any) -> None:
+        for part in given:
+            part(batch)
+
+    return add
+
+
 def maps_url(location: Location) -> str:
     return f"https://maps.google.com/?q={location.lat},{location.lon}"
 
@@ -252,7 +266,9 @@ class Pipeline:
         sparing the run its own read) and its records (`along`), written in the lease's commit:
         its claim is taken with the lease, before any push, in one round trip. Their
         preconditions failing raises `StaleRead` before anything was pushed or written.
-        `along_outcome` joins the run's final commit (the webhook's claim marked done).
+        `along_outcome` joins the run's final commit (the webhook's claim marked done), as do
+        the writes the fetch's answer carries (`Fetched.writes`: a source's records of what it
+        fetched, landing with the delivery's outcome, never before its push).
 
         `hand_off` (a webhook, with `read`): when another run holds the lease, the positions go
         to the outbox in one commit with `along` and `along_outcome`, instead of `RetryLater`;
@@ -279,6 +295,7 @@ class Pipeline:
         try:
             found = fetch()
             fetched = list(found)
+            outcome = joined(along_outcome, writes_of(found))
             # Parked positions are only worth a read when a manual sync retries them.
             wanted = state.outbox_count or (force and state.parked_count)
             outbox = self._delivery.outbox(device.id) if wanted else []
@@ -300,7 +317,7 @@ class Pipeline:
                     outbox_put=run.outbox_put,
                     outbox_delete=run.outbox_delete,
                     push_log=run.push_log,
-                    along=along_outcome,
+                    along=outcome,
                 )
             except StateChanged as changed:
                 rounds += 1
@@ -315,7 +332,7 @@ class Pipeline:
                 self._remember(device.id, run.accepted)
                 raise
             except Exception as exc:  # any permanent failure: salvaged and reported, not hidden
-                self._salvage(run, report, lease, exc, along_outcome)
+                self._salvage(run, report, lease, exc, outcome)
             else:
                 self._forget(device.id, run.unrecorded)
             if self._osmand_status is not None:
@@ -336,6 +353,7 @@ class Pipeline:
         state = read.value
         assert state is not None
         skipped = skipped_of(fetched, device.id)
+        source_writes = writes_of(fetched)
         fetched = list(fetched)
         unrecorded = self._unrecorded_of(device.id)
         entries: dict[str, OutboxEntry] = {}
@@ -354,7 +372,7 @@ class Pipeline:
             )
 
         def writes(batch: Any) -> None:
-            for add in (along, along_outcome):
+            for add in (along, along_outcome, source_writes):
                 if add is not None:
                     add(batch)
 
@@ -423,9 +441,11 @@ class Pipeline:
         minutes nor have its positions pushed again by every later run (issue 12).
 
         First the run's bookkeeping without the device's newest position (the part holding a
-        source's data), with the outbox changes, the push log and the caller's outcome; then
-        the bookkeeping alone. If both fail, the instance keeps the fingerprints for its next
-        run of the device. Each case is said in the run's result and the log."""
+        source's data), with the outbox changes, the push log, the caller's outcome and the
+        source's records of what it fetched; then the bookkeeping alone (a source whose records
+        are lost so fetches the same readings again, and their position is found delivered).
+        If both fail, the instance keeps the fingerprints for its next run of the device. Each
+        case is said in the run's result and the log."""
         device_id = run.device.id
         reason = _describe(exc)
         logger.error(

@@ -6,7 +6,8 @@ In this order, so that a failure leaves a removal that can simply be asked again
 2. with `traccar=True`, the Traccar device (found by its unique id; its positions go with it);
 3. a Smartcar vehicle is disconnected from the application at Smartcar (no more webhooks);
 4. the device's documents: delivery state, outbox, smart tracking, the vendor's readings and
-   views, and the device itself (`shared.store.removal`). The push log ages out by its TTL.
+   views, the named places it was seen at (`GET /places` names it no longer), and the device
+   itself (`shared.store.removal`). The push log ages out by its TTL.
 
 The vendor calls come before the local deletes: when one fails (502, or 503 naming what to
 set) the device is still listed and the same request finishes the job later.

@@ -549,7 +549,10 @@ class Runtime:
                 alerts=alerts,
                 places=places,
                 owner_keys=OwnerKeyRenewal(
-                    account=google_account, spot=SpotClient(url=str(settings.google_spot_url))
+                    account=google_account,
+                    spot=SpotClient(url=str(settings.google_spot_url)),
+                    failures=documents.credentials,
+                    clock=now,
                 ),
                 clock=now,
             ),

@@ -103,8 +103,13 @@ class ServiceView(Model):
 
 
 class DeviceView(Device):
-    """A device as `GET /devices` shows it: with its last run, and its last error and when."""
+    """A device as `GET /devices` shows it: with its last run, and its last error and when.
 
+    Its `id` is the uniqueId Traccar shows (issue 18), what users type in every route;
+    `vendor_id` is the id the bridge stores it under, which those routes take too: the
+    vendor's own (Google's canonic id, Smartcar's vehicle id), `tlink-<number>` for TLINK."""
+
+    vendor_id: str
     last_sync: datetime | None = None
     last_result: SyncResult | None = None
     last_error: str | None = None
@@ -164,7 +169,8 @@ class Services:
             state = states.get(device.id)
             views.append(
                 DeviceView(
-                    **device.model_dump(),
+                    **{**device.model_dump(), "id": device.traccar_unique_id},
+                    vendor_id=device.id,
                     last_sync=state.last_sync if state else None,
                     last_result=state.last_result if state else None,
                     last_error=state.last_error if state else None,

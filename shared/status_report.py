@@ -43,7 +43,8 @@ class Position(Model):
 
 
 class DeviceStatus(Model):
-    id: str
+    id: str  # its uniqueId in Traccar, as in GET /devices (issue 18): every route takes it
+    vendor_id: str  # the id the bridge stores it under
     name: str
     source: Source
     kind: str | None
@@ -192,7 +193,8 @@ def build(store: Store) -> StatusReport:
         located = state.last_location if state else None
         found.append(
             DeviceStatus(
-                id=device.id,
+                id=device.traccar_unique_id,
+                vendor_id=device.id,
                 name=device.name,
                 source=device.source,
                 kind=device.kind,

@@ -19,7 +19,15 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from shared.errors import BadRequest, BridgeError, Conflict, NotFound, RetryLater
-from shared.models import Device, Fetched, Location, Source, too_far_ahead, utc_now
+from shared.models import (
+    Device,
+    Fetched,
+    Location,
+    Source,
+    too_far_ahead,
+    utc_now,
+    writes_of,
+)
 
 if TYPE_CHECKING:
     from shared.pipeline import Pipeline, RunReport
@@ -154,7 +162,8 @@ class Sync:
                 located_own = [(device.id, own)] if own or not failures else []
                 for located_id, located in (*located_own, *others.items()):
                     tracker.observe(located_id, located)
-            return Fetched(own, skipped=skipped)
+            # The source's records of what it fetched go with the run's final commit.
+            return Fetched(own, skipped=skipped, writes=writes_of(found))
 
         report = self.pipeline.run(device, fetch, force=force)
         for other_id, locations in others.items():

@@ -58,6 +58,8 @@ PUBLIC_ENDPOINTS = frozenset(
 # key is written into Traccar's device attributes, which every user seeing the device can read,
 # so it opens these three routes and nothing else, and the API token never opens them.
 COMMAND_ENDPOINTS = frozenset({"command_single", "command_periodic", "command_stop"})
+# Routes whose `<device_id>` is the vendor's own number (TLINK's), not a device of the bridge.
+VENDOR_ID_ENDPOINTS = frozenset({"tlink_device_latest", "tlink_device_history"})
 
 
 @functools.cache
@@ -142,6 +144,18 @@ def authenticate() -> None:
             required=settings.api_token_required,
             rotated=get_runtime().api_token_versions,
         )
+
+
+@app.before_request
+def resolve_device_id() -> None:
+    """Every route naming a device takes the uniqueId Traccar shows for it, and the id the
+    bridge stores it under still works (issue 18: Smartcar's `smartcar-<id>`, a mapped one).
+    Runs after `authenticate` (before_request functions run in the order registered): a
+    refused caller costs no read. One read; one query more only when no device is stored so."""
+    args = flask.request.view_args
+    if args and "device_id" in args and flask.request.endpoint not in VENDOR_ID_ENDPOINTS:
+        flask.g.device_id_given = args["device_id"]
+        args["device_id"] = get_runtime().store.devices.stored_id(args["device_id"])
 
 
 @app.get("/health")
@@ -318,6 +332,9 @@ def push_locations(device_id: str) -> tuple[flask.Response, int]:
     runtime = get_runtime()
     if "single" in flask.request.args:
         location = parse_json(flask.request, Location)
+        if location.id == flask.g.device_id_given:
+            # The body names the device as the path does (its uniqueId in Traccar, say).
+            location = location.model_copy(update={"id": device_id})
         report = runtime.sync.push_single(device_id, location)
     else:
         report = runtime.sync.sync_device(device_id, force=True)
@@ -327,8 +344,11 @@ def push_locations(device_id: str) -> tuple[flask.Response, int]:
 @app.get("/push-log")
 def push_log() -> tuple[flask.Response, int]:
     query = parse_query(flask.request, PushLogQuery)
-    entries, next_cursor = get_runtime().store.delivery.push_log(
-        device_id=query.device_id, limit=query.limit, start_after=query.cursor
+    store = get_runtime().store
+    # The entries carry the stored id; the caller may name the device as Traccar does.
+    device_id = store.devices.stored_id(query.device_id) if query.device_id else None
+    entries, next_cursor = store.delivery.push_log(
+        device_id=device_id, limit=query.limit, start_after=query.cursor
     )
     # The push log has always answered a page object; the Link header comes on top of it.
     return _paged(

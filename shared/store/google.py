@@ -73,14 +73,24 @@ class FcmLease(Document):
         return bool(self.owner and self.until and self.until > now)
 
 
+class OwnerKeyRenewalFailure(Document):
+    """The stored `shared_key` did not decrypt the owner key of `version` Google served `at`:
+    that version is not asked for again before a backoff (`spot.OwnerKeyRenewal`)."""
+
+    version: int
+    at: AwareDatetime
+
+
 class CredentialsState(Document):
     """`state/google_credentials`: when the credentials were uploaded, the FCM installation
-    token's expiry (shown by the token status route, never alerted on), and how many sessions
-    in a row MCS refused (`mcs_refusals`, reset by a login)."""
+    token's expiry (shown by the token status route, never alerted on), how many sessions
+    in a row MCS refused (`mcs_refusals`, reset by a login), and the owner key renewal that
+    failed (`owner_key_renewal_failed`). An upload rewrites the document: it clears them."""
 
     uploaded_at: AwareDatetime | None = None
     fcm_expires_at: AwareDatetime | None = None
     mcs_refusals: int = Field(0, ge=0)
+    owner_key_renewal_failed: OwnerKeyRenewalFailure | None = None
 
 
 class GoogleAlert(Document):
@@ -273,6 +283,12 @@ class CredentialsStateDocument:
         count = self.get().mcs_refusals + 1
         self._ref.set({"mcs_refusals": count}, merge=True, **writes())
         return count
+
+    def record_owner_key_failure(self, failure: OwnerKeyRenewalFailure) -> None:
+        """Remember the failed renewal (merged: the other fields stay)."""
+        self._ref.set(
+            {"owner_key_renewal_failed": failure.model_dump(mode="python")}, merge=True, **writes()
+        )
 
     def reset_mcs_refusals(self) -> bool:
         """A session logged in; True when refusals were counted before (one read otherwise)."""
@@ -480,6 +496,7 @@ __all__ = [
     "GoogleAlert",
     "GoogleDocuments",
     "LeaseDocument",
+    "OwnerKeyRenewalFailure",
     "RefreshDocument",
     "RefreshState",
     "SilentTracker",

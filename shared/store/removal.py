@@ -7,6 +7,8 @@
     smartcar_vehicles/<id>       a Smartcar vehicle's latest signals
     tlink_devices/<n>            a TLINK device's latest sensor values (`tlink-<n>`)
     tlink_readings/*             its readings (`device_id` == n)
+    place_sightings/*            the named places a Google device was reported at (`device_id`:
+                                 its own only; a place's mapping, `places/*`, is everyone's)
 
 The push log is left to its TTL (`expire_at`): it is the record of what was sent, and a query
 over it by device would need an index of its own. The exclusion list is left alone too: an
@@ -22,6 +24,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from shared.store.options import reads, writes
+from shared.store.places import PLACE_SIGHTINGS
 from shared.store.repository import document_id
 
 if TYPE_CHECKING:
@@ -44,7 +47,13 @@ class DeviceRecords:
         removed = {
             "outbox": self._delete_query(
                 self._client.collection("outbox").where(filter=FieldFilter("device_id", "==", key))
-            )
+            ),
+            # `GET /places` names the devices seen at each place: a removed one no longer.
+            "place_sightings": self._delete_query(
+                self._client.collection(PLACE_SIGHTINGS).where(
+                    filter=FieldFilter("device_id", "==", key)
+                )
+            ),
         }
         single = {
             "device_state": self._client.collection("device_state").document(key),

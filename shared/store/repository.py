@@ -164,6 +164,18 @@ class DeviceRepository(Repository[Device]):
         query = self._collection.where(filter=FieldFilter("traccar_unique_id", "==", unique_id))
         return [Device.model_validate(s.to_dict()) for s in query.limit(limit).stream(**reads())]
 
+    def stored_id(self, named: str) -> str:
+        """The id the device an API caller names `named` is stored under (issue 18): `named`
+        itself when a device is stored so (one read: old ids, Google's and TLINK's), else the
+        one device pushing to Traccar as `named` (one query, on that miss only: Smartcar's
+        `smartcar-<id>`, a uniqueId the user mapped), else `named` unchanged, so the route
+        answers as it would for it (a 404 naming what the caller gave). Two devices sharing a
+        uniqueId resolve to neither."""
+        if self.get(named) is not None:
+            return named
+        matches = self.with_traccar_unique_id(named, limit=2)
+        return matches[0].id if len(matches) == 1 else named
+
 
 # `state/auth`'s field saying whether Traccar's REST API took the credentials
 # (`shared.store.traccar`): `{"status": "unauthorized", "reason", "since"}`, absent when it did.

@@ -345,29 +345,51 @@ class SmartcarStore:
         return self.vehicle_read(vehicle_id).value
 
     def vehicle_read(self, vehicle_id: str) -> Versioned[VehicleRecord]:
-        """The vehicle's record with its version (one read), for `keep_signals`."""
+        """The vehicle's record (one read), for a pull: what it compares its fetch with."""
         snapshot = self._vehicles.document(document_id(vehicle_id)).get(**options.reads())
         return Versioned.of(snapshot, VehicleRecord)
 
-    def keep_signals(self, read: Versioned[VehicleRecord], signals: dict[str, SignalEntry]) -> bool:
+    def signals_write(
+        self, read: Versioned[VehicleRecord], signals: dict[str, SignalEntry]
+    ) -> Writes | None:
         """A pull's signals as the vehicle's latest (what the views show, what the next pull
-        compares with), on condition nobody wrote the record since `read`: one write. False,
-        nothing written, when a delivery or Connect wrote it in between (the next pull merges
-        again)."""
-        assert read.value is not None and read.update_time is not None  # a pull reads a record
-        ref = self._vehicles.document(document_id(read.value.id))
+        compares with), as a write for its run's final commit (`Fetched.writes`): written with
+        the position's outcome, never before its push. None when no entry differs from `read`.
+
+        Only the entries whose reading differs from `read`'s (a value, a time, a failure: not
+        only the pull's event id and time of receipt) are written, each replacing its own field
+        (`signals.<code>`, a set merging those paths): a webhook delivery that wrote the record
+        since the read neither fails the run's commit nor loses its other signals or fields.
+        `signals` were merged newest first against `read` (`merge_signals`); a delivery that
+        wrote a newer reading of the very signal the pull also changed, in the seconds between
+        the read and the commit, is overwritten by the pull's older one until the vehicle's
+        next delivery or pull of that signal: rare and short-lived, and what the views show
+        only (the position it brought was delivered)."""
+        # Imported here, as the store's other Firestore helpers: loaded only where it is used.
+        from google.cloud.firestore_v1.field_path import FieldPath
+
+        record = read.value
+        assert record is not None  # a pull reads a record
         # Escaped as a delivery's record is (the whole document: the same names and depths).
-        record = read.value.model_copy(update={"signals": signals})
-        data = firestore_safe(record.model_dump(mode="python"))["signals"]
-        try:
-            ref.update(
-                {"signals": data},
-                option=unchanged_since(read.update_time),
-                **options.writes(),
-            )
-        except stale_errors():
-            return False
-        return True
+        before = firestore_safe(record.model_dump(mode="python"))["signals"]
+        merged = record.model_copy(update={"signals": signals})
+        after = firestore_safe(merged.model_dump(mode="python"))["signals"]
+        changed = {
+            key: entry
+            for key, entry in after.items()
+            if _reading(before.get(key)) != _reading(entry)
+        }
+        if not changed:
+            return None
+        ref = self._vehicles.document(document_id(record.id))
+        # The id with them: a record deleted meanwhile (outside a removal, which deletes the
+        # device's state too and so fails the whole commit) comes back valid, if thin.
+        paths = ["id", *(FieldPath("signals", key) for key in changed)]
+
+        def add(batch: firestore.WriteBatch) -> None:
+            batch.set(ref, {"id": record.id, "signals": changed}, merge=paths)
+
+        return add
 
     # Connect states
 
@@ -422,6 +444,14 @@ class SmartcarStore:
             ref.delete(option=unchanged_since(snapshot.update_time), **options.writes())
         except stale_errors():
             return  # released or taken over meanwhile
+
+
+def _reading(entry: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A stored signal entry without what each merge stamps on it (the event that brought it,
+    when): what tells a new reading from the same one fetched again."""
+    if entry is None:
+        return None
+    return {key: value for key, value in entry.items() if key not in ("event_id", "received_at")}
 
 
 def seen(device: Device, new_device: Device, now: datetime) -> Device:

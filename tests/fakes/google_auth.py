@@ -20,6 +20,8 @@ The Spot API's token (PROTOCOLS.md §5, "Spot token": the same call with
 client_sig and android_id) is issued like the Find My Device one; each token keeps its scope, and
 `is_valid(token, scope)` holds for its own scope only (Nova takes no Spot token, the Spot fake
 no Find My Device one). `spot_token_requests` counts the Spot token requests.
+`revoke_access_tokens(scope)` makes the tokens issued so far invalid before their expiry (a
+bearer token Google stops honouring early), the AAS token staying good.
 
 The same host serves the GCM check-in (`POST /checkin`, PROTOCOLS.md §5 "GCM check-in"): an
 `AndroidCheckinRequest` (the protobuf of firebase-messaging, MIT) carrying a registered
@@ -118,6 +120,12 @@ class FakeGoogleAuth(FakeHttpServer):
             self._revoked.update(
                 issued.token for issued in self._issued if email in (None, issued.email)
             )
+
+    def revoke_access_tokens(self, scope: str | None = None) -> None:
+        """The access tokens issued so far (only `scope`'s, when given) stop working before
+        their expiry, while the AAS tokens stay good: a fresh token request gets a new one."""
+        with self._state_lock:
+            self._revoked.update(i.token for i in self._issued if scope in (None, i.scope))
 
     def email_of(self, token: str) -> str | None:
         """The account an access token was issued to (Nova answers for that account only)."""

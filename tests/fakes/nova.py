@@ -61,6 +61,11 @@ the owner key on; "Known failures": `InvalidTag` with a stale owner key):
 then on, and writes its version (one more) in `encryptedUserSecrets.ownerKeyVersion`; the
 secrets.json made before keeps the old one. The account's Spot API (`tests/fakes/spot.py`,
 `FakeGoogle.spot`) serves every version of the owner key, encrypted under the `shared_key`.
+`FakeGoogle.rewrap_owner_key()` moves the version on while the key stays (Google rewrapping:
+the issue 14 point 4 case): every update names the new version, the identity keys still unwrap
+under the stored key, and the Spot API serves the same key under the new version. Only the
+version (PROTOCOLS.md §5, "Owner key renewal": `ownerKeyVersion` beside `encryptedIdentityKey`,
+the current key and its version from `GetEidInfoForE2eeDevices`) says that anything changed.
 
 Several accounts (issue 17, point 1): `FakeGoogle.add_account(username)` adds a `FakeAccount`
 with its own AAS token, GCM/FCM registration and owner key, served by the same fakes. Each
@@ -776,6 +781,13 @@ class FakeGoogle:
             fake.tracker.owner_key = self.owner_key
             fake.tracker.owner_key_version = self.owner_key_version
         return self.owner_key
+
+    def rewrap_owner_key(self) -> None:
+        """A new owner key version holding the same key (see the module docstring)."""
+        self.owner_key_version += 1
+        self.spot.publish(self.owner_key_version, self.owner_key)
+        for fake in self.nova.trackers.values():
+            fake.tracker.owner_key_version = self.owner_key_version
 
     def add_tracker(self, canonic_id: str, name: str, **options: Any) -> FakeTracker:
         fake = FakeTracker(

@@ -20,6 +20,9 @@ trailers only (`grpc-status` 16 UNAUTHENTICATED for a missing or wrong token, 3
 INVALID_ARGUMENT for a bad content type, missing `te: trailers` or a malformed frame, 12
 UNIMPLEMENTED for another path, 5 NOT_FOUND for an owner key version it does not have).
 `requests` records each request (`SpotRequest`): the version asked for and its headers.
+`while_answering`, when set, is called once a valid request has arrived and before it is
+answered: a test's way to make something happen while the bridge waits for the Spot API (a user
+uploading new credentials in the middle of a renewal).
 
     spot = FakeSpot(auth, shared_key)
     spot.publish(1, owner_key)            # the account's owner keys, by version
@@ -34,6 +37,7 @@ import socket
 import socketserver
 import struct
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
@@ -97,6 +101,7 @@ class FakeSpot:
         self.shared_key = shared_key
         self._owner_keys: dict[int, bytes] = {}
         self.requests: list[SpotRequest] = []
+        self.while_answering: Callable[[], object] | None = None
         self._lock = threading.Lock()
         fake = self
 
@@ -142,6 +147,9 @@ class FakeSpot:
         asked = _int32(fields[1]) if 1 in fields else None
         with self._lock:
             self.requests.append(SpotRequest(asked, dict(headers)))
+        if self.while_answering is not None:
+            self.while_answering()
+        with self._lock:
             keys = dict(self._owner_keys)
         if not fields.get(2) or asked is None or asked == -1:
             version = max(keys, default=None)

@@ -27,6 +27,7 @@ from shared.models import (
 from shared.runtime import get_runtime
 from shared.secrets import LocalSecretStore
 from shared.store import Store
+from shared.store.places import PlaceMapping, PlacesDocuments, PlaceSighting
 from tests.conftest import PROJECT
 from tests.fakes.osmand import OsmAndServer
 from tests.fakes.smartcar import FakeVehicle, SmartcarServer
@@ -279,3 +280,33 @@ def test_a_bad_query_is_a_400(api: FlaskClient, firestore_client: firestore.Clie
 
 def test_removal_needs_the_bearer_token(api: FlaskClient) -> None:
     assert api.delete("/devices/abc123").status_code == 401
+
+
+def test_a_removed_device_is_no_longer_named_at_the_places_it_was_seen(
+    api: FlaskClient, firestore_client: firestore.Client
+) -> None:
+    """Issue 17 point 2: `GET /places` lists the devices seen at each name. A removed device's
+    sightings go with it; the other devices' and the places the user mapped stay."""
+    other = KEYS.model_copy(update={"id": "other1", "traccar_unique_id": "other1"})
+    for device in (KEYS, other):
+        Store(firestore_client).devices.put(device)
+    places = PlacesDocuments(firestore_client)
+    places.put(PlaceMapping(name="Home", lat=48.8566, lon=2.3522, accuracy=20))
+    places.record(
+        [
+            PlaceSighting(name="Home", device_id="abc123", last_seen=1_700_000_300),
+            PlaceSighting(name="Kitchen speaker", device_id="abc123", last_seen=1_700_000_200),
+            PlaceSighting(name="Home", device_id="other1", last_seen=1_700_000_100),
+        ]
+    )
+
+    answer = api.delete("/devices/abc123", headers=AUTH)
+
+    assert answer.status_code == 200, answer.data
+    assert answer.get_json()["removed"]["place_sightings"] == 2
+    listed = api.get("/places", headers=AUTH)
+    assert listed.status_code == 200, listed.data
+    [home] = listed.get_json()  # the speaker was seen by the removed device only
+    assert home["name"] == "Home" and home["lat"] == 48.8566  # the user's mapping stays
+    assert home["devices"] == [{"id": "other1", "last_seen": 1_700_000_100}]
+    assert home["last_seen"] == 1_700_000_100

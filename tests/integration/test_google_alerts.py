@@ -22,6 +22,7 @@ from shared.services import ServiceSpec
 from shared.sources.google.alerts import MCS_LOGIN, MCS_REFUSALS_ALERT, OWNER_KEY, SIGN_IN
 from shared.sources.google.credentials import GoogleSecretsUpload
 from shared.sources.google.errors import (
+    AuthExpired,
     AuthFailed,
     McsLoginFailed,
     OwnerKeyNotRenewable,
@@ -225,8 +226,9 @@ def test_an_owner_key_that_cannot_be_renewed_says_what_to_upload_and_alerts_once
         assert "upload" in caught.value.message and "PUT /auth/secrets" in caught.value.message
         clock.advance(600)
 
-    # Without a shared_key the Spot API is never asked; with a wrong one, once per run.
-    assert len(google.spot.requests) == (0 if shared_key == "missing" else 2)
+    # Without a shared_key the Spot API is never asked; with a wrong one, once: the next run
+    # backs off (see the test below).
+    assert len(google.spot.requests) == (0 if shared_key == "missing" else 1)
     assert alert_names(runtime) == [OWNER_KEY]
     assert [m.message["Subject"] for m in smtp.messages] == [
         "[traccar-bridge] Google owner key outdated - action required"
@@ -236,3 +238,109 @@ def test_an_owner_key_that_cannot_be_renewed_says_what_to_upload_and_alerts_once
     clock.advance(timedelta(minutes=10).total_seconds())
     assert source.fetch(device)
     assert alert_names(runtime) == []
+
+
+def test_a_shared_key_that_does_not_decrypt_is_not_tried_again_for_hours_or_until_an_upload(
+    runtime: Runtime, google: FakeGoogle, smtp: SmtpServer, clock: Clock
+) -> None:
+    """Issue 14 point 4: a wrong shared_key does not make every run call the Spot API again."""
+    source = stack(runtime, clock).source
+    device = runtime.store.devices.get("canonic-0")
+    assert device is not None
+    wrong = {**google.secrets(), "shared_key": "5a" * 32}
+    runtime.secrets.add_version("google-secrets", json.dumps(wrong))
+    google.rotate_owner_key()
+
+    def run() -> OwnerKeyNotRenewable:
+        with pytest.raises(OwnerKeyNotRenewable) as caught:
+            source.fetch(device)
+        clock.advance(600)
+        return caught.value
+
+    run()
+    assert len(google.spot.requests) == 1
+    backing_off = [run() for _ in range(5)]  # the next 50 minutes
+    assert len(google.spot.requests) == 1
+    # The run's error still says what to upload, and when Google is asked again.
+    assert "PUT /auth/secrets" in backing_off[-1].message
+    assert "version 2" in backing_off[-1].message and "asked again after" in backing_off[-1].message
+    assert backing_off[-1].status == 503
+    assert alert_names(runtime) == [OWNER_KEY] and len(smtp.messages) == 1
+
+    clock.advance(timedelta(hours=6).total_seconds())
+    run()  # the backoff is over: asked once more, and backing off again
+    run()
+    assert len(google.spot.requests) == 2
+
+    # New credentials (still with a wrong shared_key) deserve a try at once.
+    source.account.upload_secrets(GoogleSecretsUpload.model_validate(wrong))
+    run()
+    assert len(google.spot.requests) == 3
+
+    # Google moves on to a newer owner key version: that one is asked for at once too.
+    google.rotate_owner_key()
+    run()
+    assert len(google.spot.requests) == 4
+
+
+def test_needs_browser_for_the_spot_token_is_the_sign_in_alert_with_its_backoff(
+    runtime: Runtime, google: FakeGoogle, smtp: SmtpServer, clock: Clock
+) -> None:
+    """Issue 14 point 4: the Spot token's refusals get the Find My Device token's handling."""
+    source = stack(runtime, clock).source
+    device = runtime.store.devices.get("canonic-0")
+    assert device is not None
+    assert source.fetch(device)  # the Find My Device token is kept: only the Spot one is asked
+    clock.advance(600)
+    google.rotate_owner_key()
+    google.auth.needs_browser()
+    asked = google.auth.oauth_requests
+
+    with pytest.raises(SignInRequired, match=r"accounts\.google\.com") as caught:
+        source.fetch(device)
+    assert caught.value.status == 503
+    clock.advance(600)  # within the backoff Google is not asked again
+    with pytest.raises(SignInRequired):
+        source.fetch(device)
+
+    assert google.auth.oauth_requests == asked + 1
+    assert alert_names(runtime) == [SIGN_IN]
+    assert [m.message["Subject"] for m in smtp.messages] == [
+        "[traccar-bridge] Google wants a browser sign-in - action required"
+    ]
+    secrets = json.loads(runtime.secrets.read(runtime.settings.google_secret_name))
+    assert secrets["aas_token"] == google.aas_token  # kept
+    assert runtime.store.state.auth().status == "ok"
+    assert not any(paused(runtime))
+
+    google.auth.signed_in()
+    clock.advance(3600)
+    assert source.fetch(device)
+    assert alert_names(runtime) == []
+
+
+@pytest.mark.parametrize("refusals", [1, 2])
+def test_bad_authentication_for_the_spot_token_is_an_expiry_only_when_asked_twice(
+    runtime: Runtime, google: FakeGoogle, smtp: SmtpServer, clock: Clock, refusals: int
+) -> None:
+    source = stack(runtime, clock).source
+    device = runtime.store.devices.get("canonic-0")
+    assert device is not None
+    assert source.fetch(device)
+    clock.advance(600)
+    google.rotate_owner_key()
+    google.auth.bad_authentication(times=refusals)
+
+    if refusals == 1:  # Google's passing mood: the second, fresh request gets the token
+        assert source.fetch(device)
+        assert runtime.store.state.auth().status == "ok" and smtp.messages == []
+        return
+    with pytest.raises(AuthExpired) as caught:
+        source.fetch(device)
+    assert caught.value.status == 503
+    assert runtime.store.state.auth().status == "auth_required"
+    assert all(paused(runtime))
+    secrets = json.loads(runtime.secrets.read(runtime.settings.google_secret_name))
+    assert "aas_token" not in secrets
+    assert alert_names(runtime) == []  # the expiry email, not the owner key alert
+    assert len(smtp.messages) == 1

@@ -19,10 +19,18 @@ from shared.errors import RetryLater
 from shared.models import Device, Source
 from shared.runtime import Runtime, get_runtime
 from shared.services import ServiceSpec
-from shared.sources.google.errors import CheckinFailed, FcmError, OwnerKeyRefused
+from shared.sources.google.alerts import OWNER_KEY
+from shared.sources.google.credentials import GoogleSecretsUpload
+from shared.sources.google.errors import (
+    CheckinFailed,
+    CredentialsReplaced,
+    FcmError,
+    OwnerKeyRefused,
+)
 from shared.sources.google.lease import FcmLeases
 from shared.store.google import LeaseDocument
 from tests.conftest import PROJECT, Clock, make_settings
+from tests.fakes.google_auth import SPOT_SCOPE
 from tests.fakes.nova import FakeGoogle
 from tests.fakes.osmand import OsmAndServer
 from tests.unit.google.encryptor import AGGREGATED, LAST_KNOWN, Report
@@ -319,6 +327,89 @@ def test_a_renewed_owner_key_that_still_fails_is_the_devices_error(
     assert caught.value.device == "canonic-0"
     assert len(google.spot.requests) == 1  # once per session, not once per device
     assert traccar.positions == []
+
+
+def test_a_warm_instance_asks_google_for_one_spot_token_for_its_renewals(
+    runtime: Runtime, google: FakeGoogle
+) -> None:
+    """Issue 14 point 4: the Spot token is kept (in memory) like the Find My Device token."""
+    for at in (T0 + 100, T0 + 200):
+        google.rotate_owner_key()
+        new_recent_reports(google, at)
+        assert runtime.sync.sync_device("canonic-0", force=True).result.pushed == 1
+
+    assert len(google.spot.requests) == 2
+    assert google.auth.spot_token_requests == 1
+    stored = json.loads(runtime.secrets.read("google-secrets"))
+    assert (stored["owner_key"], stored["owner_key_version"]) == (google.owner_key.hex(), 3)
+
+
+def test_a_kept_spot_token_the_spot_api_refuses_is_replaced_once(
+    runtime: Runtime, google: FakeGoogle
+) -> None:
+    google.rotate_owner_key()
+    new_recent_reports(google, T0 + 100)
+    assert runtime.sync.sync_device("canonic-0", force=True).result.pushed == 1
+    google.auth.revoke_access_tokens(SPOT_SCOPE)  # Google stops honouring the kept one early
+    google.rotate_owner_key()
+    new_recent_reports(google, T0 + 200)
+
+    assert runtime.sync.sync_device("canonic-0", force=True).result.pushed == 1
+    # The refused call (the fake records answered ones only), then one with a fresh token.
+    assert len(google.spot.requests) == 2
+    assert google.auth.spot_token_requests == 2
+    stored = json.loads(runtime.secrets.read("google-secrets"))
+    assert stored["owner_key_version"] == 3
+
+
+def test_an_update_naming_a_newer_owner_key_version_renews_the_key_that_still_decrypts(
+    runtime: Runtime, google: FakeGoogle, traccar: OsmAndServer
+) -> None:
+    """The version-triggered renewal (PROTOCOLS.md §5, "Owner key renewal"): Google rewrapped,
+    so the update names a newer `ownerKeyVersion` while its identity key still decrypts with
+    the stored key; the current key and its version are fetched and stored all the same."""
+    # As the bridge stores the credentials after a renewal: the owner key with its version.
+    versioned = {**google.secrets(), "owner_key_version": google.owner_key_version}
+    runtime.secrets.add_version("google-secrets", json.dumps(versioned))
+    google.rewrap_owner_key()
+
+    synced = runtime.sync.sync_device("canonic-0", force=True)
+
+    assert synced.result.pushed == 1
+    assert [p[2] for p in pushed(traccar)["canonic-0"]] == [T0]
+    assert [request.version for request in google.spot.requests] == [-1]
+    stored = json.loads(runtime.secrets.read("google-secrets"))
+    assert (stored["owner_key"], stored["owner_key_version"]) == (google.owner_key.hex(), 2)
+
+    # Stored: the next run finds its version current and asks the Spot API nothing.
+    new_recent_reports(google, T0 + 100)
+    assert runtime.sync.sync_device("canonic-0", force=True).result.pushed == 1
+    assert len(google.spot.requests) == 1
+
+
+def test_credentials_uploaded_during_a_renewal_are_kept_and_decrypt_the_next_run(
+    runtime: Runtime, google: FakeGoogle, traccar: OsmAndServer
+) -> None:
+    """Issue 14 point 4: a renewal does not write over an upload that landed meanwhile."""
+    google.rotate_owner_key()
+    new_recent_reports(google, T0 + 100)
+    # The user made new credentials after the reset and uploads them while the bridge waits
+    # for the Spot API.
+    uploaded = GoogleSecretsUpload.model_validate(google.secrets())
+    google.spot.while_answering = lambda: runtime.google.account.upload_secrets(uploaded)
+
+    with pytest.raises(CredentialsReplaced, match="next run") as caught:
+        runtime.sync.sync_device("canonic-0", force=True)
+
+    assert caught.value.status == 409
+    assert runtime.secrets.read("google-secrets") == uploaded.to_json()  # the upload won
+    assert OWNER_KEY not in runtime.google.account.alerts.current()
+    assert traccar.positions == []
+
+    google.spot.while_answering = None
+    new_recent_reports(google, T0 + 200)
+    assert runtime.sync.sync_device("canonic-0", force=True).result.pushed == 1
+    assert len(google.spot.requests) == 1  # the uploaded owner key is the current one
 
 
 def test_a_report_dated_ahead_of_the_clock_is_skipped_and_the_others_pushed(

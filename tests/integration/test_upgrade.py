@@ -99,8 +99,10 @@ def test_every_api_route_works_on_old_data_after_the_upgrade(
 
     devices = api.get("/devices", headers=AUTH)
     assert devices.status_code == 200, devices.get_data(as_text=True)
-    ids = {d["id"] for d in devices.get_json()}
-    assert {*GOOGLE, "tlink-2864", CAR, VAN} <= ids
+    # `id` is the uniqueId Traccar shows (issue 18), `vendor_id` the id stored.
+    ids = {d["id"]: d["vendor_id"] for d in devices.get_json()}
+    assert {**{g: g for g in GOOGLE}, "tlink-2864": "tlink-2864", f"smartcar-{CAR}": CAR,
+            f"smartcar-{VAN}": VAN}.items() <= ids.items()  # fmt: skip
     assert doc(old_data, "state/schema") == {
         "version": CURRENT_VERSION, "lease_owner": None, "lease_until": None,
     }  # fmt: skip
@@ -120,6 +122,7 @@ def test_every_api_route_works_on_old_data_after_the_upgrade(
         "/smartcar/vehicles",
         f"/smartcar/vehicles/{CAR}/latest-signals",
         "/devices/canonic-0/services",
+        f"/devices/smartcar-{CAR}/services",  # the id Traccar shows resolves on old data
         "/status.json",
     ):
         answer = api.get(path, headers=AUTH)

@@ -86,6 +86,16 @@ class GoogleAccount:
         except BrowserSignIn:
             raise self.alerts.sign_in_refused() from None
 
+    def spot_token(self, credentials: GoogleSecrets) -> str:
+        """A token for the Spot API (owner key renewal), Google's refusals handled as for
+        `access_token`: the same AAS token is refused, whichever scope it is asked for."""
+        try:
+            return self.tokens.spot_token(credentials, gate=self.alerts)
+        except TokenRejected as exc:
+            raise self._expiry.expire(credentials, exc.error) from None
+        except BrowserSignIn:
+            raise self.alerts.sign_in_refused() from None
+
     def with_token(self, credentials: GoogleSecrets, call: Callable[[str], T]) -> T:
         """`call(token)`; after a 401, once more with a fresh token."""
         try:
@@ -142,13 +152,26 @@ class GoogleAccount:
         logger.info("Google AAS token replaced", extra={"services_restarted": restarted})
         return restarted
 
-    def store_owner_key(self, owner_key: str, version: int) -> GoogleSecrets:
+    def store_owner_key(
+        self, owner_key: str, version: int, *, renewed_from: GoogleSecrets
+    ) -> GoogleSecrets | None:
         """Keep a renewed owner key (hex) and its version (`spot`): a new version of the
-        credentials secret, made from the version stored now, so that every later run and
-        every instance reads it. The upload time and the access token stay as they are."""
-        updated = self.credentials().model_copy(
-            update={"owner_key": owner_key, "owner_key_version": version}
-        )
+        credentials secret, so that every later run and every instance reads it. The upload
+        time and the access token stay as they are.
+
+        Written only if the stored credentials are still `renewed_from` (those the renewal
+        started with); None, nothing written, when they changed meanwhile: a user's upload
+        wins over a renewal made from the credentials it replaced. Secret Manager has no
+        compare-and-set, so the latest version is read again just before the new one is added;
+        that leaves a window of one call, not of the whole session."""
+        current = self.credentials()
+        if current.to_json() != renewed_from.to_json():
+            logger.warning(
+                "the Google credentials changed while the owner key was renewed; the renewed "
+                "key is not stored over them"
+            )
+            return None
+        updated = current.model_copy(update={"owner_key": owner_key, "owner_key_version": version})
         write_secrets(self._secrets, self._secret_name, updated)
         return updated
 

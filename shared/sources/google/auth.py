@@ -30,6 +30,14 @@ Google's answers without `Auth` (PROTOCOLS.md §5, OAuth; issue 14, point 6):
   failure, retried later. No `KeyError` escapes.
 
 `TokenGate` (the sign-in backoff) is asked before Google is, and told when a token came.
+
+The Spot API's token (`spot_token`, owner key renewal) is asked the same way and gets the same
+handling of Google's refusals; it is kept in this instance's memory only, until
+`REFRESH_MARGIN` before it expires. A renewal is rare (an end-to-end-encryption reset, then at
+most one attempt per owner key version every `spot.RENEWAL_RETRY` while it fails): what a
+Firestore copy would save (one OAuth call on a cold instance) is not worth a sealed write and a
+read on each renewal, while memory keeps a warm instance retrying a failed Spot call from asking
+Google for a token each run.
 """
 
 from __future__ import annotations
@@ -200,6 +208,7 @@ class TokenProvider:
         self._auth_url = auth_url
         self._clock = clock
         self._memory: CachedToken | None = None
+        self._spot: CachedToken | None = None  # memory only: see the module docstring
         self._lock = threading.Lock()
 
     def _usable(self, cached: CachedToken | None, digest: str) -> bool:
@@ -232,25 +241,38 @@ class TokenProvider:
         """Forget the token (Nova refused it, or the credentials changed)."""
         with self._lock:
             self._memory = None
+            self._spot = None
             self._cache.delete()
+
+    def forget_spot_token(self) -> None:
+        """Forget the Spot API's token (the Spot API refused it)."""
+        with self._lock:
+            self._spot = None
 
     def cached(self) -> CachedToken | None:
         """The cached token's record (for the token status route; never shown as such)."""
         return self._cache.get()
 
-    def _fetch(self, credentials: GoogleSecrets, digest: str) -> CachedToken:
+    def _fetch(
+        self,
+        credentials: GoogleSecrets,
+        digest: str,
+        *,
+        service: str = OAUTH_SERVICE,
+        app: str = OAUTH_APP,
+    ) -> CachedToken:
         aas_token = require_aas_token(credentials)
         now = self._clock()
-        answer = self._ask(credentials, aas_token)
+        answer = self._ask(credentials, aas_token, service=service, app=app)
         if answer.get("Error") == BAD_AUTHENTICATION and not answer.get("Auth"):
             # Google says this now and then to a good token: only a second, fresh request
             # saying it too means the token is dead (issue 14, point 6).
             logger.warning("Google answered BadAuthentication; asking once more")
-            answer = self._ask(credentials, aas_token)
+            answer = self._ask(credentials, aas_token, service=service, app=app)
         token = answer.get("Auth")
         if token:
             register_secret(token)
-            logger.info("new Google access token")
+            logger.info("new Google access token", extra={"scope": service})
             return CachedToken(
                 token=token,
                 obtained_at=now,
@@ -266,35 +288,33 @@ class TokenProvider:
             f"Google's OAuth endpoint answered without a token (Error={error or 'none'})"
         )
 
-    def spot_token(self, credentials: GoogleSecrets) -> str:
-        """A token for the Spot API (owner key renewal, `spot`): asked for each renewal and not
-        cached, since a renewal is rare. Any answer without one is `AuthFailed` (the Find My
-        Device token, asked just before, settles whether the AAS token itself is good)."""
-        aas_token = require_aas_token(credentials)
+    def spot_token(self, credentials: GoogleSecrets, *, gate: TokenGate | None = None) -> str:
+        """A token for the Spot API (owner key renewal, `spot`): from this instance's memory
+        (module docstring), or a new one from Google after `gate` allowed it. Google's refusals
+        raise as for `token`: `TokenRejected` (twice `BadAuthentication`), `BrowserSignIn`
+        (`NeedsBrowser`), `AuthFailed` (anything else)."""
+        digest = credentials_digest(credentials)
+        with self._lock:
+            if not self._usable(self._spot, digest):
+                if gate is not None:
+                    gate.before_token_request()
+                self._spot = self._fetch(credentials, digest, service=SPOT_SERVICE, app=SPOT_APP)
+                if gate is not None:
+                    gate.token_obtained()
+            register_secret(self._spot.token)  # type: ignore[union-attr]
+            return self._spot.token  # type: ignore[union-attr]
+
+    def _ask(
+        self, credentials: GoogleSecrets, aas_token: str, *, service: str, app: str
+    ) -> dict[str, str]:
         try:
-            answer = _oauth_call(
+            return _oauth_call(
                 self._auth_url,
                 credentials.username,
                 aas_token,
                 credentials.android_id,
-                service=SPOT_SERVICE,
-                app=SPOT_APP,
-            )
-        except requests.RequestException as exc:
-            raise AuthFailed(f"cannot reach Google's OAuth endpoint: {exc}") from None
-        token = answer.get("Auth")
-        if not token:
-            raise AuthFailed(
-                "Google's OAuth endpoint gave no Spot API token "
-                f"(Error={answer.get('Error') or 'none'})"
-            )
-        register_secret(token)
-        return token
-
-    def _ask(self, credentials: GoogleSecrets, aas_token: str) -> dict[str, str]:
-        try:
-            return _oauth_call(
-                self._auth_url, credentials.username, aas_token, credentials.android_id
+                service=service,
+                app=app,
             )
         except requests.RequestException as exc:
             # TLS errors are RequestExceptions too: that run's failure, never an expiry.

@@ -10,6 +10,10 @@
         ├── OwnerKeyNotRenewable 503, the owner key changed and cannot be renewed (no shared_key
         │                       stored, or it does not decrypt Google's owner key): upload anew
         ├── SpotError           502, the Spot API refused or failed the owner key request
+        │   └── SpotUnauthorized 502, it refused the Spot token (asked again once, fresh)
+        ├── CredentialsReplaced 409, new credentials were stored while the owner key was
+        │                       renewed: the renewed key is not written over them, the next
+        │                       run decrypts with them
         ├── CredentialsMissing  503, no secrets.json stored, or its aas_token was removed after
         │                       Google refused it (upload new credentials)
         ├── AuthExpired         503, Google answered BadAuthentication twice: the AAS token is
@@ -62,6 +66,14 @@ class OwnerKeyNotRenewable(GoogleSourceError):
 
 class SpotError(GoogleSourceError):
     status = 502
+
+
+class SpotUnauthorized(SpotError):
+    status = 502
+
+
+class CredentialsReplaced(GoogleSourceError):
+    status = 409
 
 
 class CredentialsMissing(GoogleSourceError):

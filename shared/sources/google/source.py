@@ -388,27 +388,31 @@ class GoogleSource:
         )
 
         update = parse_device_update(payload)
-        if owner.version is not None and owner_key_version(update) > owner.version:
+        named_version = owner_key_version(update)
+        if owner.version is not None and named_version > owner.version:
             # A CBC-wrapped identity key has no tag: a stale key would only show as reports
             # failing theirs, so the version Google names is trusted first.
-            self._renew(owner)
+            self._renew(owner, named_version)
         try:
             return decode_device_update(update, owner.key, device_id=device.id)
         except OwnerKeyRefused:
             if owner.renewed:
                 raise
-            self._renew(owner)
+            self._renew(owner, named_version)
             return decode_device_update(update, owner.key, device_id=device.id)
 
-    def _renew(self, owner: OwnerKeyInUse) -> None:
+    def _renew(self, owner: OwnerKeyInUse, named_version: int) -> None:
         """Fetch and store the current owner key (`spot`), once per session: a failure is
-        remembered, so the session's other answers do not ask the Spot API again."""
+        remembered, so the session's other answers do not ask the Spot API again.
+        `named_version` is the owner key version the update names (0: none)."""
         if owner.renewed:
             return
         if owner.failure is not None:
             raise owner.failure
         try:
-            owner.credentials = self._owner_keys.renew(owner.credentials)
+            owner.credentials = self._owner_keys.renew(
+                owner.credentials, named_version=named_version
+            )
         except GoogleSourceError as exc:
             owner.failure = exc
             raise

@@ -5,16 +5,25 @@ user's phone moves it on (its version, `encryptedUserSecrets.ownerKeyVersion`, g
 the one in the uploaded secrets.json stops decrypting. `GoogleSource` then asks
 `OwnerKeyRenewal.renew` for the current one, which:
 
-1. gets a Spot token (`TokenProvider.spot_token`: the OAuth call of the Find My Device token
-   with the Spot scope and app);
-2. calls `GetEidInfoForE2eeDevices` (`SpotClient`) for the latest owner key, encrypted;
+1. gets a Spot token (`GoogleAccount.spot_token`: the OAuth call of the Find My Device token
+   with the Spot scope and app, kept in memory, Google's refusals handled as for the Find My
+   Device token: twice `BadAuthentication` runs the expiry handling, `NeedsBrowser` the
+   sign-in alert and its backoff);
+2. calls `GetEidInfoForE2eeDevices` (`SpotClient`) for the latest owner key, encrypted (once
+   more with a fresh token when the Spot API refuses the kept one);
 3. decrypts it with the secrets.json `shared_key` (AES-256-GCM, `crypto.decrypt_owner_key`);
 4. stores it with its version in the account's credentials (a new version of the credentials
-   secret, `GoogleAccount.store_owner_key`), where every later run and every instance reads it.
+   secret, `GoogleAccount.store_owner_key`), where every later run and every instance reads it,
+   unless the credentials changed since the renewal read them: then the user's upload stays,
+   and the run fails with `CredentialsReplaced` (409; the next run decrypts with the upload).
 
 Without a `shared_key`, or with one that does not decrypt Google's answer, the key cannot be
-renewed: `OwnerKeyNotRenewable` (503) says what to upload. A failure of the call itself
-(network, a gRPC status, an answer without a key) is `SpotError` (502), that run's failure.
+renewed: `OwnerKeyNotRenewable` (503) says what to upload. A `shared_key` that did not decrypt
+is remembered with the owner key version Google served (`state/google_credentials`, the
+account's own): the Spot API is not asked again for that version (an update naming it, or none)
+before `RENEWAL_RETRY`, unless new credentials are uploaded (the upload clears it) or an update
+names a newer version. A failure of the call itself (network, a gRPC status, an answer without
+a key) is `SpotError` (502), that run's failure.
 
 The call is gRPC over HTTP/2: `grpcio`'s generic unary call (no generated stub; the messages
 are our own `proto/spot.proto`). grpcio comes with the Google Cloud clients every function
@@ -25,24 +34,40 @@ local fake) plain HTTP/2 with prior knowledge.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from shared.logs import register_secret
-from shared.sources.google.errors import DecryptionError, OwnerKeyNotRenewable, SpotError
+from shared.models import utc_now
+from shared.sources.google.errors import (
+    CredentialsReplaced,
+    DecryptionError,
+    OwnerKeyNotRenewable,
+    SpotError,
+    SpotUnauthorized,
+)
+from shared.store.google import OwnerKeyRenewalFailure
 
 if TYPE_CHECKING:
     import grpc
 
     from shared.sources.google.account import GoogleAccount
     from shared.sources.google.credentials import GoogleSecrets
+    from shared.store.google import CredentialsStateDocument
 
 logger = logging.getLogger(__name__)
 
 GET_EID_INFO = "/google.internal.spot.v1.SpotService/GetEidInfoForE2eeDevices"
 LATEST_OWNER_KEY = -1
 DEFAULT_SPOT_TIMEOUT = 30.0  # seconds for the whole call
+# A shared_key that did not decrypt Google's owner key will not decrypt it on the next run
+# either: only new credentials (or a newer owner key version) change that. Asked again now
+# and then all the same, in case Google's answer was the odd one.
+RENEWAL_RETRY = timedelta(hours=6)
+UPLOAD_ANEW = "make new credentials with GoogleFindMyTools and upload them (PUT /auth/secrets)"
 NO_SHARED_KEY = (
     "the stored credentials have no shared_key to decrypt the current owner key with: upload "
     "secrets.json with its shared_key (PUT /auth/secrets)"
@@ -104,7 +129,8 @@ class SpotClient:
             except grpc.RpcError as exc:
                 code = exc.code().name if isinstance(exc, grpc.Call) else "UNKNOWN"
                 details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
-                raise SpotError(
+                failure = SpotUnauthorized if code == "UNAUTHENTICATED" else SpotError
+                raise failure(
                     f"the Spot API failed the owner key request: {code} ({details})"
                 ) from None
         found = answer.encrypted_owner_key_and_metadata
@@ -121,40 +147,86 @@ class OwnerKeyRenewal:
     """Fetches, decrypts and stores the account's current owner key (module docstring).
 
     `account` is the one whose credentials are renewed: its token provider asks for the Spot
-    token, its secret holds the result.
+    token, its secret holds the result; `failures` is its `state/google_credentials`.
     """
 
-    def __init__(self, *, account: GoogleAccount, spot: SpotClient) -> None:
+    def __init__(
+        self,
+        *,
+        account: GoogleAccount,
+        spot: SpotClient,
+        failures: CredentialsStateDocument,
+        retry_after: timedelta = RENEWAL_RETRY,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
         self._account = account
         self._spot = spot
+        self._failures = failures
+        self._retry_after = retry_after
+        self._clock = clock
 
-    def renew(self, credentials: GoogleSecrets) -> GoogleSecrets:
-        """The credentials with Google's current owner key and its version, stored."""
+    def renew(self, credentials: GoogleSecrets, *, named_version: int = 0) -> GoogleSecrets:
+        """The credentials with Google's current owner key and its version, stored.
+
+        `named_version` is the owner key version the update being decrypted names (0: none).
+        """
         # Cold start: the crypto stack (pycryptodome) loads when a Google update is decrypted,
         # not when the stack is built (the hourly refresh never needs it).
         from shared.sources.google import crypto
 
         if credentials.shared_key is None:
             raise OwnerKeyNotRenewable(NO_SHARED_KEY)
-        token = self._account.tokens.spot_token(credentials)
-        answer = self._spot.encrypted_owner_key(token)
+        self._not_failed_lately(named_version)
+        answer = self._encrypted_owner_key(credentials)
         try:
             owner_key = crypto.decrypt_owner_key(
                 answer.encrypted_owner_key, bytes.fromhex(credentials.shared_key)
             )
         except DecryptionError as exc:
+            self._failures.record_owner_key_failure(
+                OwnerKeyRenewalFailure(version=answer.version, at=self._clock())
+            )
             raise OwnerKeyNotRenewable(
-                f"{exc.message}: the stored shared_key is not this account's; make new "
-                "credentials with GoogleFindMyTools and upload them (PUT /auth/secrets)"
+                f"{exc.message}: the stored shared_key is not this account's; {UPLOAD_ANEW}"
             ) from None
         register_secret(owner_key.hex())
-        renewed = self._account.store_owner_key(owner_key.hex(), answer.version)
+        renewed = self._account.store_owner_key(
+            owner_key.hex(), answer.version, renewed_from=credentials
+        )
+        if renewed is None:
+            raise CredentialsReplaced(
+                "new Google credentials were stored while the owner key was renewed: they are "
+                "kept as uploaded, and the next run decrypts with them"
+            )
         logger.warning(
             "the owner key changed (an end-to-end-encryption reset); the current one was "
             "fetched from the Spot API and stored",
             extra={"owner_key_version": answer.version},
         )
         return renewed
+
+    def _not_failed_lately(self, named_version: int) -> None:
+        """`OwnerKeyNotRenewable` while a failed renewal's backoff runs for the owner key
+        version the update names (module docstring): Google would serve the same key."""
+        failed = self._failures.get().owner_key_renewal_failed
+        if failed is None or named_version > failed.version:
+            return
+        retry_at = failed.at + self._retry_after
+        if self._clock() < retry_at:
+            raise OwnerKeyNotRenewable(
+                f"the stored shared_key did not decrypt Google's owner key (version "
+                f"{failed.version}) at {failed.at.isoformat()}; asked again after "
+                f"{retry_at.isoformat()} or once new credentials are uploaded: {UPLOAD_ANEW}"
+            )
+
+    def _encrypted_owner_key(self, credentials: GoogleSecrets) -> EncryptedOwnerKey:
+        """The Spot API's answer; once more with a fresh token when it refuses the kept one."""
+        try:
+            return self._spot.encrypted_owner_key(self._account.spot_token(credentials))
+        except SpotUnauthorized:
+            logger.info("the Spot API refused the kept Spot token; getting a new one")
+            self._account.tokens.forget_spot_token()
+            return self._spot.encrypted_owner_key(self._account.spot_token(credentials))
 
 
 __all__ = ["EncryptedOwnerKey", "OwnerKeyRenewal", "SpotClient"]

@@ -15,10 +15,12 @@ vehicle's latest (its record: what earlier pulls and webhook deliveries stored) 
 one that fetched a new reading gives one position with all it fetched, timed at its newest
 reading, at the fetched location (or the last known one), `valid=false` when that location is
 not newer than the record's (`signals.to_location`, as a delivery). The fetched readings are
-merged into the record (one conditional write, only when something was new), so the views show
-them and the next pull compares with them; the position's fingerprint carries a digest of what
-was fetched (`Location.delivery`), so the same fetch never makes a second position even if that
-write was lost to a concurrent delivery.
+merged into the record, so the views show them and the next pull compares with them, by the
+run's final commit (`Fetched.writes`, `SmartcarStore.signals_write`): a process dying between
+the fetch and the push leaves the record as it was, and the next pull fetches the readings as
+new again. The position's fingerprint carries a digest of what was fetched
+(`Location.delivery`), so the same fetch never makes a second position once it was delivered,
+even if that write was lost.
 
 A vehicle connected before the upgrade whose user id is not known yet is read as before, with
 its v2 tokens: the location, odometer and battery in one batch request, with an access token
@@ -40,11 +42,20 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from shared.models import AttributeValue, Device, Location, Source, too_far_ahead, utc_now
+from shared.models import (
+    AttributeValue,
+    Device,
+    Fetched,
+    Location,
+    Source,
+    too_far_ahead,
+    utc_now,
+)
 from shared.sources.smartcar.client import SmartcarApi, SmartcarClient, VehicleSnapshot
 from shared.sources.smartcar.errors import SmartcarAuthError, SmartcarResponseError
 from shared.sources.smartcar.signals import METRES_PER_KM
 from shared.sources.smartcar.tokens import ApplicationToken, TokenStore
+from shared.store import Writes
 from shared.store.repository import Versioned
 from shared.store.smartcar import SignalEntry, SmartcarStore, VehicleRecord
 
@@ -77,21 +88,29 @@ class SmartcarSource:
         self._max_future_skew = max_future_skew
         self._clock = clock
 
-    def fetch(self, device: Device) -> list[Location]:
+    def fetch(self, device: Device) -> Fetched:
         read = self._store().vehicle_read(device.id)
         user_id = read.value.user_id if read.value is not None else None
-        location = self._v3(device, user_id, read) if user_id is not None else self._v2(device)
-        if location is None:
-            return []
-        if too_far_ahead(location.timestamp, now=self._clock(), skew=self._max_future_skew):
+        if user_id is not None:
+            location, writes = self._v3(device, user_id, read)
+        else:
+            location, writes = self._v2(device), None
+        if location is not None and too_far_ahead(
+            location.timestamp, now=self._clock(), skew=self._max_future_skew
+        ):
             logger.warning(
                 "Smartcar position dated ahead of the clock skipped (MAX_FUTURE_SKEW)",
                 extra={"vehicle_id": device.id, "timestamp": location.timestamp},
             )
-            return []
-        return [location]
+            location = None
+        # The readings are recorded by the run's final commit, with the position's outcome.
+        return Fetched([] if location is None else [location], writes=writes)
 
-    def _v3(self, device: Device, user_id: str, read: Versioned[VehicleRecord]) -> Location | None:
+    def _v3(
+        self, device: Device, user_id: str, read: Versioned[VehicleRecord]
+    ) -> tuple[Location | None, Writes | None]:
+        """The pull's position (None: nothing new) and the write merging what it fetched into
+        the vehicle's record, for the run's final commit."""
         # Imported here: the payload models and the webhook's merge load only where a vehicle
         # is read (a cold instance answering for another vendor never imports them).
         from shared.sources.smartcar import signals
@@ -124,7 +143,7 @@ class SmartcarSource:
         new = [signal for signal in parsed if _is_new(signal, record.signals.get(signal.code))]
         if not new:
             logger.info("Smartcar pull fetched nothing new", extra={"vehicle_id": device.id})
-            return None
+            return None, None
         fetched = _digest(parsed)
         times = [signal.measured_at() for signal in parsed]
         newest = max((moment for moment in times if moment is not None), default=None)
@@ -145,10 +164,7 @@ class SmartcarSource:
             now=now,
             fallback_time=int(now.timestamp()),
         )
-        if not self._store().keep_signals(read, merged):
-            logger.info("Smartcar vehicle record changed during the pull; kept as it is",
-                        extra={"vehicle_id": device.id})  # fmt: skip
-        return location
+        return location, self._store().signals_write(read, merged)
 
     def _v2(self, device: Device) -> Location | None:
         """A vehicle connected before API v3, its user id not known yet: its v2 tokens."""

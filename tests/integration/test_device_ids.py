@@ -1,0 +1,223 @@
+"""One id per device, everywhere (issue 18, point 5): every API route naming a device takes the
+uniqueId Traccar shows for it, the id the bridge stores it under keeps working, and `GET
+/devices` lists the uniqueId as `id`.
+
+A Smartcar vehicle is stored under its bare vehicle id while Traccar knows it as
+`smartcar-<id>`: here it is made by a signed delivery, as Smartcar makes it. The API runs
+in-process through functions-framework on the Firestore emulator, pushing to the OsmAnd test
+server; the removal's disconnect goes to the local Smartcar's management API.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import functions_framework
+import pytest
+from flask.testing import FlaskClient
+from google.cloud import firestore
+
+from devtools.emulator import Emulator
+from shared.config import get_settings
+from shared.models import Device, Source
+from shared.runtime import get_runtime
+from shared.secrets import LocalSecretStore
+from shared.store import Store
+from tests.conftest import PROJECT
+from tests.fakes.osmand import OsmAndServer
+from tests.fakes.smartcar import FakeVehicle, SmartcarServer
+from tests.integration.test_smartcar_webhook import TOKEN as MANAGEMENT_TOKEN
+from tests.integration.test_smartcar_webhook import UNIQUE_ID, VEHICLE, fresh, sign
+
+ROOT = Path(__file__).resolve().parents[2]
+API_TOKEN = "test-api-token-0123456789"
+AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
+SERVICE = {"timer": 21_600}  # within SMARTCAR_MONTHLY_CALLS
+
+
+@pytest.fixture
+def smartcar() -> Iterator[SmartcarServer]:
+    with SmartcarServer(
+        client_id="client",
+        client_secret="secret",
+        redirect_uri="https://bridge.example.test/smartcar/exchange",
+        management_token=MANAGEMENT_TOKEN,
+    ) as server:
+        server.add_vehicle(FakeVehicle(VEHICLE))
+        yield server
+
+
+@pytest.fixture
+def api(
+    emulator: Emulator,
+    firestore_client: firestore.Client,
+    osmand: OsmAndServer,
+    smartcar: SmartcarServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> FlaskClient:
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    LocalSecretStore(tmp_path / "secrets").add_version(
+        "smartcar-management-token", MANAGEMENT_TOKEN
+    )
+    env = {
+        "GCP_PROJECT": PROJECT,
+        "FIRESTORE_EMULATOR_HOST": emulator.address,
+        "SECRETS_DIR": str(tmp_path / "secrets"),
+        "API_TOKEN": API_TOKEN,
+        "TRACCAR_SERVER_URL": osmand.url,
+        "SMARTCAR_MANAGEMENT_ORIGIN": smartcar.url,
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    get_runtime.cache_clear()
+    osmand.add_known_id(UNIQUE_ID)
+    client = functions_framework.create_app("api", str(ROOT / "functions/api/main.py"))
+    return client.test_client()
+
+
+@pytest.fixture
+def vehicle(api: FlaskClient) -> Device:
+    """The vehicle as the bridge stores it after Smartcar's first delivery."""
+    raw = json.dumps(fresh()).encode()
+    answer = get_runtime().smartcar.webhook.receive(raw, sign(raw)).body
+    assert answer["status"] == "processed", answer
+    device = get_runtime().store.devices.get(VEHICLE)
+    assert device is not None and device.traccar_unique_id == UNIQUE_ID
+    return device
+
+
+def error_of(response: Any) -> str:
+    return str(response.get_json()["error"])
+
+
+def test_devices_lists_the_traccar_unique_id_as_id_and_the_stored_one_as_vendor_id(
+    api: FlaskClient, vehicle: Device
+) -> None:
+    [listed] = api.get("/devices", headers=AUTH).get_json()
+
+    assert (listed["id"], listed["vendor_id"], listed["traccar_unique_id"]) == (
+        UNIQUE_ID, VEHICLE, UNIQUE_ID)  # fmt: skip
+    assert listed["source"] == "smartcar"
+    # The status page addresses its actions by the `id` it lists, which every route takes.
+    [shown] = api.get("/status.json", headers=AUTH).get_json()["devices"]
+    assert (shown["id"], shown["vendor_id"]) == (UNIQUE_ID, VEHICLE)
+    synced = api.put(f"/traccar/devices/{shown['id']}/locations", headers=AUTH)
+    # Found and pulled from Smartcar: this stack has no Smartcar app configured.
+    assert synced.status_code == 503 and "smartcar-client-secret" in error_of(synced)
+
+
+def test_every_device_route_takes_the_smartcar_unique_id(
+    api: FlaskClient, vehicle: Device, osmand: OsmAndServer, smartcar: SmartcarServer
+) -> None:
+    path = f"/devices/{UNIQUE_ID}"
+
+    created = api.put(f"{path}/services", json=SERVICE, headers=AUTH)
+    assert created.status_code == 201, created.data
+    # One service, under the stored id: the bare id finds the same one.
+    assert created.get_json()["id"] == VEHICLE
+    assert api.get(f"/devices/{VEHICLE}/services", headers=AUTH).get_json()["timer"] == 21_600
+    shown = api.get(f"{path}/services", headers=AUTH)
+    assert shown.status_code == 200 and shown.get_json()["id"] == VEHICLE
+    assert api.post(f"{path}/services/pause", headers=AUTH).get_json()["paused_by_user"] is True
+    assert api.post(f"{path}/services/resume", headers=AUTH).get_json()["paused"] is False
+    assert api.put(f"{path}/services", json={"timer": 43_200}, headers=AUTH).status_code == 200
+
+    # A push with the body naming the device as the path does.
+    # Newer than the delivery's (a minute ago), so it is the newest position below.
+    location = {"id": UNIQUE_ID, "lat": 48.8566, "lon": 2.3522, "timestamp": int(time.time())}
+    pushed = api.put(f"/traccar/devices/{UNIQUE_ID}/locations?single", json=location, headers=AUTH)
+    assert pushed.status_code == 200, pushed.data
+    assert [item["status"] for item in pushed.get_json()] == ["synced"]
+    assert osmand.positions[-1].unique_id == UNIQUE_ID
+    log = api.get("/push-log", query_string={"device_id": UNIQUE_ID}, headers=AUTH).get_json()
+    assert log["entries"] and {entry["device_id"] for entry in log["entries"]} == {VEHICLE}
+
+    # The newest delivered position (a Google tracker would be located now).
+    located = api.get(f"{path}/locations?last", headers=AUTH)
+    assert located.status_code == 200, located.data
+    assert (located.get_json()["lat"], located.get_json()["lon"]) == (48.8566, 2.3522)
+    # Ringing is Google's: the vehicle is found and refused for its source, not "unknown".
+    rung = api.post(f"{path}/sound", headers=AUTH)
+    assert rung.status_code == 400 and "smartcar" in error_of(rung)
+
+    assert api.delete(f"{path}/services", headers=AUTH).status_code == 200
+    assert api.get(f"/devices/{VEHICLE}/services", headers=AUTH).status_code == 404
+
+    excluded = api.put(f"/excluded-devices/{UNIQUE_ID}", headers=AUTH)
+    assert excluded.status_code == 201 and excluded.get_json()["id"] == VEHICLE
+    refused = api.put(f"/devices/{VEHICLE}/services", json=SERVICE, headers=AUTH)
+    assert refused.status_code == 403  # the bare id sees the same exclusion
+    assert api.delete(f"/excluded-devices/{UNIQUE_ID}", headers=AUTH).status_code == 200
+    assert [e["id"] for e in api.get("/excluded-devices", headers=AUTH).get_json()] == []
+
+    removed = api.delete(path, headers=AUTH)
+    assert removed.status_code == 200, removed.data
+    assert removed.get_json()["smartcar"] == "disconnected"
+    assert smartcar.disconnected == [VEHICLE]
+    assert api.get("/devices", headers=AUTH).get_json() == []
+    # Gone: the uniqueId no longer resolves, and the 404 names it as given.
+    again = api.delete(path, headers=AUTH)
+    assert again.status_code == 404 and UNIQUE_ID in error_of(again)
+
+
+def test_the_bare_vehicle_id_still_works(api: FlaskClient, vehicle: Device) -> None:
+    created = api.put(f"/devices/{VEHICLE}/services", json=SERVICE, headers=AUTH)
+    assert created.status_code == 201, created.data
+    assert api.get(f"/devices/{UNIQUE_ID}/services", headers=AUTH).get_json()["id"] == VEHICLE
+
+    location = {"id": VEHICLE, "lat": 48.8566, "lon": 2.3522, "timestamp": 1_700_000_000}
+    pushed = api.put(f"/traccar/devices/{VEHICLE}/locations?single", json=location, headers=AUTH)
+    assert pushed.status_code == 200 and pushed.get_json()[0]["status"] == "synced"
+    assert api.delete(f"/devices/{VEHICLE}", headers=AUTH).status_code == 200
+
+
+def test_a_uniqueid_the_user_mapped_works_and_is_listed(
+    api: FlaskClient, vehicle: Device, firestore_client: firestore.Client
+) -> None:
+    # The user maps the vehicle to another Traccar device (shared/store/smartcar.py).
+    Store(firestore_client).devices.put(
+        vehicle.model_copy(update={"traccar_unique_id": "my-model-3"})
+    )
+
+    created = api.put("/devices/my-model-3/services", json=SERVICE, headers=AUTH)
+
+    assert created.status_code == 201 and created.get_json()["id"] == VEHICLE
+    [listed] = api.get("/devices", headers=AUTH).get_json()
+    assert (listed["id"], listed["vendor_id"]) == ("my-model-3", VEHICLE)
+    # The old uniqueId names no device any more.
+    assert api.get(f"/devices/{UNIQUE_ID}/services", headers=AUTH).status_code == 404
+
+
+def test_an_unknown_id_is_still_a_404_naming_it(api: FlaskClient, vehicle: Device) -> None:
+    for method, path in (
+        ("PUT", "/devices/smartcar-nobody/services"),
+        ("GET", "/devices/smartcar-nobody/services"),
+        ("DELETE", "/devices/smartcar-nobody"),
+        ("PUT", "/traccar/devices/smartcar-nobody/locations"),
+    ):
+        answer = api.open(path, method=method, json=SERVICE, headers=AUTH)
+        assert answer.status_code == 404, (method, path, answer.data)
+        assert "smartcar-nobody" in error_of(answer), (method, path)
+
+
+def test_two_devices_sharing_a_uniqueid_resolve_to_neither(
+    api: FlaskClient, vehicle: Device, firestore_client: firestore.Client
+) -> None:
+    twin = Device(id="tlink-5", source=Source.TLINK, traccar_unique_id=UNIQUE_ID)
+    Store(firestore_client).devices.put(twin)
+
+    answer = api.put(f"/devices/{UNIQUE_ID}/services", json=SERVICE, headers=AUTH)
+
+    assert answer.status_code == 404 and UNIQUE_ID in error_of(answer)
+
+
+def test_a_refused_caller_costs_no_device_read(api: FlaskClient, vehicle: Device) -> None:
+    # Authentication runs first: an id Firestore refuses is a 401 without the token, not a 400.
+    assert api.get("/devices/__odd__/services").status_code == 401
+    assert api.get("/devices/__odd__/services", headers=AUTH).status_code == 400
