@@ -68,7 +68,7 @@ from shared.sources.tlink.models import PushBody, TlinkEvent
 from shared.sources.tlink.source import TlinkSource
 from shared.store import DeliveryRepository
 from shared.store.tlink import Loaded, TlinkRepository
-from shared.web import describe_validation_error, matches_any
+from shared.web import describe_validation_error, matches_rotated
 
 if TYPE_CHECKING:
     from shared.notify import Notifier
@@ -128,13 +128,14 @@ class PathTokenCheck:
             if token is not None:
                 raise NotFound("no such route")
             return
-        for fresh in (False, True):
-            accepted = self._source.accepted_secrets(
+
+        def accepted(fresh: bool) -> list[str]:  # never empty: none stored is a 503
+            return self._source.accepted_secrets(
                 self.secret_name, "TLINK_REQUIRE_PATH_TOKEN", grace=self._grace, fresh=fresh
             )
-            if token is not None and matches_any(token.encode(), accepted):
-                return
-        raise NotFound("no such route")
+
+        if not matches_rotated((token or "").encode(), accepted):
+            raise NotFound("no such route")
 
 
 def signature(secret: str, raw: bytes) -> str:
@@ -166,13 +167,17 @@ class SignatureCheck:
         scheme, _, digest = presented.partition("=")
         # Lower-cased so an upper-case hex digest still matches; compared in constant time.
         candidate = f"{scheme.lower()}={digest.lower()}".encode()
-        for fresh in (False, True):
+
+        def accepted(fresh: bool) -> list[str]:  # the body's signature under each secret
             secrets = self._source.accepted_secrets(
                 self.secret_name, "TLINK_REQUIRE_SIGNATURE", grace=self._grace, fresh=fresh
             )
-            if header and matches_any(candidate, [signature(s, raw) for s in secrets]):
-                return
-        raise Unauthorized(f"missing or wrong {SIGNATURE_HEADER}")
+            return [signature(secret, raw) for secret in secrets]
+
+        # No header: the candidate is "=", which no signature matches (after the secrets were
+        # read, so a missing secret is still the 503 that names it).
+        if not matches_rotated(candidate, accepted):
+            raise Unauthorized(f"missing or wrong {SIGNATURE_HEADER}")
 
 
 class RefusedPushes:
