@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -88,10 +89,35 @@ def jvm_command(command: list[str]) -> list[str]:
     return [java, "-Duser.language=en", "-cp", str(jar), MAIN_CLASS, "start"]
 
 
+# Where `free_port` looks: below the kernel's ephemeral range. The emulator binds its WebSocket
+# server to a port the OS picks from that range as it starts, and outgoing connections take
+# theirs from it too: a port the OS handed out there could be taken again before the emulator
+# (or a function) binds it (seen once in `make test`: the WebSocket server got the very port
+# chosen for the emulator, which then died with "Address already in use").
+LOWEST_FREE_PORT = 10_000
+EPHEMERAL_PORTS = Path("/proc/sys/net/ipv4/ip_local_port_range")
+DEFAULT_EPHEMERAL_START = 32_768  # Linux's default
+
+
+def _ephemeral_start() -> int:
+    try:
+        return int(EPHEMERAL_PORTS.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return DEFAULT_EPHEMERAL_START
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port nobody listens on now, outside the range the OS picks ports from (see above)."""
+    highest = _ephemeral_start() - 1
+    for _ in range(200):
+        port = random.randint(LOWEST_FREE_PORT, highest)  # noqa: S311 (a port, not a secret)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port between {LOWEST_FREE_PORT} and {highest}")
 
 
 class Emulator:

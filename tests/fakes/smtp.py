@@ -33,15 +33,10 @@ from typing import Any, Literal
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from devtools.emulator import free_port  # one way to pick a port the OS will not hand out
+
 HOST = "127.0.0.1"
 TlsMode = Literal["none", "starttls", "ssl"]
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now (nothing listens there once this returns)."""
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
 
 
 @dataclass(frozen=True)
