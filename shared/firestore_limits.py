@@ -47,6 +47,17 @@ STRING_ENCODING = "utf-8"
 MAX_DOCUMENT_ID_BYTES = 1_500
 RESERVED_DOCUMENT_IDS = frozenset({".", ".."})
 
+# "Maximum size of an indexed field value: 1500 bytes" (quotas page), a string's size being its
+# UTF-8 bytes + 1 (storage size page): an equality filter on a longer string is refused
+# ("value ... is too large to be used in a query", the emulator's words), while a document id of
+# 1 500 bytes is valid. No stored value that long is indexed whole, so none can match it.
+MAX_INDEXED_VALUE_BYTES = 1_500
+
+
+def queryable(value: str) -> bool:
+    """Whether an equality filter on the string `value` is a query Firestore takes."""
+    return len(value.encode(STRING_ENCODING, "surrogatepass")) + 1 <= MAX_INDEXED_VALUE_BYTES
+
 # What a renamed field name starts with: never a reserved name, rarely a vendor's own.
 ESCAPE_PREFIX = "~"
 # A name cut to fit MAX_FIELD_NAME_BYTES keeps this many bytes of itself, then a digest of the

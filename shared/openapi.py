@@ -16,10 +16,10 @@ from typing import Any
 from pydantic import BaseModel
 
 from shared import __version__
-from shared.models import ExcludedDevice, Location, PushLogEntry, Service
+from shared.models import Location, PushLogEntry
 from shared.removal import DeviceRemoved
 from shared.service_status import HealthReport, VersionInfo
-from shared.services import DeviceView, ServiceSpec, ServiceView
+from shared.services import DeviceView, ExcludedView, ServiceSpec, ServiceView
 from shared.sources.google.account import CredentialsUploaded, TokenStatus
 from shared.sources.google.accounts import AccountRemoved, AccountView
 from shared.sources.google.credentials import AasTokenUpload, GoogleSecretsUpload
@@ -59,14 +59,22 @@ class SavedLocation(BaseModel):
     hash: str
 
 
+class PushLogEntryShown(PushLogEntry):
+    """A push-log entry as `GET /push-log` answers it: `id` and `device_id` name the device by
+    its uniqueId in Traccar, `vendor_id` by the id the bridge stores it under."""
+
+    vendor_id: str
+
+
 class PushLogPage(BaseModel):
-    entries: list[PushLogEntry]
+    entries: list[PushLogEntryShown]
     next_cursor: str | None
 
 
 class Deleted(BaseModel):
     status: str
     id: str
+    vendor_id: str
 
 
 class SentStatus(BaseModel):
@@ -75,7 +83,8 @@ class SentStatus(BaseModel):
 
 DEVICE_ID = {"name": "device_id", "in": "path", "required": True, "schema": {"type": "string"},
              "description": "the device's uniqueId in Traccar (`id` in GET /devices); the id the "
-                            "bridge stores it under (`vendor_id`) works too"}  # fmt: skip
+                            "bridge stores it under (`vendor_id`) works too; a uniqueId two "
+                            "devices share is a 409 naming both"}  # fmt: skip
 
 
 def _query(name: str, kind: str, description: str, **schema: Any) -> dict[str, Any]:
@@ -153,7 +162,8 @@ ROUTES: list[tuple[str, str, str, Any, dict[int, tuple[str, Any]], list[dict[str
      {200: ("ok", ServiceView), 404: ("no service", ErrorBody)}, [DEVICE_ID]),
     ("put", "/devices/{device_id}/services", "Create or update a sync service and its job",
      ServiceSpec,
-     {201: ("created", Service), 200: ("updated", Service), 403: ("excluded", ErrorBody),
+     {201: ("created", ServiceView), 200: ("updated", ServiceView),
+      403: ("excluded", ErrorBody),
       404: ("unknown device", ErrorBody)}, [DEVICE_ID]),
     ("post", "/devices/{device_id}/services/pause",
      "Pause a sync service (the user's pause: new Google credentials do not resume it)", None,
@@ -185,9 +195,9 @@ ROUTES: list[tuple[str, str, str, Any, dict[int, tuple[str, Any]], list[dict[str
      {200: ("no sync service any more", None),
       404: ("no device pushes with this unique id", ErrorBody)}, [UNIQUE_ID]),
     ("get", "/excluded-devices", "Devices kept out of auto-registration", None,
-     {200: ("ok", list[ExcludedDevice])}, []),
+     {200: ("ok", list[ExcludedView])}, []),
     ("put", "/excluded-devices/{device_id}", "Exclude a device (removes its service)", None,
-     {201: ("excluded", ExcludedDevice), 200: ("already excluded", ExcludedDevice)},
+     {201: ("excluded", ExcludedView), 200: ("already excluded", ExcludedView)},
      [DEVICE_ID]),
     ("delete", "/excluded-devices/{device_id}", "Stop excluding a device", None,
      {200: ("deleted", Deleted), 404: ("not excluded", ErrorBody)}, [DEVICE_ID]),

@@ -32,7 +32,7 @@ from shared.models import (
 if TYPE_CHECKING:
     from shared.notify import Notifier
     from shared.scheduler import JobScheduler
-    from shared.store import DeliveryRepository, Repository, StateRepository
+    from shared.store import DeliveryRepository, DeviceRepository, Repository, StateRepository
 
 logger = logging.getLogger(__name__)
 
@@ -86,9 +86,13 @@ def smallest_fitting_timer(delta: int, budget: int) -> int | None:
 
 
 class ServiceView(Model):
-    """A service as the API shows it, with its device's last run."""
+    """A service as the API shows it, with its device's last run.
+
+    Its `id` is the device's uniqueId in Traccar and `vendor_id` the id the bridge stores it
+    under, as `GET /devices` lists them (issue 18): every route takes either."""
 
     id: str
+    vendor_id: str
     name: str
     timer: int
     delta: int
@@ -116,11 +120,20 @@ class DeviceView(Device):
     last_error_at: datetime | None = None
 
 
-def _view(service: Service, state: DeviceState | None) -> ServiceView:
+class ExcludedView(ExcludedDevice):
+    """An excluded device as the API lists it: under its uniqueId in Traccar when the device is
+    known, with the id the bridge stores it under beside it (issue 18)."""
+
+    vendor_id: str
+
+
+def _view(service: Service, state: DeviceState | None, unique_id: str) -> ServiceView:
     return ServiceView(
         **service.model_dump(
-            include={"id", "name", "timer", "delta", "job_name", "paused", "paused_by_user"}
+            include={"name", "timer", "delta", "job_name", "paused", "paused_by_user"}
         ),
+        id=unique_id,
+        vendor_id=service.id,
         last_sync=state.last_sync if state else None,
         last_result=state.last_result if state else None,
         last_error=state.last_error if state else None,
@@ -135,7 +148,7 @@ class Services:
         self,
         *,
         services: Repository[Service],
-        devices: Repository[Device],
+        devices: DeviceRepository,
         excluded: Repository[ExcludedDevice],
         state: StateRepository,
         delivery: DeliveryRepository,
@@ -155,11 +168,16 @@ class Services:
     # --- reading ----------------------------------------------------------------------------
 
     def view(self, service: Service) -> ServiceView:
-        return _view(service, self._delivery.state(service.id))
+        unique_ids = self._devices.unique_ids([service.id])
+        return _view(service, self._delivery.state(service.id), unique_ids[service.id])
 
     def views(self) -> list[ServiceView]:
+        services = self._services.list()
         states = {state.id: state for state in self._delivery.states()}
-        return [_view(service, states.get(service.id)) for service in self._services.list()]
+        unique_ids = self._devices.unique_ids([service.id for service in services])
+        return [
+            _view(service, states.get(service.id), unique_ids[service.id]) for service in services
+        ]
 
     def device_views(self, devices: list[Device]) -> list[DeviceView]:
         """A page of devices with their runs' outcome (one batch read of their states)."""
@@ -383,8 +401,17 @@ class Services:
 
     # --- the exclusion list -----------------------------------------------------------------
 
-    def excluded(self) -> list[ExcludedDevice]:
-        return self._excluded.list()
+    def excluded(self) -> list[ExcludedView]:
+        excluded = self._excluded.list()
+        unique_ids = self._devices.unique_ids([item.id for item in excluded])
+        return [self._excluded_view(item, unique_ids[item.id]) for item in excluded]
+
+    def excluded_view(self, excluded: ExcludedDevice) -> ExcludedView:
+        return self._excluded_view(excluded, self._devices.unique_ids([excluded.id])[excluded.id])
+
+    @staticmethod
+    def _excluded_view(excluded: ExcludedDevice, unique_id: str) -> ExcludedView:
+        return ExcludedView(id=unique_id, vendor_id=excluded.id, since=excluded.since)
 
     def exclude(self, device_id: str) -> tuple[ExcludedDevice, bool]:
         """Exclude the device (removing its service and job); returns it and whether it is new."""

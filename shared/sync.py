@@ -31,7 +31,7 @@ from shared.models import (
 
 if TYPE_CHECKING:
     from shared.pipeline import Pipeline, RunReport
-    from shared.store import DeliveryRepository, Page, Repository
+    from shared.store import DeliveryRepository, DeviceRepository, Page
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class Sync:
     def __init__(
         self,
         *,
-        devices: Repository[Device],
+        devices: DeviceRepository,
         delivery: DeliveryRepository,
         pipeline: Callable[[], Pipeline],
         sources: Mapping[Source, LocationSource],
@@ -287,21 +287,32 @@ class Sync:
         return self._delivery.state(device_id).last_location
 
     def undelivered(self, locations: list[Location]) -> list[Location]:
-        """The given positions Traccar has not accepted yet (the seed's `?filter=`)."""
+        """The given positions Traccar has not accepted yet (the seed's `?filter=`), as given.
+
+        A position may name its device as Traccar does (issue 18): it is checked against the
+        device's record as the bridge stores it."""
         # Cold start: the pipeline's module (and Traccar's client) loads with the first run.
         from shared.pipeline import is_delivered
 
-        states = {
-            device_id: self._delivery.state(device_id)
-            for device_id in {location.id for location in locations}
-        }
+        stored_ids = {named: self._devices.stored_id(named) for named in {x.id for x in locations}}
+        states = {named: self._delivery.state(stored) for named, stored in stored_ids.items()}
         now = self._clock()
-        return [loc for loc in locations if not is_delivered(states[loc.id], loc, now=now)]
+        return [
+            location
+            for location in locations
+            if not is_delivered(
+                states[location.id],
+                location.model_copy(update={"id": stored_ids[location.id]}),
+                now=now,
+            )
+        ]
 
     def mark_delivered(self, location: Location) -> str:
-        """Record a position given through the API as delivered (`POST /locations`)."""
+        """Record a position given through the API as delivered (`POST /locations`); it may
+        name its device as Traccar does (issue 18)."""
         self.check_not_ahead(location)
-        return self.pipeline.mark_delivered(location)
+        stored_id = self._devices.stored_id(location.id)
+        return self.pipeline.mark_delivered(location.model_copy(update={"id": stored_id}))
 
     def check_not_ahead(self, location: Location) -> None:
         """`BadRequest` for a position dated more than `MAX_FUTURE_SKEW` after the clock: once

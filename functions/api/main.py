@@ -10,7 +10,8 @@ and the models it reads, nothing else (SPEC.md: cold start).
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import flask
 import functions_framework
@@ -36,7 +37,7 @@ from shared.web import (
 )
 
 if TYPE_CHECKING:
-    from pydantic import TypeAdapter
+    from pydantic import BaseModel, TypeAdapter
 
     from shared.pipeline import RunReport
 
@@ -110,11 +111,29 @@ def _paged(value: object, next_cursor: str | None) -> tuple[flask.Response, int]
     return response, 200
 
 
+def _named_as_in_traccar(
+    item: BaseModel, unique_ids: Mapping[str, str], **extra: object
+) -> dict[str, Any]:
+    """`item` as an answer shows it: a device id it carries (`id`, `device_id`) replaced by the
+    uniqueId Traccar shows (issue 18: one id per device everywhere); `extra` added."""
+    shown = item.model_dump(mode="json", exclude_none=True)
+    for key in ("id", "device_id"):
+        if isinstance(shown.get(key), str) and shown[key] in unique_ids:
+            shown[key] = unique_ids[shown[key]]
+    return {**shown, **extra}
+
+
+def _of_this_device(item: BaseModel) -> dict[str, Any]:
+    """`item` of the device the route names, under the uniqueId Traccar shows for it."""
+    stored_id = flask.request.view_args["device_id"] if flask.request.view_args else ""
+    return _named_as_in_traccar(item, {stored_id: flask.g.device_unique_id})
+
+
 def _location_reports(report: RunReport) -> list[dict[str, object]]:
     answers = []
     for item in report.locations:
         answer: dict[str, object] = {
-            "location": item.location.model_dump(mode="json", exclude_none=True),
+            "location": _of_this_device(item.location),
             "status": item.status,
         }
         if item.message:
@@ -154,8 +173,12 @@ def resolve_device_id() -> None:
     refused caller costs no read. One read; one query more only when no device is stored so."""
     args = flask.request.view_args
     if args and "device_id" in args and flask.request.endpoint not in VENDOR_ID_ENDPOINTS:
-        flask.g.device_id_given = args["device_id"]
-        args["device_id"] = get_runtime().store.devices.stored_id(args["device_id"])
+        given = args["device_id"]
+        device = get_runtime().store.devices.resolve(given)
+        flask.g.device_id_given = given
+        # What an answer names the device: its uniqueId in Traccar, else what was given.
+        flask.g.device_unique_id = device.traccar_unique_id if device is not None else given
+        args["device_id"] = device.id if device is not None else given
 
 
 @app.get("/health")
@@ -238,8 +261,9 @@ def put_service(device_id: str) -> tuple[flask.Response, int]:
     from shared.services import ServiceSpec
 
     spec = parse_json(flask.request, ServiceSpec)
-    service, created = get_runtime().services.upsert(device_id, spec)
-    return _json(service.model_dump(mode="json"), 201 if created else 200)
+    services = get_runtime().services
+    service, created = services.upsert(device_id, spec)
+    return _json(services.view(service).model_dump(mode="json"), 201 if created else 200)
 
 
 @app.post("/devices/<device_id>/services/pause")
@@ -256,8 +280,8 @@ def resume_service(device_id: str) -> tuple[flask.Response, int]:
 @app.delete("/devices/<device_id>/services")
 def delete_service(device_id: str) -> tuple[flask.Response, int]:
     if not get_runtime().services.delete(device_id):
-        raise NotFound(f"no sync service for device {device_id}")
-    return _json({"status": "deleted", "id": device_id})
+        raise NotFound(f"no sync service for device {flask.g.device_id_given}")
+    return _json({"status": "deleted", "id": flask.g.device_unique_id, "vendor_id": device_id})
 
 
 # --- Traccar's commands (Find Hub sender, PROTOCOLS.md §2b) --------------------------------
@@ -293,14 +317,15 @@ def list_excluded() -> tuple[flask.Response, int]:
 
 @app.put("/excluded-devices/<device_id>")
 def exclude_device(device_id: str) -> tuple[flask.Response, int]:
-    excluded, created = get_runtime().services.exclude(device_id)
-    return _json(excluded.model_dump(mode="json"), 201 if created else 200)
+    services = get_runtime().services
+    excluded, created = services.exclude(device_id)
+    return _json(services.excluded_view(excluded).model_dump(mode="json"), 201 if created else 200)
 
 
 @app.delete("/excluded-devices/<device_id>")
 def include_device(device_id: str) -> tuple[flask.Response, int]:
     get_runtime().services.include(device_id)
-    return _json({"status": "deleted", "id": device_id})
+    return _json({"status": "deleted", "id": flask.g.device_unique_id, "vendor_id": device_id})
 
 
 # --- locations -----------------------------------------------------------------------------
@@ -316,6 +341,8 @@ def get_locations() -> tuple[flask.Response, int]:
         page = Page(runtime.sync.undelivered(candidates), None)
     else:
         page = runtime.sync.latest_locations(limit=query.limit, cursor=query.cursor)
+        unique_ids = runtime.store.devices.unique_ids([location.id for location in page.items])
+        return _paged([_named_as_in_traccar(x, unique_ids) for x in page.items], page.next_cursor)
     found = [location.model_dump(mode="json", exclude_none=True) for location in page.items]
     return _paged(found, page.next_cursor)
 
@@ -350,11 +377,10 @@ def push_log() -> tuple[flask.Response, int]:
     entries, next_cursor = store.delivery.push_log(
         device_id=device_id, limit=query.limit, start_after=query.cursor
     )
+    unique_ids = store.devices.unique_ids([entry.device_id for entry in entries])
+    shown = [_named_as_in_traccar(e, unique_ids, vendor_id=e.device_id) for e in entries]
     # The push log has always answered a page object; the Link header comes on top of it.
-    return _paged(
-        {"entries": [e.model_dump(mode="json") for e in entries], "next_cursor": next_cursor},
-        next_cursor,
-    )
+    return _paged({"entries": shown, "next_cursor": next_cursor}, next_cursor)
 
 
 # --- Google Find My Device ----------------------------------------------------------------
@@ -393,9 +419,9 @@ def device_locations(device_id: str) -> tuple[flask.Response, int]:
         # The newest position: a place without coordinates is no location to show on a map.
         positions = [item for item in found if isinstance(item, Location)]
         if not positions:
-            raise NotFound(f"no location for device {device_id}")
-        return _json(positions[-1].model_dump(mode="json", exclude_none=True))
-    return _json([location.model_dump(mode="json", exclude_none=True) for location in found])
+            raise NotFound(f"no location for device {flask.g.device_id_given}")
+        return _json(_of_this_device(positions[-1]))
+    return _json([_of_this_device(item) for item in found])
 
 
 @app.post("/devices/<device_id>/sound")

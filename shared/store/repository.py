@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from pydantic import BaseModel
 
 from shared.errors import BadRequest, Conflict
-from shared.firestore_limits import MAX_DOCUMENT_ID_BYTES, id_problem
+from shared.firestore_limits import MAX_DOCUMENT_ID_BYTES, id_problem, queryable
 from shared.models import AuthState, Device
 from shared.store.options import reads, writes
 
@@ -108,6 +108,13 @@ class Repository(Generic[M]):
         snapshot = self._ref(item_id).get(**reads())
         return self._model.model_validate(snapshot.to_dict()) if snapshot.exists else None
 
+    def get_many(self, item_ids: Sequence[str]) -> dict[str, M]:
+        """The documents of `item_ids` that exist, by id, in one batch read."""
+        refs = [self._ref(item_id) for item_id in dict.fromkeys(item_ids)]
+        snapshots = read_all(self._client, refs) if refs else []
+        found = [self._model.model_validate(s.to_dict()) for s in snapshots if s.exists]
+        return {item.id: item for item in found}  # type: ignore[attr-defined]
+
     def put(self, item: M) -> None:
         """Create or replace the document."""
         self._ref(item.id).set(item.model_dump(mode="python"), **writes())  # type: ignore[attr-defined]
@@ -161,20 +168,42 @@ class DeviceRepository(Repository[Device]):
         a device so); the field's single-field index answers it."""
         from google.cloud.firestore import FieldFilter
 
+        if not queryable(unique_id):
+            return []  # Firestore refuses the filter; no uniqueId that long is indexed whole
         query = self._collection.where(filter=FieldFilter("traccar_unique_id", "==", unique_id))
         return [Device.model_validate(s.to_dict()) for s in query.limit(limit).stream(**reads())]
 
-    def stored_id(self, named: str) -> str:
-        """The id the device an API caller names `named` is stored under (issue 18): `named`
-        itself when a device is stored so (one read: old ids, Google's and TLINK's), else the
-        one device pushing to Traccar as `named` (one query, on that miss only: Smartcar's
-        `smartcar-<id>`, a uniqueId the user mapped), else `named` unchanged, so the route
-        answers as it would for it (a 404 naming what the caller gave). Two devices sharing a
-        uniqueId resolve to neither."""
-        if self.get(named) is not None:
-            return named
+    def resolve(self, named: str) -> Device | None:
+        """The device an API caller names `named` (issue 18): the one stored under `named`
+        (one read: old ids, Google's and TLINK's), else the one pushing to Traccar as `named`
+        (one query, on that miss only: Smartcar's `smartcar-<id>`, a uniqueId the user
+        mapped), else None. Two devices sharing that uniqueId are a `Conflict` naming both,
+        as a Traccar command naming it is (shared/commands.py)."""
+        stored = self.get(named)
+        if stored is not None:
+            return stored
         matches = self.with_traccar_unique_id(named, limit=2)
-        return matches[0].id if len(matches) == 1 else named
+        if len(matches) > 1:
+            ids = " and ".join(device.id for device in matches)
+            raise Conflict(
+                f"devices {ids} both push to Traccar as {named}: name one by its vendor_id"
+            )
+        return matches[0] if matches else None
+
+    def stored_id(self, named: str) -> str:
+        """The id the device named `named` is stored under (`resolve`), else `named` itself, so
+        the route answers as it would for it (a 404 naming what the caller gave)."""
+        device = self.resolve(named)
+        return device.id if device is not None else named
+
+    def unique_ids(self, stored_ids: Sequence[str]) -> dict[str, str]:
+        """The uniqueId Traccar shows for each of `stored_ids` (one batch read): what the API
+        lists a device under. An id no device is stored under stays itself."""
+        devices = self.get_many(stored_ids)
+        return {
+            stored_id: devices[stored_id].traccar_unique_id if stored_id in devices else stored_id
+            for stored_id in stored_ids
+        }
 
 
 # `state/auth`'s field saying whether Traccar's REST API took the credentials

@@ -1,6 +1,8 @@
 """One id per device, everywhere (issue 18, point 5): every API route naming a device takes the
-uniqueId Traccar shows for it, the id the bridge stores it under keeps working, and `GET
-/devices` lists the uniqueId as `id`.
+uniqueId Traccar shows for it, the id the bridge stores it under keeps working, and every
+answer naming a device (`GET /devices`, `/services`, `/excluded-devices`, `/push-log`,
+`/locations`, a device's locations and pushes) names it by the uniqueId, with the stored id as
+`vendor_id` where a listing shows devices.
 
 A Smartcar vehicle is stored under its bare vehicle id while Traccar knows it as
 `smartcar-<id>`: here it is made by a signed delivery, as Smartcar makes it. The API runs
@@ -119,11 +121,13 @@ def test_every_device_route_takes_the_smartcar_unique_id(
 
     created = api.put(f"{path}/services", json=SERVICE, headers=AUTH)
     assert created.status_code == 201, created.data
-    # One service, under the stored id: the bare id finds the same one.
-    assert created.get_json()["id"] == VEHICLE
+    # One service, shown under the uniqueId: the bare id finds the same one.
+    assert (created.get_json()["id"], created.get_json()["vendor_id"]) == (UNIQUE_ID, VEHICLE)
     assert api.get(f"/devices/{VEHICLE}/services", headers=AUTH).get_json()["timer"] == 21_600
     shown = api.get(f"{path}/services", headers=AUTH)
-    assert shown.status_code == 200 and shown.get_json()["id"] == VEHICLE
+    assert shown.status_code == 200 and shown.get_json()["id"] == UNIQUE_ID
+    [listed] = api.get("/services", headers=AUTH).get_json()
+    assert (listed["id"], listed["vendor_id"]) == (UNIQUE_ID, VEHICLE)
     assert api.post(f"{path}/services/pause", headers=AUTH).get_json()["paused_by_user"] is True
     assert api.post(f"{path}/services/resume", headers=AUTH).get_json()["paused"] is False
     assert api.put(f"{path}/services", json={"timer": 43_200}, headers=AUTH).status_code == 200
@@ -134,25 +138,39 @@ def test_every_device_route_takes_the_smartcar_unique_id(
     pushed = api.put(f"/traccar/devices/{UNIQUE_ID}/locations?single", json=location, headers=AUTH)
     assert pushed.status_code == 200, pushed.data
     assert [item["status"] for item in pushed.get_json()] == ["synced"]
+    assert pushed.get_json()[0]["location"]["id"] == UNIQUE_ID
     assert osmand.positions[-1].unique_id == UNIQUE_ID
     log = api.get("/push-log", query_string={"device_id": UNIQUE_ID}, headers=AUTH).get_json()
-    assert log["entries"] and {entry["device_id"] for entry in log["entries"]} == {VEHICLE}
+    assert log["entries"]
+    assert {(e["id"], e["device_id"], e["vendor_id"]) for e in log["entries"]} == {
+        (UNIQUE_ID, UNIQUE_ID, VEHICLE)
+    }
+    [newest] = api.get("/locations", headers=AUTH).get_json()
+    assert newest["id"] == UNIQUE_ID
 
     # The newest delivered position (a Google tracker would be located now).
     located = api.get(f"{path}/locations?last", headers=AUTH)
     assert located.status_code == 200, located.data
     assert (located.get_json()["lat"], located.get_json()["lon"]) == (48.8566, 2.3522)
+    assert located.get_json()["id"] == UNIQUE_ID
+    by_vendor_id = api.get(f"/devices/{VEHICLE}/locations", headers=AUTH).get_json()
+    assert by_vendor_id and {item["id"] for item in by_vendor_id} == {UNIQUE_ID}
     # Ringing is Google's: the vehicle is found and refused for its source, not "unknown".
     rung = api.post(f"{path}/sound", headers=AUTH)
     assert rung.status_code == 400 and "smartcar" in error_of(rung)
 
-    assert api.delete(f"{path}/services", headers=AUTH).status_code == 200
+    deleted = api.delete(f"{path}/services", headers=AUTH)
+    assert deleted.status_code == 200
+    assert (deleted.get_json()["id"], deleted.get_json()["vendor_id"]) == (UNIQUE_ID, VEHICLE)
     assert api.get(f"/devices/{VEHICLE}/services", headers=AUTH).status_code == 404
 
-    excluded = api.put(f"/excluded-devices/{UNIQUE_ID}", headers=AUTH)
-    assert excluded.status_code == 201 and excluded.get_json()["id"] == VEHICLE
-    refused = api.put(f"/devices/{VEHICLE}/services", json=SERVICE, headers=AUTH)
-    assert refused.status_code == 403  # the bare id sees the same exclusion
+    excluded = api.put(f"/excluded-devices/{VEHICLE}", headers=AUTH)
+    assert excluded.status_code == 201
+    assert (excluded.get_json()["id"], excluded.get_json()["vendor_id"]) == (UNIQUE_ID, VEHICLE)
+    [listed_excluded] = api.get("/excluded-devices", headers=AUTH).get_json()
+    assert (listed_excluded["id"], listed_excluded["vendor_id"]) == (UNIQUE_ID, VEHICLE)
+    refused = api.put(f"/devices/{UNIQUE_ID}/services", json=SERVICE, headers=AUTH)
+    assert refused.status_code == 403  # the uniqueId sees the same exclusion
     assert api.delete(f"/excluded-devices/{UNIQUE_ID}", headers=AUTH).status_code == 200
     assert [e["id"] for e in api.get("/excluded-devices", headers=AUTH).get_json()] == []
 
@@ -169,7 +187,8 @@ def test_every_device_route_takes_the_smartcar_unique_id(
 def test_the_bare_vehicle_id_still_works(api: FlaskClient, vehicle: Device) -> None:
     created = api.put(f"/devices/{VEHICLE}/services", json=SERVICE, headers=AUTH)
     assert created.status_code == 201, created.data
-    assert api.get(f"/devices/{UNIQUE_ID}/services", headers=AUTH).get_json()["id"] == VEHICLE
+    shown = api.get(f"/devices/{UNIQUE_ID}/services", headers=AUTH).get_json()
+    assert (shown["id"], shown["vendor_id"]) == (UNIQUE_ID, VEHICLE)
 
     location = {"id": VEHICLE, "lat": 48.8566, "lon": 2.3522, "timestamp": 1_700_000_000}
     pushed = api.put(f"/traccar/devices/{VEHICLE}/locations?single", json=location, headers=AUTH)
@@ -187,9 +206,11 @@ def test_a_uniqueid_the_user_mapped_works_and_is_listed(
 
     created = api.put("/devices/my-model-3/services", json=SERVICE, headers=AUTH)
 
-    assert created.status_code == 201 and created.get_json()["id"] == VEHICLE
+    assert created.status_code == 201 and created.get_json()["vendor_id"] == VEHICLE
     [listed] = api.get("/devices", headers=AUTH).get_json()
     assert (listed["id"], listed["vendor_id"]) == ("my-model-3", VEHICLE)
+    [service] = api.get("/services", headers=AUTH).get_json()
+    assert (service["id"], service["vendor_id"]) == ("my-model-3", VEHICLE)
     # The old uniqueId names no device any more.
     assert api.get(f"/devices/{UNIQUE_ID}/services", headers=AUTH).status_code == 404
 
@@ -206,7 +227,7 @@ def test_an_unknown_id_is_still_a_404_naming_it(api: FlaskClient, vehicle: Devic
         assert "smartcar-nobody" in error_of(answer), (method, path)
 
 
-def test_two_devices_sharing_a_uniqueid_resolve_to_neither(
+def test_two_devices_sharing_a_uniqueid_are_a_conflict_naming_both(
     api: FlaskClient, vehicle: Device, firestore_client: firestore.Client
 ) -> None:
     twin = Device(id="tlink-5", source=Source.TLINK, traccar_unique_id=UNIQUE_ID)
@@ -214,10 +235,53 @@ def test_two_devices_sharing_a_uniqueid_resolve_to_neither(
 
     answer = api.put(f"/devices/{UNIQUE_ID}/services", json=SERVICE, headers=AUTH)
 
-    assert answer.status_code == 404 and UNIQUE_ID in error_of(answer)
+    # As a Traccar command naming it is (shared/commands.py): the caller picks one by the
+    # vendor_id `GET /devices` lists beside the uniqueId.
+    assert answer.status_code == 409
+    assert all(name in error_of(answer) for name in (UNIQUE_ID, VEHICLE, "tlink-5"))
+    assert api.put(f"/devices/{VEHICLE}/services", json=SERVICE, headers=AUTH).status_code == 201
+
+
+def test_positions_given_under_the_uniqueid_are_recorded_for_the_device(
+    api: FlaskClient, vehicle: Device
+) -> None:
+    """The seed's `POST /locations` and `GET /locations?filter=` take the uniqueId too: one
+    record per device, whichever id a script sends."""
+    location = {"id": UNIQUE_ID, "lat": 45.0, "lon": 7.0, "timestamp": int(time.time()) - 5}
+    other = {**location, "timestamp": location["timestamp"] - 60}
+
+    saved = api.post("/locations", json=location, headers=AUTH)
+    assert saved.status_code == 201, saved.data
+
+    # Checked against the vehicle's record under either id; answered as given.
+    for named in (UNIQUE_ID, VEHICLE):
+        candidates = [{**location, "id": named}, {**other, "id": named}]
+        query = {"filter": json.dumps(candidates)}
+        left = api.get("/locations", query_string=query, headers=AUTH).get_json()
+        assert [(item["id"], item["timestamp"]) for item in left] == [
+            (named, other["timestamp"])
+        ], named
+    # No second device record was made under the uniqueId.
+    assert get_runtime().store.delivery.state(VEHICLE).last_location is not None
+    newest = api.get("/locations", headers=AUTH).get_json()
+    assert [(item["id"], item["lat"]) for item in newest] == [(UNIQUE_ID, 45.0)]
 
 
 def test_a_refused_caller_costs_no_device_read(api: FlaskClient, vehicle: Device) -> None:
     # Authentication runs first: an id Firestore refuses is a 401 without the token, not a 400.
     assert api.get("/devices/__odd__/services").status_code == 401
     assert api.get("/devices/__odd__/services", headers=AUTH).status_code == 400
+
+
+def test_an_id_too_long_to_query_is_looked_up_by_id_alone(api: FlaskClient) -> None:
+    """A 1 500-byte id is a valid document id but an equality filter Firestore refuses
+    ("too large to be used in a query"): no uniqueId that long is indexed whole, so the lookup
+    by uniqueId is skipped rather than answered with a 500 (found by schemathesis)."""
+    longest = "0" * 1_500
+    location = {"id": longest, "lat": 0.0, "lon": 0.0, "timestamp": 0}
+
+    assert api.post("/locations", json=location, headers=AUTH).status_code == 201
+    answer = api.get(f"/devices/{longest}/services", headers=AUTH)
+    assert answer.status_code == 404, answer.data
+    # What a Traccar command naming it looks up too (shared/commands.py).
+    assert get_runtime().store.devices.with_traccar_unique_id(longest, limit=2) == []

@@ -112,8 +112,11 @@ def test_every_api_route_works_on_old_data_after_the_upgrade(
 
     services = api.get("/services", headers=AUTH)
     assert services.status_code == 200
-    assert {s["id"] for s in services.get_json()} >= {"canonic-0", "tlink-2864", CAR}
-    paused = next(s for s in services.get_json() if s["id"] == VAN)
+    # Listed under the uniqueId Traccar shows, the stored id beside it (issue 18).
+    listed = {(s["id"], s["vendor_id"]) for s in services.get_json()}
+    assert listed >= {("canonic-0", "canonic-0"), ("tlink-2864", "tlink-2864")}
+    assert (f"smartcar-{CAR}", CAR) in listed
+    paused = next(s for s in services.get_json() if s["vendor_id"] == VAN)
     assert paused["paused"] is True and paused["paused_by_user"] is False
     for path in (
         "/locations",
