@@ -26,6 +26,20 @@ accuracy), a `DecodedPosition` holds None, so tests can tell "not sent" from 0. 
 (Traccar's `yyyy-MM-dd HH:mm:ss` form uses the server's zone: this server's zone is UTC) and
 have Java's millisecond precision. `min_accuracy` is Traccar's `osmand.minAccuracy` (default 10).
 
+Alarm events, as Traccar raises them for a position carrying `alarm` (traccar/traccar at
+commit 9e5c458, 2026-08-21; paths under `src/main/java/org/traccar/`):
+`handler/events/AlarmEventHandler.java` lines 41-57 raise one `alarm` event per value of the
+comma-separated `alarm` attribute, minus (lines 44-52) the values the device's last position
+carried when `event.ignoreDuplicateAlerts` is on, which is its default (`config/Keys.java`
+lines 508-514, `EVENT_IGNORE_DUPLICATE_ALERTS`, default `true`; `setup/default.xml` set it true
+from 2018, commit "Option to ignore duplicate alarms", until the default moved into the code in
+2024). So a device that stays in alarm raises one event, when the alarm appears, and another
+only after a position without it. `handler/events/BasePositionEventHandler.java` lines 30-35:
+a position older (fix time) than the device's last one raises no event at all;
+`handler/PostProcessHandler.java` lines 49-60: a position becomes the device's last only when
+it is not older. `alarm_events` lists the events; `ignore_duplicate_alerts=False` is a server
+configured otherwise. Traccar's other event handlers (motion, geofence...) are not imitated.
+
 `TraccarDevices` is Traccar's device table: pass one instance to both this server and
 `tests.fakes.traccar_api.FakeTraccarApi`, and a device created through the API becomes known
 here, as in a real Traccar.
@@ -423,6 +437,15 @@ class WifiAccessPoint:
 
 
 @dataclass(frozen=True)
+class AlarmEvent:
+    """An `alarm` event Traccar raised (`Event.TYPE_ALARM`, its `alarm` attribute one value)."""
+
+    unique_id: str
+    alarm: str
+    fix_time: datetime
+
+
+@dataclass(frozen=True)
 class DecodedPosition:
     unique_id: str
     latitude: float | None  # None: no coordinates were sent (`outdated`)
@@ -450,6 +473,7 @@ class OsmAndServer(FakeHttpServer):
         min_accuracy: float = DEFAULT_MIN_ACCURACY,
         max_initial_line: int = MAX_INITIAL_LINE,
         max_body: int = BODY_LIMIT_BEFORE_6_14,
+        ignore_duplicate_alerts: bool = True,
     ) -> None:
         super().__init__(port=port)
         self.devices = (
@@ -458,7 +482,11 @@ class OsmAndServer(FakeHttpServer):
         self.min_accuracy = min_accuracy
         self.max_initial_line = max_initial_line
         self.max_body = max_body
+        # Traccar's `event.ignoreDuplicateAlerts` (default true, `Keys.java`).
+        self.ignore_duplicate_alerts = ignore_duplicate_alerts
         self._positions: list[DecodedPosition] = []
+        self._last_positions: dict[str, DecodedPosition] = {}  # Traccar's cached last position
+        self._alarm_events: list[AlarmEvent] = []
 
     def add_known_id(self, unique_id: str) -> None:
         self.devices.add(unique_id)
@@ -469,9 +497,33 @@ class OsmAndServer(FakeHttpServer):
         with self._lock:
             return list(self._positions)
 
+    @property
+    def alarm_events(self) -> list[AlarmEvent]:
+        """The alarm events raised, in order (see the module docstring)."""
+        with self._lock:
+            return list(self._alarm_events)
+
     def clear_positions(self) -> None:
         with self._lock:
             self._positions.clear()
+
+    def _raise_events(self, position: DecodedPosition) -> None:
+        """`AlarmEventHandler` on `position`, then `PostProcessHandler`'s last-position update
+        (called with the lock held)."""
+        last = self._last_positions.get(position.unique_id)
+        if last is not None and position.fix_time < last.fix_time:
+            return  # BasePositionEventHandler: an older position raises no event, stays not last
+        alarm = position.attributes.get("alarm")
+        if alarm is not None:
+            alarms = dict.fromkeys(java_split(_java_string(alarm), ","))  # a set, in order
+            previous = None if last is None else last.attributes.get("alarm")
+            if self.ignore_duplicate_alerts and previous is not None:
+                for value in java_split(_java_string(previous), ","):
+                    alarms.pop(value, None)
+            self._alarm_events += [
+                AlarmEvent(position.unique_id, value, position.fix_time) for value in alarms
+            ]
+        self._last_positions[position.unique_id] = position
 
     def handle(self, request: HttpRequest) -> HttpResponse:
         if len(request.request_line) > self.max_initial_line:
@@ -492,6 +544,7 @@ class OsmAndServer(FakeHttpServer):
         if position is not None:
             with self._lock:
                 self._positions.append(position)
+                self._raise_events(position)
         return HttpResponse(status)
 
 
@@ -740,6 +793,13 @@ def java_int(value: str) -> int:
     if _JAVA_INTEGER.fullmatch(value) is None or not JAVA_INT_MIN <= int(value) <= JAVA_INT_MAX:
         raise Unparsable(f"not a Java int: {value!r}")
     return int(value)
+
+
+def _java_string(value: AttributeValue) -> str:
+    """An attribute as `Position.getString` gives it (`toString()`: Java's true/false)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def java_split(value: str, separator: str) -> list[str]:

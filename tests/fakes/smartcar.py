@@ -27,8 +27,11 @@ wire protocol the official SDK speaks (PROTOCOLS.md §3, Smartcar's API referenc
   (base `https://vehicle.api.smartcar.com/v3`), https://smartcar.com/docs/api-reference/list-signals.md
   (OpenAPI `getVehicleSignals`: header `sc-user-id` required, `page`/`pageSize`),
   https://smartcar.com/docs/api-reference/get-signal, https://smartcar.com/docs/api-reference/list-connections.md
-  (OpenAPI `getConnections`: optional filters for user id, vehicle id and mode, `page`/`pageSize`;
-  no `sc-user-id` among its parameters), https://smartcar.com/docs/api-reference/get-connection
+  (OpenAPI `getConnections`: parameters `FilterUserId`, `FilterVehicleId`, `FilterVehicleMode`,
+  `PageNumber`, `PageSize`; no `sc-user-id` among them),
+  https://smartcar.com/docs/api-reference/list-subscriptions.md (Smartcar's management.yml
+  v3 spelling of those kinds: `filter[userId]`, `filter[vehicleId]`, `filter[vehicle.mode]`,
+  `page[number]`, `page[size]`), https://smartcar.com/docs/api-reference/get-connection
   (`GET /connections/{connectionId}`, not served: the bridge does not call it),
   `connect/handle-the-response`, blog https://smartcar.com/de/blog/introducing-smartcar-api-v3,
   2026-04-22):
@@ -39,14 +42,19 @@ wire protocol the official SDK speaks (PROTOCOLS.md §3, Smartcar's API referenc
     application-level access token, valid for an hour"). Wrong credentials: 401
     `invalid_client`. `expire_app_tokens()` ends those issued so far.
   - Under `vehicle_api_url` (`/v3`), with `Authorization: Bearer <application token>`:
-    `GET /v3/connections?userId&page&pageSize`, the application's connections, narrowed to one
-    user by `userId` (the filter's query name is not in the stored documentation, whose
-    excerpt shows only a `FilterUserId` parameter reference: `userId` is the bridge's guess,
-    and the bridge also keeps only the connections whose `relationships.user` is its user, so
-    a filter Smartcar ignored would still list the right vehicles; `sc-user-id` is accepted
-    and not required) (`{"data": [{"id", "type": "connection", "attributes": {"permissions",
-    "vehicle": {make, model, year}}, "relationships": {"vehicle": {"data": {"id"}}, "user":
-    {"data": {"id"}}}}], "meta": {"page", "pageSize", "totalCount"}}`); with the header
+    `GET /v3/connections?filter[userId]&page[number]&page[size]` (a page of 10 by default),
+    the application's connections (its user's, and `other_connections`), narrowed to one user
+    by `filter[userId]`. The stored `list-connections.md` names that parameter only by its
+    reference `FilterUserId`; `filter[userId]` is how Smartcar's v3 management spec spells
+    the same filter on `GET /subscriptions`, and how third-party v3 clients found with the
+    search tool (string `vehicle.api.smartcar.com/v3/connections`) call it, with
+    `page[number]`/`page[size]`. Any other parameter (`userId`, `page`, `pageSize`) is
+    ignored. `honour_user_filter = False` plays a Smartcar that ignores the filter: the bridge
+    keeps only the connections whose `relationships.user` is its user. `sc-user-id` is
+    accepted and not required. The answer: `{"data": [{"id", "type": "connection",
+    "attributes": {"permissions", "vehicle": {make, model, year}}, "relationships":
+    {"vehicle": {"data": {"id"}}, "user": {"data": {"id"}}}}], "meta": {"page", "pageSize",
+    "totalCount"}}`. With the header
     `sc-user-id` (required; 400 without it): `GET /v3/vehicles/<id>/signals?page&pageSize`
     (`{"data": [{"id", "type": "signal", "attributes": {"code", "name", "group", "status":
     {"value"}, "body"}, "meta": {"retrievedAt", "oemUpdatedAt"}}], "meta": {"page", "pageSize",
@@ -82,6 +90,8 @@ HOST = "127.0.0.1"
 ACCESS_LIFETIME = 7200
 APP_TOKEN_LIFETIME = 3600
 POLL_INTERVAL = 0.05  # how often the serving thread checks for shutdown: keeps it fast
+# `GET /v3/connections`' page number and size (JSON:API names; see the module docstring).
+CONNECTIONS_PAGING = ("page[number]", "page[size]")
 ALL_PERMISSIONS = frozenset(
     {"read_vehicle_info", "read_location", "read_odometer", "read_battery", "read_charge"}
 )
@@ -150,6 +160,11 @@ class SmartcarServer:
         self.redirect_uri = redirect_uri
         self.vehicles: dict[str, FakeVehicle] = {}
         self.user = FakeUser(id="e0514ef4-5226-4d6f-9a6f-3c2b1a0f9e8d")
+        # The application's connections of other users (user id, vehicle): `GET /v3/connections`
+        # lists them too unless `filter[userId]` names another user.
+        self.other_connections: list[tuple[str, FakeVehicle]] = []
+        # False: a Smartcar that ignores `filter[userId]` (the bridge filters the answer too).
+        self.honour_user_filter = True
         self._lock = threading.Lock()
         self._codes: dict[str, str] = {}  # code -> redirect URI
         self._access: dict[str, str] = {}  # live access token -> user id
@@ -363,15 +378,11 @@ class SmartcarServer:
         token = request.headers.get("authorization", "").removeprefix("Bearer ")
         if token not in self._app_tokens:
             return _Answer(401, _error(401, "AUTHENTICATION", None, "invalid access token"))
-        page = int(request.query.get("page", "1"))
-        size = int(request.query.get("pageSize", "10"))
         parts = [part for part in request.path.split("/")[2:] if part]  # after "/v3"
         if parts == ["connections"] and request.method == "GET":
-            wanted = request.query.get("userId")
-            if wanted is not None and wanted != self.user.id:
-                return _paged([], page, size)
-            items = [_connection(self.vehicles[v], self.user.id) for v in self.user.vehicles]
-            return _paged(items, page, size)
+            return self._v3_connections(request)
+        page = int(request.query.get("page", "1"))
+        size = int(request.query.get("pageSize", "10"))
         user_id = request.headers.get("sc-user-id")
         if not user_id:
             return _Answer(400, _error(400, "VALIDATION", None, "sc-user-id header required"))
@@ -390,6 +401,19 @@ class SmartcarServer:
                 return _Answer(404, _error(404, "RESOURCE_NOT_FOUND", "PATH", "no such signal"))
             return _Answer(200, {"data": one})
         return _Answer(404, _error(404, "RESOURCE_NOT_FOUND", "PATH", "no such path"))
+
+    def _v3_connections(self, request: Request) -> _Answer:
+        """`GET /v3/connections`: the application's connections, JSON:API filter and paging."""
+        number = int(request.query.get(CONNECTIONS_PAGING[0], "1"))
+        size = int(request.query.get(CONNECTIONS_PAGING[1], "10"))
+        items = [_connection(self.vehicles[v], self.user.id) for v in self.user.vehicles]
+        items += [_connection(vehicle, user) for user, vehicle in self.other_connections]
+        wanted = request.query.get("filter[userId]")
+        if wanted is not None and self.honour_user_filter:
+            items = [
+                item for item in items if item["relationships"]["user"]["data"]["id"] == wanted
+            ]
+        return _paged(items, number, size, CONNECTIONS_PAGING)
 
     def _api(self, request: Request) -> _Answer:
         if self._rate_limited is not None:
@@ -459,13 +483,19 @@ class SmartcarServer:
         return _Answer(200, {"responses": answers})
 
 
-def _paged(items: list[dict[str, Any]], page: int, size: int) -> _Answer:
+def _paged(
+    items: list[dict[str, Any]],
+    page: int,
+    size: int,
+    paging: tuple[str, str] = ("page", "pageSize"),
+) -> _Answer:
     chunk = items[(page - 1) * size : page * size]
     more = page * size < len(items)
+    number_name, size_name = paging
     return _Answer(
         200,
         {"data": chunk, "meta": {"page": page, "pageSize": size, "totalCount": len(items)},
-         "links": {"next": f"?page={page + 1}&pageSize={size}" if more else None}},
+         "links": {"next": f"?{number_name}={page + 1}&{size_name}={size}" if more else None}},
     )  # fmt: skip
 
 

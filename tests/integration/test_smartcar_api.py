@@ -170,6 +170,31 @@ def test_a_completed_connect_stores_the_tokens_and_records_the_vehicles(
         (VAN, smartcar.user.id, True), (CAR, smartcar.user.id, True)]  # fmt: skip
 
 
+OTHER_USER = "7d3c1b2a-1111-4c5d-8e9f-0a1b2c3d4e5f"
+OTHER_CAR = "5e6f7a8b-2222-4c5d-8e9f-0a1b2c3d4e5f"
+
+
+@pytest.mark.parametrize("honoured", [True, False], ids=["filtered", "filter-ignored"])
+def test_the_connections_are_asked_for_the_user_and_only_theirs_are_recorded(
+    api: FlaskClient, smartcar: SmartcarServer, firestore_client: firestore.Client, honoured: bool
+) -> None:
+    # The application has another user's car; a Smartcar that ignored the user filter would
+    # list it too: the bridge keeps only the connections whose user is the one connecting.
+    smartcar.other_connections.append((OTHER_USER, FakeVehicle(OTHER_CAR)))
+    smartcar.honour_user_filter = honoured
+
+    answer = api.get(f"/smartcar/exchange?{consent(start_connect(api))}")
+
+    assert answer.status_code == 200, answer.data
+    assert {vehicle["id"] for vehicle in answer.get_json()["vehicles"]} == {CAR, VAN}
+    assert OTHER_CAR not in documents(firestore_client, "devices")
+    # The query names of Smartcar's v3 specs (tests/fakes/smartcar.py says where from).
+    [listed] = [r for r in smartcar.requests if r.path == "/v3/connections"]
+    assert listed.query == {
+        "filter[userId]": smartcar.user.id, "page[number]": "1", "page[size]": "100"
+    }  # fmt: skip
+
+
 def test_a_state_is_single_use(api: FlaskClient, smartcar: SmartcarServer) -> None:
     query = consent(start_connect(api))
     assert api.get(f"/smartcar/exchange?{query}").status_code == 200

@@ -626,3 +626,67 @@ def test_a_push_naming_another_user_does_not_rebind_the_device(
     assert (device["user_id"], device["parent_user_id"]) == ("385", "217")
     reading = firestore_client.document(f"tlink_readings/2864_11922_{PACKET_EPOCH + 60}").get()
     assert reading.to_dict()["user_id"] == "385"
+
+
+# --- Alarms: one Traccar event per alarm, not one per position -------------------------------
+
+SWITCH = 11926  # the switch of tlink_push_location.json, in alarm there (`isAlarm` "1")
+
+
+def switch_push(moment: datetime, is_alarm: str | None) -> bytes:
+    """The located packet sent at `moment` with its switch's `isAlarm`, or without the switch
+    (None: a packet carrying the device's other sensors only)."""
+    data = json.loads(pushed_at(moment))
+    if is_alarm is None:
+        data["sensorsDates"] = [s for s in data["sensorsDates"] if s["sensorsId"] != SWITCH]
+    for sensor in data["sensorsDates"]:
+        if sensor["sensorsId"] == SWITCH:
+            sensor["isAlarm"] = is_alarm
+    return json.dumps(data).encode()
+
+
+def test_a_sensor_staying_in_alarm_raises_one_traccar_alarm_event_per_alarm(
+    webhooks: FlaskClient, osmand: OsmAndServer
+) -> None:
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    # The switch goes into alarm; a packet of the other sensors; still in alarm; alarm over;
+    # a new alarm. Traccar (its default `event.ignoreDuplicateAlerts`, imitated by the fake)
+    # raises an event for a position whose alarm the previous position did not carry.
+    flags = ["1", None, "1", "0", "1"]
+    moments = [start + timedelta(minutes=minute) for minute in range(len(flags))]
+
+    answers = [
+        webhooks.post("/tlink", data=switch_push(moment, flag), headers=JSON)
+        for moment, flag in zip(moments, flags, strict=True)
+    ]
+
+    assert [answer.get_json()["location"] for answer in answers] == ["synced"] * len(flags)
+    assert [position.attributes.get("alarm") for position in osmand.positions] == [
+        "general", "general", "general", None, "general"
+    ]  # fmt: skip
+    assert [(event.alarm, event.fix_time) for event in osmand.alarm_events] == [
+        ("general", moments[0]),
+        ("general", moments[4]),
+    ]
+
+
+def test_a_position_in_alarm_that_traccar_refused_keeps_its_alarm_until_delivered(
+    webhooks: FlaskClient, osmand: OsmAndServer, store: Store
+) -> None:
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    osmand.respond_with(503, times=1)
+
+    refused = webhooks.post("/tlink", data=switch_push(start, "1"), headers=JSON)
+    [waiting] = store.delivery.outbox("tlink-2864")
+
+    assert refused.get_json()["location"] == "error"
+    assert waiting.location.attributes["alarm"] == "general"
+    # The next push delivers the waiting position first, then its own, both in alarm.
+    later = webhooks.post(
+        "/tlink", data=switch_push(start + timedelta(minutes=1), "1"), headers=JSON
+    )
+
+    assert later.get_json()["location"] == "synced"
+    assert [position.attributes.get("alarm") for position in osmand.positions] == ["general"] * 2
+    assert [event.fix_time for event in osmand.alarm_events] == [start]
+    assert store.delivery.outbox("tlink-2864") == []

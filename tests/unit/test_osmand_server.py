@@ -517,3 +517,44 @@ def test_stopped_server_refuses_and_restarts_on_the_same_port(server: OsmAndServ
     server.start()
     assert server.port == port
     assert send(server, "/?id=123456&lat=1.0&lon=2.0") == 200
+
+
+# --- Alarm events (AlarmEventHandler, event.ignoreDuplicateAlerts) -----------------------------
+
+
+def alarm_at(server: OsmAndServer, seconds: int, alarm: str | None) -> None:
+    flag = f"&alarm={alarm}" if alarm is not None else ""
+    assert send(server, f"/?id=123456&lat=1.0&lon=2.0&timestamp={1_700_000_000 + seconds}{flag}")
+
+
+def events(server: OsmAndServer) -> list[tuple[str, int]]:
+    return [(e.alarm, int(e.fix_time.timestamp()) - 1_700_000_000) for e in server.alarm_events]
+
+
+def test_an_alarm_repeated_by_the_next_position_raises_no_second_event_by_default(
+    server: OsmAndServer,
+) -> None:
+    for seconds, alarm in [(0, "general"), (1, "general"), (2, None), (3, "general"),
+                           (4, "general,sos"), (5, "sos")]:  # fmt: skip
+        alarm_at(server, seconds, alarm)
+
+    # Traccar's default `event.ignoreDuplicateAlerts=true`: only what the last position lacked.
+    assert events(server) == [("general", 0), ("general", 3), ("sos", 4)]
+
+
+def test_with_duplicate_alerts_on_every_position_in_alarm_raises_an_event() -> None:
+    with OsmAndServer(known_ids=KNOWN_IDS, ignore_duplicate_alerts=False) as server:
+        for seconds in range(3):
+            alarm_at(server, seconds, "general")
+
+        assert events(server) == [("general", 0), ("general", 1), ("general", 2)]
+
+
+def test_a_position_older_than_the_last_raises_no_event_and_stays_not_last(
+    server: OsmAndServer,
+) -> None:
+    alarm_at(server, 10, None)
+    alarm_at(server, 5, "general")  # older: no event, and not the device's last position
+    alarm_at(server, 11, "general")
+
+    assert events(server) == [("general", 11)]

@@ -66,6 +66,16 @@ BATCH_PATHS = ("/location", "/odometer", "/battery")
 # API v3: a signals page as large as Smartcar allows, so one pull is one call (the call budget).
 SIGNALS_PAGE_SIZE = 100
 CONNECTIONS_PAGE_SIZE = 100
+# The query names of a page (number, size): the signals' as the bridge has sent them since the
+# v3 upgrade (PROTOCOLS.md §3, list-signals.md); `GET /connections`' are JSON:API's, with its
+# user filter (https://smartcar.com/docs/api-reference/list-connections.md: `getConnections`
+# takes the parameters `FilterUserId`, `PageNumber`, `PageSize`; Smartcar's v3 specs spell
+# those `filter[userId]`, `page[number]`, `page[size]`: the management API's `GET /subscriptions`,
+# https://smartcar.com/docs/api-reference/list-subscriptions.md). The answer is filtered again
+# here (`connections`), so a filter Smartcar ignored lists no other user's vehicle.
+SIGNALS_PAGING = ("page", "pageSize")
+CONNECTIONS_PAGING = ("page[number]", "page[size]")
+CONNECTIONS_USER_FILTER = "filter[userId]"
 MAX_PAGES = 20  # a bound on a misbehaving `next` link
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_READ_TIMEOUT = 30.0
@@ -424,12 +434,16 @@ class SmartcarApi:
         return found
 
     def _pages(self, what: str, path: str, token: str, user_id: str, size: int,
-               **params: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:  # fmt: skip
-        """Every item of a paged answer, and its first page (for `included`)."""
+               paging: tuple[str, str], filters: dict[str, str] | None = None,
+               ) -> tuple[list[dict[str, Any]], dict[str, Any]]:  # fmt: skip
+        """Every item of a paged answer, and its first page (for `included`); `paging` names
+        the page's number and size in the query."""
         items: list[dict[str, Any]] = []
         first: dict[str, Any] = {}
+        number_name, size_name = paging
         for page in range(1, MAX_PAGES + 1):
-            found = self._get(what, path, token, user_id, page=page, pageSize=size, **params)
+            query = {**(filters or {}), number_name: page, size_name: size}
+            found = self._get(what, path, token, user_id, **query)
             first = first or found
             data = found.get("data")
             if not isinstance(data, list):
@@ -445,7 +459,7 @@ class SmartcarApi:
         """The vehicles `user_id` connected (`GET /connections`), with make, model and year."""
         items, _ = self._pages(
             "list the connections", "/connections", token, user_id, CONNECTIONS_PAGE_SIZE,
-            userId=user_id,
+            CONNECTIONS_PAGING, {CONNECTIONS_USER_FILTER: user_id},
         )  # fmt: skip
         found: dict[str, VehicleAttributes] = {}
         for item in items:
@@ -470,7 +484,7 @@ class SmartcarApi:
         read them with the same code (`signals.read_signals`)."""
         items, first = self._pages(
             f"read vehicle {vehicle_id}", f"/vehicles/{vehicle_id}/signals", token, user_id,
-            SIGNALS_PAGE_SIZE,
+            SIGNALS_PAGE_SIZE, SIGNALS_PAGING,
         )  # fmt: skip
         found = []
         for item in items:

@@ -12,8 +12,9 @@ presents it deletes it, whatever the outcome (a code is single use too).
 
 API v3 (PROTOCOLS.md §3; smartcar.com/docs `connect/handle-the-response`): Smartcar's redirect
 names the user (`user_id`) instead of carrying a code, and there are no user tokens to keep. An
-exchange lists the user's connections (`GET /connections`, application token and `sc-user-id`)
-and records each vehicle as a device (`smartcar-<vehicleId>` in Traccar unless its device
+exchange lists the user's connections (`GET /connections?filter[userId]=`, application token
+and `sc-user-id`; only those whose user is that user count, `SmartcarApi.connections`) and
+records each vehicle as a device (`smartcar-<vehicleId>` in Traccar unless its device
 document says otherwise) with the user id, which every later pull sends as `sc-user-id`. v2
 tokens still held for those vehicles (a Connect before the upgrade) are dropped. A user id of
 whom Smartcar lists no vehicle is refused: nothing is recorded.

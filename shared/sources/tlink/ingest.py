@@ -28,9 +28,20 @@ the pull API gave it, else `sensor_<id>`; numeric text becomes a number; a switc
 `value` is read from its `switcher`. A name that is one of Traccar's own keys (`status`,
 `alarm`, `battery`, `fuel`...: `shared.traccar.TRACCAR_ATTRIBUTE_KEYS`) is a label somebody
 chose in TLINK's console, in a unit and with a meaning Traccar cannot know: it gets the sensor's
-id (`status_11922`) so that Traccar never reads it as its own. The pull's alarm flag is
-`isAlarms` (a push's `isAlarm`); a report with a sensor in alarm carries Traccar's
-`alarm=general` (Position.ALARM_GENERAL), which Traccar turns into an alarm event.
+id (`status_11922`) so that Traccar never reads it as its own.
+
+Alarms. The pull's alarm flag is `isAlarms` (a push's `isAlarm`). Every position sent while a
+sensor of the device is in alarm by its latest reading carries Traccar's `alarm=general`
+(Position.ALARM_GENERAL), also a push that carries only other sensors. Traccar raises one
+alarm event when the alarm appears, not one per position: its `AlarmEventHandler` drops the
+alarms the device's last position already carried while `event.ignoreDuplicateAlerts` is on,
+its default (traccar/traccar `handler/events/AlarmEventHandler.java` lines 44-52,
+`config/Keys.java` lines 508-514, default `true`; tests/fakes/osmand.py imitates it). That is
+why the flag follows the device's state rather than the report: a position without it, then
+one with it again, would be a second event for one alarm. Nothing is kept across pushes for
+this: each position carries its own flag, so a position waiting in the outbox or retried keeps
+it. (One that reaches Traccar after a newer position raises no event there whatever it carries:
+`BasePositionEventHandler.java` lines 30-35.)
 
 What a report may claim (issue 13). Nobody outside decides what the bridge keeps:
 - a reading dated more than `max_future_skew` seconds ahead is skipped (logged), the rest
@@ -50,7 +61,7 @@ import dataclasses
 import logging
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING, Literal
@@ -401,17 +412,25 @@ def _merge_sensor(old: SensorState | None, reading: Reading) -> SensorState:
     return base.model_copy(update=update)
 
 
+def in_alarm(sensors: Mapping[str, SensorState]) -> bool:
+    """Whether a sensor of the device (a location sensor aside) is in alarm by its latest
+    reading."""
+    return any(
+        state.type_id != LOCATION_SENSOR_TYPE and (state.is_alarm or "").strip() == ALARM_ON
+        for state in sensors.values()
+    )
+
+
 def attributes(report: DeviceReport, sensors: dict[str, SensorState]) -> dict[str, AttributeValue]:
     """The report's sensor values keyed by sensor name (else `sensor_<id>`), numbers as numbers;
-    Traccar's `alarm=general` when a sensor is in alarm."""
+    Traccar's `alarm=general` while a sensor of the device is in alarm (`sensors`, its latest
+    states: see "Alarms" in the module docstring)."""
     found: dict[str, AttributeValue] = {}
-    alarm = False
     for reading in sorted(report.readings, key=lambda item: item.sensor_id):
         # A switch may carry its state in `switcher` only (PROTOCOLS.md §4).
         value = reading.value if reading.value not in (None, "") else reading.switcher
         if reading.type_id == LOCATION_SENSOR_TYPE or value is None:
             continue
-        alarm = alarm or (reading.is_alarm or "").strip() == ALARM_ON
         state = sensors.get(str(reading.sensor_id))
         name = ((state.name if state else None) or "").strip() or f"sensor_{reading.sensor_id}"
         # A name Firestore could not store in the position (`__x__`, too long, broken UTF-8)
@@ -422,7 +441,7 @@ def attributes(report: DeviceReport, sensors: dict[str, SensorState]) -> dict[st
         if name in found or name in TRACCAR_ATTRIBUTE_KEYS or name == VALID:
             name = attribute_name(f"{name}_{reading.sensor_id}")
         found[name] = attribute_value(storable_text(value))
-    if alarm:
+    if in_alarm(sensors):
         found[ALARM] = ALARM_GENERAL
     return found
 

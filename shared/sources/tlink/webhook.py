@@ -106,9 +106,12 @@ class PushAnswer:
         return body
 
 
-class PathTokenCheck:
-    """`TLINK_REQUIRE_PATH_TOKEN`: the push URL's last segment must be the secret's value (the
-    newest version, or the one before during `grace` after a rotation)."""
+class SecretCheck:
+    """A check of pushes against a secret that rotates: its newest version, or the one before
+    during `grace` after a rotation. `setting` is the switch that requires it (named by the
+    503 when no version is stored)."""
+
+    setting: str
 
     def __init__(
         self,
@@ -123,16 +126,26 @@ class PathTokenCheck:
         self.secret_name = secret_name
         self._grace = grace
 
+    def accepted_secrets(self, *, fresh: bool) -> list[str]:
+        """The secret's accepted values, never empty: none stored is a 503."""
+        return self._source.accepted_secrets(
+            self.secret_name, self.setting, grace=self._grace, fresh=fresh
+        )
+
+
+class PathTokenCheck(SecretCheck):
+    """`TLINK_REQUIRE_PATH_TOKEN`: the push URL's last segment must be the secret's value."""
+
+    setting = "TLINK_REQUIRE_PATH_TOKEN"
+
     def __call__(self, token: str | None) -> None:
         if not self.required:
             if token is not None:
                 raise NotFound("no such route")
             return
 
-        def accepted(fresh: bool) -> list[str]:  # never empty: none stored is a 503
-            return self._source.accepted_secrets(
-                self.secret_name, "TLINK_REQUIRE_PATH_TOKEN", grace=self._grace, fresh=fresh
-            )
+        def accepted(fresh: bool) -> list[str]:
+            return self.accepted_secrets(fresh=fresh)
 
         if not matches_rotated((token or "").encode(), accepted):
             raise NotFound("no such route")
@@ -144,21 +157,10 @@ def signature(secret: str, raw: bytes) -> str:
     return SIGNATURE_PREFIX + digest
 
 
-class SignatureCheck:
+class SignatureCheck(SecretCheck):
     """`TLINK_REQUIRE_SIGNATURE`: `X-TLink-Signature` must be the body's HMAC under the secret."""
 
-    def __init__(
-        self,
-        *,
-        source: TlinkSource,
-        required: bool,
-        secret_name: str,
-        grace: timedelta = DEFAULT_ROTATION_GRACE,
-    ) -> None:
-        self._source = source
-        self.required = required
-        self.secret_name = secret_name
-        self._grace = grace
+    setting = "TLINK_REQUIRE_SIGNATURE"
 
     def __call__(self, raw: bytes, header: str | None) -> None:
         if not self.required:
@@ -169,10 +171,7 @@ class SignatureCheck:
         candidate = f"{scheme.lower()}={digest.lower()}".encode()
 
         def accepted(fresh: bool) -> list[str]:  # the body's signature under each secret
-            secrets = self._source.accepted_secrets(
-                self.secret_name, "TLINK_REQUIRE_SIGNATURE", grace=self._grace, fresh=fresh
-            )
-            return [signature(secret, raw) for secret in secrets]
+            return [signature(secret, raw) for secret in self.accepted_secrets(fresh=fresh)]
 
         # No header: the candidate is "=", which no signature matches (after the secrets were
         # read, so a missing secret is still the 503 that names it).
