@@ -12,7 +12,8 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 # would fight the project's. Installing it takes about 40 s on a fresh machine.
 CHECKOV_REQUIREMENTS := infra/checkov-requirements.txt
 
-.PHONY: package deploy deploy-secrets infra-check terraform-fmt checkov provider-schema
+.PHONY: package deploy deploy-secrets infra-check terraform-fmt checkov provider-schema \
+	google-account-key
 
 ## Build dist/<function>.zip for every function (deterministic: same sources, same bytes).
 package: $(STAMP)
@@ -30,6 +31,12 @@ deploy: package
 	$(BIN)/python -m devtools.deploy_check $(TF_DIR)
 	$(TERRAFORM) -chdir=$(TF_DIR) init -input=false
 	$(TERRAFORM) -chdir=$(TF_DIR) apply
+
+## The key of a further Google account (`make -s google-account-key ACCOUNT=<username>`), as the
+## code derives it (docs/decisions/0004): for google_account_keys, or the secret google-secrets-<key>.
+google-account-key: $(STAMP)
+	@test -n "$(ACCOUNT)" || { echo "usage: make -s google-account-key ACCOUNT=<username>" >&2; exit 2; }
+	@$(BIN)/python -c 'import sys; from shared.sources.google.layout import account_key; print(account_key(sys.argv[1]))' "$(ACCOUNT)"
 
 ## Static checks of the Terraform: formatting and checkov (part of `make test`). Without
 ## Terraform both are skipped with a notice (checkov also needs the network to install): a

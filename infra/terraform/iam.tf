@@ -205,6 +205,40 @@ resource "google_secret_manager_secret_iam_member" "lister" {
   member    = "serviceAccount:${google_service_account.runtime[each.value.function].email}"
 }
 
+# Further Google accounts (secrets.tf, docs/decisions/0004): each account's secret gets exactly
+# what google-secrets gets, derived from the tables above so that the two cannot drift apart:
+# read by every function that reads google-secrets (any of them may meet any account's devices),
+# rotated by every function that rotates it (PUT /auth/secrets, an expired aas_token stripped).
+# google-secrets has no lister grant (a test checks that this still covers all of its grants).
+locals {
+  google_account_read_grants = merge([
+    for function, secrets in local.secret_readers : {
+      for key in keys(local.google_account_secrets) : "${function}/${key}" => { function = function, key = key }
+    } if contains(secrets, "google-secrets")
+  ]...)
+  google_account_write_grants = merge([
+    for function, secrets in local.secret_writers : {
+      for key in keys(local.google_account_secrets) : "${function}/${key}" => { function = function, key = key }
+    } if contains(secrets, "google-secrets")
+  ]...)
+}
+
+resource "google_secret_manager_secret_iam_member" "google_account_accessor" {
+  for_each = local.google_account_read_grants
+
+  secret_id = google_secret_manager_secret.google_account[each.value.key].id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.runtime[each.value.function].email}"
+}
+
+resource "google_secret_manager_secret_iam_member" "google_account_rotator" {
+  for_each = local.google_account_write_grants
+
+  secret_id = google_secret_manager_secret.google_account[each.value.key].id
+  role      = google_project_iam_custom_role.secret_rotator.name
+  member    = "serviceAccount:${google_service_account.runtime[each.value.function].email}"
+}
+
 # One role per job-managing function, with exactly the Cloud Scheduler permissions its code
 # needs (job_managers above). Narrower than roles/cloudscheduler.admin: running a job by hand
 # only for the api (Traccar's "locate now" command), no listing, no other locations' settings; sync_device and refresh_devices cannot delete or

@@ -7,7 +7,7 @@
 locals {
   alerting = var.alert_email != ""
   # The functions' logs: 2nd gen functions run as Cloud Run services named as the functions.
-  function_logs = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=(${join(" OR ", [for f in sorted(local.functions) : "\"${local.function_names[f]}\""])})"
+  function_logs = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=(${join(" OR ", [for f in sort(local.functions) : "\"${local.function_names[f]}\""])})"
   # Name prefix of each incident's alert (shared.alerts, shared.traccar_status) → its title.
   incident_policies = {
     traccar_down    = "Traccar does not accept positions (ALERT_TRACCAR_DOWN_MINUTES)"

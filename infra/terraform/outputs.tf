@@ -56,6 +56,11 @@ output "secrets" {
   value       = sort(keys(google_secret_manager_secret.secret))
 }
 
+output "google_account_secrets" {
+  description = "Secret of each further Google account (google_accounts, google_account_keys); filled by PUT /auth/secrets."
+  value       = sort([for secret in google_secret_manager_secret.google_account : secret.secret_id])
+}
+
 output "source_bucket" {
   description = "Bucket holding the function zips."
   value       = google_storage_bucket.sources.name

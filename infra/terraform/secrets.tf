@@ -41,3 +41,45 @@ resource "google_secret_manager_secret" "secret" {
 
   depends_on = [google_project_service.enabled]
 }
+
+# Further Google accounts (docs/decisions/0004): each keeps its secrets.json in its own secret,
+# google-secrets-<key> (layout.py AccountLayout.secret_name), created here because the functions
+# may not create secrets (Secret Manager checks secrets.create on the project, not per name).
+# The key is layout.py's account_key in HCL: the username trimmed and lower-cased, every run of
+# characters outside [a-z0-9] made one "-", "-" trimmed off both ends, cut to 40 characters and
+# trimmed again, then "-" and the first 8 hex digits of SHA-256 of the trimmed, lower-cased
+# username (the digest alone when no slug is left). variables.tf takes printable ASCII only,
+# where this equals the Python; tests/infra/test_terraform_google_accounts.py checks it does.
+locals {
+  google_account_names = [for username in var.google_accounts : lower(trimspace(username))]
+  google_account_keys_by_name = {
+    for name in local.google_account_names : name => join("-", compact([
+      trim(substr(trim(replace(name, "/[^a-z0-9]+/", "-"), "-"), 0, 40), "-"),
+      substr(sha256(name), 0, 8),
+    ]))
+  }
+  # Key → secret id; the base is GOOGLE_SECRET_NAME, which the functions keep at its default.
+  google_account_secrets = {
+    for key in setunion(values(local.google_account_keys_by_name), var.google_account_keys) :
+    key => "google-secrets-${key}"
+  }
+}
+
+# Replication and labels as google-secrets above (a test compares them); access in iam.tf.
+resource "google_secret_manager_secret" "google_account" {
+  for_each = local.google_account_secrets
+
+  secret_id = each.value
+  labels = {
+    managed-by = "terraform"
+  }
+  annotations = {
+    purpose = "Google Find My Device secrets.json of a further account (docs/decisions/0004); written by PUT /auth/secrets and on credential expiry"
+  }
+
+  replication {
+    auto {}
+  }
+
+  depends_on = [google_project_service.enabled]
+}

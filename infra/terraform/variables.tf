@@ -230,6 +230,42 @@ variable "fcm_timeout" {
   }
 }
 
+# Several Google accounts (docs/decisions/0004): the first account uploaded keeps google-secrets;
+# each further one needs its own secret google-secrets-<key>, which Terraform creates and grants
+# from these lists (secrets.tf, iam.tf). The functions never read these lists: they learn their
+# accounts from PUT /auth/secrets (Firestore's google_accounts).
+variable "google_accounts" {
+  description = "Usernames (email addresses) of the further Google accounts: each gets its secret google-secrets-<key> (key as shared/sources/google/layout.py derives it), readable and writable by the functions that use google-secrets. Listing the first account too only adds an empty secret. Removing a username deletes its secret at the next apply: remove the account first (DELETE /auth/accounts/<username>)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    # secrets.tf derives the key in HCL. Terraform's lower() and trimspace() equal Python's
+    # casefold() and strip() on printable ASCII only (not on e.g. "ß" or "İ"), and cty's NFC
+    # normalization changes no ASCII: any other username would get another key than the code's.
+    condition     = alltrue([for username in var.google_accounts : can(regex("^[!-~]+$", trimspace(username)))])
+    error_message = "google_accounts: each username printable ASCII without blanks. For any other username, put its key (make -s google-account-key ACCOUNT=<username>) in google_account_keys instead."
+  }
+
+  validation {
+    condition     = length(distinct([for username in var.google_accounts : lower(trimspace(username))])) == length(var.google_accounts)
+    error_message = "google_accounts: a username is listed twice (usernames compare without case)."
+  }
+}
+
+variable "google_account_keys" {
+  description = "Keys of further Google accounts whose usernames google_accounts cannot take (not printable ASCII), each printed by `make -s google-account-key ACCOUNT=<username>`: each gets the secret google-secrets-<key>, as an account of google_accounts does."
+  type        = list(string)
+  default     = []
+
+  validation {
+    # layout.py account_key: a slug of [a-z0-9] runs joined by "-" (at most 40), "-", 8 hex
+    # digits; or the 8 hex digits alone when the username has no [a-z0-9] at all.
+    condition     = alltrue([for key in var.google_account_keys : can(regex("^([a-z0-9]+(-[a-z0-9]+)*-)?[0-9a-f]{8}$", key)) && length(key) <= 49])
+    error_message = "google_account_keys: keys as make -s google-account-key ACCOUNT=<username> prints them (e.g. family-member-example-org-1a2b3c4d)."
+  }
+}
+
 # --- Smartcar -----------------------------------------------------------------------------------
 
 variable "smartcar_client_id" {

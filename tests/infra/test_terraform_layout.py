@@ -233,11 +233,20 @@ def test_secret_access_is_granted_per_secret_never_project_wide(terraform: Terra
     for kind in ("google_project_iam_binding", "google_project_iam_policy"):
         assert not terraform.of_type(kind), f"{kind} is authoritative: it would drop grants"
     grants = terraform.of_type("google_secret_manager_secret_iam_member")
-    # lister: the checkers of rotated credentials list versions (issue 20, rotation grace).
-    assert set(grants) == {"accessor", "rotator", "lister"}
-    for grant in grants.values():
+    # lister: the checkers of rotated credentials list versions (issue 20, rotation grace);
+    # google_account_*: the further Google accounts' secrets (test_terraform_google_accounts.py).
+    assert set(grants) == {
+        "accessor",
+        "rotator",
+        "lister",
+        "google_account_accessor",
+        "google_account_rotator",
+    }
+    for name, grant in grants.items():
         assert expression(grant["secret_id"]) == (
-            "google_secret_manager_secret.secret[each.value.secret].id"
+            "google_secret_manager_secret.google_account[each.value.key].id"
+            if name.startswith("google_account_")
+            else "google_secret_manager_secret.secret[each.value.secret].id"
         )
         assert grant["member"] == (
             "serviceAccount:${google_service_account.runtime[each.value.function].email}"

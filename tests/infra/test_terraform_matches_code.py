@@ -507,6 +507,9 @@ def evaluate(tmp_path: Path, variables: dict[str, str], query: str) -> object:
         check=False,
     )
     assert result.returncode == 0, result.stderr
+    # console reports an error in any locals block (an unknown function, a failed validation)
+    # on stderr and still answers with exit 0.
+    assert "Error" not in result.stderr, result.stderr
     return json.loads(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
