@@ -39,6 +39,9 @@ if TYPE_CHECKING:
     from shared.services import Services
     from shared.sources.google.accounts import GoogleAccounts
     from shared.sources.google.layout import AccountLayout
+    from shared.sources.google.places import NamedPlaces
+    from shared.sources.google.ring import Ringer
+    from shared.sources.google.source import GoogleSource
     from shared.sources.google.stack import GoogleStack
     from shared.sources.smartcar.connect import SmartcarConnect
     from shared.sources.smartcar.source import SmartcarSource
@@ -453,25 +456,20 @@ class Runtime:
         """A Google stack over this runtime's parts; `clock` is a test's or a benchmark's (the
         instance's own stack, `google`, reads the system clock); `account` a further account's
         layout (ADR 0004; default: the first account's)."""
-        # Cold start: the Google modules load with the first Google request, never for /health.
+        # Cold start: the Google modules load with the first Google request, never for /health;
+        # the locate side's (source, places, ringer) with its first use (`GoogleStack`), so the
+        # hourly refresh of an account loads the account's and the refresh's only.
         from shared.models import utc_now
         from shared.sources.google.account import GoogleAccount
         from shared.sources.google.alerts import GoogleAlerts
         from shared.sources.google.auth import TokenProvider
-        from shared.sources.google.checkin import GcmCheckin
         from shared.sources.google.client import NovaClient
         from shared.sources.google.expiry import GoogleExpiry
         from shared.sources.google.layout import AccountLayout
-        from shared.sources.google.lease import FcmLeases
-        from shared.sources.google.places import NamedPlaces
         from shared.sources.google.refresh import GoogleRefresh
-        from shared.sources.google.ring import Ringer
         from shared.sources.google.smart_tracking import SmartTracker
-        from shared.sources.google.source import GoogleSource
-        from shared.sources.google.spot import OwnerKeyRenewal, SpotClient
         from shared.sources.google.stack import GoogleStack
         from shared.store.google import GoogleDocuments
-        from shared.store.places import PlacesDocuments
 
         now = clock or utc_now
         store, settings = self.store, self.settings
@@ -529,9 +527,20 @@ class Runtime:
             delta=settings.smart_tracking_delta,
             clock=now,
         )
-        places = NamedPlaces(documents=PlacesDocuments(store.client))
-        return GoogleStack(
-            source=GoogleSource(
+
+        def places() -> NamedPlaces:
+            from shared.sources.google.places import NamedPlaces
+            from shared.store.places import PlacesDocuments
+
+            return NamedPlaces(documents=PlacesDocuments(store.client))
+
+        def source(places: NamedPlaces) -> GoogleSource:
+            from shared.sources.google.checkin import GcmCheckin
+            from shared.sources.google.lease import FcmLeases
+            from shared.sources.google.source import GoogleSource
+            from shared.sources.google.spot import OwnerKeyRenewal, SpotClient
+
+            return GoogleSource(
                 account=google_account,
                 leases=FcmLeases(
                     document=documents.fcm_lease,
@@ -555,7 +564,15 @@ class Runtime:
                     clock=now,
                 ),
                 clock=now,
-            ),
+            )
+
+        def ringer() -> Ringer:
+            from shared.sources.google.ring import Ringer
+
+            return Ringer(account=google_account, devices=store.devices)
+
+        return GoogleStack(
+            source=source,
             account=google_account,
             smart_tracking=smart_tracking,
             refresh=GoogleRefresh(
@@ -573,7 +590,7 @@ class Runtime:
             ),
             expiry=expiry,
             places=places,
-            ringer=Ringer(account=google_account, devices=store.devices),
+            ringer=ringer,
             devices=store.devices,
             delivery=store.delivery,
         )

@@ -130,6 +130,11 @@ def test_refresh_devices_without_credentials_loads_no_locate_stack(
     locate = ("shared.sources.google.proto", "shared.sources.google.decode")
     assert loaded(modules, *locate, "shared.notify", "shared.services") == []
     assert loaded(modules, "shared.sources.tlink", "shared.store.smartcar") == []
+    # The refresh needs the account and its refresh, not the locate side of the Google stack
+    # (`GoogleStack` builds the source, places and ringer on first use).
+    google = "shared.sources.google."
+    locate_side = ("source", "lease", "checkin", "spot", "places", "ring")
+    assert loaded(modules, *(google + name for name in locate_side), "shared.store.places") == []
 
 
 @pytest.mark.parametrize(

@@ -5,20 +5,26 @@ layer's source (`source`) and movement tracker (`smart_tracking`), the credentia
 (`account`), the hourly refresh and the API's listing (`refresh`), the expiry handling
 (`expiry`), the API's fresh look (`fresh_locations`), named places (`places`) and ringing
 (`ringer`).
+
+The locate side (`source`, `places`, `ringer`) is given as factories and built, its modules
+imported, on first use: the hourly refresh of an account builds the account and its refresh
+only (cold start: the FCM lease, check-in, Spot, places and ring modules and their models were
+≈ 5 ms of `refresh_devices`' first request; `tests/integration/test_cold_start.py`).
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from shared.errors import NotFound
 from shared.models import Device, Location, Source
-from shared.sources.google.places import SemanticLocation
 
 if TYPE_CHECKING:
     from shared.sources.google.account import GoogleAccount
     from shared.sources.google.expiry import GoogleExpiry
-    from shared.sources.google.places import NamedPlaces
+    from shared.sources.google.places import NamedPlaces, SemanticLocation
     from shared.sources.google.refresh import GoogleRefresh
     from shared.sources.google.ring import Ringer
     from shared.sources.google.smart_tracking import SmartTracker
@@ -30,25 +36,38 @@ class GoogleStack:
     def __init__(
         self,
         *,
-        source: GoogleSource,
+        source: Callable[[NamedPlaces], GoogleSource],
         account: GoogleAccount,
         smart_tracking: SmartTracker,
         refresh: GoogleRefresh,
         expiry: GoogleExpiry,
-        places: NamedPlaces,
-        ringer: Ringer,
+        places: Callable[[], NamedPlaces],
+        ringer: Callable[[], Ringer],
         devices: Repository[Device],
         delivery: DeliveryRepository,
     ) -> None:
-        self.source = source
+        self._source = source
         self.account = account
         self.smart_tracking = smart_tracking
         self.refresh = refresh
         self.expiry = expiry
-        self.places = places
-        self.ringer = ringer
+        self._places = places
+        self._ringer = ringer
         self._devices = devices
         self._delivery = delivery
+
+    @functools.cached_property
+    def source(self) -> GoogleSource:
+        """Built with the stack's own `places`: one instance for the source and the routes."""
+        return self._source(self.places)
+
+    @functools.cached_property
+    def places(self) -> NamedPlaces:
+        return self._places()
+
+    @functools.cached_property
+    def ringer(self) -> Ringer:
+        return self._ringer()
 
     def fresh_locations(self, device_id: str) -> list[Location | SemanticLocation]:
         """`GET /devices/<id>/locations`: a Google tracker is located now (nothing is pushed),
