@@ -12,6 +12,10 @@ end is mailed and logged (`alert ended`) once too: opening and ending are condit
   `ALERT_DEVICE_SILENT_HOURS` (the service's `silent_hours` overrides it; 0 never alerts).
 - `webhooks_silent:<vendor>`: no webhook from a vendor for `ALERT_WEBHOOKS_SILENT_HOURS` after
   they used to arrive (`WebhookArrivals` records when the last one came).
+- `positions_parked:<device id>`: positions of a device Traccar refused again and again while it
+  took later ones, parked in the outbox (shared/pipeline.py): no run retries them by itself, so
+  somebody must look; ends once none is parked (a manual sync delivered them, or the device was
+  removed).
 """
 
 from __future__ import annotations
@@ -36,6 +40,10 @@ logger = logging.getLogger(__name__)
 
 DEVICE_SILENT = "device_silent"
 WEBHOOKS_SILENT = "webhooks_silent"
+POSITIONS_PARKED = "positions_parked"
+# Devices with parked positions read per evaluation (one query): beyond that many, the rest are
+# alerted as the first ones end.
+PARKED_DEVICES_READ = 100
 # A webhooks instance records an arrival at most this often: the evaluation runs hourly.
 SEEN_EVERY = timedelta(minutes=10)
 
@@ -44,6 +52,13 @@ DEVICE_SILENT_ADVICE = (
     "run and error) and GET /push-log?device_id=<id>. A tracker may be out of battery or out\n"
     "of reach; a vehicle may be parked without signal. To hear of it later or never, set\n"
     'PUT /devices/<id>/services {"timer": ..., "silent_hours": <hours, 0 = never>}.'
+)
+POSITIONS_PARKED_ADVICE = (
+    "Traccar keeps refusing these positions while it accepts the device's later ones, so they\n"
+    "are parked in the outbox and no run retries them by itself. Traccar's answer is in\n"
+    "GET /push-log?device_id=<id> (a value it cannot parse, a device it disabled). Once the\n"
+    "cause is fixed, PUT /traccar/devices/<id>/locations retries them; DELETE /devices/<id>\n"
+    "drops them with the device."
 )
 WEBHOOKS_SILENT_ADVICE = (
     "Webhooks used to arrive and stopped. Check the vendor's console: the webhook URL (output\n"
@@ -116,6 +131,14 @@ class OperationsAlerts:
                     newest,
                 )
 
+        # Devices with positions Traccar refused again and again (parked): no run retries them.
+        for parked in self._delivery.with_parked(limit=PARKED_DEVICES_READ):
+            wanted[f"{POSITIONS_PARKED}:{parked.id}"] = (
+                f"{parked.parked_count} position(s) of {parked.id} refused by Traccar again and "
+                "again while it took later ones: parked in the outbox",
+                parked.last_sync or now,
+            )
+
         # Vendors: silent when their last webhook is older than the limit.
         for vendor, seen in state.webhooks_seen.items():
             if now - seen > self._webhooks_silent:
@@ -132,7 +155,7 @@ class OperationsAlerts:
                 self._notifier().incident_opened(_title(name), reason, _advice(name))
                 report.opened.append(name)
         for name in state.alerts:
-            if name.startswith((DEVICE_SILENT, WEBHOOKS_SILENT)) and name not in wanted:
+            if name.startswith(OWN_ALERTS) and name not in wanted:
                 ended = self._document.resolve(name)
                 if ended is None:
                     continue  # another instance ended it first, and mailed it
@@ -177,14 +200,25 @@ def _pushed_since(state: DeviceState, began: datetime) -> bool:
     )
 
 
+# The alerts this evaluation opens and ends (Traccar's outage is the pipeline watch's).
+OWN_ALERTS = (DEVICE_SILENT, WEBHOOKS_SILENT, POSITIONS_PARKED)
+
+
 def _title(name: str) -> str:
     kind, _, subject = name.partition(":")
     if kind == DEVICE_SILENT:
         return f"Device {subject} sends no positions"
     if kind == WEBHOOKS_SILENT:
         return f"No {subject} webhooks arrive"
+    if kind == POSITIONS_PARKED:
+        return f"Traccar keeps refusing positions of {subject}"
     return name
 
 
 def _advice(name: str) -> str:
-    return DEVICE_SILENT_ADVICE if name.startswith(DEVICE_SILENT) else WEBHOOKS_SILENT_ADVICE
+    kind = name.partition(":")[0]
+    if kind == DEVICE_SILENT:
+        return DEVICE_SILENT_ADVICE
+    if kind == POSITIONS_PARKED:
+        return POSITIONS_PARKED_ADVICE
+    return WEBHOOKS_SILENT_ADVICE

@@ -58,6 +58,7 @@ def queryable(value: str) -> bool:
     """Whether an equality filter on the string `value` is a query Firestore takes."""
     return len(value.encode(STRING_ENCODING, "surrogatepass")) + 1 <= MAX_INDEXED_VALUE_BYTES
 
+
 # What a renamed field name starts with: never a reserved name, rarely a vendor's own.
 ESCAPE_PREFIX = "~"
 # A name cut to fit MAX_FIELD_NAME_BYTES keeps this many bytes of itself, then a digest of the

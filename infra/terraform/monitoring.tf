@@ -10,9 +10,10 @@ locals {
   function_logs = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=(${join(" OR ", [for f in sort(local.functions) : "\"${local.function_names[f]}\""])})"
   # Name prefix of each incident's alert (shared.alerts, shared.traccar_status) → its title.
   incident_policies = {
-    traccar_down    = "Traccar does not accept positions (ALERT_TRACCAR_DOWN_MINUTES)"
-    device_silent   = "A synced device sends no positions (ALERT_DEVICE_SILENT_HOURS)"
-    webhooks_silent = "A vendor's webhooks stopped arriving (ALERT_WEBHOOKS_SILENT_HOURS)"
+    traccar_down     = "Traccar does not accept positions (ALERT_TRACCAR_DOWN_MINUTES)"
+    device_silent    = "A synced device sends no positions (ALERT_DEVICE_SILENT_HOURS)"
+    webhooks_silent  = "A vendor's webhooks stopped arriving (ALERT_WEBHOOKS_SILENT_HOURS)"
+    positions_parked = "Traccar keeps refusing a device's positions (parked in the outbox)"
   }
 }
 

@@ -237,6 +237,18 @@ class DeliveryRepository:
         )
         return [DeviceState.model_validate(s.to_dict() or {}) for s in query.stream(**reads())]
 
+    def with_parked(self, *, limit: int) -> list[DeviceState]:
+        """At most `limit` states of devices with parked positions (refused by Traccar again
+        and again while later ones went through), without their fingerprints."""
+        from google.cloud.firestore import FieldFilter
+
+        query = (
+            self._states.where(filter=FieldFilter("parked_count", ">", 0))
+            .select([f for f in DeviceState.model_fields if f != "delivered"])
+            .limit(limit)
+        )
+        return [DeviceState.model_validate(s.to_dict() or {}) for s in query.stream(**reads())]
+
     def outbox(self, device_id: str) -> list[OutboxEntry]:
         """The device's waiting positions, oldest position first."""
         from google.cloud.firestore import FieldFilter

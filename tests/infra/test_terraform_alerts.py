@@ -10,7 +10,7 @@ from tests.infra.hcl import Terraform, block, expression
 
 
 def test_each_incident_the_code_opens_has_a_log_based_policy(terraform: Terraform) -> None:
-    names = {alerts.DEVICE_SILENT, alerts.WEBHOOKS_SILENT, traccar_status.TRACCAR_DOWN}
+    names = {*alerts.OWN_ALERTS, traccar_status.TRACCAR_DOWN}
     assert set(terraform.locals["incident_policies"]) == names
     # What the policies match is what the code logs when an alert opens.
     for module in (alerts, traccar_status):

@@ -226,8 +226,9 @@ QUERIED_FIELDS: dict[str, set[str]] = {
     # DeliveryRepository.outbox and .push_log.
     "outbox": {"device_id", "location.timestamp"},
     "push_log": {"device_id", "attempted_at"},
-    # DeliveryRepository.handed_off: the states holding handed-off deliveries (issue 16).
-    "device_state": {"handoff_since"},
+    # DeliveryRepository.handed_off: the states holding handed-off deliveries (issue 16);
+    # .with_parked: the states with parked positions (the positions_parked alert).
+    "device_state": {"handoff_since", "parked_count"},
     # TraccarCommands.device: the device pushing to Traccar under a unique id.
     "devices": {"id", "traccar_unique_id"},
     # TlinkRepository: a user's devices, a sensor's history.

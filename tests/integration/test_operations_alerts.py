@@ -53,8 +53,22 @@ def mailing(tmp_path: Path, firestore_client, smtp: SmtpServer) -> Runtime:
     return Runtime(settings, firestore_client=firestore_client)
 
 
+def day_limits(runtime: Runtime, clock: Clock) -> OperationsAlerts:
+    """The alerts with a day as both silence limits."""
+    return OperationsAlerts(
+        document=runtime.operations_document,
+        services=runtime.store.services,
+        delivery=runtime.store.delivery,
+        notifier=lambda: runtime.notifier,
+        device_silent=timedelta(hours=24),
+        webhooks_silent=timedelta(hours=24),
+        clock=clock,
+    )
+
+
 def subjects(smtp: SmtpServer) -> list[str]:
-    return [str(mail.message["Subject"]) for mail in smtp.messages]
+    # Unfolded: a long subject is folded onto several header lines.
+    return [" ".join(str(mail.message["Subject"]).split()) for mail in smtp.messages]
 
 
 def test_traccar_refusing_past_the_limit_alerts_once_and_its_end_once(
@@ -133,15 +147,7 @@ def test_a_silent_device_alerts_once_honours_its_override_and_ends_with_a_new_po
 def test_webhooks_that_used_to_arrive_and_stopped_alert(
     mailing: Runtime, smtp: SmtpServer, clock: Clock
 ) -> None:
-    alerts = OperationsAlerts(
-        document=mailing.operations_document,
-        services=mailing.store.services,
-        delivery=mailing.store.delivery,
-        notifier=lambda: mailing.notifier,
-        device_silent=timedelta(hours=24),
-        webhooks_silent=timedelta(hours=24),
-        clock=clock,
-    )
+    alerts = day_limits(mailing, clock)
     assert alerts.evaluate().opened == []  # never arrived: nothing to miss
     mailing.operations_document.webhook_seen("tlink", clock.now)
     clock.advance(25 * 3600)
@@ -151,6 +157,37 @@ def test_webhooks_that_used_to_arrive_and_stopped_alert(
     assert subjects(smtp) == [
         "[traccar-bridge] No tlink webhooks arrive - action required",
         "[traccar-bridge] Resolved: No tlink webhooks arrive",
+    ]
+
+
+def test_parked_positions_alert_once_and_end_when_none_is_parked(
+    mailing: Runtime, smtp: SmtpServer, clock: Clock
+) -> None:
+    """A position Traccar refuses again and again while taking later ones is parked and no run
+    retries it by itself (shared/pipeline.py): somebody is told, also for a device without a
+    sync service (a webhook-fed one)."""
+    states = mailing.store.client.collection("device_state")
+    states.document("tlink-7").set(
+        DeviceState(id="tlink-7", parked_count=2, last_sync=clock.now).model_dump(mode="python")
+    )
+    states.document("calm").set(DeviceState(id="calm").model_dump(mode="python"))
+    alerts = day_limits(mailing, clock)
+
+    assert alerts.evaluate().opened == ["positions_parked:tlink-7"]
+    assert alerts.evaluate().opened == []  # once per incident
+    assert subjects(smtp) == [
+        "[traccar-bridge] Traccar keeps refusing positions of tlink-7 - action required"
+    ]
+    [mail] = smtp.messages
+    assert "GET /push-log?device_id=<id>" in mail.message.get_body().get_content()
+    [alert] = service_status.health(mailing.store).alerts or []
+    assert alert.name == "positions_parked:tlink-7" and "2 position(s)" in (alert.reason or "")
+
+    # A manual sync delivered them: none parked any more.
+    states.document("tlink-7").update({"parked_count": 0})
+    assert alerts.evaluate().ended == ["positions_parked:tlink-7"]
+    assert subjects(smtp)[1:] == [
+        "[traccar-bridge] Resolved: Traccar keeps refusing positions of tlink-7"
     ]
 
 
