@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -106,8 +106,18 @@ class Service(Document):
     # Hours without a new position before the silence alert (issue 20): None, the default.
     silent_hours: int | None = Field(None, ge=0, le=8_760)
     last_sync: AwareDatetime | None = None
+    # Read from documents written before; the expected next run is `expected_next_sync`.
     next_sync: AwareDatetime | None = None
     last_result: SyncResult | None = None
+
+    def expected_next_sync(self, last_sync: datetime | None) -> datetime | None:
+        """When the device's job should run next: its last run + `timer` (the jitter of at most
+        `delta` aside); None while paused or before a first run."""
+        if self.paused:
+            return None
+        if self.next_sync is not None:
+            return self.next_sync
+        return last_sync + timedelta(seconds=self.timer) if last_sync else None
 
 
 class ExcludedDevice(Document):
@@ -136,6 +146,8 @@ class LocalJob(Document):
     delta: int = Field(ge=0)
     paused: bool = False
     next_run: AwareDatetime = Field(default_factory=utc_now)
+    # A "locate now" one-shot job (`LocalJobs.run_once`): its run says so, and deletes it.
+    once: bool = False
 
 
 def _storable_name(name: str) -> str:
@@ -279,6 +291,9 @@ class DeviceState(Document):
     outbox_count: int = 0
     parked_count: int = 0
     failures: int = 0
+    # When the positions waiting in the outbox are tried next: the backoff's end after Traccar
+    # refused, or the time a delivery was handed off; None while none waits (parked ones wait
+    # for a manual sync). The sweep runs each device whose time has come, oldest first.
     retry_at: AwareDatetime | None = None
     lease_owner: str | None = None
     lease_until: AwareDatetime | None = None
@@ -289,7 +304,8 @@ class DeviceState(Document):
     last_error: str | None = None
     last_error_at: AwareDatetime | None = None
     # Set when a webhook delivery arrived while a run held the lease and was handed off to the
-    # outbox (ADR 0002); cleared once the outbox is empty. The sweep looks for it.
+    # outbox (ADR 0002); cleared once the outbox is empty. A hand-off also sets `retry_at`
+    # (if unset), which the sweep looks for.
     handoff_since: AwareDatetime | None = None
 
 

@@ -100,6 +100,8 @@ class ServiceView(Model):
     paused: bool
     paused_by_user: bool = False
     last_sync: datetime | None
+    # Expected: the last run + timer (the jitter aside); None while paused or before a first run.
+    next_sync: datetime | None = None
     last_result: SyncResult | None
     # The last failed run's error and when it happened (None: none recorded).
     last_error: str | None = None
@@ -135,6 +137,7 @@ def _view(service: Service, state: DeviceState | None, unique_id: str) -> Servic
         id=unique_id,
         vendor_id=service.id,
         last_sync=state.last_sync if state else None,
+        next_sync=service.expected_next_sync(state.last_sync if state else None),
         last_result=state.last_result if state else None,
         last_error=state.last_error if state else None,
         last_error_at=state.last_error_at if state else None,

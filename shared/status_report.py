@@ -18,7 +18,7 @@ REST: the newest entry whose device Traccar did not know says whether creating i
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
 from shared.models import AuthState, Model, PushLogEntry, Source, SyncResult, utc_now
@@ -185,11 +185,7 @@ def build(store: Store) -> StatusReport:
         reads += 1 if waiting else 0
         last_sync = state.last_sync if state else None
         paused = bool(service and service.paused)
-        next_sync = None
-        if service is not None and not paused:
-            next_sync = service.next_sync or (
-                last_sync + timedelta(seconds=service.timer) if last_sync else None
-            )
+        next_sync = service.expected_next_sync(last_sync) if service is not None else None
         located = state.last_location if state else None
         found.append(
             DeviceStatus(

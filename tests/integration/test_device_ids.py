@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +129,13 @@ def test_every_device_route_takes_the_smartcar_unique_id(
     assert shown.status_code == 200 and shown.get_json()["id"] == UNIQUE_ID
     [listed] = api.get("/services", headers=AUTH).get_json()
     assert (listed["id"], listed["vendor_id"]) == (UNIQUE_ID, VEHICLE)
-    assert api.post(f"{path}/services/pause", headers=AUTH).get_json()["paused_by_user"] is True
+    # Its next run is expected a timer after its last (the delivery's, here a set one).
+    ran = datetime(2026, 12, 6, 1, 0, tzinfo=UTC)
+    get_runtime().store.delivery.state_ref(VEHICLE).set({"last_sync": ran}, merge=True)
+    [listed] = api.get("/services", headers=AUTH).get_json()
+    assert datetime.fromisoformat(listed["next_sync"]) == ran + timedelta(seconds=21_600)
+    paused = api.post(f"{path}/services/pause", headers=AUTH).get_json()
+    assert paused["paused_by_user"] is True and paused["next_sync"] is None
     assert api.post(f"{path}/services/resume", headers=AUTH).get_json()["paused"] is False
     assert api.put(f"{path}/services", json={"timer": 43_200}, headers=AUTH).status_code == 200
 
