@@ -3,9 +3,9 @@
 Jobs are the `local_jobs` documents that `shared.scheduler.LocalJobs` writes; `LocalLoop` POSTs
 `{"device_id"}` to `sync_device` at `timer ± delta` seconds (the jitter applied to the schedule
 itself), calls `refresh_devices` hourly and `refresh_devices?sweep=only` every minute in
-between (the handed-off deliveries, issue 16), as the Terraform-made Cloud Scheduler jobs do in
-the cloud. `python -m devtools.scheduler` runs it until SIGINT or SIGTERM. Dev-only: no function
-imports it.
+between (handed-off deliveries, issue 16; outboxes whose backoff ended), as the Terraform-made
+Cloud Scheduler jobs do in the cloud. `python -m devtools.scheduler` runs it until SIGINT or
+SIGTERM. Dev-only: no function imports it.
 """
 
 from __future__ import annotations
@@ -69,7 +69,9 @@ class LocalLoop:
             # Reschedule first: a slow run must not be started again by the next tick.
             delay = next_delay(job.timer, job.delta, self._rng)
             self._jobs.put(job.model_copy(update={"next_run": now + timedelta(seconds=delay)}))
-            self._post(self._sync_url, {"device_id": job.device_id})
+            # A one-shot job's run deletes it (`LocalJobs.run_once`), as in the cloud.
+            once: dict[str, object] = {"once": True} if job.once else {}
+            self._post(self._sync_url, {"device_id": job.device_id, **once})
             ran.append(job.device_id)
         if self._refresh_url and (self._next_refresh is None or self._next_refresh <= now):
             self._next_refresh = now + timedelta(seconds=REFRESH_INTERVAL)
@@ -80,7 +82,7 @@ class LocalLoop:
             self._post(self._sweep_url, {})
         return ran
 
-    def _post(self, url: str, body: dict[str, str]) -> None:
+    def _post(self, url: str, body: dict[str, object]) -> None:
         try:
             response = self._session.post(url, json=body, timeout=self._timeout)
         except requests.RequestException as exc:

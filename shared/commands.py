@@ -5,8 +5,12 @@ command, an empty-bodied `POST <api>/devices/<uniqueId>/<command>` with `Authori
 <command key>`. Traccar waits about 5 s for the answer; a Google locate takes up to a minute.
 So every command answers at once and the work outlives the answer:
 
-    position-single     run the device's sync job now (Cloud Scheduler's RunJob, locally the
-                        loop's next tick): the position arrives with that run
+    position-single     one sync of the device now, the position arriving with that run: its
+                        sync job runs (Cloud Scheduler's RunJob, locally the loop's next
+                        tick); a device without a service (none made, `position-stop`,
+                        auto-registration off or not for it) gets a one-shot job made and
+                        run, which its run deletes (`JobScheduler.run_once`); an excluded
+                        device is refused (409): the user said not to sync it
     position-periodic   create or update the device's sync service with `interval` seconds
                         (the auto-registration timer when Traccar 6.8 sends none)
     position-stop       remove the device's sync service (none is no error)
@@ -26,14 +30,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from shared.errors import Conflict, NotConfigured, NotFound, Unauthorized
-from shared.models import Device
+from shared.models import Device, ExcludedDevice
 from shared.web import matches_rotated
 
 if TYPE_CHECKING:
     from shared.scheduler import JobScheduler
     from shared.secrets import CachedSecrets
     from shared.services import Services
-    from shared.store import DeviceRepository
+    from shared.store import DeviceRepository, Repository
     from shared.web import RotatedTokens
 
 logger = logging.getLogger(__name__)
@@ -49,6 +53,7 @@ class TraccarCommands:
         self,
         *,
         devices: DeviceRepository,
+        excluded: Repository[ExcludedDevice],
         services: Callable[[], Services],
         scheduler: Callable[[], JobScheduler],
         key_versions: RotatedTokens,
@@ -58,6 +63,7 @@ class TraccarCommands:
         default_delta: int,
     ) -> None:
         self._devices = devices
+        self._excluded = excluded
         # Callables: the services' and the scheduler's modules load when a command is valid.
         self._services = services
         self._scheduler = scheduler
@@ -102,14 +108,21 @@ class TraccarCommands:
         return matches[0]
 
     def locate_now(self, unique_id: str) -> None:
-        """`position-single`: the device's job runs now, after this answer."""
+        """`position-single`: one sync of the device runs now, after this answer: its job's, or
+        a one-shot job's when it has no service; an excluded device is a 409."""
         device = self.device(unique_id)
-        try:
-            self._scheduler().run(device.id)
-        except NotFound:
+        if self._excluded.get(device.id) is not None:
             raise Conflict(
-                f"device {unique_id} has no sync service to run: send position-periodic first"
-            ) from None
+                f"device {unique_id} is excluded from syncing: "
+                f"DELETE /excluded-devices/{unique_id} first"
+            )
+        scheduler = self._scheduler()
+        try:
+            scheduler.run(device.id)
+        except NotFound:
+            # No sync service: Traccar waits ~5 s and a Google locate takes up to a minute, so
+            # the run is Cloud Scheduler's (locally the loop's), as a service's would be.
+            scheduler.run_once(device.id)
         logger.info("sync run requested by a Traccar command", extra={"device_id": device.id})
 
     def periodic(self, unique_id: str, interval: int | None) -> None:

@@ -176,11 +176,12 @@ ROUTES: list[tuple[str, str, str, Any, dict[int, tuple[str, Any]], list[dict[str
      {200: ("deleted", Deleted), 404: ("no service", ErrorBody)}, [DEVICE_ID]),
     # --- Traccar's "Send command" (Find Hub sender): empty answers, the work afterwards ---
     ("post", "/devices/{unique_id}/position-single",
-     "Traccar's locate now: the device's sync job runs now, after the answer (empty body)",
+     "Traccar's locate now: one sync of the device runs now, after the answer (empty body): "
+     "its sync job's, or a one-shot job's when it has no sync service",
      None,
      {202: ("the run is requested; the position arrives with it", None),
       404: ("no device pushes with this unique id", ErrorBody),
-      409: ("the device has no sync service", ErrorBody)}, [UNIQUE_ID]),
+      409: ("the device is excluded from syncing", ErrorBody)}, [UNIQUE_ID]),
     ("post", "/devices/{unique_id}/position-periodic",
      "Traccar's periodic positions: create or update the device's sync service (empty body)",
      None,

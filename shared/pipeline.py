@@ -19,6 +19,12 @@ lease holder delivers them before it lets go (`Pipeline.run(hand_off=True)`, ADR
 
 An unknown device (Traccar answers 400) is created through Traccar's REST API when one is
 configured, then pushed again; without it the position waits and the log says why.
+
+A webhook's run has an answer to give in time (Smartcar: a 2xx within 15 s, else retries,
+PROTOCOLS.md §3): it pushes within `WEBHOOK_PUSH_WITHIN` seconds of its start, every Traccar
+call included (`Pipeline.run(push_within=)`, `shared.traccar.Deadline`). What that leaves
+unpushed waits in the outbox, and the sweep delivers it once due (`Sync.sweep_handoffs`):
+after the backoff when Traccar did not answer in time.
 """
 
 from __future__ import annotations
@@ -55,6 +61,8 @@ from shared.store import (
     Writes,
 )
 from shared.traccar import (
+    MIN_CALL_SECONDS,
+    Deadline,
     OsmAndClient,
     PushOutcome,
     PushResult,
@@ -77,6 +85,12 @@ LEASE_DURATION = timedelta(minutes=10)
 PULL_LEASE_DURATION = timedelta(seconds=200)
 # - a webhook delivery's run (the webhooks function's timeout is 30 s).
 WEBHOOK_LEASE_DURATION = timedelta(seconds=60)
+# How long a webhook delivery's run may spend on Traccar (pushes and REST calls together):
+# Smartcar counts an answer after 15 s as a failure and retries (PROTOCOLS.md §3), and the
+# answer also waits for a cold start and Firestore's round trips.
+WEBHOOK_PUSH_WITHIN = 8.0
+# What a position not pushed for want of time says in the outbox until it is tried.
+OUT_OF_TIME = "not pushed: the webhook's answer could not wait longer; the sweep delivers it"
 
 
 def lease_duration(source: Source) -> timedelta:
@@ -259,6 +273,7 @@ class Pipeline:
         along_outcome: Writes | None = None,
         hand_off: bool = False,
         lease_for: timedelta | None = None,
+        push_within: float | None = None,
     ) -> RunReport:
         """Fetch, deduplicate and push `device`'s positions. `force` ignores the backoff.
 
@@ -274,7 +289,10 @@ class Pipeline:
         to the outbox in one commit with `along` and `along_outcome`, instead of `RetryLater`;
         the holder delivers them before it lets go (`_take_over`), else the sweep does.
         `lease_for`: how long the run holds the device (default: `lease_duration` of its source).
+        `push_within` (a webhook's answer budget, seconds from now): Traccar's calls end by then;
+        what is left waits in the outbox for the sweep (module docstring).
         """
+        deadline = Deadline.after(push_within) if push_within is not None else None
         now = self._clock()
         held_for = lease_for if lease_for is not None else lease_duration(device.source)
         try:
@@ -303,6 +321,7 @@ class Pipeline:
             self._delivery.release(lease, state)
             raise
         run = _Run(self, device, state, now, unrecorded=self._unrecorded_of(device.id))
+        run.deadline = deadline
         run.lease_ends = now + held_for
         run.skipped_reports = skipped_of(found, device.id)
         if wanted:
@@ -406,6 +425,7 @@ class Pipeline:
         outbox.update({entry.id: entry for entry in run.outbox_put})
         waiting = sorted(outbox.values(), key=lambda entry: entry.location.timestamp)
         more = _Run(self, device, state, run.now, unrecorded=run.unrecorded)
+        more.deadline = run.deadline
         more.lease_ends = run.lease_ends
         more.parked_unseen = 0  # the outbox was read whole
         # A refusal in this run set the backoff: the handed-off positions wait behind it.
@@ -474,7 +494,9 @@ class Pipeline:
             state = run.final_state(report.result)
             if not extra:  # the outbox is read again next time: what it still holds is seen
                 count = max(state.outbox_count, run.state.outbox_count)
-                state = state.model_copy(update={"outbox_count": count})
+                # What the outbox still holds is due, so the sweep runs the device again.
+                retry_at = state.retry_at or (run.now if count else None)
+                state = state.model_copy(update={"outbox_count": count, "retry_at": retry_at})
             try:
                 self._delivery.record(lease, state, **extra)
             except Conflict:
@@ -542,12 +564,18 @@ class Pipeline:
             raise
         return location.fingerprint()
 
-    def push(self, device: Device, location: Location) -> list[PushResult]:
-        """Push one location; on "unknown device", create it in Traccar and push again."""
-        attempts = [self._told(self._osmand.push(location, device.traccar_unique_id))]
+    def push(
+        self, device: Device, location: Location, *, deadline: Deadline | None = None
+    ) -> list[PushResult]:
+        """Push one location; on "unknown device", create it in Traccar and push again; every
+        call within `deadline` when one is given."""
+        unique_id = device.traccar_unique_id
+        attempts = [self._told(self._osmand.push(location, unique_id, deadline=deadline))]
         if attempts[-1].outcome is not PushOutcome.UNKNOWN_DEVICE:
             return attempts
         api = self._traccar_api()
+        if api is not None and deadline is not None:
+            api = api.until(deadline)
         if api is None:
             message = (
                 f"Traccar does not know device {device.traccar_unique_id}; create it in "
@@ -578,13 +606,14 @@ class Pipeline:
             "device created in Traccar",
             extra={"device_id": device.id, "traccar_id": created.id},
         )
-        attempts.append(self._told(self._osmand.push(location, device.traccar_unique_id)))
+        attempts.append(self._told(self._osmand.push(location, unique_id, deadline=deadline)))
         return attempts
 
     def _told(self, result: PushResult) -> PushResult:
         """`result`, after telling the OsmAnd watch: "retry later" is Traccar refusing or out
-        of reach; any other answer (unknown device included) is Traccar taking requests."""
-        if self._osmand_status is not None:
+        of reach; any other answer (unknown device included) is Traccar taking requests. A push
+        not tried (its deadline reached) says nothing of Traccar."""
+        if self._osmand_status is not None and result.tried:
             if result.outcome is PushOutcome.RETRY_LATER:
                 self._osmand_status.failing(result.error or f"HTTP {result.status}")
             else:
@@ -671,6 +700,8 @@ class _Run:
         self.parked = 0
         self.parked_unseen = state.parked_count  # parked entries not loaded by this run
         self.skipped_reports = 0  # reports the fetch skipped (`SyncResult.skipped`)
+        # When Traccar's calls must have ended (a webhook's answer budget; None: no bound).
+        self.deadline: Deadline | None = None
 
     def deliver(
         self, fetched: list[Location], outbox: list[OutboxEntry], *, force: bool
@@ -712,11 +743,22 @@ class _Run:
         )
         suspect: tuple[str, Location, OutboxEntry | None, str] | None = None
         for index, (_, _, fingerprint, location, entry) in enumerate(queue):
+            if blocked_by is None and self.out_of_time():
+                blocked_by = OUT_OF_TIME
             if blocked_by is not None:
                 self._wait(fingerprint, location, entry, blocked_by, attempted=False)
                 report.locations.append(LocationReport(location, "queued", blocked_by))
                 continue
-            attempts = self.pipeline.push(self.device, location)
+            attempts = self.pipeline.push(self.device, location, deadline=self.deadline)
+            if not attempts[-1].tried:  # the device was created, its push left no time
+                blocked_by = OUT_OF_TIME
+                self.push_log += [
+                    self.pipeline.log_entry(self.device, location, a, self.now) for a in attempts
+                    if a.tried
+                ]  # fmt: skip
+                self._wait(fingerprint, location, entry, blocked_by, attempted=False)
+                report.locations.append(LocationReport(location, "queued", blocked_by))
+                continue
             # The fetch's skipped reports go on the entries of the positions it brought.
             skipped = self.skipped_reports if entry is None else 0
             self.push_log += [
@@ -800,6 +842,10 @@ class _Run:
             )
         )
 
+    def out_of_time(self) -> bool:
+        """Whether the run's deadline leaves no time for one more push."""
+        return self.deadline is not None and self.deadline.remaining() < MIN_CALL_SECONDS
+
     def retry_at(self) -> datetime | None:
         """When the device's waiting positions are tried next: after a refusal in this run,
         the backoff; otherwise what an earlier run set."""
@@ -815,7 +861,9 @@ class _Run:
         if self.failed:
             failures, retry_at = self.state.failures + 1, self.retry_at()
         elif self.waiting:
-            failures, retry_at = self.state.failures, self.state.retry_at
+            # Left waiting without a refusal (behind a backoff, out of time): due once the
+            # backoff ends, else at once; the sweep looks for `retry_at`.
+            failures, retry_at = self.state.failures, self.state.retry_at or self.now
         else:
             failures, retry_at = 0, None
         return self.state.model_copy(

@@ -19,7 +19,7 @@ import gc
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from datetime import timedelta
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from shared.config import Settings, get_settings
 from shared.models import Source
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from shared.alerts import OperationsAlerts, WebhookArrivals
     from shared.command_provisioning import CommandProvisioning
     from shared.commands import TraccarCommands
+    from shared.device_refresh import Discovery, VendorRefresh
     from shared.notify import Notifier, NotifierConfig
     from shared.pipeline import Pipeline
     from shared.removal import DeviceRemoval
@@ -329,6 +330,7 @@ class Runtime:
 
         return TraccarCommands(
             devices=self.store.devices,
+            excluded=self.store.excluded_devices,
             services=lambda: self.services,
             scheduler=lambda: self.scheduler,
             key_versions=functools.partial(
@@ -339,6 +341,64 @@ class Runtime:
             default_timer=self.settings.auto_register_timer,
             default_delta=self.settings.auto_register_delta,
         )
+
+    @functools.cached_property
+    def vendor_refreshes(self) -> list[VendorRefresh]:
+        """TLINK's and Smartcar's hourly refresh (`shared.device_refresh`): each skipped, its
+        modules not loaded, when its pulls are not configured."""
+        from shared.device_refresh import VendorRefresh, missing_secret
+        from shared.store.vendor_refresh import VendorRefreshDocument
+
+        settings = self.settings
+        tlink_secret = settings.tlink_credentials_secret
+
+        def tlink_discovery() -> Discovery:
+            from shared.sources.tlink.refresh import TlinkDiscovery
+
+            return TlinkDiscovery(source=self.tlink.source)
+
+        def smartcar_discovery() -> Discovery:
+            from shared.sources.smartcar.refresh import SmartcarDiscovery
+            from shared.sources.smartcar.tokens import ApplicationToken, ClientFactory
+            from shared.store.smartcar import SmartcarStore
+
+            # `smartcar_stack` makes the stack's client a ClientFactory, which holds `api`.
+            api = cast("ClientFactory", self.smartcar.client).api
+            return SmartcarDiscovery(
+                store=SmartcarStore(self.store.client),
+                api=api,
+                # Its own: one token request an hour, the pulls' stack left as it is.
+                app_token=ApplicationToken(api=api),
+            )
+
+        def tlink_skip() -> str | None:
+            read = functools.partial(self.secrets.read, tlink_secret)
+            return missing_secret(read, "TLINK credentials", tlink_secret)
+
+        def smartcar_skip() -> str | None:
+            return None if settings.smartcar_client_id else "SMARTCAR_CLIENT_ID is not set"
+
+        def refresh(
+            source: Source, skip: Callable[[], str | None], discovery: Callable[[], Discovery]
+        ) -> VendorRefresh:
+            return VendorRefresh(
+                source=source,
+                skip_reason=skip,
+                discovery=discovery,
+                devices=self.store.devices,
+                excluded=self.store.excluded_devices,
+                state=VendorRefreshDocument(self.store.client, vendor=source.value),
+                services=lambda: self.services,
+                notifier=lambda: self.notifier,
+                auto_register=settings.auto_register_services,
+                auto_register_timer=settings.auto_register_timer,
+                auto_register_delta=settings.auto_register_delta,
+            )
+
+        return [
+            refresh(Source.TLINK, tlink_skip, tlink_discovery),
+            refresh(Source.SMARTCAR, smartcar_skip, smartcar_discovery),
+        ]
 
     @functools.cached_property
     def command_provisioning(self) -> CommandProvisioning:

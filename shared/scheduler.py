@@ -9,6 +9,12 @@ A job runs `sync_device` for one device every `timer` seconds, give or take `del
   `devtools/scheduler.py`, run by `make run`) POSTs `{"device_id"}` to `sync_device`
   at `timer ± delta` seconds, the jitter applied to the schedule itself, and calls
   `refresh_devices` hourly as the Terraform-made Cloud Scheduler job does in the cloud.
+
+Traccar's "locate now" of a device without a sync service (`shared.commands`) runs a one-shot
+job (`run_once`): a job of its own (`once-…`, beside the device's `sync-…` one) made and run
+at once, whose body says `"once": true`; the run it starts deletes it (`delete_once`, from
+`sync_device`) before syncing, so it never runs again. Should that run never arrive, its yearly
+schedule (Cloud Scheduler has no one-time jobs) runs it once more and that run deletes it.
 """
 
 from __future__ import annotations
@@ -41,6 +47,11 @@ JOB_MAX_BACKOFF = timedelta(minutes=5)
 # sync_device's own timeout (infra/terraform/functions.tf): Cloud Scheduler waits that long.
 JOB_ATTEMPT_DEADLINE = timedelta(seconds=180)
 _JOB_ID_CHARS = re.compile(r"[^A-Za-z0-9_-]")
+ONCE_PREFIX = "once"
+# A one-shot job's own schedule: Cloud Scheduler has no one-time jobs, so yearly (1 January,
+# 00:00), only in case the run `run_once` starts never reaches sync_device to delete it.
+ONCE_SCHEDULE = "0 0 1 1 *"
+ONCE_TIMER = 366 * 86_400  # the local loop's equivalent, in seconds
 
 
 # Cron steps restart at the hour (minutes) and at midnight (hours): `*/45` runs at :00 and
@@ -74,12 +85,18 @@ def cron_for(timer: int) -> str:
     return "0 0 * * *"
 
 
-def job_id_for(device_id: str) -> str:
-    """A Cloud Scheduler job id (letters, digits, `-`, `_`; 500 at most) unique per device."""
+def job_id_for(device_id: str, *, prefix: str = "sync") -> str:
+    """A Cloud Scheduler job id (letters, digits, `-`, `_`; 500 at most) unique per device;
+    `prefix` "once": the device's one-shot job."""
     cleaned = _JOB_ID_CHARS.sub("-", device_id)[:400]
     if cleaned != device_id:
         cleaned += "-" + hashlib.sha256(device_id.encode()).hexdigest()[:12]
-    return f"sync-{cleaned}"
+    return f"{prefix}-{cleaned}"
+
+
+def once_job_id(device_id: str) -> str:
+    """The id of the device's one-shot job (a "locate now" without a sync service)."""
+    return job_id_for(device_id, prefix=ONCE_PREFIX)
 
 
 class JobScheduler(Protocol):
@@ -92,6 +109,10 @@ class JobScheduler(Protocol):
     def delete(self, device_id: str) -> bool: ...
 
     def run(self, device_id: str) -> None: ...
+
+    def run_once(self, device_id: str) -> None: ...
+
+    def delete_once(self, device_id: str) -> bool: ...
 
 
 class CloudSchedulerJobs:
@@ -119,6 +140,22 @@ class CloudSchedulerJobs:
     def upsert(self, device_id: str, *, timer: int, delta: int) -> str:
         """Create the device's job, or update it when it exists already."""
         from google.api_core.exceptions import AlreadyExists
+
+        job = self._http_job(
+            self.job_name(device_id),
+            cron_for(timer),
+            {"device_id": device_id, "jitter_seconds": delta},
+        )
+        try:
+            created = self._client.create_job(
+                parent=self._parent, job=job, timeout=DEFAULT_GOOGLE_TIMEOUT
+            )
+        except AlreadyExists:
+            created = self._client.update_job(job=job, timeout=DEFAULT_GOOGLE_TIMEOUT)
+        return created.name
+
+    def _http_job(self, name: str, schedule: str, body: dict[str, object]) -> scheduler_v1.Job:
+        """A job POSTing `body` to sync_device with the scheduler account's OIDC token."""
         from google.cloud import scheduler_v1
 
         if not self._url or not self._service_account:
@@ -126,15 +163,15 @@ class CloudSchedulerJobs:
                 "creating sync jobs in Cloud Scheduler needs SYNC_DEVICE_URL and "
                 "SCHEDULER_SERVICE_ACCOUNT"
             )
-        job = scheduler_v1.Job(
-            name=self.job_name(device_id),
-            schedule=cron_for(timer),
+        return scheduler_v1.Job(
+            name=name,
+            schedule=schedule,
             time_zone=self._time_zone,
             http_target=scheduler_v1.HttpTarget(
                 uri=self._url,
                 http_method=scheduler_v1.HttpMethod.POST,
                 headers={"Content-Type": "application/json"},
-                body=json.dumps({"device_id": device_id, "jitter_seconds": delta}).encode(),
+                body=json.dumps(body).encode(),
                 oidc_token=scheduler_v1.OidcToken(
                     service_account_email=self._service_account, audience=self._url
                 ),
@@ -146,13 +183,6 @@ class CloudSchedulerJobs:
             ),
             attempt_deadline=JOB_ATTEMPT_DEADLINE,
         )
-        try:
-            created = self._client.create_job(
-                parent=self._parent, job=job, timeout=DEFAULT_GOOGLE_TIMEOUT
-            )
-        except AlreadyExists:
-            created = self._client.update_job(job=job, timeout=DEFAULT_GOOGLE_TIMEOUT)
-        return created.name
 
     def pause(self, device_id: str) -> None:
         from google.cloud import scheduler_v1
@@ -175,6 +205,30 @@ class CloudSchedulerJobs:
         """Run the device's job now (Cloud Scheduler's RunJob): the sync outlives the caller's
         request, as Traccar's "locate now" needs (it waits 5 s, a Google locate up to 60)."""
         self._call("run_job", device_id)
+
+    def run_once(self, device_id: str) -> None:
+        """One run of the device's sync now, without a sync service: its one-shot job is made
+        (or remade) and run (see the module docstring); sync_device deletes it."""
+        from google.api_core.exceptions import AlreadyExists
+
+        name = f"{self._parent}/jobs/{once_job_id(device_id)}"
+        job = self._http_job(name, ONCE_SCHEDULE, {"device_id": device_id, "once": True})
+        try:
+            self._client.create_job(parent=self._parent, job=job, timeout=DEFAULT_GOOGLE_TIMEOUT)
+        except AlreadyExists:
+            self._client.update_job(job=job, timeout=DEFAULT_GOOGLE_TIMEOUT)
+        self._client.run_job(name=name, timeout=DEFAULT_GOOGLE_TIMEOUT)
+
+    def delete_once(self, device_id: str) -> bool:
+        """Delete the device's one-shot job; False if there is none (deleted already)."""
+        from google.api_core.exceptions import NotFound as GoogleNotFound
+
+        name = f"{self._parent}/jobs/{once_job_id(device_id)}"
+        try:
+            self._client.delete_job(name=name, timeout=DEFAULT_GOOGLE_TIMEOUT)
+        except GoogleNotFound:
+            return False
+        return True
 
     def _set_state(self, method: str, device_id: str, wanted: int) -> None:
         """`wanted`: a `scheduler_v1.Job.State` (an int enum, compared with the job's)."""
@@ -244,6 +298,23 @@ class LocalJobs:
         if job is None:
             raise NotFound(f"no sync job for device {device_id}")
         self._jobs.put(job.model_copy(update={"next_run": self._clock()}))
+
+    def run_once(self, device_id: str) -> None:
+        """The device's one-shot job, due now: the local loop runs it on its next tick, and
+        that run deletes it (`delete_once`)."""
+        self._jobs.put(
+            LocalJob(
+                id=once_job_id(device_id),
+                device_id=device_id,
+                timer=ONCE_TIMER,
+                delta=0,
+                once=True,
+                next_run=self._clock(),
+            )
+        )
+
+    def delete_once(self, device_id: str) -> bool:
+        return self._jobs.delete(once_job_id(device_id))
 
 
 def next_delay(timer: int, delta: int, rng: random.Random | None = None) -> float:

@@ -15,7 +15,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from shared.errors import BadRequest, BridgeError, Conflict, NotFound, RetryLater
@@ -35,8 +35,13 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# Devices whose handed-off deliveries one sweep delivers at most (each is one pipeline run).
+# Devices whose due outboxes one sweep delivers at most (each is one pipeline run).
 SWEEP_LIMIT = 50
+# A sweep starts no further device's run once this long has passed since it began: the
+# refresh_devices function lives 300 s and a run's pushes may each wait up to 20 s for Traccar.
+SWEEP_BUDGET = timedelta(seconds=120)
+# The sweep after a scheduled run: sync_device lives 180 s and the device's own run came first.
+AFTER_RUN_SWEEP_BUDGET = timedelta(seconds=20)
 
 
 class FetchFailed(BridgeError):
@@ -169,14 +174,23 @@ class Sync:
         for other_id, locations in others.items():
             self._deliver_other(other_id, Fetched(locations, skipped=skipped))
         if failures:
+            error = failures[0]
             # Shown by GET /services and GET /devices: a failing pull is not only in the log.
-            self._delivery.record_error(device.id, failures[0].message, at=self._clock())
+            self._delivery.record_error(device.id, error.message, at=self._clock())
             logger.warning(
                 "the source failed; the outbox was drained anyway",
-                extra={"device_id": device.id, "error": failures[0].message,
+                extra={"device_id": device.id, "error": error.message,
                        "pushed": report.result.pushed, "brought_along": sorted(others)},
             )  # fmt: skip
-            raise failures[0]
+            if report.result.pushed or report.result.failed:
+                # The caller (an explicit retry of a webhook-only device) learns what the
+                # drain did too, not only that the pull failed.
+                error.message = (
+                    f"{error.message}; the outbox was retried all the same: "
+                    f"{report.result.pushed} position(s) delivered, "
+                    f"{report.result.outbox} still waiting"
+                )
+            raise error
         return report
 
     @staticmethod
@@ -232,33 +246,42 @@ class Sync:
         """The sweep after a scheduled run: its failure must not turn the device's run into
         one (the next scheduled run or the hourly refresh sweeps again)."""
         try:
-            self.sweep_handoffs()
+            self.sweep_handoffs(budget=AFTER_RUN_SWEEP_BUDGET)
         except Exception:
-            logger.exception("the sweep of handed-off deliveries failed")
+            logger.exception("the sweep of due outboxes failed")
 
-    def sweep_handoffs(self, *, limit: int = SWEEP_LIMIT) -> list[str]:
-        """Deliver what webhooks handed off to a busy device's outbox and no lease holder
-        delivered (its run died, or the delivery came just as it let go): each such device's
-        pipeline runs, unless Traccar refused it lately (its backoff) or a run holds its lease
-        (that run delivers them: the pipeline's lease check says so, on the pipeline's clock).
-        One query when there is nothing to do. Returns the devices run (ADR 0002)."""
-        now = self._clock()
-        ran = []
-        for state in self._delivery.handed_off(limit=limit):
-            if state.retry_at and state.retry_at > now:
-                continue
+    def sweep_handoffs(
+        self, *, limit: int = SWEEP_LIMIT, budget: timedelta = SWEEP_BUDGET
+    ) -> list[str]:
+        """Deliver every outbox whose time has come (the state's `retry_at` passed) that no
+        run of its device delivered: a Traccar refusal's backoff ended (a webhook-only TLINK
+        device or Smartcar vehicle has no run of its own to retry it: a parked car's last
+        position waited for its next webhook), or a webhook handed a delivery off to a busy
+        device and no lease holder delivered it (its run died, or the delivery came just as it
+        let go; ADR 0002). Each device's pipeline runs with nothing fetched (the outbox only,
+        oldest position first, under its lease, paced by its backoff), the longest due first,
+        at most `limit` devices, none started once `budget` has passed. A device whose lease a
+        run holds is skipped: that run delivers its outbox, or the next sweep does. One query
+        answering nothing when nothing is due. Returns the devices run."""
+        started = self._clock()
+        ran: list[str] = []
+        for index, state in enumerate(self._delivery.due(now=started, limit=limit)):
+            if index and self._clock() - started >= budget:
+                logger.info("sweep: out of time; the next sweep goes on", extra={
+                    "device_id": state.id, "ran": len(ran)})  # fmt: skip
+                break
             device = self._devices.get(state.id)
             if device is None:
-                logger.warning("handed-off deliveries of an unknown device", extra={
+                logger.warning("due outbox of an unknown device", extra={
                     "device_id": state.id})  # fmt: skip
                 continue
             try:
                 report = self.pipeline.run(device, list)
-            except BridgeError as exc:  # busy again, or Firestore: the next sweep retries
-                logger.warning("sweep: a device's handed-off deliveries wait", extra={
+            except BridgeError as exc:  # busy, or Firestore: the next sweep retries
+                logger.warning("sweep: a device's outbox waits", extra={
                     "device_id": device.id, "reason": exc.message})  # fmt: skip
                 continue
-            logger.info("sweep: handed-off deliveries delivered", extra={
+            logger.info("sweep: a device's outbox retried", extra={
                 "device_id": device.id, **report.result.model_dump()})  # fmt: skip
             ran.append(device.id)
         return ran

@@ -21,17 +21,22 @@ password, PROTOCOLS.md §2) and raises:
     └── TraccarResponseError     any other non-2xx answer, or a body that is not what Traccar sends
 
 Both take their `requests.Session` from the caller (one pooled session per instance) and put an
-explicit timeout on every call. Error texts never contain the token and leave out the URL's
-query string (positions) and any user:password in the base URL.
+explicit timeout on every call. A caller with an answer to give in time (a webhook: Smartcar
+wants a 2xx within 15 s, PROTOCOLS.md §3) passes a `Deadline`: each call then gets at most what
+is left of it, connect and read together, and a call with nothing left is not made. Error
+texts never contain the token and leave out the URL's query string (positions) and any
+user:password in the base URL.
 """
 
 from __future__ import annotations
 
 import base64
+import copy
 import functools
 import http.client
 import logging
 import math
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -126,6 +131,46 @@ PASS_THROUGH_KEYS: dict[str, type] = {"charge": bool, "valid": bool}
 ERROR_BODY_LIMIT = 200
 
 
+# A call is not started with less time than this left before its deadline: it would only fail.
+MIN_CALL_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """A moment on the monotonic clock by which a chain of Traccar calls must have ended."""
+
+    at: float
+
+    @classmethod
+    def after(cls, seconds: float) -> Deadline:
+        return cls(time.monotonic() + seconds)
+
+    def remaining(self) -> float:
+        return max(0.0, self.at - time.monotonic())
+
+
+def _bounded(timeout: tuple[float, float], deadline: Deadline | None) -> Any:
+    """`timeout` of one request, cut to what is left before `deadline`: connect and read
+    together (urllib3's `total`; requests passes a urllib3 `Timeout` through as it is), so a
+    server that accepts the connection and never answers costs at most what is left. A read
+    timeout bounds each wait for data: a server dripping its answer a byte at a time could
+    still outlast it (Traccar answers a push in one write)."""
+    if deadline is None:
+        return timeout
+    # Imported here: urllib3 is loaded by requests already; only a bounded call needs this.
+    from urllib3.util import Timeout
+
+    left = deadline.remaining()
+    return Timeout(connect=min(timeout[0], left), read=min(timeout[1], left), total=left)
+
+
+def _no_time_left(target: str, deadline: Deadline | None) -> str | None:
+    """Why a call is not made: `deadline` reached (less than `MIN_CALL_SECONDS` left)."""
+    if deadline is None or deadline.remaining() >= MIN_CALL_SECONDS:
+        return None
+    return f"Traccar at {target}: not tried, no time left before the answer's deadline"
+
+
 class PushOutcome(StrEnum):
     ACCEPTED = "accepted"
     UNKNOWN_DEVICE = "unknown_device"
@@ -140,6 +185,8 @@ class PushResult:
     # Attributes left out so that the body fits Traccar's limit (names as they would have been
     # sent); the position itself always goes.
     dropped: tuple[str, ...] = ()
+    # False: not sent at all, no time being left before the caller's deadline.
+    tried: bool = True
 
 
 class OsmAndClient:
@@ -158,7 +205,11 @@ class OsmAndClient:
         self._target = _safe_url(base_url)
         self._timeout = (connect_timeout, read_timeout)
 
-    def push(self, location: Location, unique_id: str) -> PushResult:
+    def push(
+        self, location: Location, unique_id: str, *, deadline: Deadline | None = None
+    ) -> PushResult:
+        """Push `location` as `unique_id`; within what is left of `deadline` when one is given
+        (none left: not tried, `RETRY_LATER` with status None)."""
         # A form-encoded POST body and no query string: Traccar keeps 4096 bytes of request line
         # and decodes a longer one as `/bad-request`, a 400 that reads like an unknown device (a
         # device with many long UTF-8 sensor names crossed it); it reads the body when the URI
@@ -170,12 +221,15 @@ class OsmAndClient:
                 "attributes dropped to fit Traccar's body limit",
                 extra={"unique_id": unique_id, "dropped": _names(dropped)},
             )
+        late = _no_time_left(self._target, deadline)
+        if late is not None:
+            return PushResult(PushOutcome.RETRY_LATER, None, late, tried=False)
         try:
             response = self._session.post(
                 self._url,
                 data=body,
                 headers={"Content-Type": FORM},
-                timeout=self._timeout,
+                timeout=_bounded(self._timeout, deadline),
                 allow_redirects=False,
             )
         except requests.Timeout as exc:
@@ -452,7 +506,16 @@ class TraccarApi:
             self._authorization = f"Bearer {credentials}"
             self._who = "the token's user"
             self._secrets = [credentials]
-        self._timeout = timeout
+        self._timeout = timeout if isinstance(timeout, tuple) else (timeout, timeout)
+        self._deadline: Deadline | None = None
+
+    def until(self, deadline: Deadline) -> TraccarApi:
+        """This API (same session and credentials) with every call within `deadline`: a chain
+        of calls (`ensure_device`: up to six) ends by then, a call with no time left raises
+        `TraccarConnectionError` without being made."""
+        bounded = copy.copy(self)
+        bounded._deadline = deadline
+        return bounded
 
     def find_device(self, unique_id: str) -> TraccarDevice | None:
         """The device with this unique id that the credentials' user can see, or None.
@@ -635,6 +698,9 @@ class TraccarApi:
         json: Any = None,
     ) -> Any:
         what = f"{method} /api/{resource}"
+        late = _no_time_left(self._target, self._deadline)
+        if late is not None:
+            raise TraccarConnectionError(f"{late} ({what})")
         try:
             response = self._session.request(
                 method,
@@ -642,7 +708,7 @@ class TraccarApi:
                 params=params,
                 json=json,
                 headers={"Authorization": self._authorization, "Accept": "application/json"},
-                timeout=self._timeout,
+                timeout=_bounded(self._timeout, self._deadline),
                 allow_redirects=False,
             )
             response.raise_for_status()

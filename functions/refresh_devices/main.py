@@ -2,13 +2,16 @@
 
 `POST /` → `{"sources": [<one report per source>], "devices": <devices stored>}`.
 `POST /?sweep=only` (the sweep job, every few minutes) delivers what webhooks handed off to a
-busy device that no lease holder delivered (`Sync.sweep_handoffs`, ADR 0002) and nothing else:
-`{"swept": [<device ids run>]}`; one Firestore query when nothing is handed off. The Google
+busy device that no lease holder delivered, and every outbox whose backoff has ended
+(`Sync.sweep_handoffs`, ADR 0002), and nothing else: `{"swept": [<device ids run>]}`; one
+Firestore query when nothing is due. The Google
 report says what was refreshed, found new, auto-registered and notified, or why Google was not
 called at all (no credentials stored, or `auth_required`); the Smartcar one how many refresh
-tokens near their end were renewed. `alerts` names the operations alerts the run opened and
-ended (`shared.alerts`); `command_attributes` what the pass giving existing Traccar devices the
-Find Hub sender's attributes did (`shared.command_provisioning`).
+tokens near their end were renewed; then one each for TLINK's and Smartcar's devices
+(`shared.device_refresh`: listed, new ones mailed about, auto-registered). `alerts` names
+the operations alerts the run opened and ended (`shared.alerts`); `command_attributes` what
+the pass giving existing Traccar devices the Find Hub sender's attributes did
+(`shared.command_provisioning`).
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ def refresh() -> flask.Response:
     reports = [
         *runtime.google_accounts.refresh(),  # one report per Google account (ADR 0004)
         runtime.smartcar.renewal.renew_expiring(),
+        # TLINK's and Smartcar's devices: listed, mailed about, auto-registered; each vendor
+        # skipped when its pulls are not configured, its failure its own report's.
+        *(vendor.refresh() for vendor in runtime.vendor_refreshes),
     ]
     # Webhook deliveries handed off to a busy device that no lease holder delivered.
     swept = runtime.sync.sweep_handoffs()

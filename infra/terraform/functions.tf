@@ -109,8 +109,9 @@ locals {
     SMARTCAR_MODE         = var.smartcar_mode
   }
 
-  # TLINK's readings: stored by pushes (webhooks) and pulls (sync_device, the api's manual
-  # sync), shown by the api's views; all of them read TLINK's naive times in its zone.
+  # TLINK's readings: stored by pushes (webhooks), pulls (sync_device, the api's manual
+  # sync) and the hourly discovery (refresh_devices), shown by the api's views; all of them
+  # read TLINK's naive times in its zone.
   tlink_environment = {
     TLINK_API_URL                = var.tlink_api_url
     TLINK_TIME_ZONE              = var.tlink_time_zone
@@ -303,13 +304,14 @@ resource "google_cloudfunctions2_function" "refresh_devices" {
     all_traffic_on_latest_revision = true
     service_account_email          = google_service_account.runtime["refresh_devices"].email
 
-    # No TLINK: the hourly refresh neither pulls nor lists TLINK devices.
+    # TLINK: the hourly refresh lists the account's devices (TlinkSource.discover).
     environment_variables = merge(
       local.base_environment,
       local.tracking_environment,
       local.scheduler_environment,
       local.commands_environment,
       local.smartcar_environment,
+      local.tlink_environment,
     )
 
     dynamic "secret_environment_variables" {

@@ -39,7 +39,8 @@ locals {
       "smtp-password",          # new device, auto-registered, FCM token expiring, Google expiry
       "smartcar-client-secret", # renews refresh tokens near their end
       "smartcar-tokens",        # renews refresh tokens near their end
-      "state-encryption-key",   # the cached Google access token (Firestore state/)
+      "tlink-credentials",      # lists the TLINK account's devices (auto-registration)
+      "state-encryption-key",   # the cached Google and TLINK access tokens (Firestore state/)
     ]
     # Not state-encryption-key: the public function reads Firestore (datastore.user is per
     # database) but must not be able to open the cached vendor access tokens there.
@@ -79,8 +80,9 @@ locals {
     # or re-create a lost job), smart tracking and Google expiry during a manual sync.
     # Traccar's "locate now" command runs the device's job at once (run).
     api = ["create", "delete", "enable", "get", "pause", "run", "update"]
-    # Smart tracking re-plans the device's job (upsert); Google expiry pauses the Google jobs.
-    sync_device = ["create", "get", "pause", "update"]
+    # Smart tracking re-plans the device's job (upsert); Google expiry pauses the Google jobs;
+    # a run of a "locate now" one-shot job deletes that job.
+    sync_device = ["create", "delete", "get", "pause", "update"]
     # Auto-registration (upsert, paused at once while Google credentials are expired), smart
     # tracking's end (upsert), Google expiry met while listing devices (pause).
     refresh_devices = ["create", "get", "pause", "update"]
@@ -241,8 +243,9 @@ resource "google_secret_manager_secret_iam_member" "google_account_rotator" {
 
 # One role per job-managing function, with exactly the Cloud Scheduler permissions its code
 # needs (job_managers above). Narrower than roles/cloudscheduler.admin: running a job by hand
-# only for the api (Traccar's "locate now" command), no listing, no other locations' settings; sync_device and refresh_devices cannot delete or
-# resume a job.
+# only for the api (Traccar's "locate now" command), no listing, no other locations' settings;
+# sync_device deletes only the one-shot job of a "locate now" it runs (its code); refresh_devices
+# cannot delete or resume a job.
 resource "google_project_iam_custom_role" "scheduler_jobs" {
   for_each = local.job_managers
 

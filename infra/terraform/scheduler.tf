@@ -45,8 +45,10 @@ resource "google_cloud_scheduler_job" "refresh_devices" {
 # a busy device's outbox and no lease holder delivered (its run died or failed before its push,
 # or the delivery came just as it let go). Webhook-only devices (Smartcar, TLINK) have no sync
 # job of their own to sweep after, so without this job such a delivery waited for the hourly
-# refresh. `?sweep=only` runs the sweep and nothing else (no Google or Smartcar call, no alert
-# evaluation): one Firestore query when nothing is handed off (docs/decisions/0002).
+# refresh. The sweep also retries every outbox whose backoff has ended (a webhook-only device's
+# positions Traccar refused waited for its next webhook before). `?sweep=only` runs the sweep
+# and nothing else (no Google or Smartcar call, no alert evaluation): one Firestore query when
+# nothing is due (docs/decisions/0002).
 resource "google_cloud_scheduler_job" "sweep_handoffs" {
   name        = "${var.name_prefix}-sweep-handoffs"
   region      = var.region

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from shared.errors import BadRequest, Conflict, RetryLater
@@ -19,7 +19,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Beyond this many fingerprints changed in one run, the final write replaces the whole map
 # rather than listing each change in its update mask.
 MAX_FIELD_CHANGES = 500
@@ -199,8 +198,9 @@ class DeliveryRepository:
         along: Writes,
     ) -> None:
         """Store a delivery that found the device's lease held (ADR 0002): its positions in the
-        outbox, the state's outbox count and `handoff_since`, and the caller's writes (claim,
-        records), in one commit, on condition that the state did not change since `read`.
+        outbox, the state's outbox count, `handoff_since` and `retry_at` (now, unless a backoff
+        or an earlier hand-off set it: what the sweep looks for), and the caller's writes
+        (claim, records), in one commit, on condition that the state did not change since `read`.
 
         Writing the state is what makes the lease holder's final commit fail and drain the
         outbox before it lets go (`StateChanged`); had the holder committed first, this commit
@@ -211,7 +211,8 @@ class DeliveryRepository:
         if entries:
             since = read.value.handoff_since or now
             count = read.value.outbox_count + len(entries)
-            changes = {"outbox_count": count, "handoff_since": since}
+            retry_at = read.value.retry_at or now
+            changes = {"outbox_count": count, "handoff_since": since, "retry_at": retry_at}
             batch.update(
                 self.state_ref(read.value.id), changes, option=unchanged_since(read.update_time)
             )
@@ -224,14 +225,18 @@ class DeliveryRepository:
                 "changed since it was read"
             ) from None
 
-    def handed_off(self, *, limit: int) -> list[DeviceState]:
-        """At most `limit` states holding handed-off deliveries not yet delivered, without
-        their fingerprints (the sweep runs each device's pipeline, which reads its state)."""
+    def due(self, *, now: datetime, limit: int) -> list[DeviceState]:
+        """At most `limit` states whose outbox is due (`retry_at` passed: a backoff ended, a
+        delivery was handed off), the longest due first, without their fingerprints (the
+        sweep runs each device's pipeline, which reads its state). A range and an order on
+        `retry_at` alone: Firestore's automatic single-field index serves it, and a state
+        with nothing waiting (the field null or missing) is not in it, so an idle sweep costs
+        one query answering nothing."""
         from google.cloud.firestore import FieldFilter
 
-        # Any time at all: a null or missing field is not matched by a range filter.
         query = (
-            self._states.where(filter=FieldFilter("handoff_since", ">=", EPOCH))
+            self._states.where(filter=FieldFilter("retry_at", "<=", now))
+            .order_by("retry_at")
             .select([f for f in DeviceState.model_fields if f != "delivered"])
             .limit(limit)
         )

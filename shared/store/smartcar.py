@@ -360,11 +360,14 @@ class SmartcarStore:
         only the pull's event id and time of receipt) are written, each replacing its own field
         (`signals.<code>`, a set merging those paths): a webhook delivery that wrote the record
         since the read neither fails the run's commit nor loses its other signals or fields.
-        `signals` were merged newest first against `read` (`merge_signals`); a delivery that
-        wrote a newer reading of the very signal the pull also changed, in the seconds between
-        the read and the commit, is overwritten by the pull's older one until the vehicle's
-        next delivery or pull of that signal: rare and short-lived, and what the views show
-        only (the position it brought was delivered)."""
+        `signals` were merged newest first against `read` (`merge_signals`). A delivery may
+        write a newer reading of the very signal the pull also changed in the seconds between
+        the read and the commit (it arrives during the pull's run: handed off, its records
+        committed at once): the record is read again as the commit is built, and an entry whose
+        stored reading was measured after the pull's is left as stored (`_newer_stored`). The
+        stored location is what the next position is checked against (an older one is never
+        sent back: `signals.to_location`), so a pull must not put an older one in its place.
+        Only the milliseconds between that read and the commit stay open."""
         # Imported here, as the store's other Firestore helpers: loaded only where it is used.
         from google.cloud.firestore_v1.field_path import FieldPath
 
@@ -382,12 +385,21 @@ class SmartcarStore:
         if not changed:
             return None
         ref = self._vehicles.document(document_id(record.id))
-        # The id with them: a record deleted meanwhile (outside a removal, which deletes the
-        # device's state too and so fails the whole commit) comes back valid, if thin.
-        paths = ["id", *(FieldPath("signals", key) for key in changed)]
+        # The id with them (`paths`): a record deleted meanwhile (outside a removal, which
+        # deletes the device's state too and so fails the whole commit) comes back valid, if thin.
 
         def add(batch: firestore.WriteBatch) -> None:
-            batch.set(ref, {"id": record.id, "signals": changed}, merge=paths)
+            # Read when the commit is built (again for each attempt of the run's final commit).
+            stored = (ref.get(**options.reads()).to_dict() or {}).get("signals") or {}
+            kept = {
+                key: entry
+                for key, entry in changed.items()
+                if not _newer_stored(stored.get(key), entry)
+            }
+            if not kept:
+                return
+            paths = ["id", *(FieldPath("signals", key) for key in kept)]
+            batch.set(ref, {"id": record.id, "signals": kept}, merge=paths)
 
         return add
 
@@ -444,6 +456,15 @@ class SmartcarStore:
             ref.delete(option=unchanged_since(snapshot.update_time), **options.writes())
         except stale_errors():
             return  # released or taken over meanwhile
+
+
+def _newer_stored(stored: Any, entry: dict[str, Any]) -> bool:
+    """Whether a stored signal entry holds a reading measured after the one `entry` would
+    write (both as stored: `measured_at` in epoch seconds)."""
+    if not isinstance(stored, dict) or stored.get("body") is None:
+        return False
+    stored_at, own_at = stored.get("measured_at"), entry.get("measured_at")
+    return isinstance(stored_at, int) and isinstance(own_at, int) and stored_at > own_at
 
 
 def _reading(entry: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -61,8 +61,9 @@ SECRET_NAME_READERS: dict[str, set[str]] = {
     "smartcar_tokens_secret": GOOGLE_USERS,
     # SC-Signature and VERIFY (webhooks); disconnecting a removed vehicle (api, issue 20).
     "smartcar_management_token_secret": {"webhooks", "api"},
-    # A TLINK device's pull: sync_device, and the api's manual sync (the views read Firestore).
-    "tlink_credentials_secret": {"api", "sync_device"},
+    # A TLINK device's pull: sync_device, and the api's manual sync (the views read Firestore);
+    # the hourly discovery of the account's devices (refresh_devices).
+    "tlink_credentials_secret": GOOGLE_USERS,
     # The optional push protections: the webhooks only.
     "tlink_webhook_secret_name": {"webhooks"},
     "tlink_path_token_secret": {"webhooks"},
@@ -168,6 +169,9 @@ NEEDED_ENVIRONMENT: dict[str, set[str]] = {
         "SMARTCAR_CLIENT_ID",  # renewal of refresh tokens
         "SMARTCAR_REDIRECT_URI",
         "SMARTCAR_MODE",
+        "TLINK_API_URL",  # the discovery of the TLINK account's devices
+        "TLINK_TIME_ZONE",
+        "TLINK_READING_RETENTION_DAYS",
     },
     "webhooks": {
         "TLINK_TIME_ZONE",
@@ -183,8 +187,9 @@ JOB_VERBS: dict[str, set[str]] = {
     # (resume, or upsert a lost job), smart tracking and Google expiry in a manual sync.
     # Traccar's "locate now" runs the device's job at once.
     "api": {"create", "update", "pause", "enable", "delete", "get", "run"},
-    # Smart tracking (upsert), Google expiry (pause every Google job).
-    "sync_device": {"create", "update", "pause", "get"},
+    # Smart tracking (upsert), Google expiry (pause every Google job), a "locate now"
+    # one-shot job's run deletes that job.
+    "sync_device": {"create", "update", "pause", "get", "delete"},
     # Auto-registration (upsert, pause), smart tracking's end (upsert), Google expiry (pause).
     "refresh_devices": {"create", "update", "pause", "get"},
 }
@@ -226,9 +231,9 @@ QUERIED_FIELDS: dict[str, set[str]] = {
     # DeliveryRepository.outbox and .push_log.
     "outbox": {"device_id", "location.timestamp"},
     "push_log": {"device_id", "attempted_at"},
-    # DeliveryRepository.handed_off: the states holding handed-off deliveries (issue 16);
-    # .with_parked: the states with parked positions (the positions_parked alert).
-    "device_state": {"handoff_since", "parked_count"},
+    # DeliveryRepository.due: the states whose outbox the sweep retries (issue 16, a backoff
+    # ended); .with_parked: the states with parked positions (the positions_parked alert).
+    "device_state": {"retry_at", "parked_count"},
     # TraccarCommands.device: the device pushing to Traccar under a unique id.
     "devices": {"id", "traccar_unique_id"},
     # TlinkRepository: a user's devices, a sensor's history.

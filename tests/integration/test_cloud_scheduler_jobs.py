@@ -16,7 +16,7 @@ from google.api_core.exceptions import NotFound as GoogleNotFound
 from google.cloud import scheduler_v1
 
 from shared.errors import ConfigError, Conflict, NotFound
-from shared.scheduler import CloudSchedulerJobs, cron_for, job_id_for
+from shared.scheduler import CloudSchedulerJobs, cron_for, job_id_for, once_job_id
 from tests.fakes.cloud_scheduler import FakeCloudScheduler
 
 PROJECT = "traccar-bridge-test"
@@ -199,3 +199,35 @@ def test_without_a_target_url_jobs_can_be_paused_but_not_created(
     assert stored(client, "tracker-1").state == scheduler_v1.Job.State.PAUSED
     with pytest.raises(ConfigError, match="SYNC_DEVICE_URL"):
         pauser.upsert("tracker-2", timer=600, delta=5)
+
+
+def test_run_once_makes_a_yearly_one_shot_job_beside_the_service_and_runs_it_now(
+    jobs: CloudSchedulerJobs,
+    client: scheduler_v1.CloudSchedulerClient,
+    cloud_scheduler: FakeCloudScheduler,
+) -> None:
+    jobs.upsert("tracker-1", timer=600, delta=5)
+    once = f"{PARENT}/jobs/{once_job_id('tracker-1')}"
+
+    jobs.run_once("tracker-1")
+    jobs.run_once("tracker-1")  # a second "locate now" before the run remakes the same job
+
+    job = client.get_job(name=once)
+    assert job.schedule == "0 0 1 1 *" and job.state == scheduler_v1.Job.State.ENABLED
+    assert json.loads(job.http_target.body) == {"device_id": "tracker-1", "once": True}
+    assert job.http_target.oidc_token.service_account_email == SERVICE_ACCOUNT
+    assert cloud_scheduler.runs == [once, once]
+    assert stored(client, "tracker-1").schedule == cron_for(600)  # the service's job as it was
+
+
+def test_delete_once_deletes_only_the_one_shot_job(
+    jobs: CloudSchedulerJobs, client: scheduler_v1.CloudSchedulerClient
+) -> None:
+    jobs.upsert("tracker-1", timer=600, delta=5)
+    jobs.run_once("tracker-1")
+
+    assert jobs.delete_once("tracker-1") is True
+    assert jobs.delete_once("tracker-1") is False
+    with pytest.raises(GoogleNotFound):
+        client.get_job(name=f"{PARENT}/jobs/{once_job_id('tracker-1')}")
+    assert stored(client, "tracker-1").name.endswith(job_id_for("tracker-1"))

@@ -187,7 +187,7 @@ def test_the_refresh_devices_function_answers_the_google_report(
 
     get_settings.cache_clear()
     get_runtime.cache_clear()
-    google_report, smartcar_report = body["sources"]
+    google_report, smartcar_report, tlink_devices, smartcar_vehicles = body["sources"]
     assert google_report["status"] == "ok" and google_report["devices"] == 2
     assert smartcar_report == {
         "source": "smartcar",
@@ -195,6 +195,9 @@ def test_the_refresh_devices_function_answers_the_google_report(
         "skipped": "no Smartcar account connected",
         "error": None,
     }
+    # Neither TLINK's nor Smartcar's pulls are configured: both skipped, the refresh goes on.
+    assert (tlink_devices["source"], tlink_devices["status"]) == ("tlink", "skipped")
+    assert (smartcar_vehicles["source"], smartcar_vehicles["status"]) == ("smartcar", "skipped")
     assert body["devices"] == 3
 
 

@@ -19,7 +19,7 @@ from devtools.emulator import free_port
 from devtools.scheduler import REFRESH_INTERVAL, SWEEP_INTERVAL, LocalLoop, next_delay
 from shared.errors import NotFound
 from shared.models import LocalJob
-from shared.scheduler import LocalJobs, job_id_for
+from shared.scheduler import LocalJobs, job_id_for, once_job_id
 from shared.store import Repository, Store
 
 T0 = datetime(2026, 5, 1, 8, 0, 0, tzinfo=UTC)
@@ -255,6 +255,27 @@ def test_tick_runs_due_jobs_only_and_skips_paused_ones(
     assert all(content_type == "application/json" for _, content_type, _ in recorder.calls)
     assert stored(jobs_repository, "later") == later
     assert stored(jobs_repository, "paused") == paused
+
+
+def test_a_one_shot_job_runs_at_once_saying_so_beside_the_service_and_is_deleted_by_its_run(
+    jobs_repository: Repository[LocalJob],
+    session: requests.Session,
+    clock: Clock,
+    recorder: Recorder,
+) -> None:
+    service = put_job(jobs_repository, "keys", next_run=T0 + timedelta(minutes=5))
+    jobs = LocalJobs(jobs_repository, clock=clock)
+    loop = make_loop(jobs_repository, session, clock, sync_url=recorder.url + "/sync")
+
+    jobs.run_once("keys")
+    ran = loop.tick()
+
+    assert ran == ["keys"]
+    assert recorder.bodies("/sync") == [{"device_id": "keys", "once": True}]
+    assert stored(jobs_repository, "keys") == service  # the service's job is left as it was
+    assert jobs.delete_once("keys") is True  # what sync_device does with that run
+    assert jobs.delete_once("keys") is False
+    assert jobs_repository.get(once_job_id("keys")) is None
 
 
 def test_tick_reschedules_a_run_job_at_timer_plus_or_minus_delta(

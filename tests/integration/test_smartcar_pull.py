@@ -15,7 +15,7 @@ import pytest
 import requests
 from google.cloud import firestore
 
-from shared.models import Device, Location, Source, utc_now
+from shared.models import Device, Fetched, Location, Source, utc_now
 from shared.runtime import Runtime
 from shared.sources.smartcar.connect import ExchangeQuery
 from shared.sources.smartcar.errors import NotConnected, SmartcarAuthError, SmartcarRateLimited
@@ -424,3 +424,86 @@ def test_a_pulled_position_dated_ahead_of_the_clock_is_skipped(
     assert runtime.store.delivery.state(VAN).last_location is None
     assert genuine.result.pushed == 1
     assert [p.unique_id for p in osmand.positions] == [f"smartcar-{CAR}"]
+
+
+def iso_ago(seconds: int) -> str:
+    return (utc_now() - timedelta(seconds=seconds)).isoformat(timespec="seconds")
+
+
+def delivery(runtime: Runtime, smartcar: SmartcarServer, latitude: float, ago: int) -> bytes:
+    """A signed webhook delivery of CAR at `latitude`, measured `ago` seconds ago."""
+    from tests.integration.test_smartcar_webhook import SAMPLE, TOKEN
+
+    runtime.secrets.add_version(runtime.settings.smartcar_management_token_secret, TOKEN)
+    event = json.loads(json.dumps(SAMPLE))
+    event["eventId"] = f"delivery-{latitude}-{ago}"
+    event["vehicleId"] = event["data"]["vehicle"]["id"] = CAR
+    event["data"]["user"]["id"] = smartcar.user.id
+    measured = (int(utc_now().timestamp()) - ago) * 1000
+    event["data"]["signals"] = event["data"]["signals"][:1]  # the location alone
+    event["data"]["signals"][0]["body"]["latitude"] = latitude
+    event["data"]["signals"][0]["meta"] = {"oemUpdatedAt": measured}
+    event["meta"]["deliveredAt"] = measured + 1000
+    return json.dumps(event).encode()
+
+
+def deliver(runtime: Runtime, raw: bytes) -> dict:
+    from tests.integration.test_smartcar_webhook import sign
+
+    return runtime.smartcar.webhook.receive(raw, sign(raw)).body
+
+
+def stored_latitude(runtime: Runtime) -> float:
+    latest = runtime.smartcar.views.latest_signals(CAR).signals
+    [location] = [entry for entry in latest if entry.code == "location-preciselocation"]
+    assert location.body is not None
+    return location.body["latitude"]
+
+
+def test_a_pulled_location_older_than_a_delivered_one_never_sends_the_car_back(
+    runtime: Runtime, smartcar: SmartcarServer, osmand: OsmAndServer
+) -> None:
+    # Smartcar's API may answer a location older than the one a webhook delivered (PROTOCOLS.md
+    # §3: order by oemUpdatedAt): the pull's position stays at the newest place, invalid.
+    car = smartcar.vehicles[CAR]
+    car.data_age = iso_ago(300)
+    connect_vehicles(runtime, utc_now)
+    runtime.sync.sync_device(CAR)
+    assert deliver(runtime, delivery(runtime, smartcar, 37.45, ago=120))["pushed"] == 1
+    car.latitude = 37.4419  # measured before the delivered location, with a newer charge
+    car.battery_fraction = 0.81
+    car.signal_ages = {"location-preciselocation": iso_ago(200),
+                       "tractionbattery-stateofcharge": iso_ago(60)}  # fmt: skip
+
+    assert runtime.sync.sync_device(CAR).result.pushed == 1
+
+    pulled = osmand.positions[-1]
+    assert (pulled.latitude, pulled.valid, pulled.attributes["batteryLevel"]) == (37.45, False, 81)
+    assert stored_latitude(runtime) == 37.45
+
+
+def test_a_pull_never_overwrites_a_newer_location_delivered_during_its_run(
+    runtime: Runtime, smartcar: SmartcarServer, osmand: OsmAndServer
+) -> None:
+    # A delivery arriving while a pull runs is handed off and its records committed at once;
+    # the pull's records, committed after, must not put its older location in their place.
+    car = smartcar.vehicles[CAR]
+    car.data_age = iso_ago(300)
+    connect_vehicles(runtime, utc_now)
+    runtime.sync.sync_device(CAR)
+    car.latitude, car.signal_ages = 37.4419, {"location-preciselocation": iso_ago(200)}
+    answers = []
+
+    def pull_while_a_delivery_arrives() -> Fetched:
+        fetched = runtime.smartcar.source.fetch(device())
+        answers.append(deliver(runtime, delivery(runtime, smartcar, 37.46, ago=100)))
+        return fetched
+
+    runtime.sync.pipeline.run(device(), pull_while_a_delivery_arrives)
+
+    assert answers[0]["status"] == "queued"  # handed off under the pull's lease
+    assert [p.latitude for p in osmand.positions[1:]] == [37.4419, 37.46]
+    assert stored_latitude(runtime) == 37.46
+    # So the next delivery without a newer location stays at the newest place.
+    deliver(runtime, delivery(runtime, smartcar, 37.44, ago=150))
+    assert (osmand.positions[-1].latitude, osmand.positions[-1].valid) == (37.46, False)

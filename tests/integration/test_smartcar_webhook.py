@@ -298,8 +298,11 @@ def test_deliveries_to_a_busy_vehicle_are_answered_at_once_and_delivered_by_the_
     holder.start()
     while runtime.store.delivery.state(VEHICLE).lease_owner is None:
         time.sleep(0.01)
-    # Sent out of order, as Smartcar may: Traccar gets them oldest first.
+    # Sent out of order, as Smartcar may: Traccar gets them oldest first. Each was measured at
+    # a place of its own just before its delivery; the newest measured arrives first.
     events = [delivered_at(20), delivered_at(40), delivered_at(30)]
+    for event, latitude in zip(events, (37.43, 37.41, 37.42), strict=True):
+        moved_to(event, latitude, measured_ms=event["meta"]["deliveredAt"] - 1000)
     answers, latencies = [], []
     for event in events:
         started = time.monotonic()
@@ -316,10 +319,97 @@ def test_deliveries_to_a_busy_vehicle_are_answered_at_once_and_delivered_by_the_
     # The lease holder delivered them before letting go, once each, in order.
     times = [int(p.fix_time.timestamp()) for p in osmand.positions[1:]]
     assert times == sorted(e["meta"]["deliveredAt"] // 1000 for e in events)
+    # Ordered by oemUpdatedAt (PROTOCOLS.md §3): the locations measured before the newest one
+    # that had come in are not sent back; their positions stay at the newest place, invalid.
+    places = [(p.latitude, p.valid) for p in osmand.positions[1:]]
+    assert places == [(37.43, False), (37.43, False), (37.43, True)]
     state = runtime.store.delivery.state(VEHICLE)
     assert (state.lease_owner, state.outbox_count, state.handoff_since) == (None, 0, None)
     assert documents(firestore_client, "outbox") == {}
     assert runtime.sync.sweep_handoffs() == [] and len(osmand.positions) == 4
+
+
+def moved_to(event: dict[str, Any], latitude: float, *, measured_ms: int) -> dict[str, Any]:
+    """`event` with its location at `latitude` (the sample's longitude), measured then."""
+    [location] = [s for s in event["data"]["signals"] if s["code"] == "location-preciselocation"]
+    location["body"]["latitude"] = latitude
+    location["meta"] = {"oemUpdatedAt": measured_ms, "fetchedAt": measured_ms + 500}
+    return event
+
+
+def test_a_location_older_than_the_stored_one_never_sends_the_car_back(
+    runtime: Runtime, osmand: OsmAndServer, firestore_client: firestore.Client
+) -> None:
+    # Out of order (PROTOCOLS.md §3: order by oemUpdatedAt): a delivery whose location was
+    # measured before the one the bridge has comes later; its position, timed at its
+    # deliveredAt, would be Traccar's newest and put the car back where it was.
+    now_ms = int(time.time()) * 1000
+    newer = moved_to(fresh(), 37.45, measured_ms=now_ms - 60_000)
+    newer["meta"]["deliveredAt"] = now_ms - 55_000
+    older = moved_to(fresh(), 37.40, measured_ms=now_ms - 120_000)
+    older["meta"]["deliveredAt"] = now_ms - 50_000
+    [charge] = [s for s in older["data"]["signals"] if s["code"] == STATE_OF_CHARGE]
+    charge["body"]["value"] = 71
+    charge["meta"] = {"oemUpdatedAt": now_ms - 51_000}
+
+    assert [deliver(runtime, event)["pushed"] for event in (newer, older)] == [1, 1]
+
+    first, second = osmand.positions
+    assert (first.latitude, first.valid) == (37.45, True)
+    # The older delivery's position: at the newest known place, not a fix, with its readings.
+    assert (second.latitude, second.longitude, second.valid) == (37.45, -122.1381, False)
+    assert int(second.fix_time.timestamp()) == older["meta"]["deliveredAt"] // 1000
+    assert second.attributes["batteryLevel"] == 71 and second.course is None
+    # The stored location stays the newest measured: the next check compares with it.
+    vehicle = documents(firestore_client, "smartcar_vehicles")[VEHICLE]
+    stored = vehicle["signals"]["location-preciselocation"]
+    assert (stored["body"]["latitude"], stored["measured_at"]) == (37.45, now_ms // 1000 - 60)
+    assert vehicle["signals"][STATE_OF_CHARGE]["body"]["value"] == 71
+
+    # A location measured later than the stored one is sent as it is, valid.
+    latest = moved_to(fresh(), 37.47, measured_ms=now_ms - 30_000)
+    latest["meta"]["deliveredAt"] = now_ms - 29_000
+    deliver(runtime, latest)
+    assert (osmand.positions[-1].latitude, osmand.positions[-1].valid) == (37.47, True)
+
+
+STATE_OF_CHARGE = "tractionbattery-stateofcharge"
+
+
+def test_a_hanging_traccar_gets_the_push_deadline_and_the_answer_comes_in_time(
+    runtime: Runtime, osmand: OsmAndServer, firestore_client: firestore.Client
+) -> None:
+    # PROTOCOLS.md §3: a 2xx within 15 s, else Smartcar counts a failure and retries. The
+    # shared client waits 15 s for Traccar's answer: the webhook's run pushes within
+    # WEBHOOK_PUSH_WITHIN (8 s) instead, and what it could not push waits for the sweep.
+    from datetime import UTC, datetime, timedelta
+
+    deliver(runtime, fresh())  # the vehicle and its device exist
+    event = fresh()
+    event["meta"]["deliveredAt"] += 10_000
+    osmand.stall(25.0, times=1)  # Traccar takes the connection and does not answer
+    started = time.monotonic()
+
+    answer = deliver(runtime, event)
+
+    assert time.monotonic() - started < 12.0
+    assert (answer["status"], answer["pushed"], answer["queued"]) == ("processed", 0, 1)
+    osmand.stop()  # Traccar restarted: the hung request was never stored
+    osmand.start()
+    assert len(osmand.positions) == 1
+    assert runtime.store.delivery.state(VEHICLE).outbox_count == 1
+    assert f"smartcar_{event['eventId']}" in documents(firestore_client, "webhook_events")
+    # A minute later Traccar's backoff has ended (stood for by moving it into the past).
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    firestore_client.collection("device_state").document(VEHICLE).update({"retry_at": past})
+
+    assert runtime.sync.sweep_handoffs() == [VEHICLE]
+
+    assert len(osmand.positions) == 2
+    assert int(osmand.positions[1].fix_time.timestamp()) == event["meta"]["deliveredAt"] // 1000
+    assert runtime.sync.sweep_handoffs() == [] and len(osmand.positions) == 2
+    assert deliver(runtime, event)["status"] == "duplicate" and len(osmand.positions) == 2
+    assert runtime.store.delivery.state(VEHICLE).outbox_count == 0
 
 
 def test_a_copy_arriving_while_the_first_is_pushed_is_handed_off_and_makes_no_second_position(

@@ -8,6 +8,7 @@ added, since TLINK documents no location payload of its own.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -410,6 +411,28 @@ def test_a_position_traccar_refuses_waits_in_the_outbox_and_the_push_counts_as_d
     assert again.get_json()["status"] == "duplicate"
     [waiting] = store.delivery.outbox("tlink-2864")
     assert (waiting.location.lat, waiting.location.lon) == (31.230416, 121.473701)
+
+
+def test_a_hanging_traccar_delays_the_answer_by_the_push_deadline_only(
+    webhooks: FlaskClient, store: Store, firestore_client: firestore.Client, osmand: OsmAndServer
+) -> None:
+    # The webhooks function stops at 30 s; the shared client waits up to 15 s for Traccar: the
+    # receiver's run pushes within WEBHOOK_PUSH_WITHIN (8 s), the rest waits for the sweep.
+    osmand.stall(25.0, times=1)
+    started = time.monotonic()
+
+    answer = webhooks.post("/tlink", data=LOCATED, headers=JSON)
+
+    assert time.monotonic() - started < 12.0
+    assert (answer.status_code, answer.get_json()["location"]) == (200, "error")
+    osmand.stop()  # Traccar restarted: the hung request was never stored
+    osmand.start()
+    assert len(store.delivery.outbox("tlink-2864")) == 1
+    past = datetime.now(UTC) - timedelta(seconds=1)  # Traccar's backoff over
+    firestore_client.collection("device_state").document("tlink-2864").update({"retry_at": past})
+    assert get_runtime().sync.sweep_handoffs() == ["tlink-2864"]
+    assert len(osmand.positions) == 1
+    assert get_runtime().sync.sweep_handoffs() == [] and len(osmand.positions) == 1
 
 
 # --- Nobody outside puts a position into Traccar (issue 13) ----------------------------------

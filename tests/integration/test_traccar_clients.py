@@ -18,6 +18,7 @@ import requests
 from shared.models import Location
 from shared.traccar import (
     BasicLogin,
+    Deadline,
     OsmAndClient,
     PushOutcome,
     TraccarApi,
@@ -263,6 +264,38 @@ def test_read_timeout_means_retry_later_within_the_timeout(
     assert time.monotonic() - started < 2.0
     assert (result.outcome, result.status) == (PushOutcome.RETRY_LATER, None)
     assert "timeout" in (result.error or "")
+
+
+def test_a_push_with_a_deadline_ends_by_it_whatever_the_client_timeouts(
+    session: requests.Session, osmand: OsmAndServer
+) -> None:
+    # A webhook's answer budget (PROTOCOLS.md §3: Smartcar retries after 15 s): the shared
+    # client's timeouts (5 s connect, 15 s read) give way to what is left of the deadline.
+    patient = OsmAndClient(session, osmand.url, connect_timeout=5.0, read_timeout=15.0)
+    osmand.stall(10.0, times=1)
+    started = time.monotonic()
+
+    result = patient.push(location(), UNIQUE_ID, deadline=Deadline.after(1.0))
+
+    assert time.monotonic() - started < 3.0
+    assert (result.outcome, result.status, result.tried) == (PushOutcome.RETRY_LATER, None, True)
+    late = patient.push(location(), UNIQUE_ID, deadline=Deadline.after(0.0))
+    assert (late.outcome, late.tried) == (PushOutcome.RETRY_LATER, False)
+    assert len(osmand.requests) == 1  # the late one was never sent
+
+
+def test_api_calls_under_a_deadline_end_by_it_together(
+    session: requests.Session, api_server: FakeTraccarApi
+) -> None:
+    # `ensure_device` makes up to six calls: the deadline bounds them all, not each.
+    patient = TraccarApi(session, api_server.url, TOKEN, timeout=(5.0, 15.0))
+    api_server.stall(1.0)  # every call answers after a second
+    started = time.monotonic()
+
+    with pytest.raises(TraccarConnectionError):
+        patient.until(Deadline.after(2.5)).ensure_device("new-tracker", "New tracker")
+
+    assert time.monotonic() - started < 4.0  # unbounded, the three calls take 3 s and succeed
 
 
 def test_error_text_never_shows_credentials_of_the_url(

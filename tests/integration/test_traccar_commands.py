@@ -20,14 +20,14 @@ from werkzeug.serving import make_server
 
 from devtools.emulator import Emulator
 from shared.config import get_settings
-from shared.models import Device, LocalJob, Source, utc_now
+from shared.models import Device, ExcludedDevice, LocalJob, Source, utc_now
 from shared.runtime import get_runtime
-from shared.scheduler import job_id_for
+from shared.scheduler import job_id_for, once_job_id
 from shared.secrets import LocalSecretStore
 from shared.store import Store
 from tests.conftest import PROJECT
 from tests.fakes.osmand import OsmAndServer
-from tests.fakes.traccar_api import CommandFailed, FakeTraccarApi
+from tests.fakes.traccar_api import FakeTraccarApi
 
 ROOT = Path(__file__).resolve().parents[2]
 API_TOKEN = "test-api-token-0123456789"
@@ -137,12 +137,48 @@ def test_locate_now_answers_202_empty_at_once_and_makes_the_job_due(
     assert job is not None and job.next_run <= utc_now()
 
 
-def test_locate_now_of_a_device_without_a_service_fails_saying_what_to_send(
-    store: Store, traccar: FakeTraccarApi
+def sync_device_app() -> Any:
+    """The sync_device function, with the bridge's environment (the fixture's)."""
+    return functions_framework.create_app(
+        "sync_device", str(ROOT / "functions/sync_device/main.py")
+    )
+
+
+@pytest.mark.parametrize("stopped_first", [False, True])
+def test_locate_now_of_a_device_without_a_service_runs_a_one_shot_job_its_run_deletes(
+    bridge: str, store: Store, traccar: FakeTraccarApi, stopped_first: bool
 ) -> None:
-    with pytest.raises(CommandFailed) as failed:
-        traccar.send_command("abc123", "position-single")
-    assert failed.value.status == 409
+    if stopped_first:  # position-stop removed the service the device had
+        put_service(bridge, "abc123")
+        traccar.send_command("abc123", "position-stop")
+
+    sent = traccar.send_command("abc123", "position-single")
+
+    assert (sent.status, sent.body) == (202, b"")
+    once = store.local_jobs.get(once_job_id("abc123"))
+    assert once is not None and once.once and once.next_run <= utc_now()
+    assert store.services.get("abc123") is None  # one run, no service made
+    assert local_job(store, "abc123") is None
+    # The run the job starts (what the local loop posts, as Cloud Scheduler does) deletes it.
+    sync_device_app().test_client().post("/", json={"device_id": "abc123", "once": True})
+    assert store.local_jobs.get(once_job_id("abc123")) is None
+
+
+def test_locate_now_of_an_excluded_device_is_refused_naming_the_exclusion(
+    bridge: str, store: Store, key: str
+) -> None:
+    store.excluded_devices.put(ExcludedDevice(id="abc123"))
+
+    answer = requests.post(
+        f"{bridge}/devices/abc123/position-single",
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=5,
+    )
+
+    assert answer.status_code == 409
+    assert "excluded" in answer.json()["error"]
+    assert "DELETE /excluded-devices/abc123" in answer.json()["error"]
+    assert store.local_jobs.get(once_job_id("abc123")) is None
 
 
 def test_periodic_with_an_interval_makes_the_service_with_that_timer_and_the_jitter(

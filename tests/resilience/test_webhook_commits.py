@@ -43,6 +43,7 @@ from shared.runtime import Runtime
 from shared.sources.tlink import webhook as tlink
 from shared.store import Lease
 from shared.store.smartcar import SmartcarStore, VehicleRecord, vehicle_device
+from shared.sync import Sync
 from shared.traccar import OsmAndClient
 from tests.conftest import PROJECT, Clock, make_settings
 from tests.fakes.osmand import OsmAndServer
@@ -408,13 +409,23 @@ class DyingSession(requests.Session):
 
 
 def with_clock(runtime: Runtime, clock: Clock, session: requests.Session | None = None) -> Runtime:
-    """`runtime` whose pipeline reads `clock` (the lease's time) and pushes through `session`."""
+    """`runtime` whose pipeline and sweep read `clock` (the lease's time; the sweep's query of
+    due outboxes) and whose pipeline pushes through `session`."""
     settings = runtime.settings
     runtime.pipeline = Pipeline(  # type: ignore[misc]  # replaces the cached default
         delivery=runtime.store.delivery,
         osmand=OsmAndClient(session or runtime.http_session, str(settings.traccar_server_url)),
         traccar_api=runtime.traccar_api,
         retention=timedelta(days=settings.push_log_retention_days),
+        clock=clock,
+    )
+    runtime.sync = Sync(  # type: ignore[misc]  # replaces the cached default
+        devices=runtime.store.devices,
+        delivery=runtime.store.delivery,
+        pipeline=lambda: runtime.pipeline,
+        sources=runtime.sources,
+        trackers=runtime.trackers,
+        max_future_skew=settings.max_future_skew,
         clock=clock,
     )
     return runtime

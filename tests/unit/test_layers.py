@@ -27,6 +27,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("shared.pipeline", "shared.scheduler", "shared.notify", "shared.traccar_status",
      "shared.command_provisioning"),
     ("shared.services", "shared.sync", "shared.receiver", "shared.service_status", "shared.alerts",
+     "shared.device_refresh",
      "shared.status_report", "shared.commands", "shared.removal"),
     ("shared.sources",),
     ("shared.runtime", "shared.openapi"),

@@ -29,7 +29,8 @@ Distances in miles and speeds in mph are converted; a body without a unit is rea
 default metric units; an explicit unit this module does not know is skipped (logged), never
 taken for another. A signal without body (`status.error`) is skipped; so is a body that does not
 hold what its code promises. Nothing here invents coordinates: `to_location` gives a position
-only from the delivery's own location signal or from a last known one the caller passes.
+only from the delivery's own location signal or from a last known one the caller passes (also
+when the delivery's location is older than that one: out of order, it is not sent back).
 
 One delivery is one position (`to_location`), timed at the delivery (`meta.deliveredAt`), as
 Traccar's own decoder does: a parked, charging car repeats its location with the same
@@ -330,18 +331,30 @@ def to_location(
     without one, at the vehicle's last known position (`loc_status` "last_known"); without a last
     known position either: None. The location is not new, and the position is sent
     `valid=false`, when it is the last known one or its `oemUpdatedAt` is not after the stored
-    location's (`last_located_at`). `delivery` (the event id) makes its fingerprint its own.
+    location's (`last_located_at`). A location measured *before* the stored one (deliveries
+    come out of order, PROTOCOLS.md §3) is not sent at all: the position goes to the last known
+    place, as without a location, since Traccar makes the newest-timed position the device's
+    current one and the car would jump back to where it was. `delivery` (the event id) makes
+    its fingerprint its own.
     """
-    if reading.located:
+    stale = (
+        reading.located
+        and last_known is not None
+        and reading.located_at is not None
+        and last_located_at is not None
+        and reading.located_at < last_located_at
+    )
+    if reading.located and not stale:
         lat, lon = reading.lat, reading.lon
-        status = None
+        status, bearing = None, reading.bearing
         new = (
             reading.located_at is None
             or last_located_at is None
             or reading.located_at > last_located_at
         )
     elif last_known is not None:
-        (lat, lon), status, new = last_known, LAST_KNOWN, False
+        # The heading came with the delivery's own (older or missing) location: not sent.
+        (lat, lon), status, bearing, new = last_known, LAST_KNOWN, None, False
     else:
         return None
     attributes = dict(reading.attributes)
@@ -354,7 +367,7 @@ def to_location(
             lon=lon,
             timestamp=delivered_at,
             speed=reading.speed,
-            bearing=reading.bearing,
+            bearing=bearing,
             battery=reading.battery,
             loc_status=status,
             source=Source.SMARTCAR,

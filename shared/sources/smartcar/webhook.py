@@ -23,7 +23,10 @@ One delivery, in this order; nothing is written before step 6:
    retries): the lease holder delivers it before it lets go, or the sweep does (ADR 0002). A
    failed condition writes nothing: back to step 5 (a copy's claim is then found there);
 7. the position goes through the pipeline (`Pipeline.run`, which took the lease in step 6):
-   pushed, then recorded in the run's final commit, which marks the claim done.
+   pushed, then recorded in the run's final commit, which marks the claim done. Traccar gets
+   `WEBHOOK_PUSH_WITHIN` seconds for it, every call included (Smartcar counts an answer after
+   15 s as a failure and retries, PROTOCOLS.md §3; a hanging Traccar took 15 s and more): a
+   position not pushed by then waits in the outbox, the claim done, and the sweep delivers it.
 
 So a new VEHICLE_STATE costs three Firestore round trips (read, claim-and-lease commit, final
 commit) around the push, a repeat one. When 6 or 7 fails (Firestore unavailable; anything
@@ -65,7 +68,7 @@ from typing import Any
 from shared.errors import BadRequest, ConfigError, PayloadTooLarge, Unauthorized
 from shared.firestore_limits import escaped
 from shared.models import Device, too_far_ahead, utc_now
-from shared.pipeline import WEBHOOK_LEASE_DURATION, Pipeline
+from shared.pipeline import WEBHOOK_LEASE_DURATION, WEBHOOK_PUSH_WITHIN, Pipeline
 from shared.receiver import receive_claimed
 from shared.secrets import CachedSecrets, SecretNotFound, missing
 from shared.sources.smartcar import signals
@@ -427,6 +430,9 @@ class _Delivery:
                 # (Smartcar drops a delivery after three retries; PROTOCOLS.md §3).
                 hand_off=True,
                 lease_for=WEBHOOK_LEASE_DURATION,  # a dead delivery's device soon swept
+                # Smartcar wants a 2xx within 15 s (PROTOCOLS.md §3): Traccar's calls end well
+                # before; what is not pushed by then waits in the outbox for the sweep.
+                push_within=WEBHOOK_PUSH_WITHIN,
             )
         for skipped in reading.skipped:
             logger.info("Smartcar signal skipped: %s", skipped, extra={"event_id": event.eventId})

@@ -60,7 +60,7 @@ from pydantic import ValidationError
 
 from shared.errors import BadRequest, NotFound, Unauthorized, Unavailable
 from shared.models import Location, utc_now
-from shared.pipeline import WEBHOOK_LEASE_DURATION, Pipeline, RunReport
+from shared.pipeline import WEBHOOK_LEASE_DURATION, WEBHOOK_PUSH_WITHIN, Pipeline, RunReport
 from shared.receiver import UNAVAILABLE_RETRY_AFTER, receive_claimed
 from shared.secrets import DEFAULT_ROTATION_GRACE
 from shared.sources.tlink.ingest import DeviceReport, bridge_id, report_from_push
@@ -383,6 +383,8 @@ class _Push:
             along_outcome=repository.event_done(event),
             hand_off=True,  # a busy device: stored in its outbox, answered at once
             lease_for=WEBHOOK_LEASE_DURATION,  # a dead delivery's device soon swept
+            # Answered in time whatever Traccar does: what is not pushed by then waits.
+            push_within=WEBHOOK_PUSH_WITHIN,
         )
         ingestion.committed(prepared)
         return PushAnswer(
