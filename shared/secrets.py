@@ -9,6 +9,11 @@ Both backends keep numbered versions of a named secret:
 - `versions(name)` lists the enabled versions, newest first, each with its value and when it
   was added: what a rotation with a grace period checks a presented credential against
   (`accepted_values`, `CachedSecrets.accepted`).
+- `destroy_disabled(name, keep=..., limit=...)` destroys the disabled versions but the newest
+  `keep` of them, oldest first, at most `limit` in one call. Secret Manager bills every version
+  that is not destroyed, disabled ones too (https://cloud.google.com/secret-manager/pricing: a
+  version is "active", $0.06 a month each, when enabled or disabled; destroyed ones are free),
+  so a secret rewritten on a schedule (the Smartcar tokens, at each refresh) prunes its past.
 
 Every value read or written is registered with `shared.logs.register_secret`: it can never
 appear in a log line, whatever code later logs it by mistake.
@@ -91,6 +96,8 @@ class SecretStore(Protocol):
     def add_version(self, name: str, value: str) -> str: ...
 
     def disable_versions(self, name: str, *, keep: str | None = None) -> int: ...
+
+    def destroy_disabled(self, name: str, *, keep: int, limit: int) -> int: ...
 
     def versions(self, name: str) -> list[SecretVersion]: ...
 
@@ -204,6 +211,20 @@ class LocalSecretStore:
                 path.rename(path.with_name(f"{version}.disabled"))
                 disabled += 1
         return disabled
+
+    def destroy_disabled(self, name: str, *, keep: int, limit: int) -> int:
+        folder = self._folder(name)
+        if not folder.is_dir():
+            return 0
+        disabled = sorted(
+            int(path.name.split(".")[0])
+            for path in folder.iterdir()
+            if path.name.endswith(".disabled") and path.name.split(".")[0].isdigit()
+        )
+        doomed = disabled[: max(len(disabled) - keep, 0)][:limit]
+        for number in doomed:
+            (folder / f"{number}.disabled").unlink(missing_ok=True)
+        return len(doomed)
 
 
 class SecretManagerStore:
@@ -340,6 +361,39 @@ class SecretManagerStore:
                 )
                 disabled += 1
         return disabled
+
+    def destroy_disabled(self, name: str, *, keep: int, limit: int) -> int:
+        """Destroy the disabled versions but the newest `keep`, oldest first, at most `limit`
+        (a backlog left by older releases goes over several calls). Only disabled versions are
+        listed (`state:DISABLED`): destroyed ones stay listed by the service for good, and
+        listing them too would grow with every call."""
+        from google.api_core.exceptions import FailedPrecondition, NotFound, PermissionDenied
+
+        try:
+            disabled = list(
+                self._client.list_secret_versions(
+                    request={"parent": self._secret_path(name), "filter": "state:DISABLED"},
+                    timeout=DEFAULT_GOOGLE_TIMEOUT,
+                )
+            )
+        except NotFound:
+            return 0
+        disabled.sort(key=lambda version: int(version.name.rsplit("/", 1)[-1]))
+        destroyed = 0
+        for version in disabled[: max(len(disabled) - keep, 0)][:limit]:
+            try:
+                self._client.destroy_secret_version(
+                    name=version.name, timeout=DEFAULT_GOOGLE_TIMEOUT
+                )
+            except (NotFound, FailedPrecondition):
+                continue  # destroyed meanwhile: just as good
+            except PermissionDenied:
+                raise ConfigError(
+                    f"the function may not destroy old versions of secret {name}: grant it "
+                    "secretmanager.versions.destroy on that secret (infra/terraform/iam.tf)"
+                ) from None
+            destroyed += 1
+        return destroyed
 
 
 class CachedSecrets:

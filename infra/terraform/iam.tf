@@ -176,6 +176,40 @@ resource "google_secret_manager_secret_iam_member" "rotator" {
   member    = "serviceAccount:${google_service_account.runtime[each.value.function].email}"
 }
 
+# Destroying the old disabled versions of a secret rewritten on a schedule (shared/secrets.py
+# destroy_disabled, the Smartcar token store after each change): Secret Manager bills disabled
+# versions until they are destroyed. Only the secret that needs it, only its writers.
+locals {
+  secret_pruners = {
+    api             = ["smartcar-tokens"] # Connect, refreshed tokens on a manual sync
+    sync_device     = ["smartcar-tokens"] # refreshed access tokens
+    refresh_devices = ["smartcar-tokens"] # renewed refresh tokens
+  }
+  secret_prune_grants = merge([
+    for function, secrets in local.secret_pruners : {
+      for secret in secrets : "${function}/${secret}" => { function = function, secret = secret }
+    }
+  ]...)
+}
+
+resource "google_project_iam_custom_role" "secret_pruner" {
+  role_id     = "${local.role_prefix}_secret_pruner"
+  title       = "traccar-bridge secret version pruning"
+  description = "List a secret's disabled versions and destroy the old ones."
+  permissions = [
+    "secretmanager.versions.destroy",
+    "secretmanager.versions.list",
+  ]
+}
+
+resource "google_secret_manager_secret_iam_member" "pruner" {
+  for_each = local.secret_prune_grants
+
+  secret_id = google_secret_manager_secret.secret[each.value.secret].id
+  role      = google_project_iam_custom_role.secret_pruner.name
+  member    = "serviceAccount:${google_service_account.runtime[each.value.function].email}"
+}
+
 # Rotation with a grace period (issue 20): the checker of a rotated credential lists the enabled
 # versions with their creation times (shared/secrets.py versions) and accepts the previous one
 # until ROTATION_GRACE_HOURS after the newest was added. Listing only; reading each version is

@@ -21,7 +21,7 @@ the vehicle to any Traccar device.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -350,11 +350,20 @@ class SmartcarStore:
         return Versioned.of(snapshot, VehicleRecord)
 
     def signals_write(
-        self, read: Versioned[VehicleRecord], signals: dict[str, SignalEntry]
+        self,
+        read: Versioned[VehicleRecord],
+        signals: dict[str, SignalEntry],
+        *,
+        fill: Mapping[str, Any] | None = None,
     ) -> Writes | None:
         """A pull's signals as the vehicle's latest (what the views show, what the next pull
         compares with), as a write for its run's final commit (`Fetched.writes`): written with
-        the position's outcome, never before its push. None when no entry differs from `read`.
+        the position's outcome, never before its push. None when no entry differs from `read`
+        and there is nothing to `fill`.
+
+        `fill`: top-level fields written only where the record, as read when the commit is
+        built, has none (a pull that learned a vehicle's user id from its v2 tokens: a webhook
+        that recorded one meanwhile keeps its own). The record is created when there is none.
 
         Only the entries whose reading differs from `read`'s (a value, a time, a failure: not
         only the pull's event id and time of receipt) are written, each replacing its own field
@@ -382,7 +391,8 @@ class SmartcarStore:
             for key, entry in after.items()
             if _reading(before.get(key)) != _reading(entry)
         }
-        if not changed:
+        wanted = {key: value for key, value in (fill or {}).items() if value is not None}
+        if not changed and not wanted:
             return None
         ref = self._vehicles.document(document_id(record.id))
         # The id with them (`paths`): a record deleted meanwhile (outside a removal, which
@@ -390,16 +400,19 @@ class SmartcarStore:
 
         def add(batch: firestore.WriteBatch) -> None:
             # Read when the commit is built (again for each attempt of the run's final commit).
-            stored = (ref.get(**options.reads()).to_dict() or {}).get("signals") or {}
+            document = ref.get(**options.reads()).to_dict() or {}
+            stored = document.get("signals") or {}
             kept = {
                 key: entry
                 for key, entry in changed.items()
                 if not _newer_stored(stored.get(key), entry)
             }
-            if not kept:
+            filled = {key: value for key, value in wanted.items() if document.get(key) is None}
+            if not kept and not filled:
                 return
-            paths = ["id", *(FieldPath("signals", key) for key in kept)]
-            batch.set(ref, {"id": record.id, "signals": kept}, merge=paths)
+            paths = ["id", *filled, *(FieldPath("signals", key) for key in kept)]
+            data = {"id": record.id, **filled, **({"signals": kept} if kept else {})}
+            batch.set(ref, data, merge=paths)
 
         return add
 

@@ -66,6 +66,28 @@ wire protocol the official SDK speaks (PROTOCOLS.md §3, Smartcar's API referenc
     `signal_ages` (a parked car: the location keeps its time while the state of charge moves
     on, PROTOCOLS.md §3); `retrievedAt` is the time of the call, as Smartcar's examples show
     it one second after `oemUpdatedAt` and a pull always retrieves anew.
+- One user id across v2 and v3: `GET /v2.0/user` answers `{"id"}` for the user a v2 access
+  token belongs to, and that id is what v3's `sc-user-id` takes, so the fake's v3 signals
+  accept `user.id` whether it came from Connect's redirect, a webhook or `GET /v2.0/user`.
+  Sources: https://smartcar.com/docs/api-reference/user (v2 `GET /user`: "id ... A user ID
+  (UUID v4)", "the static unique identifier" of the user); the official SDK reads it with
+  `smartcar.get_user(access_token)` (smartcar 6.19.1 `smartcar/smartcar.py`: `GET
+  /v{API_VERSION}/user`, "Retrieve the userId associated with the access_token"; older
+  releases `get_user_id`, github smartcar/python-sdk); the v2 management API lists each
+  connection's `userId` with its `vehicleId` (api-reference/management/get-vehicle-connections);
+  Smartcar's v2-to-v3 migration guide
+  (https://smartcar.com/docs/getting-started/how-to/m2m/migration-guide.md) has an integration
+  "Backfill existing connections": retrieve the user IDs of connections made with per-vehicle
+  (v2) tokens, then "Switch to application tokens ... + `sc-user-id` header"; Connect's
+  `user_id` is "A Smartcar-generated UUID that identifies this user ... use it as the
+  sc-user-id header" (connect/handle-the-response), and the M2M FAQ
+  (getting-started/how-to/m2m/faq) names Connect and webhooks' `user.id` as where it comes
+  from. No page says in one sentence "the v2 `GET /user` id is the `sc-user-id`": it follows
+  from the migration guide's backfill of v2 connections' user ids for `sc-user-id` and from
+  both being the user's one Smartcar UUID; the bridge falls back to v2 when v3 refuses it.
+  What Smartcar answers to an `sc-user-id` that is not the vehicle's user is not documented;
+  the fake answers the v3 signals 404 `RESOURCE_NOT_FOUND`, the answer it gives any vehicle it
+  does not serve for that user.
 - `revoke_access_tokens()`, `revoke_refresh_tokens()` end what was issued so far;
   `rate_limit(retry_after)` makes the next API call a 429 `RATE_LIMIT` with `Retry-After`.
 

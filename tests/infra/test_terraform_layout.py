@@ -234,11 +234,13 @@ def test_secret_access_is_granted_per_secret_never_project_wide(terraform: Terra
         assert not terraform.of_type(kind), f"{kind} is authoritative: it would drop grants"
     grants = terraform.of_type("google_secret_manager_secret_iam_member")
     # lister: the checkers of rotated credentials list versions (issue 20, rotation grace);
+    # pruner: the Smartcar token secret's writers destroy its old disabled versions;
     # google_account_*: the further Google accounts' secrets (test_terraform_google_accounts.py).
     assert set(grants) == {
         "accessor",
         "rotator",
         "lister",
+        "pruner",
         "google_account_accessor",
         "google_account_rotator",
     }

@@ -80,6 +80,9 @@ SECRET_NAME_WRITERS: dict[str, set[str]] = {
     # refresh tokens (refresh_devices).
     "smartcar_tokens_secret": GOOGLE_USERS,
 }
+# Secrets whose old disabled versions the code destroys (destroy_disabled) → the functions
+# that do: the Smartcar token store prunes after each change it writes.
+SECRET_NAME_PRUNERS: dict[str, set[str]] = {"smartcar_tokens_secret": GOOGLE_USERS}
 # Secret values Cloud Run injects as environment variables → (secret, the functions that get it).
 SECRET_VALUES: dict[str, tuple[str, set[str]]] = {
     "API_TOKEN": ("api-token", {"api"}),
@@ -209,6 +212,7 @@ SECRET_METHODS = {
     "list_secret_versions": "secretmanager.versions.list",  # read's fallback, disable_versions
     "add_secret_version": "secretmanager.versions.add",  # add_version
     "disable_secret_version": "secretmanager.versions.disable",  # disable_versions
+    "destroy_secret_version": "secretmanager.versions.destroy",  # destroy_disabled
     "create_secret": "secretmanager.secrets.create",  # add_version on a missing secret
 }
 # Models with an `expire_at` field → the collection they are stored in.
@@ -412,6 +416,27 @@ def test_secret_permissions_cover_the_secret_manager_calls(terraform: Terraform)
         SECRET_METHODS["list_secret_versions"],
         SECRET_METHODS["disable_secret_version"],
     }
+    pruner = set(
+        terraform.resource("google_project_iam_custom_role", "secret_pruner")["permissions"]
+    )
+    # destroy_disabled lists the disabled versions, then destroys the old ones.
+    assert pruner == {
+        SECRET_METHODS["list_secret_versions"],
+        SECRET_METHODS["destroy_secret_version"],
+    }
+
+
+def test_only_the_functions_that_prune_a_secret_may_destroy_its_versions(
+    terraform: Terraform,
+) -> None:
+    names = secret_name_fields()
+    expected = {names[field]: functions for field, functions in SECRET_NAME_PRUNERS.items()}
+    pruners = terraform.locals["secret_pruners"]
+    assert {s for secrets in pruners.values() for s in secrets} == set(expected)
+    for secret, functions in expected.items():
+        assert {f for f, secrets in pruners.items() if secret in secrets} == functions, secret
+        # Whoever changes the token secret prunes it (tokens.TokenStore._change).
+        assert writers_of(terraform, secret) == functions, secret
 
 
 # --- Settings ----------------------------------------------------------------------------------

@@ -301,3 +301,73 @@ def test_a_rotation_is_accepted_end_to_end_with_the_cloud_store(
     assert key_accepted("new-command-key") and not key_accepted("old-command-key")
     # The old versions are still enabled: the grace, not an operator, ended them.
     assert secret_manager.version_states(PROJECT, command_key) == {"1": "ENABLED", "2": "ENABLED"}
+
+
+def test_destroy_disabled_keeps_the_newest_disabled_versions(
+    store: SecretManagerStore, secret_manager: FakeSecretManager
+) -> None:
+    # Secret Manager bills disabled versions until they are destroyed (shared/secrets.py).
+    for number in range(1, 7):
+        store.add_version("pruned", f"value {number}")
+    store.disable_versions("pruned", keep="6")
+
+    assert store.destroy_disabled("pruned", keep=2, limit=20) == 3
+
+    assert secret_manager.version_states(PROJECT, "pruned") == {
+        "1": "DESTROYED",
+        "2": "DESTROYED",
+        "3": "DESTROYED",
+        "4": "DISABLED",
+        "5": "DISABLED",
+        "6": "ENABLED",
+    }
+    assert store.read("pruned") == "value 6"
+    assert store.destroy_disabled("pruned", keep=2, limit=20) == 0  # destroyed ones not listed
+    assert store.destroy_disabled("never-written", keep=2, limit=20) == 0
+
+
+def test_destroy_disabled_goes_over_a_backlog_oldest_first_a_limit_at_a_time(
+    store: SecretManagerStore, secret_manager: FakeSecretManager
+) -> None:
+    for number in range(1, 9):
+        store.add_version("backlog", f"value {number}")
+    store.disable_versions("backlog", keep="8")
+
+    assert store.destroy_disabled("backlog", keep=1, limit=4) == 4
+    states = secret_manager.version_states(PROJECT, "backlog")
+    assert [n for n, state in states.items() if state == "DESTROYED"] == ["1", "2", "3", "4"]
+    assert store.destroy_disabled("backlog", keep=1, limit=4) == 2
+    assert secret_manager.version_states(PROJECT, "backlog")["7"] == "DISABLED"
+
+
+def test_the_smartcar_token_secret_keeps_a_few_versions_however_often_it_changes(
+    secret_manager: FakeSecretManager, tmp_path: Path, firestore_client: Any, clock: Clock
+) -> None:
+    """Each token refresh or Connect writes a version of `smartcar-tokens` (a refresh every two
+    hours while a vehicle is pulled): the older ones are destroyed, so a month of changes
+    leaves the current version and the newest disabled ones, not hundreds billed."""
+    from shared.sources.smartcar.client import TokenSet
+
+    settings = make_settings(tmp_path, secrets_backend="secret_manager")
+    store = SecretManagerStore(secret_manager.client(), PROJECT)
+    runtime = Runtime(settings, firestore_client=firestore_client, secrets=store)
+    tokens = runtime.smartcar_stack(clock=clock).tokens
+    name = settings.smartcar_tokens_secret
+
+    for change in range(12):
+        pair = TokenSet(
+            access_token=f"access-{change}-{uuid.uuid4().hex}",
+            refresh_token=f"refresh-{change}-{uuid.uuid4().hex}",
+            expires_at=clock.now + timedelta(hours=2),
+            refresh_expires_at=clock.now + timedelta(days=60),
+        )
+        tokens.connect("e0514ef4-5226-4d6f-9a6f-3c2b1a0f9e8d", pair, ["vehicle-1"])
+        clock.advance(timedelta(hours=2).total_seconds())
+
+    states = secret_manager.version_states(PROJECT, name)
+    assert len(states) == 12
+    active = {number: state for number, state in states.items() if state != "DESTROYED"}
+    assert active == {"10": "DISABLED", "11": "DISABLED", "12": "ENABLED"}
+    assert tokens.load().users["e0514ef4-5226-4d6f-9a6f-3c2b1a0f9e8d"].access_token.startswith(
+        "access-11-"
+    )

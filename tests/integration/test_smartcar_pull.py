@@ -1,6 +1,7 @@
 """The Smartcar pull source against a local Smartcar over real sockets: API v3 with the
-instance's application token and `sc-user-id`; vehicles connected before the upgrade read with
-their v2 tokens (refreshed before they expire) until their user id is known."""
+instance's application token and `sc-user-id`; vehicles connected before the upgrade moved to
+v3 under the user their v2 tokens are filed under, and read with those tokens (refreshed
+before they expire) while v3 refuses that user."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 import pytest
@@ -24,12 +26,18 @@ from tests.conftest import Clock, make_settings
 from tests.fakes.osmand import OsmAndServer
 from tests.fakes.smartcar import ALL_PERMISSIONS, FakeVehicle, SmartcarServer
 
+if TYPE_CHECKING:
+    from shared.store.smartcar import VehicleRecord
+
 CLIENT_ID = "8229df9f-91a0-4ff0-a1ae-a1f38ee24d07"
 CLIENT_SECRET = "sc-client-secret-b7d1f0a2"
 REDIRECT_URI = "https://bridge.example.test/smartcar/exchange"
 CAR = "9af13248-7a5b-4b0c-9d3e-1f2a3b4c5d6e"
 VAN = "1c2d3e4f-0000-4b0c-9d3e-aaaaaaaaaaaa"
 REQUEST_TIMEOUT = 10.0
+# A Smartcar user id (a UUID) the fake's v3 does not know: v2 tokens filed under it are read
+# with v2 (v3 refuses that user for the vehicle).
+UNKNOWN_USER = "0b7c6a3e-1d2f-4e5a-8b9c-0d1e2f3a4b5c"
 
 
 @pytest.fixture
@@ -81,10 +89,14 @@ def connect_vehicles(runtime: Runtime, clock: Callable[[], datetime]) -> None:
 
 
 def connect_before_v3(
-    runtime: Runtime, smartcar: SmartcarServer, clock: Callable[[], datetime]
+    runtime: Runtime,
+    smartcar: SmartcarServer,
+    clock: Callable[[], datetime],
+    *,
+    filed_under: str | None = None,
 ) -> None:
-    """The vehicles as a v2 Connect left them: a token pair in the secret, devices recorded,
-    no user id known to the vehicle records."""
+    """The vehicles as a v2 Connect left them: a token pair in the secret, filed under the
+    user's id (or `filed_under`), devices recorded, no user id known to the vehicle records."""
     from shared.sources.smartcar.client import TokenSet
 
     issued = smartcar.issue_legacy_tokens()
@@ -95,7 +107,8 @@ def connect_before_v3(
         expires_at=now + timedelta(seconds=issued["expires_in"]),
         refresh_expires_at=now + timedelta(days=60),
     )
-    smartcar_at(runtime, clock).tokens.connect(smartcar.user.id, tokens, smartcar.user.vehicles)
+    owner = filed_under or smartcar.user.id
+    smartcar_at(runtime, clock).tokens.connect(owner, tokens, smartcar.user.vehicles)
     for vehicle_id in smartcar.user.vehicles:
         runtime.store.devices.put(device(vehicle_id))
 
@@ -106,6 +119,15 @@ def device(vehicle_id: str = CAR) -> Device:
 
 def stored_tokens(runtime: Runtime) -> dict:
     return json.loads(runtime.secrets.read(runtime.settings.smartcar_tokens_secret))
+
+
+def v2_grants(smartcar: SmartcarServer) -> list[str]:
+    """The v2 token requests (a refused v3 read's application token left out)."""
+    return [grant for grant in smartcar.grants() if grant != "client_credentials"]
+
+
+def v2_reads(smartcar: SmartcarServer) -> list[str]:
+    return [r.path for r in smartcar.requests if r.path.startswith("/v2.0/")]
 
 
 def test_a_sync_job_pulls_the_connected_vehicle_into_traccar(
@@ -205,12 +227,12 @@ def test_a_refused_application_token_is_replaced_and_the_read_retried(
 def test_a_vehicle_connected_before_v3_keeps_its_v2_tokens_until_its_user_id_is_known(
     runtime: Runtime, smartcar: SmartcarServer, clock: Clock
 ) -> None:
-    connect_before_v3(runtime, smartcar, clock)
+    connect_before_v3(runtime, smartcar, clock, filed_under=UNKNOWN_USER)
     stack = smartcar_at(runtime, clock)
 
     [before] = stack.source.fetch(device())
     assert [r.path for r in smartcar.requests if r.path.endswith("/batch")]
-    assert smartcar.v3_calls() == [] and smartcar.user.id in stored_tokens(runtime)["users"]
+    assert UNKNOWN_USER in stored_tokens(runtime)["users"]
 
     # A webhook delivery names the user (data.user.id): from then on, API v3.
     from shared.store.smartcar import SmartcarStore, VehicleRecord
@@ -224,9 +246,90 @@ def test_a_vehicle_connected_before_v3_keeps_its_v2_tokens_until_its_user_id_is_
     [after] = stack.source.fetch(device())
 
     assert (before.lat, after.lat) == (37.4292, 37.4292)
-    assert [r.headers["sc-user-id"] for r in smartcar.v3_calls(CAR)] == [smartcar.user.id]
+    users = [r.headers["sc-user-id"] for r in smartcar.v3_calls(CAR)]
+    assert users == [UNKNOWN_USER, smartcar.user.id]  # refused, then the recorded user
     assert stored_tokens(runtime)["users"] == {}  # the v2 tokens are dropped
     assert isinstance(store.vehicle(CAR), VehicleRecord)
+
+
+def vehicle_record(runtime: Runtime, vehicle_id: str = CAR) -> VehicleRecord | None:
+    from shared.store.smartcar import SmartcarStore
+
+    return SmartcarStore(runtime.store.client).vehicle(vehicle_id)
+
+
+def test_a_vehicle_connected_before_v3_is_pulled_with_v3_under_its_tokens_user(
+    runtime: Runtime, smartcar: SmartcarServer, osmand: OsmAndServer
+) -> None:
+    """The v2 Vehicles API is deprecated (PROTOCOLS.md §3): a vehicle whose record names no
+    user is read with v3 under the user its v2 tokens are filed under, and that id recorded."""
+    connect_before_v3(runtime, smartcar, utc_now)
+    tokens_secret = runtime.settings.smartcar_tokens_secret
+
+    first = runtime.sync.sync_device(CAR)
+
+    assert (first.result.fetched, first.result.pushed) == (1, 1)
+    [read] = smartcar.v3_calls(CAR)
+    assert read.headers["sc-user-id"] == smartcar.user.id
+    assert v2_reads(smartcar) == []  # not one v2 call
+    record = vehicle_record(runtime)
+    assert record is not None and record.user_id == smartcar.user.id  # by the final commit
+    assert (record.make, record.traccar_unique_id) == ("TESLA", f"smartcar-{CAR}")
+    assert "location-preciselocation" in record.signals
+    # Kept until a pull reads the recorded id: that pull drops them.
+    assert CAR in stored_tokens(runtime)["users"][smartcar.user.id]["vehicles"]
+    runtime.sync.sync_device(CAR)
+    assert stored_tokens(runtime)["users"] == {}
+
+    # The next pull needs no token file: none readable, every v2 token revoked.
+    runtime.secrets.disable_versions(tokens_secret)
+    smartcar.revoke_access_tokens()
+    smartcar.revoke_refresh_tokens()
+    car = smartcar.vehicles[CAR]
+    car.battery_fraction = 0.8  # a new reading, measured later
+    car.signal_ages = {"tractionbattery-stateofcharge": "2024-11-18T15:02:08.000Z"}
+    third = runtime.sync.sync_device(CAR)
+
+    assert third.result.pushed == 1 and osmand.positions[-1].attributes["batteryLevel"] == 80
+    assert len(smartcar.v3_calls(CAR)) == 3 and v2_reads(smartcar) == []
+    assert smartcar.grants() == ["client_credentials"]
+
+
+def test_tokens_filed_under_no_user_id_are_asked_whose_they_are_with_v2_get_user(
+    runtime: Runtime, smartcar: SmartcarServer
+) -> None:
+    connect_before_v3(runtime, smartcar, utc_now, filed_under="legacy-owner")
+
+    assert runtime.sync.sync_device(CAR).result.pushed == 1
+
+    assert v2_reads(smartcar) == ["/v2.0/user"]  # one v2 call, and no v2 read of the car
+    assert [r.headers["sc-user-id"] for r in smartcar.v3_calls(CAR)] == [smartcar.user.id]
+    record = vehicle_record(runtime)
+    assert record is not None and record.user_id == smartcar.user.id
+
+
+def test_a_v3_refusal_of_the_tokens_user_falls_back_to_v2_for_that_pull(
+    runtime: Runtime,
+    smartcar: SmartcarServer,
+    osmand: OsmAndServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    connect_before_v3(runtime, smartcar, utc_now, filed_under=UNKNOWN_USER)
+
+    with caplog.at_level("WARNING", logger="shared.sources.smartcar.source"):
+        report = runtime.sync.sync_device(CAR)
+
+    assert report.result.pushed == 1 and osmand.positions[-1].latitude == 37.4292
+    # v3 was asked under the tokens' user and refused (404), then the v2 batch read the car.
+    assert [r.headers["sc-user-id"] for r in smartcar.v3_calls(CAR)] == [UNKNOWN_USER]
+    assert v2_reads(smartcar) == [f"/v2.0/vehicles/{CAR}/batch"]
+    assert "refused the v2 tokens' user" in caplog.text
+    # Nothing learned: no user id recorded, the v2 tokens kept for the next pull.
+    record = vehicle_record(runtime)
+    assert record is None or record.user_id is None
+    assert CAR in stored_tokens(runtime)["users"][UNKNOWN_USER]["vehicles"]
+    runtime.sync.sync_device(CAR)
+    assert len(smartcar.v3_calls(CAR)) == 2  # each pull tries v3 again
 
 
 def test_connect_drops_the_v2_tokens_of_the_vehicles_it_names(
@@ -244,15 +347,15 @@ def test_connect_drops_the_v2_tokens_of_the_vehicles_it_names(
 def test_an_access_token_near_its_end_is_refreshed_before_use(
     runtime: Runtime, smartcar: SmartcarServer, clock: Clock
 ) -> None:
-    connect_before_v3(runtime, smartcar, clock)
-    before = stored_tokens(runtime)["users"][smartcar.user.id]
+    connect_before_v3(runtime, smartcar, clock, filed_under=UNKNOWN_USER)
+    before = stored_tokens(runtime)["users"][UNKNOWN_USER]
     clock.advance(timedelta(hours=1, minutes=56).total_seconds())
 
     [location] = smartcar_at(runtime, clock).source.fetch(device())
 
     assert isinstance(location, Location) and location.lat == 37.4292
-    assert smartcar.grants() == ["refresh_token"]
-    after = stored_tokens(runtime)["users"][smartcar.user.id]
+    assert v2_grants(smartcar) == ["refresh_token"]
+    after = stored_tokens(runtime)["users"][UNKNOWN_USER]
     assert after["refresh_token"] != before["refresh_token"]
     assert datetime.fromisoformat(after["expires_at"]) == clock.now + timedelta(hours=2)
     # The old version holding the spent tokens is no longer readable.
@@ -263,31 +366,31 @@ def test_an_access_token_near_its_end_is_refreshed_before_use(
 def test_a_fresh_access_token_is_used_as_it_is(
     runtime: Runtime, smartcar: SmartcarServer, clock: Clock
 ) -> None:
-    connect_before_v3(runtime, smartcar, clock)
+    connect_before_v3(runtime, smartcar, clock, filed_under=UNKNOWN_USER)
     clock.advance(timedelta(hours=1, minutes=54).total_seconds())
 
     smartcar_at(runtime, clock).source.fetch(device())
 
-    assert smartcar.grants() == []
+    assert v2_grants(smartcar) == []
 
 
 def test_a_refused_access_token_is_refreshed_once_and_the_read_retried(
     runtime: Runtime, smartcar: SmartcarServer, clock: Clock
 ) -> None:
-    connect_before_v3(runtime, smartcar, clock)
+    connect_before_v3(runtime, smartcar, clock, filed_under=UNKNOWN_USER)
     smartcar.revoke_access_tokens()
 
     locations = smartcar_at(runtime, clock).source.fetch(device())
 
     assert len(locations) == 1
-    assert smartcar.grants() == ["refresh_token"]
+    assert v2_grants(smartcar) == ["refresh_token"]
 
 
 def test_two_vehicles_of_one_user_syncing_at_once_refresh_the_tokens_once(
     runtime: Runtime, smartcar: SmartcarServer, clock: Clock
 ) -> None:
     smartcar.add_vehicle(FakeVehicle(VAN, latitude=48.85, longitude=2.35))
-    connect_before_v3(runtime, smartcar, clock)
+    connect_before_v3(runtime, smartcar, clock, filed_under=UNKNOWN_USER)
     clock.advance(timedelta(hours=2).total_seconds())
     found: dict[str, list[Location]] = {}
     barrier = threading.Barrier(2)
@@ -325,7 +428,7 @@ def test_refresh_tokens_near_their_end_are_renewed(
 def test_a_revoked_connection_asks_for_a_new_connect(
     runtime: Runtime, smartcar: SmartcarServer, clock: Clock
 ) -> None:
-    connect_before_v3(runtime, smartcar, clock)
+    connect_before_v3(runtime, smartcar, clock, filed_under=UNKNOWN_USER)
     smartcar.revoke_access_tokens()
     smartcar.revoke_refresh_tokens()
 

@@ -121,6 +121,23 @@ def test_disable_versions_of_missing_secret_disables_nothing(store: LocalSecretS
     assert store.disable_versions("never-written") == 0
 
 
+def test_destroy_disabled_removes_all_but_the_newest_disabled_versions(
+    store: LocalSecretStore, directory: Path
+) -> None:
+    for number in range(1, 6):
+        store.add_version("token", f"v{number}")
+    store.disable_versions("token", keep="5")
+
+    assert store.destroy_disabled("token", keep=2, limit=1) == 1
+    assert store.destroy_disabled("token", keep=2, limit=10) == 1
+    assert store.destroy_disabled("token", keep=2, limit=10) == 0
+
+    assert sorted(p.name for p in (directory / "token").iterdir()) == [
+        "3.disabled", "4.disabled", "5"]  # fmt: skip
+    assert store.read("token") == "v5" and store.add_version("token", "v6") == "6"
+    assert store.destroy_disabled("never-written", keep=2, limit=10) == 0
+
+
 def test_files_are_0600_and_folders_0700(
     store: LocalSecretStore, directory: Path, permissive_umask: None
 ) -> None:

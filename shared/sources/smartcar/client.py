@@ -251,6 +251,10 @@ class SmartcarClient:
     # API
 
     def user_id(self, access_token: str) -> str:
+        """The user a v2 access token belongs to (v2 `GET /user`): the same id v3's
+        `sc-user-id` takes (Smartcar's migration guide backfills v2 connections' user ids for
+        it; tests/fakes/smartcar.py's docstring cites the pages). A pull moving a vehicle to v3
+        asks it when its tokens are filed under no usable user id (`SmartcarSource`)."""
         user = self._call("read the user", lambda sdk: sdk.get_user(access_token))
         return str(user.id)
 

@@ -22,8 +22,20 @@ new again. The position's fingerprint carries a digest of what was fetched
 (`Location.delivery`), so the same fetch never makes a second position once it was delivered,
 even if that write was lost.
 
-A vehicle connected before the upgrade whose user id is not known yet is read as before, with
-its v2 tokens: the location, odometer and battery in one batch request, with an access token
+A vehicle connected before the upgrade whose record has no user id yet is moved to API v3 by
+its pull (the v2 Vehicles API is deprecated, PROTOCOLS.md §3): the user id is the key its v2
+tokens are filed under (`TokenFile.user_of`: Connect filed them under v2 `GET /user`'s id), or,
+when that key is no Smartcar user id (a UUID), v2 `GET /user` asked with its access token.
+That id is what v3's `sc-user-id` takes (Smartcar's docs, in tests/fakes/smartcar.py's
+docstring). The vehicle is read with v3 and the id recorded on its record by the run's final
+commit (`signals_write`'s `fill`, with what was fetched). Its v2 tokens are kept by that pull
+and dropped by the next one, the first to read the recorded id (`_v3`): dropped in the same
+pull, a process dying before the final commit would leave the vehicle with neither tokens nor
+a recorded user id, that is a new Connect. When v3 refuses that user id for the vehicle (or
+cannot be reached), the pull reads with v2 as before, logs it and records nothing; the next
+pull tries v3 again.
+
+Read with v2: the location, odometer and battery in one batch request, with an access token
 refreshed when it nears its end, or once more when Smartcar refuses it.
 
 A vehicle whose permissions do not include the location gives no position. A position dated
@@ -36,7 +48,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -51,8 +64,13 @@ from shared.models import (
     too_far_ahead,
     utc_now,
 )
-from shared.sources.smartcar.client import SmartcarApi, SmartcarClient, VehicleSnapshot
-from shared.sources.smartcar.errors import SmartcarAuthError, SmartcarResponseError
+from shared.sources.smartcar.client import (
+    SignalsRead,
+    SmartcarApi,
+    SmartcarClient,
+    VehicleSnapshot,
+)
+from shared.sources.smartcar.errors import SmartcarAuthError, SmartcarError, SmartcarResponseError
 from shared.sources.smartcar.signals import METRES_PER_KM
 from shared.sources.smartcar.tokens import ApplicationToken, TokenStore
 from shared.store import Writes
@@ -94,7 +112,7 @@ class SmartcarSource:
         if user_id is not None:
             location, writes = self._v3(device, user_id, read)
         else:
-            location, writes = self._v2(device), None
+            location, writes = self._upgrade(device, read)
         if location is not None and too_far_ahead(
             location.timestamp, now=self._clock(), skew=self._max_future_skew
         ):
@@ -106,25 +124,88 @@ class SmartcarSource:
         # The readings are recorded by the run's final commit, with the position's outcome.
         return Fetched([] if location is None else [location], writes=writes)
 
+    def _upgrade(
+        self, device: Device, read: Versioned[VehicleRecord]
+    ) -> tuple[Location | None, Writes | None]:
+        """A vehicle whose record names no user: read with v3 under the user its v2 tokens
+        belong to, that user id recorded; with v2 when there is none or v3 refuses it."""
+        owner = self._tokens.load().user_of(device.id)
+        if owner is None:
+            return self._v2(device), None  # NotConnected: no tokens either
+        user_id = owner if _is_user_id(owner) else self._v2_user_id(device)
+        if user_id is None:
+            return self._v2(device), None
+        try:
+            found = self._signals(device.id, user_id)
+        except SmartcarError as exc:
+            logger.warning(
+                "Smartcar API v3 refused the v2 tokens' user for this vehicle: read with v2",
+                extra={"vehicle_id": device.id, "smartcar_user": user_id, "error": str(exc)},
+            )
+            return self._v2(device), None
+        logger.info(
+            "Smartcar vehicle read with API v3: its user id, from its v2 tokens, is recorded",
+            extra={"vehicle_id": device.id, "smartcar_user": user_id},
+        )
+        if read.value is None:
+            read = Versioned(VehicleRecord(id=device.id))
+        learned = {"user_id": user_id, "make": found.make, "model": found.model,
+                   "year": found.year, "traccar_unique_id": device.traccar_unique_id}  # fmt: skip
+        return self._located(device, read, found, fill=learned)
+
+    def _v2_user_id(self, device: Device) -> str | None:
+        """The user id v2 `GET /user` gives for the vehicle's access token (one v2 call);
+        None (logged) when Smartcar does not give it."""
+        client = self._client()
+        token = self._tokens.access_token(device.id, client)
+        try:
+            try:
+                return client.user_id(token)
+            except SmartcarAuthError:
+                return client.user_id(self._tokens.access_token(device.id, client, refused=token))
+        except SmartcarError as exc:
+            logger.warning(
+                "Smartcar v2 user of the vehicle's tokens not read: read with v2",
+                extra={"vehicle_id": device.id, "error": str(exc)},
+            )
+            return None
+
+    def _signals(self, vehicle_id: str, user_id: str) -> SignalsRead:
+        """The vehicle's v3 signals, with a new application token once if Smartcar refused
+        the one kept (its hour ended early)."""
+        api = self._api()
+        token = self._app_token()
+        try:
+            return api.signals(vehicle_id, user_id, token)
+        except SmartcarAuthError:
+            return api.signals(vehicle_id, user_id, self._app_token(refused=token))
+
     def _v3(
         self, device: Device, user_id: str, read: Versioned[VehicleRecord]
     ) -> tuple[Location | None, Writes | None]:
-        """The pull's position (None: nothing new) and the write merging what it fetched into
-        the vehicle's record, for the run's final commit."""
+        """A vehicle whose record names its user: read with v3."""
+        found = self._signals(device.id, user_id)
+        # The v2 tokens are of no more use for this vehicle: dropped (a no-op once done). Only
+        # here, once the user id is recorded: never in the pull that learned it (`_upgrade`).
+        self._tokens.forget_vehicle(device.id)
+        return self._located(device, read, found)
+
+    def _located(
+        self,
+        device: Device,
+        read: Versioned[VehicleRecord],
+        found: SignalsRead,
+        *,
+        fill: Mapping[str, object] | None = None,
+    ) -> tuple[Location | None, Writes | None]:
+        """The pull's position (None: nothing new) and the write merging what it fetched (and
+        `fill`) into the vehicle's record, for the run's final commit."""
         # Imported here: the payload models and the webhook's merge load only where a vehicle
         # is read (a cold instance answering for another vendor never imports them).
         from shared.sources.smartcar import signals
         from shared.sources.smartcar.payloads import Signal
         from shared.sources.smartcar.webhook import last_known_of, merge_signals
 
-        api = self._api()
-        token = self._app_token()
-        try:
-            found = api.signals(device.id, user_id, token)
-        except SmartcarAuthError:
-            found = api.signals(device.id, user_id, self._app_token(refused=token))
-        # The v2 tokens are of no more use for this vehicle: dropped (a no-op once done).
-        self._tokens.forget_vehicle(device.id)
         parsed = []
         for raw in found.signals:
             try:
@@ -139,11 +220,11 @@ class SmartcarSource:
             logger.warning("Smartcar signals dated ahead of the clock skipped (MAX_FUTURE_SKEW)",
                            extra={"vehicle_id": device.id, "skipped": ahead})  # fmt: skip
         record = read.value
-        assert record is not None  # a user id was read from it
+        assert record is not None  # a user id was read from it, or a blank one made
         new = [signal for signal in parsed if _is_new(signal, record.signals.get(signal.code))]
         if not new:
             logger.info("Smartcar pull fetched nothing new", extra={"vehicle_id": device.id})
-            return None, None
+            return None, self._store().signals_write(read, record.signals, fill=fill)
         fetched = _digest(parsed)
         times = [signal.measured_at() for signal in parsed]
         newest = max((moment for moment in times if moment is not None), default=None)
@@ -164,7 +245,7 @@ class SmartcarSource:
             now=now,
             fallback_time=int(now.timestamp()),
         )
-        return location, self._store().signals_write(read, merged)
+        return location, self._store().signals_write(read, merged, fill=fill)
 
     def _v2(self, device: Device) -> Location | None:
         """A vehicle connected before API v3, its user id not known yet: its v2 tokens."""
@@ -203,6 +284,16 @@ class SmartcarSource:
                 f"Smartcar's location of vehicle {device.id} is not a position: "
                 f"{exc.errors()[0]['msg']}"
             ) from None
+
+
+def _is_user_id(key: str) -> bool:
+    """Whether a token file's user key is a Smartcar user id: a UUID, as v2 `GET /user` and
+    Connect's `user_id` give them (tests/fakes/smartcar.py's docstring cites the pages)."""
+    try:
+        uuid.UUID(key)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_new(signal: Signal, stored: SignalEntry | None) -> bool:

@@ -14,9 +14,13 @@ The v2 tokens: one secret (`SMARTCAR_TOKENS_SECRET`), one entry per Smartcar use
 One entry per user rather than per vehicle: Connect gives one token pair for every vehicle the
 user authorised, and a refresh replaces the pair, so per-vehicle copies would go stale. Each
 change writes a new version of the whole secret and disables the older ones (an old refresh
-token stops being readable). Changes are made under a Firestore lease (`smartcar_locks/tokens`):
-two refreshes at once (two vehicles of one user syncing together) or a refresh and a Connect
-never lose each other's write, and a refresh token is never spent twice.
+token stops being readable), then destroys the disabled ones but the newest
+`KEPT_DISABLED_VERSIONS`: a refresh comes every two hours while a vehicle is pulled, and Secret
+Manager bills disabled versions as enabled ones until they are destroyed
+(https://cloud.google.com/secret-manager/pricing), so hundreds would pile up each month.
+Changes are made under a Firestore lease (`smartcar_locks/tokens`): two refreshes at once (two
+vehicles of one user syncing together) or a refresh and a Connect never lose each other's
+write, and a refresh token is never spent twice.
 
 Tokens are refreshed before they expire: on use when the access token (2 hours) has less than
 `ACCESS_MARGIN` left or was just refused, and by `refresh_expiring` (meant for an hourly job)
@@ -62,6 +66,11 @@ LOCK_NAME = "tokens"
 LOCK_DURATION = timedelta(seconds=60)
 LOCK_WAIT_SECONDS = 10.0
 LOCK_POLL_SECONDS = 0.2
+# Disabled versions kept after a change (the newest ones: what an operator may re-enable when a
+# change went wrong); older ones are destroyed, at most `DESTROYED_PER_CHANGE` per change so a
+# backlog from before this pruning goes over several changes, well inside the lease.
+KEPT_DISABLED_VERSIONS = 2
+DESTROYED_PER_CHANGE = 20
 # An application token is replaced this long before its hour ends: a read started with it
 # must not meet its end halfway.
 APP_TOKEN_MARGIN = timedelta(minutes=2)
@@ -218,8 +227,20 @@ class TokenStore:
             if text != before:
                 version = self._secrets.add_version(self._name, text)
                 self._secrets.disable_versions(self._name, keep=version)
+                self._prune()
         finally:
             self._locks().release_lock(LOCK_NAME, owner)
+
+    def _prune(self) -> None:
+        """Destroy the old disabled versions. The change itself is stored by then: a pruning
+        the function may not do (a deployment whose role lacks `versions.destroy`) is logged,
+        never the change's failure."""
+        try:
+            self._secrets.destroy_disabled(
+                self._name, keep=KEPT_DISABLED_VERSIONS, limit=DESTROYED_PER_CHANGE
+            )
+        except ConfigError as exc:
+            logger.warning("Smartcar token secret not pruned", extra={"error": str(exc)})
 
     def _take_lock(self, owner: str) -> None:
         waited = 0.0
