@@ -368,6 +368,8 @@ def test_the_smartcar_token_secret_keeps_a_few_versions_however_often_it_changes
     assert len(states) == 12
     active = {number: state for number, state in states.items() if state != "DESTROYED"}
     assert active == {"10": "DISABLED", "11": "DISABLED", "12": "ENABLED"}
-    assert tokens.load().users["e0514ef4-5226-4d6f-9a6f-3c2b1a0f9e8d"].access_token.startswith(
-        "access-11-"
+    assert (
+        tokens.load()
+        .users["e0514ef4-5226-4d6f-9a6f-3c2b1a0f9e8d"]
+        .access_token.startswith("access-11-")
     )
