@@ -33,7 +33,7 @@ from shared.store import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
 DOCUMENT = Path(__file__).with_name("openapi.json")
 # Routes open without the bearer token (the API's PUBLIC_ENDPOINTS).
-PUBLIC_PATHS = frozenset({"/health", "/versions", "/openapi.json", "/smartcar/exchange", "/status"})
+PUBLIC_PATHS = frozenset({"/health", "/versions", "/smartcar/exchange", "/status"})
 # Traccar's Find Hub commands (PROTOCOLS.md §2b): opened by the command key, not the API token.
 COMMAND_PATHS = frozenset(
     f"/devices/{{unique_id}}/{command}"

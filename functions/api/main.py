@@ -44,17 +44,16 @@ if TYPE_CHECKING:
 configure_logging()
 app = create_app(__name__)
 
-# Liveness, build information and the API's description stay open: uptime checks and
-# client generators need no token, and none of them shows stored data (`/health` without the
-# token: its status and counts only). Smartcar Connect's return leg is opened by a browser,
-# which cannot send the token: its single-use `state` guards it
+# Liveness and build information stay open (SPEC.md: every route but `/health` and `/versions`
+# needs the token): uptime checks need no token, and neither shows stored data (`/health`
+# without the token: its status and counts only). The API's description is the token holder's
+# (`shared/openapi.json` is in the repository for everyone else). Smartcar Connect's return
+# leg is opened by a browser, which cannot send the token: its single-use `state` guards it
 # (shared/sources/smartcar/connect.py); it stays open when the API token is missing too, since
 # that state, not the token, is what protects it.
 # The status page and its assets (`static`) hold no data (issue 19): the browser asks for the
 # token and reads the JSON routes with it.
-PUBLIC_ENDPOINTS = frozenset(
-    {"health", "versions", "openapi", "smartcar_exchange", "status_page", "static"}
-)
+PUBLIC_ENDPOINTS = frozenset({"health", "versions", "smartcar_exchange", "status_page", "static"})
 # Traccar's Find Hub commands (PROTOCOLS.md §2b) carry the command key, not the API token: the
 # key is written into Traccar's device attributes, which every user seeing the device can read,
 # so it opens these three routes and nothing else, and the API token never opens them.
