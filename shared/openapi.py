@@ -236,6 +236,7 @@ ROUTES: list[tuple[str, str, str, Any, dict[int, tuple[str, Any]], list[dict[str
      "answer says whether it comes back by itself (a Google device, unless excluded)", None,
      {200: ("removed", DeviceRemoved), 400: ("bad query", ErrorBody),
       404: ("unknown device", ErrorBody),
+      429: ("a run of the device is pushing now: nothing removed, ask again", ErrorBody),
       502: ("Traccar or Smartcar failed; nothing was removed but the service", ErrorBody),
       503: ("Traccar's REST API or the Smartcar management token not configured (the error "
             "names what to set)", ErrorBody)},

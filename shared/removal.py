@@ -2,7 +2,11 @@
 
 In this order, so that a failure leaves a removal that can simply be asked again:
 
-1. the sync service and its scheduler job (no run starts any more);
+1. the device's delivery lease, held until its documents are gone, and the sync service and
+   its scheduler job (no run starts any more): a run, a sweep of its outbox or a webhook arriving
+   meanwhile neither pushes (which would create the device in Traccar again right after step 2
+   deleted it) nor keeps anything (a webhook's position is handed off to the outbox deleted in
+   step 4); a device busy with a run is a 429, to be asked again once the run ended;
 2. with `traccar=True`, the Traccar device (found by its unique id; its positions go with it);
 3. a Smartcar vehicle is disconnected from the application at Smartcar (no more webhooks);
 4. the device's documents: delivery state, outbox, smart tracking, the vendor's readings and
@@ -18,19 +22,24 @@ refresh of the account unless it is excluded; a TLINK device with its next push 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
 from shared.errors import BridgeError, NotFound
-from shared.models import Device, ExcludedDevice, Model, Source
+from shared.models import Device, ExcludedDevice, Model, Source, utc_now
 
 if TYPE_CHECKING:
     from shared.services import Services
-    from shared.store import Repository
+    from shared.store import DeliveryRepository, Repository
     from shared.store.removal import DeviceRecords
     from shared.traccar import TraccarApi
 
 TLINK_PREFIX = "tlink-"
+# The removal's hold on the device's delivery lease: longer than its Traccar and Smartcar calls
+# take (each bounded by its client's timeouts); the deleted state document ends it sooner.
+REMOVAL_LEASE_DURATION = timedelta(minutes=2)
 
 
 class TraccarFailed(BridgeError):
@@ -65,15 +74,19 @@ class DeviceRemoval:
         devices: Repository[Device],
         excluded: Repository[ExcludedDevice],
         records: DeviceRecords,
+        delivery: DeliveryRepository,
         traccar_api: Callable[[], TraccarApi | None],
         smartcar_disconnect: Callable[[str], bool],
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._services = services
         self._devices = devices
         self._excluded = excluded
         self._records = records
+        self._delivery = delivery
         self._traccar_api = traccar_api
         self._smartcar_disconnect = smartcar_disconnect
+        self._clock = clock
 
     def remove(self, device_id: str, *, traccar: bool = False) -> DeviceRemoved:
         device = self._devices.get(device_id)
@@ -91,14 +104,25 @@ class DeviceRemoval:
                 comes_back=False,
                 note=f"device {device_id} was not listed; its sync service was removed",
             )
-        service_deleted = self._services.delete(device_id)
-        traccar_outcome: Literal["kept", "deleted", "not_found"] = "kept"
-        if traccar:
-            traccar_outcome = self._delete_in_traccar(device)
-        smartcar: Literal["disconnected", "not_connected"] | None = None
-        if device.source == Source.SMARTCAR:
-            connected = self._smartcar_disconnect(device.id)
-            smartcar = "disconnected" if connected else "not_connected"
+        now = self._clock()
+        # RetryLater (429) while a run holds it, before anything changed: that run may be
+        # pushing right now.
+        state, lease = self._delivery.acquire(
+            device_id, f"removal-{uuid.uuid4().hex}", now=now, until=now + REMOVAL_LEASE_DURATION
+        )
+        try:
+            service_deleted = self._services.delete(device_id)
+            traccar_outcome: Literal["kept", "deleted", "not_found"] = "kept"
+            if traccar:
+                traccar_outcome = self._delete_in_traccar(device)
+            smartcar: Literal["disconnected", "not_connected"] | None = None
+            if device.source == Source.SMARTCAR:
+                connected = self._smartcar_disconnect(device.id)
+                smartcar = "disconnected" if connected else "not_connected"
+        except BaseException:
+            # Nothing removed locally: the device syncs on until the removal is asked again.
+            self._delivery.release(lease, state)
+            raise
         tlink = _tlink_number(device)
         removed = self._records.forget(device_id, tlink_device=tlink)
         comes_back, note = self._what_comes_back(device)

@@ -434,6 +434,7 @@ class Runtime:
             devices=self.store.devices,
             excluded=self.store.excluded_devices,
             records=DeviceRecords(self.store.client),
+            delivery=self.store.delivery,
             traccar_api=self.traccar_api,
             smartcar_disconnect=smartcar_disconnect,
         )

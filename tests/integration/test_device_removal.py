@@ -15,6 +15,7 @@ from google.cloud import firestore
 
 from devtools.emulator import Emulator
 from shared.config import get_settings
+from shared.errors import RetryLater
 from shared.models import (
     Device,
     DeviceState,
@@ -310,3 +311,67 @@ def test_a_removed_device_is_no_longer_named_at_the_places_it_was_seen(
     assert home["name"] == "Home" and home["lat"] == 48.8566  # the user's mapping stays
     assert home["devices"] == [{"id": "other1", "last_seen": 1_700_000_100}]
     assert home["last_seen"] == 1_700_000_100
+
+
+def test_no_run_can_push_for_the_device_while_it_is_being_removed(
+    api: FlaskClient,
+    firestore_client: firestore.Client,
+    traccar: FakeTraccarApi,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Between the Traccar delete and the local deletes, a sweep of the device's due outbox, a
+    scheduled run or a webhook would push, and Traccar would get the device created again: the
+    removal holds the device's delivery lease, which every run needs."""
+    seed(firestore_client, KEYS, api)
+    delivery = get_runtime().store.delivery
+    seen: list[str] = []
+    deleting = FakeTraccarApi._delete
+
+    def delete_while_a_run_tries(self: FakeTraccarApi, caller: Any, device_id: str) -> Any:
+        now = utc_now()
+        try:
+            delivery.acquire(KEYS.id, "a-sweep", now=now, until=now + timedelta(minutes=1))
+            seen.append("lease taken: the run would push")
+        except RetryLater:
+            seen.append("busy")
+        return deleting(self, caller, device_id)
+
+    monkeypatch.setattr(FakeTraccarApi, "_delete", delete_while_a_run_tries)
+
+    answer = api.delete("/devices/abc123?traccar=true", headers=AUTH)
+
+    assert answer.status_code == 200, answer.data
+    assert seen == ["busy"]
+    assert "abc123" not in traccar.devices
+    assert ids(firestore_client, "device_state") == set()
+
+
+def test_a_device_a_run_holds_is_a_429_and_nothing_is_removed(
+    api: FlaskClient, firestore_client: firestore.Client, traccar: FakeTraccarApi
+) -> None:
+    seed(firestore_client, KEYS, api)
+    now = utc_now()
+    get_runtime().store.delivery.acquire(
+        KEYS.id, "a-run", now=now, until=now + timedelta(minutes=1)
+    )
+
+    answer = api.delete("/devices/abc123?traccar=true", headers=AUTH)
+
+    assert answer.status_code == 429, answer.data
+    assert api.get("/devices/abc123/services", headers=AUTH).status_code == 200
+    assert ids(firestore_client, "devices") == {"abc123"}
+    assert len(ids(firestore_client, "outbox")) == 2
+
+
+def test_a_failed_removal_gives_the_lease_back(
+    api: FlaskClient, firestore_client: firestore.Client, tmp_path: Path
+) -> None:
+    seed(firestore_client, TESLA, api)
+    LocalSecretStore(tmp_path / "secrets").add_version("smartcar-management-token", "wrong")
+    get_runtime().cached_secrets.forget("smartcar-management-token")
+
+    assert api.delete(f"/devices/{CAR}", headers=AUTH).status_code == 503
+
+    # The vehicle syncs on until the removal is asked again: no run finds it busy.
+    now = utc_now()
+    get_runtime().store.delivery.acquire(CAR, "next-run", now=now, until=now + timedelta(minutes=1))
