@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_SYNC_TIMEOUT = 300.0  # seconds; a Google locate may wait a minute for its answer
 REFRESH_INTERVAL = 3600  # seconds between two refresh_devices runs, as in the cloud
-# Seconds between two sweeps of handed-off deliveries (`sweep_schedule`'s default in the cloud).
+# Seconds between two sweeps of due outboxes (`sweep_schedule`'s default in the cloud).
 SWEEP_INTERVAL = 60
 
 

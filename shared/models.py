@@ -33,6 +33,15 @@ def utc_now() -> datetime:
 # bounded well below sync_device's timeout; a sync timer is at least a minute anyway.
 MAX_JITTER_SECONDS = 60
 
+# How long each function may live: its `timeout_seconds` in infra/terraform/functions.tf (tests/
+# infra checks they agree), counted from its request's arrival. A run's lease outlives the
+# function it runs in (shared/pipeline.py); a sweep starts no run its function would kill
+# between a push and its commit (shared/sync.py).
+API_LIFETIME = timedelta(seconds=180)
+SYNC_DEVICE_LIFETIME = timedelta(seconds=180)
+REFRESH_DEVICES_LIFETIME = timedelta(seconds=300)
+WEBHOOKS_LIFETIME = timedelta(seconds=30)
+
 
 class Source(StrEnum):
     GOOGLE = "google"

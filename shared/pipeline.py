@@ -21,10 +21,14 @@ An unknown device (Traccar answers 400) is created through Traccar's REST API wh
 configured, then pushed again; without it the position waits and the log says why.
 
 A webhook's run has an answer to give in time (Smartcar: a 2xx within 15 s, else retries,
-PROTOCOLS.md §3): it pushes within `WEBHOOK_PUSH_WITHIN` seconds of its start, every Traccar
-call included (`Pipeline.run(push_within=)`, `shared.traccar.Deadline`). What that leaves
-unpushed waits in the outbox, and the sweep delivers it once due (`Sync.sweep_handoffs`):
-after the backoff when Traccar did not answer in time.
+PROTOCOLS.md §3): its Traccar calls end `WEBHOOK_PUSH_WITHIN` seconds after the delivery
+arrived (`webhook_deadline()`, taken when the receiver starts; `Pipeline.run(push_by=)`,
+`shared.traccar.Deadline`). What that leaves unpushed waits in the outbox, due at once, and the
+sweep delivers it. A push Traccar had not answered when the deadline came (`PushResult.cut`)
+is at least once: Traccar may have stored it, and the sweep pushes it again. It is not counted
+as Traccar failing (no backoff, nothing told to the `traccar_down` watch): the deadline ended
+the wait, not Traccar; a Traccar that hangs fails the sweep's own push (15 s) a minute later,
+and that one counts.
 """
 
 from __future__ import annotations
@@ -79,18 +83,27 @@ DELIVERED_CAP = 5_000
 # How long a run holds its device, longer than the function it runs in may live, so a live run
 # never loses its lease; a dead run's lease is what a delivery handed off behind it waits for
 # (then the sweep, every minute, delivers it: issue 16 wants at most 5 minutes):
-# - a Google run (sync_device, 180 s; a manual sync in api, 300 s; an FCM wait inside): 10 min;
+# - a Google run (sync_device, 180 s; a manual sync in api, 180 s; an FCM wait inside): 10 min;
 LEASE_DURATION = timedelta(minutes=10)
 # - any other source's sync (a TLINK or Smartcar pull: a few HTTP calls; sync_device's 180 s);
 PULL_LEASE_DURATION = timedelta(seconds=200)
 # - a webhook delivery's run (the webhooks function's timeout is 30 s).
 WEBHOOK_LEASE_DURATION = timedelta(seconds=60)
-# How long a webhook delivery's run may spend on Traccar (pushes and REST calls together):
-# Smartcar counts an answer after 15 s as a failure and retries (PROTOCOLS.md §3), and the
-# answer also waits for a cold start and Firestore's round trips.
-WEBHOOK_PUSH_WITHIN = 8.0
+# When a webhook delivery's answer is due, seconds after it arrived: Smartcar counts an answer
+# after 15 s as a failure and retries (PROTOCOLS.md §3; the retry is absorbed by the eventId
+# claim, answered duplicate or queued): 2 s are left for the network and Cloud Run's front end.
+WEBHOOK_ANSWER_WITHIN = 13.0
+# When its Traccar calls (pushes and REST calls together) must have ended: the answer's time
+# less the final commit's round trip (tens of ms; a retried write a few hundred).
+WEBHOOK_PUSH_WITHIN = WEBHOOK_ANSWER_WITHIN - 1.0
 # What a position not pushed for want of time says in the outbox until it is tried.
 OUT_OF_TIME = "not pushed: the webhook's answer could not wait longer; the sweep delivers it"
+
+
+def webhook_deadline() -> Deadline:
+    """The Traccar deadline of a webhook delivery arriving now (`WEBHOOK_PUSH_WITHIN`): taken
+    when its receiver starts, so the reads and the claim's commit before the push count too."""
+    return Deadline.after(WEBHOOK_PUSH_WITHIN)
 
 
 def lease_duration(source: Source) -> timedelta:
@@ -273,7 +286,7 @@ class Pipeline:
         along_outcome: Writes | None = None,
         hand_off: bool = False,
         lease_for: timedelta | None = None,
-        push_within: float | None = None,
+        push_by: Deadline | None = None,
     ) -> RunReport:
         """Fetch, deduplicate and push `device`'s positions. `force` ignores the backoff.
 
@@ -289,10 +302,10 @@ class Pipeline:
         to the outbox in one commit with `along` and `along_outcome`, instead of `RetryLater`;
         the holder delivers them before it lets go (`_take_over`), else the sweep does.
         `lease_for`: how long the run holds the device (default: `lease_duration` of its source).
-        `push_within` (a webhook's answer budget, seconds from now): Traccar's calls end by then;
-        what is left waits in the outbox for the sweep (module docstring).
+        `push_by` (a webhook's `webhook_deadline()`): Traccar's calls end by then; what is left
+        waits in the outbox for the sweep (module docstring).
         """
-        deadline = Deadline.after(push_within) if push_within is not None else None
+        deadline = push_by
         now = self._clock()
         held_for = lease_for if lease_for is not None else lease_duration(device.source)
         try:
@@ -612,8 +625,9 @@ class Pipeline:
     def _told(self, result: PushResult) -> PushResult:
         """`result`, after telling the OsmAnd watch: "retry later" is Traccar refusing or out
         of reach; any other answer (unknown device included) is Traccar taking requests. A push
-        not tried (its deadline reached) says nothing of Traccar."""
-        if self._osmand_status is not None and result.tried:
+        not tried (its deadline reached) says nothing of Traccar, nor does one the deadline cut
+        (the caller stopped waiting: Traccar may only be slow; module docstring)."""
+        if self._osmand_status is not None and result.tried and not result.cut:
             if result.outcome is PushOutcome.RETRY_LATER:
                 self._osmand_status.failing(result.error or f"HTTP {result.status}")
             else:
@@ -766,6 +780,17 @@ class _Run:
                 for a in attempts
             ]
             final = attempts[-1]
+            if final.cut:
+                # Sent, unanswered when the deadline came: not Traccar's refusal (no backoff);
+                # it waits, due at once, and is pushed again (at least once: module docstring).
+                if suspect is not None:
+                    self._wait(*suspect, attempted=True)
+                    suspect = None
+                blocked_by = OUT_OF_TIME
+                error = final.error or OUT_OF_TIME
+                self._wait(fingerprint, location, entry, error, attempted=True)
+                report.locations.append(LocationReport(location, "queued", error))
+                continue
             if final.outcome is PushOutcome.ACCEPTED:
                 if suspect is not None:
                     self._park(*suspect)

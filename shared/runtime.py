@@ -451,6 +451,8 @@ class Runtime:
             sources=self.sources,
             trackers=self.trackers,
             max_future_skew=self.settings.max_future_skew,
+            # A lambda: the scheduler's client is made only by a one-shot job's run.
+            delete_once=lambda device_id: self.scheduler.delete_once(device_id),
         )
 
     @functools.cached_property

@@ -13,8 +13,9 @@ A job runs `sync_device` for one device every `timer` seconds, give or take `del
 Traccar's "locate now" of a device without a sync service (`shared.commands`) runs a one-shot
 job (`run_once`): a job of its own (`once-…`, beside the device's `sync-…` one) made and run
 at once, whose body says `"once": true`; the run it starts deletes it (`delete_once`, from
-`sync_device`) before syncing, so it never runs again. Should that run never arrive, its yearly
-schedule (Cloud Scheduler has no one-time jobs) runs it once more and that run deletes it.
+`Sync.scheduled_sync`) after syncing, unless that run is to be retried (429: the device's lease
+held; 5xx), so Cloud Scheduler's retries still locate. Should no run end, its yearly schedule
+(Cloud Scheduler has no one-time jobs) runs it once more and that run deletes it.
 """
 
 from __future__ import annotations

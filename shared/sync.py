@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from shared.errors import BadRequest, BridgeError, Conflict, NotFound, RetryLater
 from shared.models import (
+    SYNC_DEVICE_LIFETIME,
     Device,
+    DeviceState,
     Fetched,
     Location,
     Source,
@@ -37,10 +39,18 @@ logger = logging.getLogger(__name__)
 
 # Devices whose due outboxes one sweep delivers at most (each is one pipeline run).
 SWEEP_LIMIT = 50
-# A sweep starts no further device's run once this long has passed since it began: the
-# refresh_devices function lives 300 s and a run's pushes may each wait up to 20 s for Traccar.
+# A sweep starts no device's run with less than this left before its function's deadline: the
+# run's reads, its pushes (each may wait up to 20 s for Traccar) and its final commit must end
+# before the function is killed, else a position Traccar took goes unrecorded (pushed again).
+SWEEP_MARGIN = timedelta(seconds=30)
+# A sweep run's lease lasts this much beyond its function's deadline (a lease outlives the
+# function its run lives in: shared/pipeline.py), for instances' clocks that differ a little.
+SWEEP_LEASE_SLACK = timedelta(seconds=10)
+# A sweep starts no further device's run once this long has passed since it began: in the
+# hourly refresh, the alerts and command provisioning come after it.
 SWEEP_BUDGET = timedelta(seconds=120)
-# The sweep after a scheduled run: sync_device lives 180 s and the device's own run came first.
+# The sweep after a scheduled run: the every-minute sweep job does the rest; the scheduled
+# run's answer is not held up for long.
 AFTER_RUN_SWEEP_BUDGET = timedelta(seconds=20)
 
 
@@ -100,10 +110,14 @@ class Sync:
         sources: Mapping[Source, LocationSource],
         trackers: Mapping[Source, MovementTracker],
         max_future_skew: float,
+        delete_once: Callable[[str], object] | None = None,
         clock: Callable[[], datetime] = utc_now,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._devices = devices
+        # Deletes a device's "locate now" one-shot job (`JobScheduler.delete_once`); None: no
+        # scheduler wired (a test's Sync), nothing to delete.
+        self._delete_once = delete_once
         self._delivery = delivery
         # A callable: the pipeline's module (and Traccar's client) loads when a run starts,
         # so a cold instance answering "unknown device" never imports it.
@@ -231,27 +245,65 @@ class Sync:
         device_id: str,
         *,
         jitter_seconds: int,
+        once: bool = False,
         sleep: Callable[[float], None] | None = None,
     ) -> RunReport:
         """A scheduler job's run: cron fires on the minute, so the jitter is applied here
-        (`sleep`, the instance's own by default: a benchmark records it instead)."""
+        (`sleep`, the instance's own by default: a benchmark records it instead).
+
+        `once`: the run of a "locate now" one-shot job (`JobScheduler.run_once`), deleted after
+        the run, so a run told to retry keeps it: a 429 (another run holds the device's lease),
+        a 5xx or an unexpected failure, which Cloud Scheduler retries (`JOB_RETRY_COUNT`), and
+        which would otherwise drop the locate. Once those retries are spent, the job's yearly
+        schedule or the next "locate now" (which remakes the job) runs it again; either run
+        deletes it. A run done, or refused for good (another 4xx: an unknown device), deletes
+        it. A delete that fails (a deployment whose Terraform lacks cloudscheduler.jobs.delete)
+        is logged and changes nothing of the run's answer (`_forget_once`)."""
+        # The sync_device function's request began about now (its jitter is slept here).
+        deadline = self._clock() + SYNC_DEVICE_LIFETIME
         if jitter_seconds:
             (sleep or self._sleep)(random.uniform(0, jitter_seconds))  # noqa: S311 - spreading load
-        report = self.sync_device(device_id)
+        try:
+            report = self.sync_device(device_id)
+        except BridgeError as exc:
+            if once and exc.status < 500 and not isinstance(exc, RetryLater):
+                self._forget_once(device_id)
+            raise
+        if once:
+            self._forget_once(device_id)
         # Not after a failed run: Firestore down would make the sweep wait its timeouts too.
-        self._sweep_quietly()
+        self._sweep_quietly(deadline)
         return report
 
-    def _sweep_quietly(self) -> None:
-        """The sweep after a scheduled run: its failure must not turn the device's run into
-        one (the next scheduled run or the hourly refresh sweeps again)."""
+    def _forget_once(self, device_id: str) -> None:
+        """Delete the device's one-shot job; a failure only logged (the run's outcome stands;
+        the job's yearly schedule runs it once more, and that run tries again)."""
+        if self._delete_once is None:
+            return
         try:
-            self.sweep_handoffs(budget=AFTER_RUN_SWEEP_BUDGET)
+            self._delete_once(device_id)
+        except Exception as exc:
+            logger.warning(
+                'the "locate now" one-shot job was not deleted (%s): sync_device\'s service '
+                "account needs cloudscheduler.jobs.delete; apply infra/terraform",
+                exc,
+                extra={"device_id": device_id},
+            )
+
+    def _sweep_quietly(self, deadline: datetime) -> None:
+        """The sweep after a scheduled run: its failure must not turn the device's run into
+        one (the next scheduled run or the every-minute sweep job sweeps again)."""
+        try:
+            self.sweep_due_outboxes(deadline=deadline, budget=AFTER_RUN_SWEEP_BUDGET)
         except Exception:
             logger.exception("the sweep of due outboxes failed")
 
-    def sweep_handoffs(
-        self, *, limit: int = SWEEP_LIMIT, budget: timedelta = SWEEP_BUDGET
+    def sweep_due_outboxes(
+        self,
+        *,
+        deadline: datetime,
+        limit: int = SWEEP_LIMIT,
+        budget: timedelta = SWEEP_BUDGET,
     ) -> list[str]:
         """Deliver every outbox whose time has come (the state's `retry_at` passed) that no
         run of its device delivered: a Traccar refusal's backoff ended (a webhook-only TLINK
@@ -259,14 +311,23 @@ class Sync:
         position waited for its next webhook), or a webhook handed a delivery off to a busy
         device and no lease holder delivered it (its run died, or the delivery came just as it
         let go; ADR 0002). Each device's pipeline runs with nothing fetched (the outbox only,
-        oldest position first, under its lease, paced by its backoff), the longest due first,
-        at most `limit` devices, none started once `budget` has passed. A device whose lease a
-        run holds is skipped: that run delivers its outbox, or the next sweep does. One query
-        answering nothing when nothing is due. Returns the devices run."""
+        oldest position first, paced by its backoff), the longest due first, at most `limit`
+        devices. One query answering nothing when nothing is due. Returns the devices run.
+
+        `deadline` is when the caller's function is killed (its request's start plus its
+        lifetime, `shared.models`): no run starts with less than `SWEEP_MARGIN` left, none once
+        `budget` has passed since the sweep began (the first excepted), and each run holds its
+        device's lease until after `deadline`, so a live run never loses it.
+
+        A device whose lease a run holds is skipped: that run delivers its outbox, or the next
+        sweep does. A device whose run fails is logged and passed over, whatever the error (an
+        unreadable document, Firestore refusing): the devices behind it are swept all the same,
+        and its `retry_at` moves on by its backoff, so it does not stay first in every sweep."""
         started = self._clock()
         ran: list[str] = []
         for index, state in enumerate(self._delivery.due(now=started, limit=limit)):
-            if index and self._clock() - started >= budget:
+            now = self._clock()
+            if deadline - now < SWEEP_MARGIN or (index and now - started >= budget):
                 logger.info("sweep: out of time; the next sweep goes on", extra={
                     "device_id": state.id, "ran": len(ran)})  # fmt: skip
                 break
@@ -276,15 +337,43 @@ class Sync:
                     "device_id": state.id})  # fmt: skip
                 continue
             try:
-                report = self.pipeline.run(device, list)
-            except BridgeError as exc:  # busy, or Firestore: the next sweep retries
+                report = self.pipeline.run(
+                    device, list, lease_for=deadline - now + SWEEP_LEASE_SLACK
+                )
+            except (RetryLater, Conflict) as exc:
+                # Busy, or another run took the device over: that run delivers the outbox,
+                # else the next sweep does.
                 logger.warning("sweep: a device's outbox waits", extra={
                     "device_id": device.id, "reason": exc.message})  # fmt: skip
+                continue
+            except Exception as exc:
+                # Anything else would fail the same way each minute: logged (the error is ours,
+                # no secret in it), put behind the other due devices, and the sweep goes on.
+                logger.exception("sweep: a device's run failed; its outbox waits", extra={
+                    "device_id": device.id})  # fmt: skip
+                self._put_back(state, exc, now=now)
                 continue
             logger.info("sweep: a device's outbox retried", extra={
                 "device_id": device.id, **report.result.model_dump()})  # fmt: skip
             ran.append(device.id)
         return ran
+
+    def _put_back(self, state: DeviceState, error: Exception, *, now: datetime) -> None:
+        """A device whose sweep run failed: its `retry_at` moves by the backoff of one more
+        failure (1, 2, 4 ... minutes, at most an hour), and the error is noted on its state."""
+        # The pipeline's module is loaded already: the failed run came from it.
+        from shared.pipeline import MAX_REASON_CHARS, backoff
+
+        failures = state.failures + 1
+        message = f"the sweep's run failed: {type(error).__name__}: {error}"
+        self._delivery.postpone(
+            state.id,
+            seen=state.retry_at,
+            retry_at=now + backoff(failures),
+            failures=failures,
+            error=message[:MAX_REASON_CHARS],
+            at=now,
+        )
 
     def push_locations(self, device: Device, locations: list[Location]) -> RunReport:
         """Push given positions (the API's `?single`) through the same pipeline as a run."""

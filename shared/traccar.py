@@ -23,7 +23,8 @@ password, PROTOCOLS.md §2) and raises:
 Both take their `requests.Session` from the caller (one pooled session per instance) and put an
 explicit timeout on every call. A caller with an answer to give in time (a webhook: Smartcar
 wants a 2xx within 15 s, PROTOCOLS.md §3) passes a `Deadline`: each call then gets at most what
-is left of it, connect and read together, and a call with nothing left is not made. Error
+is left of it, connect and read together, a call with nothing left is not made, and a push
+whose wait the deadline ended says so (`PushResult.cut`: Traccar may have stored it). Error
 texts never contain the token and leave out the URL's query string (positions) and any
 user:password in the base URL.
 """
@@ -187,6 +188,9 @@ class PushResult:
     dropped: tuple[str, ...] = ()
     # False: not sent at all, no time being left before the caller's deadline.
     tried: bool = True
+    # True: sent, and the caller's deadline ran out before Traccar answered (it cut the wait
+    # short of the client's own timeout): Traccar may be slow, not down, and may have stored it.
+    cut: bool = False
 
 
 class OsmAndClient:
@@ -233,9 +237,12 @@ class OsmAndClient:
                 allow_redirects=False,
             )
         except requests.Timeout as exc:
-            return _retry(None, f"Traccar at {self._target}: {_timeout_kind(exc)}")
+            return _unanswered(self._target, _timeout_kind(exc), deadline)
         except requests.ConnectionError as exc:
-            return _retry(None, f"Traccar at {self._target}: {_connection_failure(exc)}")
+            failure = _connection_failure(exc)
+            if failure == READ_TIMEOUT:
+                return _unanswered(self._target, failure, deadline)
+            return _retry(None, f"Traccar at {self._target}: {failure}")
         except requests.RequestException as exc:
             failure = type(exc).__name__
             return _retry(None, f"Traccar at {self._target}: request failed ({failure})")
@@ -370,6 +377,21 @@ def _retry(status: int | None, error: str) -> PushResult:
     return PushResult(PushOutcome.RETRY_LATER, status, error)
 
 
+def _unanswered(target: str, failure: str, deadline: Deadline | None) -> PushResult:
+    """A push that timed out (`failure`): cut when `deadline` had run out by then (the total
+    it bounded the call with, shorter than the client's own timeouts), else Traccar's failure.
+    One clock read: no bookkeeping of which bound fired."""
+    if deadline is None or deadline.remaining() >= MIN_CALL_SECONDS:
+        return _retry(None, f"Traccar at {target}: {failure}")
+    return PushResult(
+        PushOutcome.RETRY_LATER,
+        None,
+        f"Traccar at {target}: no answer before the answer's deadline ({failure}); it may "
+        "have stored the position, which is pushed again",
+        cut=True,
+    )
+
+
 def _safe_url(url: str) -> str:
     """`url` without user:password, query and fragment: fit for an error text."""
     parts = urlsplit(url)
@@ -397,10 +419,13 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
         pending.extend(item for item in nested if isinstance(item, BaseException))
 
 
+READ_TIMEOUT = "read timeout (no answer in time)"
+
+
 def _timeout_kind(exc: requests.Timeout) -> str:
     if isinstance(exc, requests.ConnectTimeout):
         return "connect timeout"
-    return "read timeout (no answer in time)"
+    return READ_TIMEOUT
 
 
 def _connection_failure(exc: requests.ConnectionError) -> str:
@@ -409,7 +434,7 @@ def _connection_failure(exc: requests.ConnectionError) -> str:
         return "connection refused"
     if any(isinstance(cause, TimeoutError) for cause in causes):
         # A body that stops arriving surfaces as a ConnectionError around a read timeout.
-        return "read timeout (no answer in time)"
+        return READ_TIMEOUT
     closed = (http.client.RemoteDisconnected, ConnectionResetError, http.client.IncompleteRead)
     if any(isinstance(cause, closed) for cause in causes):
         return (

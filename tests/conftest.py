@@ -15,13 +15,18 @@ import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from devtools.emulator import Emulator, EmulatorMissing
 from shared.config import Settings, load_settings
+from shared.models import REFRESH_DEVICES_LIFETIME
 from shared.runtime import Runtime
 from tests.fakes.osmand import OsmAndServer
+
+if TYPE_CHECKING:
+    from shared.sync import Sync
 
 PROJECT = "traccar-bridge-test"
 
@@ -100,3 +105,10 @@ class Clock:
 @pytest.fixture
 def clock() -> Clock:
     return Clock(datetime(2026, 11, 22, 12, 0, tzinfo=UTC))
+
+
+def sweep(sync: Sync, *, now: datetime | None = None, **options: Any) -> list[str]:
+    """`sync.sweep_due_outboxes` as the sweep job runs it: its function's whole lifetime ahead
+    of `now` (the real clock's unless `sync` runs on a test clock: then that clock's now)."""
+    started = now if now is not None else datetime.now(UTC)
+    return sync.sweep_due_outboxes(deadline=started + REFRESH_DEVICES_LIFETIME, **options)

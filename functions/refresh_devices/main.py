@@ -1,10 +1,10 @@
 """Refreshes the source device lists (`refresh_devices` entry point), run hourly.
 
 `POST /` → `{"sources": [<one report per source>], "devices": <devices stored>}`.
-`POST /?sweep=only` (the sweep job, every few minutes) delivers what webhooks handed off to a
-busy device that no lease holder delivered, and every outbox whose backoff has ended
-(`Sync.sweep_handoffs`, ADR 0002), and nothing else: `{"swept": [<device ids run>]}`; one
-Firestore query when nothing is due. The Google
+`POST /?sweep=only` (the sweep job, every minute) delivers every due outbox: what webhooks
+handed off to a busy device that no lease holder delivered, and every outbox whose backoff has
+ended (`Sync.sweep_due_outboxes`, ADR 0002), and nothing else:
+`{"swept": [<device ids run>]}`; one Firestore query when nothing is due. The Google
 report says what was refreshed, found new, auto-registered and notified, or why Google was not
 called at all (no credentials stored, or `auth_required`); the Smartcar one how many refresh
 tokens near their end were renewed; then one each for TLINK's and Smartcar's devices
@@ -21,6 +21,7 @@ import functions_framework
 
 from shared.errors import BadRequest
 from shared.logs import configure_logging
+from shared.models import REFRESH_DEVICES_LIFETIME, utc_now
 from shared.runtime import freeze_loaded_objects, get_runtime
 from shared.web import create_app, dispatch
 
@@ -30,10 +31,12 @@ app = create_app(__name__)
 
 @app.post("/")
 def refresh() -> flask.Response:
+    # When the function is killed: the sweep starts no run that would not end before it.
+    deadline = utc_now() + REFRESH_DEVICES_LIFETIME
     runtime = get_runtime()
     if sweep_only(flask.request):
-        # The every-few-minutes job (issue 16): handed-off deliveries only, nothing else.
-        return flask.jsonify(swept=runtime.sync.sweep_handoffs())
+        # The every-minute job (issue 16): every due outbox, nothing else.
+        return flask.jsonify(swept=runtime.sync.sweep_due_outboxes(deadline=deadline))
     reports = [
         *runtime.google_accounts.refresh(),  # one report per Google account (ADR 0004)
         runtime.smartcar.renewal.renew_expiring(),
@@ -41,8 +44,9 @@ def refresh() -> flask.Response:
         # skipped when its pulls are not configured, its failure its own report's.
         *(vendor.refresh() for vendor in runtime.vendor_refreshes),
     ]
-    # Webhook deliveries handed off to a busy device that no lease holder delivered.
-    swept = runtime.sync.sweep_handoffs()
+    # Every due outbox: deliveries handed off to a busy device that no lease holder delivered,
+    # positions Traccar refused whose backoff has ended.
+    swept = runtime.sync.sweep_due_outboxes(deadline=deadline)
     # Silent devices and vendors, and a Traccar outage that ended (issue 20).
     alerts = runtime.alerts.evaluate()
     # Existing Traccar devices get the Find Hub sender's current attributes (issue 15).

@@ -1,7 +1,7 @@
 """Runs the pipeline for one device (`sync_device` entry point), called by its scheduler job.
 
 `POST {"device_id": ..., "jitter_seconds"?: n, "once"?: true}` (`once`: a "locate now" one-shot
-job's run, which deletes that job first) →
+job's run, which deletes that job after the run unless it is retried: `Sync.scheduled_sync`) →
 `{fetched, new, pushed, failed, outbox, skipped}` (`skipped`: reports the source could not use).
 429 with Retry-After while another run of the device holds its lease (Cloud Scheduler retries).
 """
@@ -31,11 +31,9 @@ class SyncRequest(Model):
 @app.post("/")
 def run_sync() -> flask.Response:
     body = parse_json(flask.request, SyncRequest)
-    runtime = get_runtime()
-    if body.once:
-        # Deleted before the run: a one-shot job runs once, even should this run fail.
-        runtime.scheduler.delete_once(body.device_id)
-    report = runtime.sync.scheduled_sync(body.device_id, jitter_seconds=body.jitter_seconds)
+    report = get_runtime().sync.scheduled_sync(
+        body.device_id, jitter_seconds=body.jitter_seconds, once=body.once
+    )
     # `error` only when the run's bookkeeping failed (issue 12): the answer is as before.
     return flask.jsonify(report.result.model_dump(exclude_none=True))
 

@@ -48,7 +48,9 @@ resource "google_cloud_scheduler_job" "refresh_devices" {
 # refresh. The sweep also retries every outbox whose backoff has ended (a webhook-only device's
 # positions Traccar refused waited for its next webhook before). `?sweep=only` runs the sweep
 # and nothing else (no Google or Smartcar call, no alert evaluation): one Firestore query when
-# nothing is due (docs/decisions/0002).
+# nothing is due (docs/decisions/0002). The resource and the job keep their first name (it swept
+# hand-offs only; the Python method is now `Sync.sweep_due_outboxes`): renaming either would make
+# Terraform destroy and recreate the job.
 resource "google_cloud_scheduler_job" "sweep_handoffs" {
   name        = "${var.name_prefix}-sweep-handoffs"
   region      = var.region

@@ -242,6 +242,34 @@ class DeliveryRepository:
         )
         return [DeviceState.model_validate(s.to_dict() or {}) for s in query.stream(**reads())]
 
+    def postpone(
+        self,
+        device_id: str,
+        *,
+        seen: datetime | None,
+        retry_at: datetime,
+        failures: int,
+        error: str,
+        at: datetime,
+    ) -> None:
+        """Move a due outbox's `retry_at` on (a sweep's run of it failed), count the failure
+        and note its error, on condition that its `retry_at` is still `seen` and nobody wrote
+        the state in between: a run that did decided already. Raw fields: an unreadable state
+        is postponed too. Best effort, as `record_error`: the sweep goes on either way."""
+        from google.api_core.exceptions import GoogleAPIError
+
+        ref = self.state_ref(device_id)
+        try:
+            stored = ref.get(**reads())
+            if not stored.exists or (stored.to_dict() or {}).get("retry_at") != seen:
+                return
+            changes = {"retry_at": retry_at, "failures": failures, "last_error": error,
+                       "last_error_at": at}  # fmt: skip
+            ref.update(changes, option=unchanged_since(stored.update_time), **writes())
+        except GoogleAPIError as exc:  # FailedPrecondition included: written meanwhile
+            logger.warning("could not postpone a due outbox", extra={
+                "device_id": device_id, "error": str(exc)})  # fmt: skip
+
     def with_parked(self, *, limit: int) -> list[DeviceState]:
         """At most `limit` states of devices with parked positions (refused by Traccar again
         and again while later ones went through), without their fingerprints."""

@@ -16,7 +16,12 @@ service's documented contract:
   mutable field when the mask is empty; output-only fields of the request are ignored;
 - the job is validated as the service does: a unix-cron schedule (five fields, values in
   range, names for months and weekdays), a tz database time zone, an `http(s)://` target URI,
-  a body only with POST, PUT or PATCH, and a service account on an OIDC token.
+  a body only with POST, PUT or PATCH, and a service account on an OIDC token;
+- a caller lacking a method's IAM permission (`deny("cloudscheduler.jobs.delete")`: a
+  deployment whose Terraform grants it is not applied yet) gets PERMISSION_DENIED, checked
+  before the job is looked up (https://cloud.google.com/scheduler/docs/reference/rpc/
+  google.cloud.scheduler.v1 lists each method's permission; https://cloud.google.com/iam/docs/
+  troubleshooting-access: a missing permission is 403 PERMISSION_DENIED).
 
 Serving, hooks and the call log come from `tests.fakes.GrpcFake`.
 """
@@ -110,6 +115,13 @@ class FakeCloudScheduler(GrpcFake):
         # Jobs forced to run by RunJob ("Force a job to run now", Cloud Scheduler's reference),
         # in order: the dispatch itself is Cloud Scheduler's, not the caller's.
         self.runs: list[str] = []
+        # IAM permissions the caller lacks (`deny`).
+        self._denied: set[str] = set()
+
+    def deny(self, permission: str) -> None:
+        """The caller's role lacks `permission` (only `cloudscheduler.jobs.delete` is checked)."""
+        with self.lock:
+            self._denied.add(permission)
 
     def rpcs(self) -> dict[str, tuple[Callable[[Any], Any], Any, Any]]:
         cs = scheduler_v1
@@ -244,6 +256,12 @@ class FakeCloudScheduler(GrpcFake):
         return self._copy(job)
 
     def _delete_job(self, request: scheduler_v1.DeleteJobRequest) -> empty_pb2.Empty:
+        if "cloudscheduler.jobs.delete" in self._denied:
+            raise Abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"Permission 'cloudscheduler.jobs.delete' denied on resource '{request.name}' "
+                "(or it may not exist).",
+            )
         self._existing(request.name)
         del self._jobs[request.name]
         return empty_pb2.Empty()

@@ -138,6 +138,30 @@ def test_every_function_sets_memory_timeout_and_concurrency(terraform: Terraform
         assert isinstance(config["max_instance_count"], int), function
 
 
+def test_the_function_lifetimes_python_counts_with_are_terraforms_timeouts(
+    terraform: Terraform,
+) -> None:
+    """The sweep stops starting runs, and gives each run a lease, by its function's lifetime
+    (`shared.models`): a Terraform timeout changed alone would make it count wrong."""
+    from shared.models import (
+        API_LIFETIME,
+        REFRESH_DEVICES_LIFETIME,
+        SYNC_DEVICE_LIFETIME,
+        WEBHOOKS_LIFETIME,
+    )
+
+    lifetimes = {
+        "api": API_LIFETIME,
+        "sync_device": SYNC_DEVICE_LIFETIME,
+        "refresh_devices": REFRESH_DEVICES_LIFETIME,
+        "webhooks": WEBHOOKS_LIFETIME,
+    }
+    assert set(lifetimes) == set(FUNCTIONS)
+    for function, lifetime in lifetimes.items():
+        timeout = service_config(terraform, function)["timeout_seconds"]
+        assert timeout == lifetime.total_seconds(), function
+
+
 def test_sync_device_never_runs_two_locates_at_once(terraform: Terraform) -> None:
     from shared.pipeline import LEASE_DURATION
 

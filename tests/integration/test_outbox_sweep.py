@@ -12,24 +12,26 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import functions_framework
 import pytest
 import requests
 from flask.testing import FlaskClient
 from google.cloud import firestore
+from google.cloud.firestore import FieldFilter
 
 from shared.config import get_settings
 from shared.errors import BridgeError
-from shared.models import Device, DeviceState, Location, Source
-from shared.pipeline import BACKOFF_BASE, Pipeline
+from shared.models import REFRESH_DEVICES_LIFETIME, Device, DeviceState, Location, Source
+from shared.pipeline import BACKOFF_BASE, PULL_LEASE_DURATION, Pipeline
 from shared.runtime import Runtime, get_runtime
-from shared.store import Store
-from shared.sync import Sync
+from shared.store import DeliveryRepository, Store
+from shared.sync import SWEEP_MARGIN, Sync
 from shared.traccar import OsmAndClient
-from tests.conftest import PROJECT, Clock, make_settings
+from tests.conftest import PROJECT, Clock, make_settings, sweep
 from tests.fakes.firestore_counter import CountingClient, Counts
-from tests.fakes.osmand import OsmAndServer
+from tests.fakes.osmand import HttpRequest, HttpResponse, OsmAndServer
 from tests.integration.test_tlink_webhook import (  # noqa: F401 - fixtures
     JSON,
     ROOT,
@@ -114,13 +116,13 @@ def test_a_webhook_only_devices_refused_positions_go_out_with_the_sweep_oldest_f
 
     after_backoff = Clock(now + 2 * BACKOFF_BASE + timedelta(seconds=30))  # two refusals: 2 min
     later = clocked_sync(get_runtime(), osmand, after_backoff)
-    assert later.sweep_handoffs() == [TLINK_DEVICE]
+    assert sweep(later, now=after_backoff.now) == [TLINK_DEVICE]
 
     assert arrived(osmand) == [int(older.timestamp()), int(newer.timestamp())]
     assert stored.delivery.outbox(TLINK_DEVICE) == []
     state = stored.delivery.state(TLINK_DEVICE)
     assert (state.outbox_count, state.retry_at, state.failures) == (0, None, 0)
-    assert later.sweep_handoffs() == [] and len(osmand.positions) == 2
+    assert sweep(later, now=after_backoff.now) == [] and len(osmand.positions) == 2
 
 
 def test_the_sweep_job_delivers_a_due_outbox(
@@ -153,13 +155,14 @@ def test_a_device_traccar_still_refuses_backs_off_between_sweeps(
     refused_then_waiting(sync.pipeline, clock, 30)
     clock.advance(BACKOFF_BASE.total_seconds())
 
-    assert sync.sweep_handoffs() == ["abc123"]  # tried: refused again, two minutes' backoff
+    # Tried: refused again, two minutes of backoff.
+    assert sweep(sync, now=clock.now) == ["abc123"]
     tried = len(osmand.requests)
     clock.advance(BACKOFF_BASE.total_seconds())
-    assert sync.sweep_handoffs() == [] and len(osmand.requests) == tried
+    assert sweep(sync, now=clock.now) == [] and len(osmand.requests) == tried
     osmand.reset()
     clock.advance(BACKOFF_BASE.total_seconds())
-    assert sync.sweep_handoffs() == ["abc123"] and len(osmand.positions) == 1
+    assert sweep(sync, now=clock.now) == ["abc123"] and len(osmand.positions) == 1
 
 
 def test_a_sweep_with_nothing_due_is_one_query_answering_nothing(
@@ -185,34 +188,145 @@ def test_a_sweep_with_nothing_due_is_one_query_answering_nothing(
     refused_then_waiting(sync.pipeline, clock, 30)
     osmand.reset()
     clock.now = now
-    assert sync.sweep_handoffs() == ["abc123"]
+    assert sweep(sync, now=clock.now) == ["abc123"]
     runtime.schema  # noqa: B018 - an instance's first request checks the schema, once
     counts.reset()
 
-    assert runtime.sync.sweep_handoffs() == []
+    assert sweep(runtime.sync) == []
 
     assert (counts.reads, counts.writes) == (1, 0)
 
 
-def test_the_longest_due_goes_first_and_the_budget_bounds_a_sweep(
-    runtime: Runtime, osmand: OsmAndServer, clock: Clock
-) -> None:
+def two_due(runtime: Runtime, osmand: OsmAndServer, clock: Clock) -> Sync:
+    """abc123 (Google) and car-1 (Smartcar), each with a position Traccar refused, abc123 due
+    first; the backoff has ended and Traccar is back."""
     other = Device(id="car-1", source=Source.SMARTCAR, traccar_unique_id="car-1")
     osmand.add_known_id("car-1")
     for device in (DEVICE, other):
         runtime.store.devices.put(device)
     sync = clocked_sync(runtime, osmand, clock)
     osmand.respond_with(503)
-    refused_then_waiting(sync.pipeline, clock, 30)  # abc123: due first
+    refused_then_waiting(sync.pipeline, clock, 30)
     clock.advance(10)
     waiting = Location(id="car-1", lat=1.0, lon=2.0, timestamp=int(clock.now.timestamp()))
     sync.pipeline.run(other, lambda: [waiting])
     osmand.reset()
     clock.advance(BACKOFF_BASE.total_seconds() + 10)
+    return sync
 
-    assert sync.sweep_handoffs(budget=timedelta(0)) == ["abc123"]  # one device, then no time
-    assert sync.sweep_handoffs(budget=timedelta(0)) == ["car-1"]
+
+def test_the_longest_due_goes_first_and_the_budget_bounds_a_sweep(
+    runtime: Runtime, osmand: OsmAndServer, clock: Clock
+) -> None:
+    sync = two_due(runtime, osmand, clock)
+
+    # One device, then no time.
+    assert sweep(sync, now=clock.now, budget=timedelta(0)) == ["abc123"]
+    assert sweep(sync, now=clock.now, budget=timedelta(0)) == ["car-1"]
     assert [p.unique_id for p in osmand.positions] == ["abc123", "car-1"]
+
+
+def spoil_outbox(firestore_client: firestore.Client, device_id: str) -> None:
+    """The device's outbox entries become unreadable (a field written by a newer release, a
+    bad hand edit): reading them fails validation, not with an error of ours."""
+    outbox = firestore_client.collection("outbox")
+    for snapshot in outbox.where(filter=FieldFilter("device_id", "==", device_id)).stream():
+        snapshot.reference.update({"location.lat": "not a number"})
+
+
+def test_a_device_whose_run_fails_is_logged_and_passed_over_and_goes_behind_the_others(
+    runtime: Runtime,
+    osmand: OsmAndServer,
+    clock: Clock,
+    firestore_client: firestore.Client,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Before, the first due device's `ValidationError` ended every sweep: car-1, due behind
+    it, was never delivered, minute after minute."""
+    sync = two_due(runtime, osmand, clock)
+    spoil_outbox(firestore_client, "abc123")
+
+    assert sweep(sync, now=clock.now) == ["car-1"]
+
+    assert [p.unique_id for p in osmand.positions] == ["car-1"]
+    [failed] = [r for r in caplog.records if r.message.startswith("sweep: a device's run failed")]
+    assert failed.levelname == "ERROR" and failed.exc_info is not None
+    assert failed.__dict__["device_id"] == "abc123"
+    state = runtime.store.delivery.state("abc123")
+    # Behind the others: due again after the backoff of one more failure (2 minutes).
+    assert (state.failures, state.retry_at) == (2, clock.now + 2 * BACKOFF_BASE)
+    assert state.lease_owner is None and state.outbox_count == 1
+    assert state.last_error is not None and "ValidationError" in state.last_error
+    assert sweep(sync, now=clock.now) == []  # not tried again each minute
+    clock.advance(2 * BACKOFF_BASE.total_seconds())
+    assert sweep(sync, now=clock.now) == []  # tried again: fails again, backs off further
+    assert runtime.store.delivery.state("abc123").retry_at == clock.now + 4 * BACKOFF_BASE
+
+
+def test_the_sweep_job_answers_and_delivers_the_others_when_a_device_fails(
+    runtime: Runtime,
+    osmand: OsmAndServer,
+    firestore_client: firestore.Client,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """Through `refresh_devices?sweep=only`: before, it answered 500 every minute."""
+    two_due(runtime, osmand, Clock(datetime.now(UTC) - timedelta(minutes=5)))
+    spoil_outbox(firestore_client, "abc123")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GCP_PROJECT", PROJECT)  # the emulator's address is set already
+    monkeypatch.setenv("SECRETS_DIR", str(tmp_path / "secrets"))
+    monkeypatch.setenv("TRACCAR_SERVER_URL", osmand.url)
+
+    answer = refresh_devices().post("/?sweep=only")
+
+    assert (answer.status_code, answer.get_json()) == (200, {"swept": ["car-1"]})
+    assert [p.unique_id for p in osmand.positions] == ["car-1"]
+
+
+def test_a_sweep_starts_no_run_without_a_margin_before_its_functions_deadline(
+    runtime: Runtime, osmand: OsmAndServer, clock: Clock
+) -> None:
+    """Before, the first due device always ran, however little time the function had left:
+    killed between its push and its commit, its position went again and its lease stayed."""
+    sync = two_due(runtime, osmand, clock)
+    short = clock.now + SWEEP_MARGIN - timedelta(seconds=1)
+
+    assert sync.sweep_due_outboxes(deadline=short) == [] and osmand.positions == []
+    enough = clock.now + SWEEP_MARGIN
+    assert sync.sweep_due_outboxes(deadline=enough) == ["abc123", "car-1"]
+
+
+class LeaseWatchingTraccar(OsmAndServer):
+    """The OsmAnd fake noting, as each push arrives (the run waits for its answer), the lease
+    of the device pushed as Firestore holds it."""
+
+    def __init__(self, delivery: DeliveryRepository) -> None:
+        super().__init__(known_ids=["abc123"])
+        self._delivery = delivery
+        self.leases: dict[str, datetime | None] = {}
+
+    def handle(self, request: HttpRequest) -> HttpResponse:
+        form = parse_qs(request.body.decode())  # a push is a form-encoded POST body
+        device_id = form.get("id", [""])[0]
+        self.leases[device_id] = self._delivery.state(device_id).lease_until
+        return super().handle(request)
+
+
+def test_a_sweep_run_holds_its_lease_until_after_its_functions_deadline(
+    runtime: Runtime, clock: Clock
+) -> None:
+    """A Smartcar run swept 10 s into refresh_devices' 300 s held the 200 s lease of a pull:
+    a live run could lose it to another, and both push the same position."""
+    with LeaseWatchingTraccar(runtime.store.delivery) as traccar:
+        sync = two_due(runtime, traccar, clock)
+        deadline = clock.now + REFRESH_DEVICES_LIFETIME - timedelta(seconds=10)
+
+        assert sync.sweep_due_outboxes(deadline=deadline) == ["abc123", "car-1"]
+
+    lease_until = traccar.leases["car-1"]
+    assert lease_until is not None and lease_until > deadline
+    assert lease_until - clock.now > PULL_LEASE_DURATION
 
 
 def test_a_busy_device_is_skipped_and_its_own_run_pushes_nothing_twice(
@@ -230,10 +344,11 @@ def test_a_busy_device_is_skipped_and_its_own_run_pushes_nothing_twice(
         "abc123", "its-own-run", now=clock.now, until=clock.now + timedelta(minutes=10)
     )
 
-    assert sync.sweep_handoffs() == [] and osmand.positions == []  # busy: left to the holder
+    # Busy: left to the lease holder.
+    assert sweep(sync, now=clock.now) == [] and osmand.positions == []
 
     runtime.store.delivery.release(lease, state)
-    assert sync.sweep_handoffs() == ["abc123"]
+    assert sweep(sync, now=clock.now) == ["abc123"]
     # The device's own next run brings the same position again: delivered already.
     assert sync.pipeline.run(DEVICE, lambda: batch).result.pushed == 0
     assert len(osmand.positions) == 1

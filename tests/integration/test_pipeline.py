@@ -18,7 +18,7 @@ from shared.runtime import Runtime
 from shared.secrets import LocalSecretStore
 from shared.store import Store
 from shared.traccar import OsmAndClient
-from tests.conftest import Clock, make_settings
+from tests.conftest import Clock, make_settings, sweep
 from tests.fakes.firestore_counter import CountingClient, Counts
 from tests.fakes.osmand import OsmAndServer
 from tests.fakes.traccar_api import FakeTraccarApi
@@ -346,7 +346,7 @@ def test_a_sweep_with_nothing_handed_off_costs_one_read_whatever_the_devices(
     runtime.schema  # noqa: B018 - an instance's first request checks the schema, once
     counts.reset()
 
-    assert sync.sweep_handoffs() == []
+    assert sweep(sync) == []
 
     assert (counts.reads, counts.writes) == (1, 0)
 

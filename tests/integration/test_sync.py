@@ -8,18 +8,22 @@ Real parts: the Firestore emulator, the pipeline, the OsmAnd test server over a 
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 import pytest
 import requests
 
-from shared.errors import BridgeError
+from shared.errors import BridgeError, NotFound, RetryLater
 from shared.models import Device, Location, Source
 from shared.pipeline import Pipeline
 from shared.runtime import Runtime
+from shared.scheduler import CloudSchedulerJobs, once_job_id
 from shared.sync import FetchFailed, Sync
 from shared.traccar import OsmAndClient
 from tests.conftest import Clock
+from tests.fakes.cloud_scheduler import FakeCloudScheduler
 from tests.fakes.osmand import OsmAndServer
 
 OWN = Device(id="own", source=Source.GOOGLE, name="Keys", traccar_unique_id="own")
@@ -65,7 +69,13 @@ def osmand_both() -> OsmAndServer:
 
 
 def make_sync(
-    runtime: Runtime, osmand: OsmAndServer, clock: Clock, source: Brings, tracker: Tracker
+    runtime: Runtime,
+    osmand: OsmAndServer,
+    clock: Clock,
+    source: Brings,
+    tracker: Tracker,
+    *,
+    delete_once: Callable[[str], object] | None = None,
 ) -> Sync:
     pipeline = Pipeline(
         delivery=runtime.store.delivery,
@@ -83,6 +93,7 @@ def make_sync(
         sources={Source.GOOGLE: source},
         trackers={Source.GOOGLE: tracker},
         max_future_skew=300,
+        delete_once=delete_once,
         clock=clock,
     )
 
@@ -182,3 +193,107 @@ def test_a_failed_locate_that_answered_for_others_delivers_theirs_and_raises_its
     assert [p.unique_id for p in osmand_both.positions] == ["other"]
     assert runtime.store.delivery.state("other").last_location == at(clock, "other", 20)
     assert tracker.told == [("other", 1, 0)]  # the device that failed was not located
+
+
+# --- A "locate now" one-shot job's run (sync_device with "once": true) ---------------------
+
+ONCE_JOB = f"projects/p/locations/europe-west1/jobs/{once_job_id('own')}"
+
+
+@pytest.fixture
+def cloud_scheduler() -> Iterator[FakeCloudScheduler]:
+    with FakeCloudScheduler() as fake:
+        yield fake
+
+
+@pytest.fixture
+def jobs(cloud_scheduler: FakeCloudScheduler) -> CloudSchedulerJobs:
+    """Cloud Scheduler's official client over the gRPC fake; the one-shot job of "own" made
+    and run, as Traccar's "locate now" does (`run_once`)."""
+    jobs = CloudSchedulerJobs(
+        cloud_scheduler.client(),
+        project="p",
+        region="europe-west1",
+        sync_device_url="https://europe-west1-p.cloudfunctions.net/sync_device",
+        service_account_email="scheduler@p.iam.gserviceaccount.com",
+    )
+    jobs.run_once("own")
+    assert cloud_scheduler.job_names() == [ONCE_JOB]
+    return jobs
+
+
+def test_a_one_shot_run_whose_job_cannot_be_deleted_still_syncs_and_says_what_to_apply(
+    runtime: Runtime,
+    osmand_both: OsmAndServer,
+    clock: Clock,
+    cloud_scheduler: FakeCloudScheduler,
+    jobs: CloudSchedulerJobs,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Terraform granting sync_device cloudscheduler.jobs.delete not applied yet: the delete
+    # answers PERMISSION_DENIED. The run went on 500 before syncing anything.
+    cloud_scheduler.deny("cloudscheduler.jobs.delete")
+    source = Brings([at(clock, "own", 30)])
+    sync = make_sync(
+        runtime, osmand_both, clock, source, Tracker(osmand_both), delete_once=jobs.delete_once
+    )
+
+    with caplog.at_level(logging.WARNING, logger="shared.sync"):
+        report = sync.scheduled_sync("own", jitter_seconds=0, once=True)
+
+    assert (report.result.fetched, report.result.pushed) == (1, 1)
+    assert [p.unique_id for p in osmand_both.positions] == ["own"]
+    [warning] = [r for r in caplog.records if "one-shot job" in r.getMessage()]
+    assert warning.levelno == logging.WARNING
+    assert "cloudscheduler.jobs.delete" in warning.getMessage()
+    assert "infra/terraform" in warning.getMessage()
+    assert cloud_scheduler.job_names() == [ONCE_JOB]  # its yearly run tries again
+
+
+def test_a_one_shot_run_told_to_retry_keeps_its_job_and_the_retry_locates_and_deletes_it(
+    runtime: Runtime,
+    osmand_both: OsmAndServer,
+    clock: Clock,
+    cloud_scheduler: FakeCloudScheduler,
+    jobs: CloudSchedulerJobs,
+) -> None:
+    # Another run holds the device's lease: 429, which Cloud Scheduler retries. The job was
+    # deleted before the run, so the retry never came and the locate was dropped.
+    source = Brings([at(clock, "own", 30)])
+    sync = make_sync(
+        runtime, osmand_both, clock, source, Tracker(osmand_both), delete_once=jobs.delete_once
+    )
+    state, lease = runtime.store.delivery.acquire(
+        "own", "another run", now=clock.now, until=clock.now + timedelta(minutes=1)
+    )
+
+    with pytest.raises(RetryLater):
+        sync.scheduled_sync("own", jitter_seconds=0, once=True)
+
+    assert cloud_scheduler.job_names() == [ONCE_JOB]  # kept for Cloud Scheduler's retry
+    runtime.store.delivery.release(lease, state)
+
+    report = sync.scheduled_sync("own", jitter_seconds=0, once=True)  # the retry
+
+    assert report.result.pushed == 1 and [p.unique_id for p in osmand_both.positions] == ["own"]
+    assert cloud_scheduler.job_names() == []
+
+
+def test_a_one_shot_run_refused_for_good_deletes_its_job(
+    runtime: Runtime,
+    osmand_both: OsmAndServer,
+    clock: Clock,
+    cloud_scheduler: FakeCloudScheduler,
+    jobs: CloudSchedulerJobs,
+) -> None:
+    # The device was removed since "locate now": a retry would meet the same 404.
+    source = Brings([])
+    sync = make_sync(
+        runtime, osmand_both, clock, source, Tracker(osmand_both), delete_once=jobs.delete_once
+    )
+    runtime.store.devices.delete("own")
+
+    with pytest.raises(NotFound):
+        sync.scheduled_sync("own", jitter_seconds=0, once=True)
+
+    assert cloud_scheduler.job_names() == []

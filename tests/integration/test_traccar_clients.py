@@ -264,6 +264,7 @@ def test_read_timeout_means_retry_later_within_the_timeout(
     assert time.monotonic() - started < 2.0
     assert (result.outcome, result.status) == (PushOutcome.RETRY_LATER, None)
     assert "timeout" in (result.error or "")
+    assert not result.cut  # the client's own timeout: Traccar's failure
 
 
 def test_a_push_with_a_deadline_ends_by_it_whatever_the_client_timeouts(
@@ -279,6 +280,8 @@ def test_a_push_with_a_deadline_ends_by_it_whatever_the_client_timeouts(
 
     assert time.monotonic() - started < 3.0
     assert (result.outcome, result.status, result.tried) == (PushOutcome.RETRY_LATER, None, True)
+    # Sent, its wait ended by the deadline, not by Traccar: said so (Traccar may store it).
+    assert result.cut and "may have stored" in (result.error or "")
     late = patient.push(location(), UNIQUE_ID, deadline=Deadline.after(0.0))
     assert (late.outcome, late.tried) == (PushOutcome.RETRY_LATER, False)
     assert len(osmand.requests) == 1  # the late one was never sent

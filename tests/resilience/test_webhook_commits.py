@@ -45,7 +45,7 @@ from shared.store import Lease
 from shared.store.smartcar import SmartcarStore, VehicleRecord, vehicle_device
 from shared.sync import Sync
 from shared.traccar import OsmAndClient
-from tests.conftest import PROJECT, Clock, make_settings
+from tests.conftest import PROJECT, Clock, make_settings, sweep
 from tests.fakes.osmand import OsmAndServer
 from tests.resilience.faults import FaultyClient
 
@@ -295,9 +295,9 @@ def test_a_sync_run_taking_the_lease_between_read_and_commit_hands_the_delivery_
     assert [claim["status"] for claim in claims(firestore_client).values()] == ["done"]
     assert deliver(runtime, vendor, raw)["status"] == "duplicate"
     sync_run_ends()  # a run that ends without delivering it (it failed before its push)
-    assert runtime.sync.sweep_handoffs() == [device_id]
+    assert sweep(runtime.sync) == [device_id]
     assert len(osmand.positions) == 1
-    assert runtime.sync.sweep_handoffs() == []
+    assert sweep(runtime.sync) == []
     assert len(osmand.positions) == 1
 
 
@@ -479,13 +479,13 @@ def test_a_delivery_whose_process_died_before_its_push_is_handed_off_and_swept_a
     assert (pending["status"], claim["status"]) == ("pending", "done")
     assert claim["owner"] != pending["owner"]  # taken over
     assert deliver(retry, vendor, raw)["status"] == "duplicate"
-    assert retry.sync.sweep_handoffs() == []  # the dead processing's lease still runs
+    assert sweep(retry.sync, now=clock.now) == []  # the dead processing's lease still runs
     # A webhook run's lease is a minute (issue 16: with the sweep every minute, a handed-off
     # delivery waits at most 2 minutes behind a holder that died), not a Google run's ten.
     clock.advance(WEBHOOK_LEASE_DURATION.total_seconds() - 30 - 1)
-    assert retry.sync.sweep_handoffs() == []
+    assert sweep(retry.sync, now=clock.now) == []
     clock.advance(1)  # the lease has ended: the sweep delivers
-    assert retry.sync.sweep_handoffs() == [DEVICE_IDS[vendor]]
+    assert sweep(retry.sync, now=clock.now) == [DEVICE_IDS[vendor]]
 
     assert len(osmand.positions) == 1
     state = retry.store.delivery.state(DEVICE_IDS[vendor])

@@ -169,6 +169,23 @@ def test_a_vendor_package_imports_no_other_vendor() -> None:
     assert crossing == []
 
 
+def test_no_module_imports_a_private_name_of_another() -> None:
+    """`from shared.x import _name`: a name kept private is no one else's to call; a function
+    two modules share is public, named for what it does."""
+    private = []
+    for folder in ("shared", "functions"):
+        for path in python_files(ROOT / folder):
+            for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+                if not isinstance(node, ast.ImportFrom):
+                    continue
+                if not (node.module or "").startswith("shared"):
+                    continue
+                for alias in node.names:
+                    if alias.name.startswith("_") and not alias.name.startswith("__"):
+                        private.append(f"{module_name(path)}: {node.module}.{alias.name}")
+    assert private == []
+
+
 def test_only_functions_devtools_and_bench_import_the_runtime() -> None:
     importers = []
     for folder in ("shared", "functions", "devtools", "bench"):

@@ -135,15 +135,18 @@ class SmartcarConnect:
             described = api.connections(user_id, self._app_token(refused=token))
         if not described:
             raise BadRequest(f"user_id: Smartcar lists no vehicle connected by {user_id}")
-        vehicles = [_record_vehicle(store, vehicle, user_id, now) for vehicle in described]
+        vehicles = [record_connected_vehicle(store, vehicle, user_id, now) for vehicle in described]
         for vehicle in described:
             self._tokens.forget_vehicle(vehicle.id)
         return Connected(user_id=user_id, vehicles=vehicles)
 
 
-def _record_vehicle(
+def record_connected_vehicle(
     store: SmartcarStore, vehicle: VehicleAttributes, user_id: str, now: datetime
 ) -> ConnectedVehicle:
+    """Record `vehicle`, connected by `user_id`, as Smartcar lists it: its record (make, model
+    and year when given, the user, when it was connected) and its device, made if new. Connect
+    and the hourly discovery (`shared.sources.smartcar.refresh`) both call it."""
     new_device = vehicle_device(vehicle.id, vehicle.make, vehicle.model, vehicle.year, now)
 
     def update(record: VehicleRecord) -> VehicleRecord:

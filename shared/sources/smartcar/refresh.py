@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from shared.models import utc_now
-from shared.sources.smartcar.connect import _record_vehicle
+from shared.sources.smartcar.connect import record_connected_vehicle
 from shared.sources.smartcar.errors import SmartcarAuthError, SmartcarError
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ class SmartcarDiscovery:
             now = self._clock()
             for vehicle in described:
                 if vehicle.id not in known:
-                    _record_vehicle(self._store, vehicle, user_id, now)
+                    record_connected_vehicle(self._store, vehicle, user_id, now)
                     known.add(vehicle.id)
         if failure is not None:
             raise failure

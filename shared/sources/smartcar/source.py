@@ -25,7 +25,8 @@ even if that write was lost.
 A vehicle connected before the upgrade whose record has no user id yet is moved to API v3 by
 its pull (the v2 Vehicles API is deprecated, PROTOCOLS.md §3): the user id is the key its v2
 tokens are filed under (`TokenFile.user_of`: Connect filed them under v2 `GET /user`'s id), or,
-when that key is no Smartcar user id (a UUID), v2 `GET /user` asked with its access token.
+when that key is not a UUID, the form every Smartcar user id has (so not a user id: the
+tokens were filed under another key), v2 `GET /user` asked with its access token.
 That id is what v3's `sc-user-id` takes (Smartcar's docs, in tests/fakes/smartcar.py's
 docstring). The vehicle is read with v3 and the id recorded on its record by the run's final
 commit (`signals_write`'s `fill`, with what was fetched). Its v2 tokens are kept by that pull

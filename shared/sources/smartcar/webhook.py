@@ -23,10 +23,12 @@ One delivery, in this order; nothing is written before step 6:
    retries): the lease holder delivers it before it lets go, or the sweep does (ADR 0002). A
    failed condition writes nothing: back to step 5 (a copy's claim is then found there);
 7. the position goes through the pipeline (`Pipeline.run`, which took the lease in step 6):
-   pushed, then recorded in the run's final commit, which marks the claim done. Traccar gets
-   `WEBHOOK_PUSH_WITHIN` seconds for it, every call included (Smartcar counts an answer after
-   15 s as a failure and retries, PROTOCOLS.md §3; a hanging Traccar took 15 s and more): a
-   position not pushed by then waits in the outbox, the claim done, and the sweep delivers it.
+   pushed, then recorded in the run's final commit, which marks the claim done. Traccar's
+   calls end `WEBHOOK_PUSH_WITHIN` (12) seconds after the delivery arrived, so the answer goes
+   within `WEBHOOK_ANSWER_WITHIN` (13 s; Smartcar counts an answer after 15 s as a failure and
+   retries, PROTOCOLS.md §3; a hanging Traccar took 15 s and more): a position not pushed by
+   then waits in the outbox, the claim done, and the sweep delivers it; one Traccar had not
+   answered by then may have been stored, and goes again (at least once, `shared.pipeline`).
 
 So a new VEHICLE_STATE costs three Firestore round trips (read, claim-and-lease commit, final
 commit) around the push, a repeat one. When 6 or 7 fails (Firestore unavailable; anything
@@ -68,7 +70,7 @@ from typing import Any
 from shared.errors import BadRequest, ConfigError, PayloadTooLarge, Unauthorized
 from shared.firestore_limits import escaped
 from shared.models import Device, too_far_ahead, utc_now
-from shared.pipeline import WEBHOOK_LEASE_DURATION, WEBHOOK_PUSH_WITHIN, Pipeline
+from shared.pipeline import WEBHOOK_LEASE_DURATION, Pipeline, webhook_deadline
 from shared.receiver import receive_claimed
 from shared.secrets import CachedSecrets, SecretNotFound, missing
 from shared.sources.smartcar import signals
@@ -93,6 +95,7 @@ from shared.store.smartcar import (
     vehicle_change,
     vehicle_device,
 )
+from shared.traccar import Deadline
 
 logger = logging.getLogger(__name__)
 
@@ -218,6 +221,7 @@ class SmartcarWebhook:
 
     def receive(self, raw: bytes, signature_header: str | None) -> Answer:
         """Handle one delivery (see the module docstring); answers what Smartcar is sent back."""
+        push_by = webhook_deadline()  # Smartcar's 15 s run from the delivery's arrival
         document = parse_body(raw)
         challenge = verify_challenge(document)
         if challenge is not None:
@@ -272,6 +276,7 @@ class SmartcarWebhook:
             state_ref=state_ref,
             limits=self._limits,
             notify_signal_cap=self._notify_signal_cap,
+            push_by=push_by,
         )
         return receive_claimed(delivery, sleep=self._sleep)
 
@@ -298,6 +303,7 @@ class _Delivery:
     state_ref: Any
     limits: Limits
     notify_signal_cap: Callable[[str, int], object]
+    push_by: Deadline  # when Traccar's calls must have ended (`webhook_deadline`)
 
     @property
     def name(self) -> str:
@@ -430,9 +436,9 @@ class _Delivery:
                 # (Smartcar drops a delivery after three retries; PROTOCOLS.md §3).
                 hand_off=True,
                 lease_for=WEBHOOK_LEASE_DURATION,  # a dead delivery's device soon swept
-                # Smartcar wants a 2xx within 15 s (PROTOCOLS.md §3): Traccar's calls end well
+                # Smartcar wants a 2xx within 15 s (PROTOCOLS.md §3): Traccar's calls end
                 # before; what is not pushed by then waits in the outbox for the sweep.
-                push_within=WEBHOOK_PUSH_WITHIN,
+                push_by=self.push_by,
             )
         for skipped in reading.skipped:
             logger.info("Smartcar signal skipped: %s", skipped, extra={"event_id": event.eventId})

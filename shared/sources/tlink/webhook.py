@@ -60,7 +60,7 @@ from pydantic import ValidationError
 
 from shared.errors import BadRequest, NotFound, Unauthorized, Unavailable
 from shared.models import Location, utc_now
-from shared.pipeline import WEBHOOK_LEASE_DURATION, WEBHOOK_PUSH_WITHIN, Pipeline, RunReport
+from shared.pipeline import WEBHOOK_LEASE_DURATION, Pipeline, RunReport, webhook_deadline
 from shared.receiver import UNAVAILABLE_RETRY_AFTER, receive_claimed
 from shared.secrets import DEFAULT_ROTATION_GRACE
 from shared.sources.tlink.ingest import DeviceReport, bridge_id, report_from_push
@@ -68,6 +68,7 @@ from shared.sources.tlink.models import PushBody, TlinkEvent
 from shared.sources.tlink.source import TlinkSource
 from shared.store import DeliveryRepository
 from shared.store.tlink import Loaded, TlinkRepository
+from shared.traccar import Deadline
 from shared.web import describe_validation_error, matches_rotated
 
 if TYPE_CHECKING:
@@ -280,6 +281,7 @@ class TlinkWebhook:
         sleep: Callable[[float], None] | None = None,
     ) -> PushAnswer:
         """Process one push; see the module docstring for the order and the answers."""
+        push_by = webhook_deadline()  # the answer's time runs from the push's arrival
         if not self.protected and not self._allow_unauthenticated:
             message = self._unprotected()
             self._refused(message)
@@ -309,6 +311,7 @@ class TlinkWebhook:
             source=self._source,
             state_ref=self._delivery.state_ref(bridge_id(report.device_id)),
             pipeline=self._pipeline,
+            push_by=push_by,
         )
         return receive_claimed(push, sleep=sleep or self._sleep)
 
@@ -323,6 +326,7 @@ class _Push:
     source: TlinkSource
     state_ref: Any
     pipeline: Callable[[], Pipeline]
+    push_by: Deadline  # when Traccar's calls must have ended (`webhook_deadline`)
 
     @property
     def name(self) -> str:
@@ -384,7 +388,7 @@ class _Push:
             hand_off=True,  # a busy device: stored in its outbox, answered at once
             lease_for=WEBHOOK_LEASE_DURATION,  # a dead delivery's device soon swept
             # Answered in time whatever Traccar does: what is not pushed by then waits.
-            push_within=WEBHOOK_PUSH_WITHIN,
+            push_by=self.push_by,
         )
         ingestion.committed(prepared)
         return PushAnswer(
