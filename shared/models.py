@@ -282,6 +282,10 @@ class OutboxEntry(Document):
     next_attempt: AwareDatetime = Field(default_factory=utc_now)
     created_at: AwareDatetime = Field(default_factory=utc_now)
     parked: bool = False  # refused again and again while later positions went through
+    # Its push was cut by a deadline (Traccar may have stored it late): no run, forced or not,
+    # pushes the device's positions before this; the sweep then pushes it once more
+    # (shared/pipeline.py, `CUT_RETRY_AFTER`).
+    cut_until: AwareDatetime | None = None
 
 
 class DeviceState(Document):

@@ -25,10 +25,15 @@ PROTOCOLS.md §3): its Traccar calls end `WEBHOOK_PUSH_WITHIN` seconds after the
 arrived (`webhook_deadline()`, taken when the receiver starts; `Pipeline.run(push_by=)`,
 `shared.traccar.Deadline`). What that leaves unpushed waits in the outbox, due at once, and the
 sweep delivers it. A push Traccar had not answered when the deadline came (`PushResult.cut`)
-is at least once: Traccar may have stored it, and the sweep pushes it again. It is not counted
-as Traccar failing (no backoff, nothing told to the `traccar_down` watch): the deadline ended
-the wait, not Traccar; a Traccar that hangs fails the sweep's own push (15 s) a minute later,
-and that one counts.
+may have been stored: it waits `CUT_RETRY_AFTER`, the device's later positions queued behind
+it (`OutboxEntry.cut_until`: no run pushes meanwhile, not even a webhook's, forced), and then
+only a run whose deadline leaves the client's whole wait pushes it again (the sweep's, a
+scheduled or manual sync; a webhook's queues behind it): that push is never cut, so the
+position is stored twice at most, by the cut push if Traccar stored it late and by this one.
+It is not counted as Traccar failing (no backoff, no attempt towards parking, nothing told to
+the `traccar_down` watch): the deadline ended the wait, not Traccar; a Traccar that hangs fails
+the sweep's own push (15 s) later on, and that one counts. Sweep runs have a deadline too
+(`shared.sync`): their function's end less the final commit's reserve.
 """
 
 from __future__ import annotations
@@ -96,6 +101,16 @@ WEBHOOK_ANSWER_WITHIN = 13.0
 # When its Traccar calls (pushes and REST calls together) must have ended: the answer's time
 # less the final commit's round trip (tens of ms; a retried write a few hundred).
 WEBHOOK_PUSH_WITHIN = WEBHOOK_ANSWER_WITHIN - 1.0
+# How long a push the deadline cut (Traccar may have stored it) waits before it is pushed again:
+# a webhook run arriving meanwhile would push it again under the same slow Traccar, cut again
+# and maybe stored again (one copy per webhook); waiting blocks the device's later positions
+# behind it (queued, not lost) until the sweep (every minute) pushes it once.
+CUT_RETRY_AFTER = timedelta(seconds=60)
+# What waits behind a push the deadline cut, in a run whose deadline could cut it again.
+CUT_WAITS = (
+    "behind a push Traccar may have stored: pushed again by a run that can wait for Traccar's "
+    "answer (the sweep)"
+)
 # What a position not pushed for want of time says in the outbox until it is tried.
 OUT_OF_TIME = "not pushed: the webhook's answer could not wait longer; the sweep delivers it"
 
@@ -302,8 +317,9 @@ class Pipeline:
         to the outbox in one commit with `along` and `along_outcome`, instead of `RetryLater`;
         the holder delivers them before it lets go (`_take_over`), else the sweep does.
         `lease_for`: how long the run holds the device (default: `lease_duration` of its source).
-        `push_by` (a webhook's `webhook_deadline()`): Traccar's calls end by then; what is left
-        waits in the outbox for the sweep (module docstring).
+        `push_by` (a webhook's `webhook_deadline()`, a sweep's function end less its commit
+        reserve): Traccar's calls end by then; what is left waits in the outbox for the sweep
+        (module docstring).
         """
         deadline = push_by
         now = self._clock()
@@ -577,6 +593,11 @@ class Pipeline:
             raise
         return location.fingerprint()
 
+    @property
+    def longest_push_wait(self) -> float:
+        """How long one push may wait for Traccar on the client's own timeouts."""
+        return self._osmand.longest_wait
+
     def push(
         self, device: Device, location: Location, *, deadline: Deadline | None = None
     ) -> list[PushResult]:
@@ -710,6 +731,7 @@ class _Run:
         self.outbox_delete: list[str] = []
         self.push_log: list[PushLogEntry] = []
         self.failed = False
+        self.cut = False  # a push the deadline cut: Traccar may have stored it (`deliver`)
         self.waiting = 0
         self.parked = 0
         self.parked_unseen = state.parked_count  # parked entries not loaded by this run
@@ -750,8 +772,17 @@ class _Run:
 
         retry_at = self.state.retry_at
         blocked_by: str | None = None
-        if outbox and not force and retry_at is not None and retry_at > self.now:
-            blocked_by = f"Traccar refused earlier; next attempt at {iso(retry_at)}"
+        cut_until = max(
+            (e.cut_until for e in waiting.values() if e.cut_until and e.cut_until > self.now),
+            default=None,
+        )
+        if cut_until is not None:
+            # Even when forced (a webhook's run): pushed again now, under the same slow
+            # Traccar, it could be cut and stored once more with each delivery.
+            blocked_by = f"behind a push Traccar may have stored; next attempt at {iso(cut_until)}"
+        elif outbox and not force and retry_at is not None and retry_at > self.now:
+            # Refused earlier (a backoff), or a push the deadline cut waits (CUT_RETRY_AFTER).
+            blocked_by = f"waiting for an earlier push to be retried at {iso(retry_at)}"
         report = RunReport(
             SyncResult(fetched=len(fetched), new=len(new), skipped=self.skipped_reports)
         )
@@ -759,12 +790,15 @@ class _Run:
         for index, (_, _, fingerprint, location, entry) in enumerate(queue):
             if blocked_by is None and self.out_of_time():
                 blocked_by = OUT_OF_TIME
+            cut_before = entry is not None and entry.cut_until is not None
+            if blocked_by is None and cut_before and not self.can_wait_fully():
+                blocked_by = CUT_WAITS  # pushed again now, it could be cut (stored) again
             if blocked_by is not None:
                 self._wait(fingerprint, location, entry, blocked_by, attempted=False)
                 report.locations.append(LocationReport(location, "queued", blocked_by))
                 continue
             attempts = self.pipeline.push(self.device, location, deadline=self.deadline)
-            if not attempts[-1].tried:  # the device was created, its push left no time
+            if not attempts[-1].tried:  # no time left (after a creation), or no connection
                 blocked_by = OUT_OF_TIME
                 self.push_log += [
                     self.pipeline.log_entry(self.device, location, a, self.now) for a in attempts
@@ -781,14 +815,16 @@ class _Run:
             ]
             final = attempts[-1]
             if final.cut:
-                # Sent, unanswered when the deadline came: not Traccar's refusal (no backoff);
-                # it waits, due at once, and is pushed again (at least once: module docstring).
+                # Sent, unanswered when the deadline came: not Traccar's refusal (no backoff,
+                # no attempt towards parking); it waits CUT_RETRY_AFTER, then the sweep pushes
+                # it again (stored twice at most: module docstring).
+                self.cut = True
                 if suspect is not None:
                     self._wait(*suspect, attempted=True)
                     suspect = None
                 blocked_by = OUT_OF_TIME
                 error = final.error or OUT_OF_TIME
-                self._wait(fingerprint, location, entry, error, attempted=True)
+                self._wait(fingerprint, location, entry, error, attempted=True, cut=True)
                 report.locations.append(LocationReport(location, "queued", error))
                 continue
             if final.outcome is PushOutcome.ACCEPTED:
@@ -845,7 +881,11 @@ class _Run:
         error: str,
         *,
         attempted: bool,
+        cut: bool = False,
     ) -> None:
+        """`location` waits in the outbox; `attempted`: it was pushed in this run, an attempt
+        towards `PARK_AFTER_ATTEMPTS` unless the deadline `cut` its push (then it holds the
+        device's later positions back until `CUT_RETRY_AFTER` has passed)."""
         self.waiting += 1
         if entry is not None and not attempted and entry.last_error == error:
             return  # unchanged: no write
@@ -859,12 +899,25 @@ class _Run:
         self.outbox_put.append(
             base.model_copy(
                 update={
-                    "attempts": base.attempts + (1 if attempted else 0),
+                    "attempts": base.attempts + (1 if attempted and not cut else 0),
+                    # Kept until a push not cut ends it (`deliver`).
+                    "cut_until": (
+                        self.now + CUT_RETRY_AFTER
+                        if cut
+                        else (None if attempted else base.cut_until)
+                    ),
                     "last_error": error,
                     "next_attempt": self.next_attempt(),
                     "parked": False,
                 }
             )
+        )
+
+    def can_wait_fully(self) -> bool:
+        """Whether a push now could not be cut: no deadline, or one leaving the client's whole
+        wait (`OsmAndClient.longest_wait`)."""
+        return self.deadline is None or (
+            self.deadline.remaining() >= self.pipeline.longest_push_wait
         )
 
     def out_of_time(self) -> bool:
@@ -873,9 +926,12 @@ class _Run:
 
     def retry_at(self) -> datetime | None:
         """When the device's waiting positions are tried next: after a refusal in this run,
-        the backoff; otherwise what an earlier run set."""
+        the backoff; after a push the deadline cut, `CUT_RETRY_AFTER`; otherwise what an
+        earlier run set."""
         if self.failed:
             return self.now + backoff(self.state.failures + 1)
+        if self.cut:
+            return self.now + CUT_RETRY_AFTER
         return self.state.retry_at
 
     def next_attempt(self) -> datetime:
@@ -886,9 +942,10 @@ class _Run:
         if self.failed:
             failures, retry_at = self.state.failures + 1, self.retry_at()
         elif self.waiting:
-            # Left waiting without a refusal (behind a backoff, out of time): due once the
-            # backoff ends, else at once; the sweep looks for `retry_at`.
-            failures, retry_at = self.state.failures, self.state.retry_at or self.now
+            # Left waiting without a refusal (behind a backoff, a cut push, out of time): due
+            # once the backoff or the cut push's wait ends, else at once; the sweep looks for
+            # `retry_at`.
+            failures, retry_at = self.state.failures, self.retry_at() or self.now
         else:
             failures, retry_at = 0, None
         return self.state.model_copy(

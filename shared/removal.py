@@ -22,6 +22,7 @@ refresh of the account unless it is excluded; a TLINK device with its next push 
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -119,12 +120,14 @@ class DeviceRemoval:
             if device.source == Source.SMARTCAR:
                 connected = self._smartcar_disconnect(device.id)
                 smartcar = "disconnected" if connected else "not_connected"
+            tlink = _tlink_number(device)
+            removed = self._records.forget(device_id, tlink_device=tlink)
         except BaseException:
-            # Nothing removed locally: the device syncs on until the removal is asked again.
-            self._delivery.release(lease, state)
+            # The device syncs on until the removal is asked again, which must not find its
+            # own lease held (a 429): given back, unless the state is gone already.
+            with contextlib.suppress(Exception):
+                self._delivery.release(lease, state)
             raise
-        tlink = _tlink_number(device)
-        removed = self._records.forget(device_id, tlink_device=tlink)
         comes_back, note = self._what_comes_back(device)
         return DeviceRemoved(
             id=device_id,

@@ -14,8 +14,11 @@ Traccar's "locate now" of a device without a sync service (`shared.commands`) ru
 job (`run_once`): a job of its own (`once-…`, beside the device's `sync-…` one) made and run
 at once, whose body says `"once": true`; the run it starts deletes it (`delete_once`, from
 `Sync.scheduled_sync`) after syncing, unless that run is to be retried (429: the device's lease
-held; 5xx), so Cloud Scheduler's retries still locate. Should no run end, its yearly schedule
-(Cloud Scheduler has no one-time jobs) runs it once more and that run deletes it.
+held; 5xx), so Cloud Scheduler's retries still locate, if they apply to a forced run (the
+RunJob reference, cloud.google.com/scheduler/docs/reference/rest/v1/projects.locations.jobs/run,
+does not say; RetryConfig's does for scheduled attempts). Should no run end, its yearly
+schedule (Cloud Scheduler has no one-time jobs) or the next "locate now" runs it again, and
+that run deletes it.
 """
 
 from __future__ import annotations

@@ -43,6 +43,13 @@ SWEEP_LIMIT = 50
 # run's reads, its pushes (each may wait up to 20 s for Traccar) and its final commit must end
 # before the function is killed, else a position Traccar took goes unrecorded (pushed again).
 SWEEP_MARGIN = timedelta(seconds=30)
+# A sweep run's pushes end this long before its function's deadline (`Pipeline.run(push_by=)`):
+# time for the run's final commit (a round trip; retried writes a few seconds), so a run with a
+# backlog against a slow Traccar is not killed between its pushes and the commit recording them
+# (those would be pushed again). A push this cuts waits like a webhook's (shared/pipeline.py).
+# A run's first push has SWEEP_MARGIN less this (25 s) ahead, more than the client's own
+# timeouts (5 s + 15 s): it is never cut, so it may push again a position a deadline cut.
+SWEEP_COMMIT_RESERVE = timedelta(seconds=5)
 # A sweep run's lease lasts this much beyond its function's deadline (a lease outlives the
 # function its run lives in: shared/pipeline.py), for instances' clocks that differ a little.
 SWEEP_LEASE_SLACK = timedelta(seconds=10)
@@ -253,8 +260,9 @@ class Sync:
 
         `once`: the run of a "locate now" one-shot job (`JobScheduler.run_once`), deleted after
         the run, so a run told to retry keeps it: a 429 (another run holds the device's lease),
-        a 5xx or an unexpected failure, which Cloud Scheduler retries (`JOB_RETRY_COUNT`), and
-        which would otherwise drop the locate. Once those retries are spent, the job's yearly
+        a 5xx or an unexpected failure, which Cloud Scheduler retries (`JOB_RETRY_COUNT`) if
+        its retry settings apply to a forced run (RunJob's reference does not say), and which
+        would otherwise drop the locate. Once those retries are spent, the job's yearly
         schedule or the next "locate now" (which remakes the job) runs it again; either run
         deletes it. A run done, or refused for good (another 4xx: an unknown device), deletes
         it. A delete that fails (a deployment whose Terraform lacks cloudscheduler.jobs.delete)
@@ -316,8 +324,10 @@ class Sync:
 
         `deadline` is when the caller's function is killed (its request's start plus its
         lifetime, `shared.models`): no run starts with less than `SWEEP_MARGIN` left, none once
-        `budget` has passed since the sweep began (the first excepted), and each run holds its
-        device's lease until after `deadline`, so a live run never loses it.
+        `budget` has passed since the sweep began (the first excepted), each run's pushes end
+        `SWEEP_COMMIT_RESERVE` before `deadline` (its commit must land before the function is
+        killed), and each run holds its device's lease until after `deadline`, so a live run
+        never loses it.
 
         A device whose lease a run holds is skipped: that run delivers its outbox, or the next
         sweep does. A device whose run fails is logged and passed over, whatever the error (an
@@ -336,9 +346,17 @@ class Sync:
                 logger.warning("due outbox of an unknown device", extra={
                     "device_id": state.id})  # fmt: skip
                 continue
+            # Cold start: Traccar's client loads with the first run (the pipeline's module), never
+            # for a sync_device answering "unknown device" (tests/integration/test_cold_start.py).
+            from shared.traccar import Deadline
+
+            left = (deadline - now - SWEEP_COMMIT_RESERVE).total_seconds()
             try:
                 report = self.pipeline.run(
-                    device, list, lease_for=deadline - now + SWEEP_LEASE_SLACK
+                    device,
+                    list,
+                    lease_for=deadline - now + SWEEP_LEASE_SLACK,
+                    push_by=Deadline.after(left),
                 )
             except (RetryLater, Conflict) as exc:
                 # Busy, or another run took the device over: that run delivers the outbox,

@@ -186,7 +186,8 @@ class PushResult:
     # Attributes left out so that the body fits Traccar's limit (names as they would have been
     # sent); the position itself always goes.
     dropped: tuple[str, ...] = ()
-    # False: not sent at all, no time being left before the caller's deadline.
+    # False: not sent at all, no time being left before the caller's deadline (or the deadline
+    # came before the connection was made).
     tried: bool = True
     # True: sent, and the caller's deadline ran out before Traccar answered (it cut the wait
     # short of the client's own timeout): Traccar may be slow, not down, and may have stored it.
@@ -208,6 +209,12 @@ class OsmAndClient:
         self._url = base_url
         self._target = _safe_url(base_url)
         self._timeout = (connect_timeout, read_timeout)
+
+    @property
+    def longest_wait(self) -> float:
+        """How long a push may wait for Traccar on its own timeouts (connect, then the answer):
+        a deadline leaving at least this much never cuts it."""
+        return self._timeout[0] + self._timeout[1]
 
     def push(
         self, location: Location, unique_id: str, *, deadline: Deadline | None = None
@@ -380,9 +387,17 @@ def _retry(status: int | None, error: str) -> PushResult:
 def _unanswered(target: str, failure: str, deadline: Deadline | None) -> PushResult:
     """A push that timed out (`failure`): cut when `deadline` had run out by then (the total
     it bounded the call with, shorter than the client's own timeouts), else Traccar's failure.
-    One clock read: no bookkeeping of which bound fired."""
+    One clock read: no bookkeeping of which bound fired. A connection the deadline cut before
+    it was made sent nothing: not tried (Traccar cannot have stored it), not cut."""
     if deadline is None or deadline.remaining() >= MIN_CALL_SECONDS:
         return _retry(None, f"Traccar at {target}: {failure}")
+    if failure == CONNECT_TIMEOUT:
+        return PushResult(
+            PushOutcome.RETRY_LATER,
+            None,
+            f"Traccar at {target}: not sent, no connection before the answer's deadline",
+            tried=False,
+        )
     return PushResult(
         PushOutcome.RETRY_LATER,
         None,
@@ -420,11 +435,12 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
 
 
 READ_TIMEOUT = "read timeout (no answer in time)"
+CONNECT_TIMEOUT = "connect timeout"
 
 
 def _timeout_kind(exc: requests.Timeout) -> str:
     if isinstance(exc, requests.ConnectTimeout):
-        return "connect timeout"
+        return CONNECT_TIMEOUT
     return READ_TIMEOUT
 
 

@@ -44,10 +44,9 @@ class DeviceRecords:
         from google.cloud.firestore import FieldFilter
 
         key = document_id(device_id)
+        outbox = self._client.collection("outbox").where(filter=FieldFilter("device_id", "==", key))
         removed = {
-            "outbox": self._delete_query(
-                self._client.collection("outbox").where(filter=FieldFilter("device_id", "==", key))
-            ),
+            "outbox": self._delete_query(outbox),
             # `GET /places` names the devices seen at each place: a removed one no longer.
             "place_sightings": self._delete_query(
                 self._client.collection(PLACE_SIGHTINGS).where(
@@ -79,6 +78,10 @@ class DeviceRecords:
                 batch.delete(ref)
         if existing:
             batch.commit(**writes())
+        # Again once the state is gone: a webhook handed off to the device between the first
+        # outbox query and the state's delete added entries (its write's condition on the
+        # state held); after the delete, a hand-off's condition fails, so none comes later.
+        removed["outbox"] += self._delete_query(outbox)
         return removed
 
     def _delete_query(self, query: firestore.Query) -> int:

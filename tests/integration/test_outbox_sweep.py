@@ -263,6 +263,21 @@ def test_a_device_whose_run_fails_is_logged_and_passed_over_and_goes_behind_the_
     assert runtime.store.delivery.state("abc123").retry_at == clock.now + 4 * BACKOFF_BASE
 
 
+def test_an_unreadable_due_state_does_not_stop_the_sweep(
+    runtime: Runtime, osmand: OsmAndServer, clock: Clock, firestore_client: firestore.Client
+) -> None:
+    """A state document the model refuses, due first: listed by its id alone, its run fails
+    alone and is put back; the devices behind it are swept."""
+    sync = two_due(runtime, osmand, clock)
+    firestore_client.collection("device_state").document("abc123").update({"outbox_count": "many"})
+
+    assert sweep(sync, now=clock.now) == ["car-1"]
+
+    assert [p.unique_id for p in osmand.positions] == ["car-1"]
+    raw = firestore_client.collection("device_state").document("abc123").get().to_dict() or {}
+    assert raw["retry_at"] > clock.now  # behind the others
+
+
 def test_the_sweep_job_answers_and_delivers_the_others_when_a_device_fails(
     runtime: Runtime,
     osmand: OsmAndServer,
