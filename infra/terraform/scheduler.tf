@@ -41,7 +41,7 @@ resource "google_cloud_scheduler_job" "refresh_devices" {
   depends_on = [google_cloud_run_service_iam_member.scheduler_invokes_refresh_devices]
 }
 
-# The sweep (issue 16): every few minutes, refresh_devices delivers what webhooks handed off to
+# The sweep (issue 16): every minute by default, refresh_devices delivers what webhooks handed off to
 # a busy device's outbox and no lease holder delivered (its run died or failed before its push,
 # or the delivery came just as it let go). Webhook-only devices (Smartcar, TLINK) have no sync
 # job of their own to sweep after, so without this job such a delivery waited for the hourly
@@ -54,7 +54,7 @@ resource "google_cloud_scheduler_job" "refresh_devices" {
 resource "google_cloud_scheduler_job" "sweep_handoffs" {
   name        = "${var.name_prefix}-sweep-handoffs"
   region      = var.region
-  description = "traccar-bridge: deliver webhook deliveries handed off to a busy device"
+  description = "traccar-bridge: deliver every due outbox (handed-off deliveries, ended backoffs)"
   schedule    = var.sweep_schedule
   time_zone   = var.scheduler_time_zone
   # A sweep runs at most SWEEP_LIMIT devices' pipelines; the function's timeout bounds it.
